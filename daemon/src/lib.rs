@@ -1,0 +1,2 @@
+//! The ProMoS license daemon.
+#![forbid(unsafe_code)]

@@ -1,0 +1,2 @@
+//! The ProMoS license server ("PLS").
+#![forbid(unsafe_code)]

@@ -1,0 +1,151 @@
+//! Every message of protocol version 1.
+//!
+//! Requests go from a daemon (or a relaying peer) to the server; responses come
+//! back. The enums' variant order is part of the encoding: append, never reorder.
+
+use crate::receipt::{CheckReceipt, Refusal};
+use keys::{HardwareId, LicenseGrant, LicenseNumber, Signed};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// 128 random bits that tie an answer to one request.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Nonce(pub [u8; 16]);
+
+impl Nonce {
+    pub fn random() -> Self {
+        Nonce(rand::random())
+    }
+}
+
+impl fmt::Debug for Nonce {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Nonce(")?;
+        for b in &self.0[..4] {
+            write!(f, "{b:02x}")?;
+        }
+        write!(f, "…)")
+    }
+}
+
+/// The license token: the secret a customer copies from the portal into the
+/// first-start dialog. Its `Debug` never shows it, so it cannot leak into logs.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Token(pub String);
+
+impl Token {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
+
+/// Whether the ProMoS runtime on the host is running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RuntimeState {
+    Running,
+    Stopped,
+}
+
+/// Simultaneous users of the operator programs currently holding a seat.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Seats {
+    pub ge: u32,
+    pub pwa: u32,
+}
+
+/// First message on a connection: which protocol versions the sender speaks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    pub min_version: u16,
+    pub max_version: u16,
+    /// Program and version, e.g. `promos-licd/0.1.0`.
+    pub agent: String,
+}
+
+/// Bind this host to the license (the manual's first-start dialog).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Activate {
+    pub license_number: LicenseNumber,
+    pub token: Token,
+    pub hardware_id: HardwareId,
+    pub daemon_version: String,
+    pub nonce: Nonce,
+}
+
+/// The daily check (and the report of the runtime's state).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Check {
+    pub license_number: LicenseNumber,
+    pub hardware_id: HardwareId,
+    /// Serial of the grant the daemon holds, if any.
+    pub grant_serial: Option<u64>,
+    pub runtime: RuntimeState,
+    pub seats: Seats,
+    pub daemon_version: String,
+    pub nonce: Nonce,
+}
+
+/// The host gives its binding back (uninstall). Needs the token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deactivate {
+    pub license_number: LicenseNumber,
+    pub token: Token,
+    pub hardware_id: HardwareId,
+    pub nonce: Nonce,
+}
+
+/// A peer's encoded request or response, carried unchanged by a relaying daemon.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayEnvelope {
+    /// Hardware ID of the daemon that forwarded the message (for the server's
+    /// record of the path).
+    pub relay: HardwareId,
+    /// The original frame body (version + message), byte for byte.
+    pub body: Vec<u8>,
+}
+
+/// Daemon (or relay) to server.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    Hello(Hello),
+    Activate(Activate),
+    Check(Check),
+    Deactivate(Deactivate),
+    Relay(RelayEnvelope),
+}
+
+/// Protocol-level failures, not license decisions. Not signed: they never change
+/// what a daemon believes about its license.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorReply {
+    /// The server speaks `min..=max` only.
+    UnsupportedProtocolVersion { min: u16, max: u16 },
+    /// The request could not be decoded.
+    Malformed(String),
+    /// Too many requests from this source; retry later.
+    RateLimited { retry_after_secs: u32 },
+    /// Something failed on the server; retry later.
+    Unavailable,
+}
+
+/// Server to daemon (or relay).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    Hello { version: u16, agent: String },
+    /// Activation succeeded: the grant to enforce and the first receipt.
+    Activated { grant: Signed<LicenseGrant>, receipt: Signed<CheckReceipt> },
+    /// Check succeeded; a newer grant comes along if the daemon holds an older one.
+    Checked { receipt: Signed<CheckReceipt>, grant: Option<Signed<LicenseGrant>> },
+    /// Binding released.
+    Deactivated { receipt: Signed<CheckReceipt> },
+    Refused(Signed<Refusal>),
+    Error(ErrorReply),
+    /// The answer to a relayed request, carried back unchanged.
+    Relayed(RelayEnvelope),
+}

@@ -1,0 +1,100 @@
+//! Check receipts and refusals: signed by the server, bound to the asking host.
+//!
+//! Both echo the requester's nonce and hardware ID, so a relay or a listener can
+//! neither forge one (no key) nor reuse one for another host or another request.
+
+use crate::msg::Nonce;
+use keys::{HardwareId, LicenseNumber, SignedPayload, UnixTime};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The server's signed answer to a successful activation or check.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckReceipt {
+    pub license_number: LicenseNumber,
+    pub hardware_id: HardwareId,
+    pub nonce: Nonce,
+    /// The server's clock when it answered; the daemon's grace periods count from here.
+    pub server_time: UnixTime,
+    /// When the daemon should check again.
+    pub next_check_due: UnixTime,
+    /// The serial of the license's current grant on the server.
+    pub current_serial: u64,
+}
+
+impl SignedPayload for CheckReceipt {
+    const CONTEXT: &'static str = "check-receipt";
+}
+
+/// Why the server will not license this host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RefusalReason {
+    UnknownLicense,
+    WrongToken,
+    BoundToAnotherHost,
+    LicenseWasReset,
+    /// Ordered but not yet activated (awaiting payment).
+    NotYetActivated,
+    Expired,
+}
+
+impl RefusalReason {
+    pub const ALL: [RefusalReason; 6] = [
+        RefusalReason::UnknownLicense,
+        RefusalReason::WrongToken,
+        RefusalReason::BoundToAnotherHost,
+        RefusalReason::LicenseWasReset,
+        RefusalReason::NotYetActivated,
+        RefusalReason::Expired,
+    ];
+
+    /// Stable machine name, for logs, metrics and the local socket.
+    pub fn key(self) -> &'static str {
+        match self {
+            RefusalReason::UnknownLicense => "unknown_license",
+            RefusalReason::WrongToken => "wrong_token",
+            RefusalReason::BoundToAnotherHost => "bound_to_another_host",
+            RefusalReason::LicenseWasReset => "license_was_reset",
+            RefusalReason::NotYetActivated => "not_yet_activated",
+            RefusalReason::Expired => "expired",
+        }
+    }
+
+    /// What the user reads, in German or English.
+    pub fn message(self, german: bool) -> &'static str {
+        match (self, german) {
+            (RefusalReason::UnknownLicense, false) => "The license server does not know this license number. Check the number in the license server.",
+            (RefusalReason::UnknownLicense, true) => "Der Lizenzserver kennt diese Lizenznummer nicht. Bitte prüfen Sie die Nummer im Lizenzserver.",
+            (RefusalReason::WrongToken, false) => "The license token is wrong. Copy it again from the license server (\"Show token\").",
+            (RefusalReason::WrongToken, true) => "Das Lizenz-Token ist falsch. Bitte kopieren Sie es erneut aus dem Lizenzserver (\"Token anzeigen\").",
+            (RefusalReason::BoundToAnotherHost, false) => "The license is bound to another computer. Reset the license in the license server to move it here.",
+            (RefusalReason::BoundToAnotherHost, true) => "Die Lizenz ist an einen anderen Computer gebunden. Setzen Sie die Lizenz im Lizenzserver zurück, um sie hierher zu verschieben.",
+            (RefusalReason::LicenseWasReset, false) => "The license was reset in the license server and now belongs to another computer.",
+            (RefusalReason::LicenseWasReset, true) => "Die Lizenz wurde im Lizenzserver zurückgesetzt und gehört jetzt zu einem anderen Computer.",
+            (RefusalReason::NotYetActivated, false) => "The license has not been activated yet (awaiting payment).",
+            (RefusalReason::NotYetActivated, true) => "Die Lizenz wurde noch nicht freigeschaltet (Zahlung ausstehend).",
+            (RefusalReason::Expired, false) => "The license has expired. Renew it in the license server.",
+            (RefusalReason::Expired, true) => "Die Lizenz ist abgelaufen. Bitte erneuern Sie sie im Lizenzserver.",
+        }
+    }
+}
+
+impl fmt::Display for RefusalReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.message(false))
+    }
+}
+
+/// The server's signed "no", bound to the host and request it answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    pub reason: RefusalReason,
+    pub license_number: LicenseNumber,
+    pub hardware_id: HardwareId,
+    pub nonce: Nonce,
+    pub server_time: UnixTime,
+}
+
+impl SignedPayload for Refusal {
+    const CONTEXT: &'static str = "refusal";
+}

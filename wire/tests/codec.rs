@@ -1,0 +1,300 @@
+//! Round trips, limits and hostile input for the wire codec.
+
+use expect_test::expect;
+use keys::grant::GRANT_FORMAT;
+use keys::{
+    Binding, Entitlements, LicenseData, LicenseGrant, LicenseNumber, LicenseType, Protection,
+    Signed, SigningKeyPair, TrustedKeys, UnixTime,
+};
+use proptest::prelude::*;
+use wire::codec::{self, DecodeError};
+use wire::*;
+
+fn key() -> SigningKeyPair {
+    SigningKeyPair::from_seed(&[9u8; 32])
+}
+fn number() -> LicenseNumber {
+    LicenseNumber::from_body(192_190_001).expect("body")
+}
+fn hwid() -> keys::HardwareId {
+    "502c649d1171ad2e8705074ce97791db".parse().expect("hwid")
+}
+
+fn grant() -> Signed<LicenseGrant> {
+    let k = key();
+    Signed::sign(
+        &LicenseGrant {
+            format: GRANT_FORMAT,
+            license_number: number(),
+            license_type: LicenseType::Standard,
+            protection: Protection::SoftDongle,
+            license_data: LicenseData { name: "Test AG".into(), postcode: "3123".into(), city: "Belp".into() },
+            binding: Binding::HardwareId(hwid()),
+            entitlements: Entitlements::standard_base(),
+            issued_at: UnixTime(1_700_000_000),
+            valid_until: None,
+            serial: 1,
+            key_id: k.key_id(),
+        },
+        &k,
+    )
+}
+
+fn receipt() -> Signed<CheckReceipt> {
+    Signed::sign(
+        &CheckReceipt {
+            license_number: number(),
+            hardware_id: hwid(),
+            nonce: Nonce([3; 16]),
+            server_time: UnixTime(1_700_000_000),
+            next_check_due: UnixTime(1_700_086_400),
+            current_serial: 1,
+        },
+        &key(),
+    )
+}
+
+fn refusal() -> Signed<Refusal> {
+    Signed::sign(
+        &Refusal {
+            reason: RefusalReason::LicenseWasReset,
+            license_number: number(),
+            hardware_id: hwid(),
+            nonce: Nonce([4; 16]),
+            server_time: UnixTime(1_700_000_000),
+        },
+        &key(),
+    )
+}
+
+fn check() -> Check {
+    Check {
+        license_number: number(),
+        hardware_id: hwid(),
+        grant_serial: Some(1),
+        runtime: RuntimeState::Running,
+        seats: Seats { ge: 1, pwa: 2 },
+        daemon_version: "promos-licd/0.1.0".into(),
+        nonce: Nonce([7; 16]),
+    }
+}
+
+fn all_requests() -> Vec<Request> {
+    let relay_body = codec::encode_body(&Request::Check(check())).expect("encode");
+    vec![
+        Request::Hello(Hello { min_version: 1, max_version: 1, agent: "promos-licd/0.1.0".into() }),
+        Request::Activate(Activate {
+            license_number: number(),
+            token: Token("s3cr3t-token".into()),
+            hardware_id: hwid(),
+            daemon_version: "promos-licd/0.1.0".into(),
+            nonce: Nonce([1; 16]),
+        }),
+        Request::Check(check()),
+        Request::Deactivate(Deactivate {
+            license_number: number(),
+            token: Token("s3cr3t-token".into()),
+            hardware_id: hwid(),
+            nonce: Nonce([2; 16]),
+        }),
+        Request::Relay(RelayEnvelope { relay: hwid(), body: relay_body }),
+    ]
+}
+
+fn all_responses() -> Vec<Response> {
+    vec![
+        Response::Hello { version: 1, agent: "pls/0.1.0".into() },
+        Response::Activated { grant: grant(), receipt: receipt() },
+        Response::Checked { receipt: receipt(), grant: Some(grant()) },
+        Response::Checked { receipt: receipt(), grant: None },
+        Response::Deactivated { receipt: receipt() },
+        Response::Refused(refusal()),
+        Response::Error(ErrorReply::UnsupportedProtocolVersion { min: 1, max: 1 }),
+        Response::Error(ErrorReply::Malformed("x".into())),
+        Response::Error(ErrorReply::RateLimited { retry_after_secs: 30 }),
+        Response::Error(ErrorReply::Unavailable),
+        Response::Relayed(RelayEnvelope { relay: hwid(), body: vec![0, 1, 2] }),
+    ]
+}
+
+#[test]
+fn every_message_round_trips() {
+    for req in all_requests() {
+        let frame = codec::encode_frame(&req).expect("encode");
+        assert_eq!(codec::decode_frame::<Request>(&frame), Ok(req));
+    }
+    for resp in all_responses() {
+        let frame = codec::encode_frame(&resp).expect("encode");
+        assert_eq!(codec::decode_frame::<Response>(&frame), Ok(resp));
+    }
+}
+
+#[test]
+fn signed_documents_survive_the_wire_and_still_verify() {
+    let trusted = TrustedKeys::with([key().public()]);
+    let frame = codec::encode_frame(&Response::Activated { grant: grant(), receipt: receipt() }).expect("encode");
+    let Ok(Response::Activated { grant, receipt }) = codec::decode_frame::<Response>(&frame) else {
+        panic!("wrong message");
+    };
+    assert_eq!(trusted.verify(&grant).expect("grant").serial, 1);
+    assert_eq!(trusted.verify(&receipt).expect("receipt").nonce, Nonce([3; 16]));
+}
+
+#[test]
+fn every_single_byte_change_of_a_signed_grant_on_the_wire_is_rejected() {
+    let trusted = TrustedKeys::with([key().public()]);
+    let frame = codec::encode_frame(&Response::Checked { receipt: receipt(), grant: Some(grant()) }).expect("encode");
+    for i in 0..frame.len() {
+        let mut bad = frame.clone();
+        bad[i] ^= 0x01;
+        let accepted = match codec::decode_frame::<Response>(&bad) {
+            Ok(Response::Checked { receipt: r, grant: Some(g) }) => {
+                let (r, g) = (trusted.verify(&r), trusted.verify(&g));
+                r.is_ok() && g.is_ok() && *r.expect("r") == *trusted.verify(&receipt()).expect("orig r")
+                    && *g.expect("g") == *trusted.verify(&grant()).expect("orig g")
+            }
+            _ => false,
+        };
+        assert!(!accepted, "flipping byte {i} was not noticed");
+    }
+}
+
+#[test]
+fn every_truncation_is_a_typed_error() {
+    for req in all_requests() {
+        let frame = codec::encode_frame(&req).expect("encode");
+        for len in 0..frame.len() {
+            let err = codec::decode_frame::<Request>(&frame[..len]).expect_err("truncated");
+            assert!(matches!(err, DecodeError::Truncated { .. }), "len {len}: {err:?}");
+        }
+        // A truncated body behind an honest length prefix is malformed, never a panic.
+        let body = codec::encode_body(&req).expect("encode");
+        for len in 0..body.len() {
+            assert!(codec::decode_body::<Request>(&body[..len]).is_err());
+        }
+    }
+}
+
+#[test]
+fn oversize_frames_are_refused_before_allocation() {
+    let mut frame = ((MAX_FRAME_BYTES + 1) as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&[0; 16]);
+    assert_eq!(
+        codec::decode_frame::<Request>(&frame),
+        Err(DecodeError::TooLarge { len: MAX_FRAME_BYTES + 1, max: MAX_FRAME_BYTES })
+    );
+    assert!(matches!(codec::split_frame(&frame), Err(DecodeError::TooLarge { .. })));
+    let huge = Request::Relay(RelayEnvelope { relay: hwid(), body: vec![0; MAX_FRAME_BYTES] });
+    assert!(matches!(codec::encode_frame(&huge), Err(codec::EncodeError::TooLarge { .. })));
+}
+
+#[test]
+fn a_length_inside_the_body_cannot_force_a_huge_allocation() {
+    // Relay body claiming 2^40 bytes: bincode's limit refuses it.
+    let mut body = PROTOCOL_VERSION.to_be_bytes().to_vec();
+    body.push(4); // Request::Relay
+    body.extend_from_slice(&[32]); // hwid string length 32 (varint)
+    body.extend_from_slice(b"502c649d1171ad2e8705074ce97791db");
+    body.push(253); // varint marker: u64 follows
+    body.extend_from_slice(&(1u64 << 40).to_be_bytes());
+    assert!(matches!(codec::decode_body::<Request>(&body), Err(DecodeError::Malformed(_))));
+}
+
+#[test]
+fn unknown_version_and_unknown_message_are_typed_errors() {
+    let mut body = codec::encode_body(&Request::Check(check())).expect("encode");
+    body[0..2].copy_from_slice(&2u16.to_be_bytes());
+    assert_eq!(codec::decode_body::<Request>(&body), Err(DecodeError::UnsupportedVersion(2)));
+    body[0..2].copy_from_slice(&0u16.to_be_bytes());
+    assert_eq!(codec::decode_body::<Request>(&body), Err(DecodeError::UnsupportedVersion(0)));
+
+    let mut unknown = PROTOCOL_VERSION.to_be_bytes().to_vec();
+    unknown.push(99);
+    assert!(matches!(codec::decode_body::<Request>(&unknown), Err(DecodeError::Malformed(_))));
+
+    let mut trailing = codec::encode_body(&Request::Check(check())).expect("encode");
+    trailing.push(0);
+    assert_eq!(codec::decode_body::<Request>(&trailing), Err(DecodeError::TrailingBytes(1)));
+}
+
+#[test]
+fn check_frame_bytes_are_stable() {
+    // A compatibility promise: daemons in the field send exactly these bytes.
+    let frame = codec::encode_frame(&Request::Check(check())).expect("encode");
+    expect!["000000560001020a3139323139303030313920353032633634396431313731616432653837303530373463653937373931646201010001021170726f6d6f732d6c6963642f302e312e3007070707070707070707070707070707"].assert_eq(&hex::encode(&frame));
+}
+
+#[test]
+fn token_never_shows_in_debug_output() {
+    let req = &all_requests()[1];
+    let debug = format!("{req:?}");
+    assert!(!debug.contains("s3cr3t"), "{debug}");
+    assert!(debug.contains("redacted"));
+}
+
+#[tokio::test]
+async fn frames_over_a_stream() {
+    let (mut a, mut b) = tokio::io::duplex(1024);
+    let sent = all_requests();
+    let to_send = sent.clone();
+    let writer = tokio::spawn(async move {
+        for req in &to_send {
+            codec::write_message(&mut a, req).await.expect("write");
+        }
+    });
+    for expected in sent {
+        let got: Request = codec::read_message(&mut b).await.expect("read");
+        assert_eq!(got, expected);
+    }
+    writer.await.expect("writer");
+    assert!(codec::read_frame(&mut b).await.expect("eof").is_none());
+
+    // A stream that stops inside a frame is truncated.
+    let (mut a, mut b) = tokio::io::duplex(64);
+    use tokio::io::AsyncWriteExt;
+    a.write_all(&[0, 0, 0, 9, 0, 1]).await.expect("write");
+    drop(a);
+    assert!(matches!(
+        codec::read_frame(&mut b).await,
+        Err(codec::FrameError::Decode(DecodeError::Truncated { .. }))
+    ));
+}
+
+fn arb_check() -> impl Strategy<Value = Check> {
+    (any::<[u8; 16]>(), any::<Option<u64>>(), any::<bool>(), any::<(u32, u32)>(), "[ -~]{0,40}", any::<[u8; 16]>())
+        .prop_map(|(hw, serial, running, (ge, pwa), version, nonce)| Check {
+            license_number: number(),
+            hardware_id: keys::HardwareId::from_bytes(hw),
+            grant_serial: serial,
+            runtime: if running { RuntimeState::Running } else { RuntimeState::Stopped },
+            seats: Seats { ge, pwa },
+            daemon_version: version,
+            nonce: Nonce(nonce),
+        })
+}
+
+proptest! {
+    #[test]
+    fn prop_check_round_trips(c in arb_check()) {
+        let frame = codec::encode_frame(&Request::Check(c.clone())).expect("encode");
+        prop_assert_eq!(codec::decode_frame::<Request>(&frame), Ok(Request::Check(c)));
+    }
+
+    #[test]
+    fn prop_arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let _ = codec::decode_frame::<Request>(&bytes);
+        let _ = codec::decode_frame::<Response>(&bytes);
+        let _ = codec::decode_body::<Request>(&bytes);
+        let _ = codec::decode_body::<Response>(&bytes);
+    }
+
+    #[test]
+    fn prop_relay_body_is_carried_unchanged(body in proptest::collection::vec(any::<u8>(), 0..2048)) {
+        let env = Request::Relay(RelayEnvelope { relay: hwid(), body: body.clone() });
+        let frame = codec::encode_frame(&env).expect("encode");
+        match codec::decode_frame::<Request>(&frame) {
+            Ok(Request::Relay(e)) => prop_assert_eq!(e.body, body),
+            other => prop_assert!(false, "unexpected {:?}", other),
+        }
+    }
+}

@@ -15,7 +15,11 @@ fn grant(key: &SigningKeyPair) -> LicenseGrant {
         license_number: LicenseNumber::from_body(192_190_001).expect("body"),
         license_type: LicenseType::Standard,
         protection: Protection::SoftDongle,
-        license_data: LicenseData { name: "Bench".into(), postcode: "3123".into(), city: "Belp".into() },
+        license_data: LicenseData {
+            name: "Bench".into(),
+            postcode: "3123".into(),
+            city: "Belp".into(),
+        },
         binding: Binding::HardwareId("502c649d1171ad2e8705074ce97791db".parse().expect("hwid")),
         entitlements: Entitlements::standard_base(),
         issued_at: UnixTime(1_700_000_000),
@@ -37,10 +41,18 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("grant");
     group.throughput(Throughput::Elements(1));
     group.bench_function("sign", |b| b.iter(|| Signed::sign(black_box(&g), &key)));
-    group.bench_function("verify", |b| b.iter(|| trusted.verify(black_box(&signed)).is_ok()));
-    group.bench_function("raw_ed25519_sign", |b| b.iter(|| raw.sign(black_box(&payload))));
+    group.bench_function("verify", |b| {
+        b.iter(|| trusted.verify(black_box(&signed)).is_ok())
+    });
+    group.bench_function("raw_ed25519_sign", |b| {
+        b.iter(|| raw.sign(black_box(&payload)))
+    });
     group.bench_function("raw_ed25519_verify", |b| {
-        b.iter(|| raw.verifying_key().verify(black_box(&payload), &raw_sig).is_ok())
+        b.iter(|| {
+            raw.verifying_key()
+                .verify(black_box(&payload), &raw_sig)
+                .is_ok()
+        })
     });
     group.finish();
 }

@@ -52,7 +52,9 @@ pub enum LicenseFileErrorKind {
     Edited,
     #[error("its signature does not match: the file was altered or damaged; download it again")]
     BadSignature,
-    #[error("it was signed by key {0}, which this installation does not know; update the trusted keys")]
+    #[error(
+        "it was signed by key {0}, which this installation does not know; update the trusted keys"
+    )]
     UnknownKey(KeyId),
     #[error("it was signed by key {0}, which has been retired; download a new license file")]
     RetiredKey(KeyId),
@@ -86,13 +88,16 @@ fn render_parts(grant: &LicenseGrant, signed: &Signed<LicenseGrant>) -> String {
 }
 
 /// Parses and verifies license file bytes.
-pub fn parse(bytes: &[u8], trusted: &TrustedKeys) -> Result<Verified<LicenseGrant>, LicenseFileErrorKind> {
+pub fn parse(
+    bytes: &[u8],
+    trusted: &TrustedKeys,
+) -> Result<Verified<LicenseGrant>, LicenseFileErrorKind> {
     use LicenseFileErrorKind as K;
     if bytes.len() > MAX_FILE_BYTES {
         return Err(K::TooLarge);
     }
-    let value: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| K::NotALicenseFile(format!("not valid JSON: {e}")))?;
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| K::NotALicenseFile(format!("not valid JSON: {e}")))?;
     let format = value
         .get("format")
         .and_then(|f| f.as_str())
@@ -101,11 +106,15 @@ pub fn parse(bytes: &[u8], trusted: &TrustedKeys) -> Result<Verified<LicenseGran
         return Err(K::NotALicenseFile(format!("unexpected format {format:?}")));
     }
     if format != FORMAT_V1 {
-        return Err(K::WrongVersion { found: format.to_owned() });
+        return Err(K::WrongVersion {
+            found: format.to_owned(),
+        });
     }
-    let doc: FileDoc = serde_json::from_value(value).map_err(|e| K::NotALicenseFile(e.to_string()))?;
+    let doc: FileDoc =
+        serde_json::from_value(value).map_err(|e| K::NotALicenseFile(e.to_string()))?;
     let signature = hex::decode(&doc.signature).map_err(|_| K::BadSignature)?;
-    let payload = serde_json::to_vec(&doc.license).map_err(|e| K::NotALicenseFile(e.to_string()))?;
+    let payload =
+        serde_json::to_vec(&doc.license).map_err(|e| K::NotALicenseFile(e.to_string()))?;
     let signed = Signed::<LicenseGrant>::from_parts(payload, doc.key_id, signature);
     if render_parts(&doc.license, &signed).as_bytes() != bytes {
         return Err(K::Edited);
@@ -119,12 +128,20 @@ pub fn parse(bytes: &[u8], trusted: &TrustedKeys) -> Result<Verified<LicenseGran
 }
 
 /// Reads and verifies the license file at `path`.
-pub fn read(path: &Path, trusted: &TrustedKeys) -> Result<Verified<LicenseGrant>, LicenseFileError> {
-    let err = |kind| LicenseFileError { path: path.to_owned(), kind };
-    let meta = std::fs::metadata(path).map_err(|e| err(LicenseFileErrorKind::NotALicenseFile(e.to_string())))?;
+pub fn read(
+    path: &Path,
+    trusted: &TrustedKeys,
+) -> Result<Verified<LicenseGrant>, LicenseFileError> {
+    let err = |kind| LicenseFileError {
+        path: path.to_owned(),
+        kind,
+    };
+    let meta = std::fs::metadata(path)
+        .map_err(|e| err(LicenseFileErrorKind::NotALicenseFile(e.to_string())))?;
     if meta.len() > MAX_FILE_BYTES as u64 {
         return Err(err(LicenseFileErrorKind::TooLarge));
     }
-    let bytes = std::fs::read(path).map_err(|e| err(LicenseFileErrorKind::NotALicenseFile(e.to_string())))?;
+    let bytes = std::fs::read(path)
+        .map_err(|e| err(LicenseFileErrorKind::NotALicenseFile(e.to_string())))?;
     parse(&bytes, trusted).map_err(err)
 }

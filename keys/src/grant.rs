@@ -206,7 +206,10 @@ impl Entitlements {
     /// of each operator program.
     pub fn standard_base() -> Self {
         Entitlements {
-            drivers: Driver::ALL.into_iter().map(|d| (d, d.free_base())).collect(),
+            drivers: Driver::ALL
+                .into_iter()
+                .map(|d| (d, d.free_base()))
+                .collect(),
             ge_users: 1,
             pwa_users: 1,
             ..Self::none()
@@ -216,7 +219,10 @@ impl Entitlements {
     /// The fixed content of an engineering license (PRODUCT.md).
     pub fn engineering() -> Self {
         Entitlements {
-            drivers: Driver::ALL.into_iter().map(|d| (d, d.engineering_count())).collect(),
+            drivers: Driver::ALL
+                .into_iter()
+                .map(|d| (d, d.engineering_count()))
+                .collect(),
             malm: MalmModule::ALL.into_iter().collect(),
             mystrom: true,
             philips_hue: true,
@@ -232,7 +238,9 @@ impl Entitlements {
     /// True if `self` allows at least everything `other` allows (upgrades may only
     /// increase).
     pub fn covers(&self, other: &Entitlements) -> bool {
-        Driver::ALL.into_iter().all(|d| self.driver(d) >= other.driver(d))
+        Driver::ALL
+            .into_iter()
+            .all(|d| self.driver(d) >= other.driver(d))
             && self.malm.is_superset(&other.malm)
             && (self.mystrom || !other.mystrom)
             && (self.philips_hue || !other.philips_hue)

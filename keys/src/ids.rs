@@ -130,7 +130,8 @@ impl FromStr for DongleSerial {
     fn from_str(s: &str) -> Result<Self, IdError> {
         let t = s.trim();
         let ok = (1..=64).contains(&t.len())
-            && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if !ok {
             return Err(IdError::DongleSerialShape(s.to_owned()));
         }
@@ -207,7 +208,10 @@ mod tests {
 
     #[test]
     fn ids_reject_wrong_shapes_with_clear_errors() {
-        assert!(matches!("12345".parse::<LicenseNumber>(), Err(IdError::LicenseNumberShape(_))));
+        assert!(matches!(
+            "12345".parse::<LicenseNumber>(),
+            Err(IdError::LicenseNumberShape(_))
+        ));
         let e = "abc".parse::<HardwareId>().expect_err("short");
         assert!(e.to_string().contains("32 hexadecimal digits"));
         let h: HardwareId = "502C649D1171AD2E8705074CE97791DB".parse().expect("hex");

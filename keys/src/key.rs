@@ -25,16 +25,26 @@ const PUBLIC_PREFIX: &str = "promos-ed25519-public:";
 #[derive(Debug, thiserror::Error)]
 pub enum KeyFileError {
     #[error("cannot read key file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot write key file {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(
         "secret key file {path} can be read by other users (mode {mode:o}); \
          run `chmod 600 {path}` and make sure its owner is the service user"
     )]
     TooOpen { path: PathBuf, mode: u32 },
     #[error("{path} is not a {expected} key file: {reason}")]
-    Malformed { path: PathBuf, expected: &'static str, reason: String },
+    Malformed {
+        path: PathBuf,
+        expected: &'static str,
+        reason: String,
+    },
 }
 
 /// A short, stable fingerprint of a public key (first 8 bytes of its SHA-256).
@@ -114,13 +124,17 @@ impl PublicKey {
     }
 
     pub fn load(path: &Path) -> Result<Self, KeyFileError> {
-        let text = fs::read_to_string(path)
-            .map_err(|source| KeyFileError::Read { path: path.to_owned(), source })?;
-        text.trim().parse().map_err(|reason| KeyFileError::Malformed {
+        let text = fs::read_to_string(path).map_err(|source| KeyFileError::Read {
             path: path.to_owned(),
-            expected: "public",
-            reason,
-        })
+            source,
+        })?;
+        text.trim()
+            .parse()
+            .map_err(|reason| KeyFileError::Malformed {
+                path: path.to_owned(),
+                expected: "public",
+                reason,
+            })
     }
 }
 
@@ -196,14 +210,21 @@ impl SigningKeyPair {
 
     /// Reads a secret key file, refusing one that group or others can read.
     pub fn load(path: &Path) -> Result<Self, KeyFileError> {
-        let meta =
-            fs::metadata(path).map_err(|source| KeyFileError::Read { path: path.to_owned(), source })?;
+        let meta = fs::metadata(path).map_err(|source| KeyFileError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
-            return Err(KeyFileError::TooOpen { path: path.to_owned(), mode });
+            return Err(KeyFileError::TooOpen {
+                path: path.to_owned(),
+                mode,
+            });
         }
-        let text = fs::read_to_string(path)
-            .map_err(|source| KeyFileError::Read { path: path.to_owned(), source })?;
+        let text = fs::read_to_string(path).map_err(|source| KeyFileError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         let malformed = |reason: &str| KeyFileError::Malformed {
             path: path.to_owned(),
             expected: "secret",
@@ -221,7 +242,10 @@ impl SigningKeyPair {
 }
 
 fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> Result<(), KeyFileError> {
-    let err = |source| KeyFileError::Write { path: path.to_owned(), source };
+    let err = |source| KeyFileError::Write {
+        path: path.to_owned(),
+        source,
+    };
     let tmp = path.with_extension("tmp-write");
     let _ = fs::remove_file(&tmp);
     let mut f = fs::OpenOptions::new()
@@ -283,7 +307,10 @@ mod tests {
         let pair = SigningKeyPair::from_seed(&[7u8; 32]);
         let digest = Sha256::digest(pair.public().to_bytes());
         assert_eq!(pair.key_id().to_string(), hex::encode(&digest[..8]));
-        assert_eq!(pair.key_id().to_string().parse::<KeyId>(), Ok(pair.key_id()));
+        assert_eq!(
+            pair.key_id().to_string().parse::<KeyId>(),
+            Ok(pair.key_id())
+        );
     }
 
     #[test]
@@ -292,6 +319,9 @@ mod tests {
         let path = dir.path().join("signing.key");
         write_atomically(&path, b"hello", 0o600).expect("write");
         let err = SigningKeyPair::load(&path).expect_err("garbage");
-        assert!(err.to_string().contains("is not a secret key file"), "{err}");
+        assert!(
+            err.to_string().contains("is not a secret key file"),
+            "{err}"
+        );
     }
 }

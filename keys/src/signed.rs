@@ -92,14 +92,24 @@ impl<T: SignedPayload> Signed<T> {
 
     fn sign_bytes(payload: Vec<u8>, key: &SigningKeyPair) -> Self {
         let signature = key.sign_raw(&signed_message(T::CONTEXT, &payload)).to_vec();
-        Signed { payload, key_id: key.key_id(), signature, _kind: PhantomData }
+        Signed {
+            payload,
+            key_id: key.key_id(),
+            signature,
+            _kind: PhantomData,
+        }
     }
 }
 
 impl<T> Signed<T> {
     /// Reassembles an envelope from its parts (for the license file format).
     pub(crate) fn from_parts(payload: Vec<u8>, key_id: KeyId, signature: Vec<u8>) -> Self {
-        Signed { payload, key_id, signature, _kind: PhantomData }
+        Signed {
+            payload,
+            key_id,
+            signature,
+            _kind: PhantomData,
+        }
     }
     pub fn key_id(&self) -> KeyId {
         self.key_id
@@ -194,7 +204,13 @@ impl TrustedKeys {
 
     /// Trusts `key` (again, if it was retired).
     pub fn insert(&mut self, public: PublicKey) {
-        self.keys.insert(public.key_id(), TrustedKey { public, retired: false });
+        self.keys.insert(
+            public.key_id(),
+            TrustedKey {
+                public,
+                retired: false,
+            },
+        );
     }
 
     /// Keeps the key known but stops accepting its signatures. Returns false if the
@@ -215,17 +231,27 @@ impl TrustedKeys {
 
     /// The ids of the keys currently accepted.
     pub fn active_ids(&self) -> Vec<KeyId> {
-        self.keys.iter().filter(|(_, k)| !k.retired).map(|(id, _)| *id).collect()
+        self.keys
+            .iter()
+            .filter(|(_, k)| !k.retired)
+            .map(|(id, _)| *id)
+            .collect()
     }
 
     /// Checks the signature, then decodes the payload.
     pub fn verify<T: SignedPayload>(&self, signed: &Signed<T>) -> Result<Verified<T>, VerifyError> {
-        let trusted = self.keys.get(&signed.key_id).ok_or(VerifyError::UnknownKey(signed.key_id))?;
+        let trusted = self
+            .keys
+            .get(&signed.key_id)
+            .ok_or(VerifyError::UnknownKey(signed.key_id))?;
         if trusted.retired {
             return Err(VerifyError::RetiredKey(signed.key_id));
         }
-        let sig_bytes: [u8; 64] =
-            signed.signature.as_slice().try_into().map_err(|_| VerifyError::BadSignature)?;
+        let sig_bytes: [u8; 64] = signed
+            .signature
+            .as_slice()
+            .try_into()
+            .map_err(|_| VerifyError::BadSignature)?;
         let signature = Signature::from_bytes(&sig_bytes);
         trusted
             .public
@@ -236,10 +262,16 @@ impl TrustedKeys {
             .map_err(|e| VerifyError::Malformed(e.to_string()))?;
         if let Some(inner) = value.embedded_key_id() {
             if inner != signed.key_id {
-                return Err(VerifyError::KeyIdMismatch { inner, outer: signed.key_id });
+                return Err(VerifyError::KeyIdMismatch {
+                    inner,
+                    outer: signed.key_id,
+                });
             }
         }
-        Ok(Verified { value, signed: signed.clone() })
+        Ok(Verified {
+            value,
+            signed: signed.clone(),
+        })
     }
 }
 
@@ -264,7 +296,9 @@ mod tests {
     }
 
     fn note() -> Note {
-        Note { text: "hello".into() }
+        Note {
+            text: "hello".into(),
+        }
     }
 
     #[test]
@@ -290,11 +324,18 @@ mod tests {
         for i in 0..64 {
             let mut bad = signed.clone();
             bad.signature[i] ^= 0x80;
-            assert_eq!(trusted.verify(&bad).err(), Some(VerifyError::BadSignature), "sig {i}");
+            assert_eq!(
+                trusted.verify(&bad).err(),
+                Some(VerifyError::BadSignature),
+                "sig {i}"
+            );
         }
         let mut short = signed.clone();
         short.signature.pop();
-        assert_eq!(trusted.verify(&short).err(), Some(VerifyError::BadSignature));
+        assert_eq!(
+            trusted.verify(&short).err(),
+            Some(VerifyError::BadSignature)
+        );
         let mut truncated = signed.clone();
         truncated.payload.pop();
         assert!(trusted.verify(&truncated).is_err());
@@ -310,7 +351,10 @@ mod tests {
         let by_old = Signed::sign(&note(), &old);
         let by_new = Signed::sign(&note(), &new);
         let by_stranger = Signed::sign(&note(), &stranger);
-        assert_eq!(trusted.verify(&by_stranger).err(), Some(VerifyError::UnknownKey(stranger.key_id())));
+        assert_eq!(
+            trusted.verify(&by_stranger).err(),
+            Some(VerifyError::UnknownKey(stranger.key_id()))
+        );
         assert!(trusted.verify(&by_new).is_err());
 
         // Rotation: the new key joins; old documents stay valid.
@@ -320,7 +364,10 @@ mod tests {
 
         // Retirement: old documents stop being accepted.
         assert!(trusted.retire(&old.key_id()));
-        assert_eq!(trusted.verify(&by_old).err(), Some(VerifyError::RetiredKey(old.key_id())));
+        assert_eq!(
+            trusted.verify(&by_old).err(),
+            Some(VerifyError::RetiredKey(old.key_id()))
+        );
         assert!(trusted.verify(&by_new).is_ok());
         assert_eq!(trusted.active_ids(), vec![new.key_id()]);
         assert!(!trusted.retire(&stranger.key_id()));
@@ -331,9 +378,15 @@ mod tests {
         let key = SigningKeyPair::generate();
         let trusted = TrustedKeys::with([key.public()]);
         let signed = Signed::sign(&note(), &key);
-        let forged: Signed<OtherNote> =
-            Signed::from_parts(signed.payload.clone(), signed.key_id, signed.signature.clone());
-        assert_eq!(trusted.verify(&forged).err(), Some(VerifyError::BadSignature));
+        let forged: Signed<OtherNote> = Signed::from_parts(
+            signed.payload.clone(),
+            signed.key_id,
+            signed.signature.clone(),
+        );
+        assert_eq!(
+            trusted.verify(&forged).err(),
+            Some(VerifyError::BadSignature)
+        );
     }
 
     #[test]
@@ -343,6 +396,9 @@ mod tests {
         let trusted = TrustedKeys::with([a.public(), b.public()]);
         let mut signed = Signed::sign(&note(), &a);
         signed.key_id = b.key_id();
-        assert_eq!(trusted.verify(&signed).err(), Some(VerifyError::BadSignature));
+        assert_eq!(
+            trusted.verify(&signed).err(),
+            Some(VerifyError::BadSignature)
+        );
     }
 }

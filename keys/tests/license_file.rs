@@ -138,11 +138,17 @@ fn every_truncation_and_an_extension_is_rejected() {
     let (text, trusted) = signed_file();
     let bytes = text.as_bytes();
     for len in 0..bytes.len() {
-        assert!(file::parse(&bytes[..len], &trusted).is_err(), "truncated to {len}");
+        assert!(
+            file::parse(&bytes[..len], &trusted).is_err(),
+            "truncated to {len}"
+        );
     }
     let mut longer = bytes.to_vec();
     longer.push(b'\n');
-    assert_eq!(file::parse(&longer, &trusted).err(), Some(LicenseFileErrorKind::Edited));
+    assert_eq!(
+        file::parse(&longer, &trusted).err(),
+        Some(LicenseFileErrorKind::Edited)
+    );
 }
 
 #[test]
@@ -150,16 +156,25 @@ fn a_changed_value_is_a_bad_signature_not_just_an_edit() {
     let (text, trusted) = signed_file();
     let edited = text.replace("\"pwa_users\": 5", "\"pwa_users\": 9");
     assert_ne!(edited, text);
-    assert_eq!(file::parse(edited.as_bytes(), &trusted).err(), Some(LicenseFileErrorKind::BadSignature));
+    assert_eq!(
+        file::parse(edited.as_bytes(), &trusted).err(),
+        Some(LicenseFileErrorKind::BadSignature)
+    );
 }
 
 #[test]
 fn unknown_and_retired_keys_are_named() {
     let (text, mut trusted) = signed_file();
     let stranger = TrustedKeys::with([SigningKeyPair::generate().public()]);
-    assert!(matches!(file::parse(text.as_bytes(), &stranger), Err(LicenseFileErrorKind::UnknownKey(_))));
+    assert!(matches!(
+        file::parse(text.as_bytes(), &stranger),
+        Err(LicenseFileErrorKind::UnknownKey(_))
+    ));
     trusted.retire(&vendor_key().key_id());
-    assert!(matches!(file::parse(text.as_bytes(), &trusted), Err(LicenseFileErrorKind::RetiredKey(_))));
+    assert!(matches!(
+        file::parse(text.as_bytes(), &trusted),
+        Err(LicenseFileErrorKind::RetiredKey(_))
+    ));
 }
 
 #[test]
@@ -176,15 +191,29 @@ fn other_files_get_clear_errors_naming_the_file() {
     let other_json = dir.path().join("other.json");
     std::fs::write(&other_json, "{\"hello\": 1}").expect("write");
     assert!(matches!(
-        file::read(&other_json, &trusted).expect_err("no format").kind,
+        file::read(&other_json, &trusted)
+            .expect_err("no format")
+            .kind,
         LicenseFileErrorKind::NotALicenseFile(_)
     ));
 
     let future = dir.path().join("future.json");
-    std::fs::write(&future, text.replace("promos-license-file/1", "promos-license-file/2")).expect("write");
+    std::fs::write(
+        &future,
+        text.replace("promos-license-file/1", "promos-license-file/2"),
+    )
+    .expect("write");
     let err = file::read(&future, &trusted).expect_err("future version");
-    assert_eq!(err.kind, LicenseFileErrorKind::WrongVersion { found: "promos-license-file/2".into() });
-    assert!(err.to_string().contains("update the ProMoS license daemon"), "{err}");
+    assert_eq!(
+        err.kind,
+        LicenseFileErrorKind::WrongVersion {
+            found: "promos-license-file/2".into()
+        }
+    );
+    assert!(
+        err.to_string().contains("update the ProMoS license daemon"),
+        "{err}"
+    );
 
     let good = dir.path().join("good.json");
     std::fs::write(&good, &text).expect("write");

@@ -35,7 +35,10 @@ fn bench(c: &mut Criterion) {
             next_check_due: UnixTime(1_700_086_400),
             current_serial: 3,
         };
-        let resp = Response::Checked { receipt: Signed::sign(&receipt, &key), grant: None };
+        let resp = Response::Checked {
+            receipt: Signed::sign(&receipt, &key),
+            grant: None,
+        };
         let frame = codec::encode_frame(&resp).expect("encode");
         let Ok(Response::Checked { receipt, .. }) = codec::decode_frame::<Response>(&frame) else {
             panic!("decode");

@@ -24,7 +24,9 @@ const LEN_PREFIX: usize = 4;
 const VERSION_PREFIX: usize = 2;
 
 fn config() -> impl bincode::config::Config {
-    bincode::config::standard().with_big_endian().with_limit::<MAX_FRAME_BYTES>()
+    bincode::config::standard()
+        .with_big_endian()
+        .with_limit::<MAX_FRAME_BYTES>()
 }
 
 /// Why bytes could not be turned into a message.
@@ -69,7 +71,10 @@ pub fn encode_body<M: Serialize>(message: &M) -> Result<Vec<u8>, EncodeError> {
         .map_err(|e| EncodeError::Encode(e.to_string()))?;
     body.extend_from_slice(&encoded);
     if body.len() > MAX_FRAME_BYTES {
-        return Err(EncodeError::TooLarge { len: body.len(), max: MAX_FRAME_BYTES });
+        return Err(EncodeError::TooLarge {
+            len: body.len(),
+            max: MAX_FRAME_BYTES,
+        });
     }
     Ok(body)
 }
@@ -86,7 +91,10 @@ pub fn encode_frame<M: Serialize>(message: &M) -> Result<Vec<u8>, EncodeError> {
 /// Decodes a frame body. The whole body must be one message.
 pub fn decode_body<M: DeserializeOwned>(body: &[u8]) -> Result<M, DecodeError> {
     if body.len() > MAX_FRAME_BYTES {
-        return Err(DecodeError::TooLarge { len: body.len(), max: MAX_FRAME_BYTES });
+        return Err(DecodeError::TooLarge {
+            len: body.len(),
+            max: MAX_FRAME_BYTES,
+        });
     }
     let version = body_version(body)?;
     if !(MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&version) {
@@ -105,7 +113,10 @@ pub fn decode_body<M: DeserializeOwned>(body: &[u8]) -> Result<M, DecodeError> {
 pub fn body_version(body: &[u8]) -> Result<u16, DecodeError> {
     match body {
         [a, b, ..] => Ok(u16::from_be_bytes([*a, *b])),
-        _ => Err(DecodeError::Truncated { needed: VERSION_PREFIX, got: body.len() }),
+        _ => Err(DecodeError::Truncated {
+            needed: VERSION_PREFIX,
+            got: body.len(),
+        }),
     }
 }
 
@@ -118,9 +129,14 @@ pub fn split_frame(buf: &[u8]) -> Result<Option<(&[u8], usize)>, DecodeError> {
     };
     let len = u32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize;
     if len > MAX_FRAME_BYTES {
-        return Err(DecodeError::TooLarge { len, max: MAX_FRAME_BYTES });
+        return Err(DecodeError::TooLarge {
+            len,
+            max: MAX_FRAME_BYTES,
+        });
     }
-    Ok(buf.get(LEN_PREFIX..LEN_PREFIX + len).map(|body| (body, LEN_PREFIX + len)))
+    Ok(buf
+        .get(LEN_PREFIX..LEN_PREFIX + len)
+        .map(|body| (body, LEN_PREFIX + len)))
 }
 
 /// Decodes exactly one whole frame (length prefix + body, nothing after).
@@ -133,7 +149,10 @@ pub fn decode_frame<M: DeserializeOwned>(frame: &[u8]) -> Result<M, DecodeError>
                 .get(..LEN_PREFIX)
                 .map(|p| LEN_PREFIX + u32::from_be_bytes([p[0], p[1], p[2], p[3]]) as usize)
                 .unwrap_or(LEN_PREFIX);
-            Err(DecodeError::Truncated { needed, got: frame.len() })
+            Err(DecodeError::Truncated {
+                needed,
+                got: frame.len(),
+            })
         }
     }
 }
@@ -149,20 +168,32 @@ pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<Vec<u8
             if got == 0 {
                 return Ok(None);
             }
-            return Err(DecodeError::Truncated { needed: LEN_PREFIX, got }.into());
+            return Err(DecodeError::Truncated {
+                needed: LEN_PREFIX,
+                got,
+            }
+            .into());
         }
         got += n;
     }
     let len = u32::from_be_bytes(prefix) as usize;
     if len > MAX_FRAME_BYTES {
-        return Err(DecodeError::TooLarge { len, max: MAX_FRAME_BYTES }.into());
+        return Err(DecodeError::TooLarge {
+            len,
+            max: MAX_FRAME_BYTES,
+        }
+        .into());
     }
     let mut body = vec![0u8; len];
     let mut filled = 0;
     while filled < len {
         let n = r.read(&mut body[filled..]).await?;
         if n == 0 {
-            return Err(DecodeError::Truncated { needed: LEN_PREFIX + len, got: LEN_PREFIX + filled }.into());
+            return Err(DecodeError::Truncated {
+                needed: LEN_PREFIX + len,
+                got: LEN_PREFIX + filled,
+            }
+            .into());
         }
         filled += n;
     }
@@ -170,13 +201,21 @@ pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<Vec<u8
 }
 
 /// Reads and decodes one message; end of stream is `Truncated`.
-pub async fn read_message<M: DeserializeOwned, R: AsyncRead + Unpin>(r: &mut R) -> Result<M, FrameError> {
-    let body = read_frame(r).await?.ok_or(DecodeError::Truncated { needed: LEN_PREFIX, got: 0 })?;
+pub async fn read_message<M: DeserializeOwned, R: AsyncRead + Unpin>(
+    r: &mut R,
+) -> Result<M, FrameError> {
+    let body = read_frame(r).await?.ok_or(DecodeError::Truncated {
+        needed: LEN_PREFIX,
+        got: 0,
+    })?;
     Ok(decode_body(&body)?)
 }
 
 /// Encodes and writes one message as a frame.
-pub async fn write_message<M: Serialize, W: AsyncWrite + Unpin>(w: &mut W, message: &M) -> Result<(), FrameError> {
+pub async fn write_message<M: Serialize, W: AsyncWrite + Unpin>(
+    w: &mut W,
+    message: &M,
+) -> Result<(), FrameError> {
     let frame = encode_frame(message)?;
     w.write_all(&frame).await?;
     Ok(())

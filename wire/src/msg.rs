@@ -137,13 +137,24 @@ pub enum ErrorReply {
 /// Server to daemon (or relay).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {
-    Hello { version: u16, agent: String },
+    Hello {
+        version: u16,
+        agent: String,
+    },
     /// Activation succeeded: the grant to enforce and the first receipt.
-    Activated { grant: Signed<LicenseGrant>, receipt: Signed<CheckReceipt> },
+    Activated {
+        grant: Signed<LicenseGrant>,
+        receipt: Signed<CheckReceipt>,
+    },
     /// Check succeeded; a newer grant comes along if the daemon holds an older one.
-    Checked { receipt: Signed<CheckReceipt>, grant: Option<Signed<LicenseGrant>> },
+    Checked {
+        receipt: Signed<CheckReceipt>,
+        grant: Option<Signed<LicenseGrant>>,
+    },
     /// Binding released.
-    Deactivated { receipt: Signed<CheckReceipt> },
+    Deactivated {
+        receipt: Signed<CheckReceipt>,
+    },
     Refused(Signed<Refusal>),
     Error(ErrorReply),
     /// The answer to a relayed request, carried back unchanged.

@@ -28,7 +28,11 @@ fn grant() -> Signed<LicenseGrant> {
             license_number: number(),
             license_type: LicenseType::Standard,
             protection: Protection::SoftDongle,
-            license_data: LicenseData { name: "Test AG".into(), postcode: "3123".into(), city: "Belp".into() },
+            license_data: LicenseData {
+                name: "Test AG".into(),
+                postcode: "3123".into(),
+                city: "Belp".into(),
+            },
             binding: Binding::HardwareId(hwid()),
             entitlements: Entitlements::standard_base(),
             issued_at: UnixTime(1_700_000_000),
@@ -82,7 +86,11 @@ fn check() -> Check {
 fn all_requests() -> Vec<Request> {
     let relay_body = codec::encode_body(&Request::Check(check())).expect("encode");
     vec![
-        Request::Hello(Hello { min_version: 1, max_version: 1, agent: "promos-licd/0.1.0".into() }),
+        Request::Hello(Hello {
+            min_version: 1,
+            max_version: 1,
+            agent: "promos-licd/0.1.0".into(),
+        }),
         Request::Activate(Activate {
             license_number: number(),
             token: Token("s3cr3t-token".into()),
@@ -97,23 +105,43 @@ fn all_requests() -> Vec<Request> {
             hardware_id: hwid(),
             nonce: Nonce([2; 16]),
         }),
-        Request::Relay(RelayEnvelope { relay: hwid(), body: relay_body }),
+        Request::Relay(RelayEnvelope {
+            relay: hwid(),
+            body: relay_body,
+        }),
     ]
 }
 
 fn all_responses() -> Vec<Response> {
     vec![
-        Response::Hello { version: 1, agent: "pls/0.1.0".into() },
-        Response::Activated { grant: grant(), receipt: receipt() },
-        Response::Checked { receipt: receipt(), grant: Some(grant()) },
-        Response::Checked { receipt: receipt(), grant: None },
+        Response::Hello {
+            version: 1,
+            agent: "pls/0.1.0".into(),
+        },
+        Response::Activated {
+            grant: grant(),
+            receipt: receipt(),
+        },
+        Response::Checked {
+            receipt: receipt(),
+            grant: Some(grant()),
+        },
+        Response::Checked {
+            receipt: receipt(),
+            grant: None,
+        },
         Response::Deactivated { receipt: receipt() },
         Response::Refused(refusal()),
         Response::Error(ErrorReply::UnsupportedProtocolVersion { min: 1, max: 1 }),
         Response::Error(ErrorReply::Malformed("x".into())),
-        Response::Error(ErrorReply::RateLimited { retry_after_secs: 30 }),
+        Response::Error(ErrorReply::RateLimited {
+            retry_after_secs: 30,
+        }),
         Response::Error(ErrorReply::Unavailable),
-        Response::Relayed(RelayEnvelope { relay: hwid(), body: vec![0, 1, 2] }),
+        Response::Relayed(RelayEnvelope {
+            relay: hwid(),
+            body: vec![0, 1, 2],
+        }),
     ]
 }
 
@@ -132,25 +160,41 @@ fn every_message_round_trips() {
 #[test]
 fn signed_documents_survive_the_wire_and_still_verify() {
     let trusted = TrustedKeys::with([key().public()]);
-    let frame = codec::encode_frame(&Response::Activated { grant: grant(), receipt: receipt() }).expect("encode");
+    let frame = codec::encode_frame(&Response::Activated {
+        grant: grant(),
+        receipt: receipt(),
+    })
+    .expect("encode");
     let Ok(Response::Activated { grant, receipt }) = codec::decode_frame::<Response>(&frame) else {
         panic!("wrong message");
     };
     assert_eq!(trusted.verify(&grant).expect("grant").serial, 1);
-    assert_eq!(trusted.verify(&receipt).expect("receipt").nonce, Nonce([3; 16]));
+    assert_eq!(
+        trusted.verify(&receipt).expect("receipt").nonce,
+        Nonce([3; 16])
+    );
 }
 
 #[test]
 fn every_single_byte_change_of_a_signed_grant_on_the_wire_is_rejected() {
     let trusted = TrustedKeys::with([key().public()]);
-    let frame = codec::encode_frame(&Response::Checked { receipt: receipt(), grant: Some(grant()) }).expect("encode");
+    let frame = codec::encode_frame(&Response::Checked {
+        receipt: receipt(),
+        grant: Some(grant()),
+    })
+    .expect("encode");
     for i in 0..frame.len() {
         let mut bad = frame.clone();
         bad[i] ^= 0x01;
         let accepted = match codec::decode_frame::<Response>(&bad) {
-            Ok(Response::Checked { receipt: r, grant: Some(g) }) => {
+            Ok(Response::Checked {
+                receipt: r,
+                grant: Some(g),
+            }) => {
                 let (r, g) = (trusted.verify(&r), trusted.verify(&g));
-                r.is_ok() && g.is_ok() && *r.expect("r") == *trusted.verify(&receipt()).expect("orig r")
+                r.is_ok()
+                    && g.is_ok()
+                    && *r.expect("r") == *trusted.verify(&receipt()).expect("orig r")
                     && *g.expect("g") == *trusted.verify(&grant()).expect("orig g")
             }
             _ => false,
@@ -165,7 +209,10 @@ fn every_truncation_is_a_typed_error() {
         let frame = codec::encode_frame(&req).expect("encode");
         for len in 0..frame.len() {
             let err = codec::decode_frame::<Request>(&frame[..len]).expect_err("truncated");
-            assert!(matches!(err, DecodeError::Truncated { .. }), "len {len}: {err:?}");
+            assert!(
+                matches!(err, DecodeError::Truncated { .. }),
+                "len {len}: {err:?}"
+            );
         }
         // A truncated body behind an honest length prefix is malformed, never a panic.
         let body = codec::encode_body(&req).expect("encode");
@@ -181,11 +228,23 @@ fn oversize_frames_are_refused_before_allocation() {
     frame.extend_from_slice(&[0; 16]);
     assert_eq!(
         codec::decode_frame::<Request>(&frame),
-        Err(DecodeError::TooLarge { len: MAX_FRAME_BYTES + 1, max: MAX_FRAME_BYTES })
+        Err(DecodeError::TooLarge {
+            len: MAX_FRAME_BYTES + 1,
+            max: MAX_FRAME_BYTES
+        })
     );
-    assert!(matches!(codec::split_frame(&frame), Err(DecodeError::TooLarge { .. })));
-    let huge = Request::Relay(RelayEnvelope { relay: hwid(), body: vec![0; MAX_FRAME_BYTES] });
-    assert!(matches!(codec::encode_frame(&huge), Err(codec::EncodeError::TooLarge { .. })));
+    assert!(matches!(
+        codec::split_frame(&frame),
+        Err(DecodeError::TooLarge { .. })
+    ));
+    let huge = Request::Relay(RelayEnvelope {
+        relay: hwid(),
+        body: vec![0; MAX_FRAME_BYTES],
+    });
+    assert!(matches!(
+        codec::encode_frame(&huge),
+        Err(codec::EncodeError::TooLarge { .. })
+    ));
 }
 
 #[test]
@@ -197,24 +256,39 @@ fn a_length_inside_the_body_cannot_force_a_huge_allocation() {
     body.extend_from_slice(b"502c649d1171ad2e8705074ce97791db");
     body.push(253); // varint marker: u64 follows
     body.extend_from_slice(&(1u64 << 40).to_be_bytes());
-    assert!(matches!(codec::decode_body::<Request>(&body), Err(DecodeError::Malformed(_))));
+    assert!(matches!(
+        codec::decode_body::<Request>(&body),
+        Err(DecodeError::Malformed(_))
+    ));
 }
 
 #[test]
 fn unknown_version_and_unknown_message_are_typed_errors() {
     let mut body = codec::encode_body(&Request::Check(check())).expect("encode");
     body[0..2].copy_from_slice(&2u16.to_be_bytes());
-    assert_eq!(codec::decode_body::<Request>(&body), Err(DecodeError::UnsupportedVersion(2)));
+    assert_eq!(
+        codec::decode_body::<Request>(&body),
+        Err(DecodeError::UnsupportedVersion(2))
+    );
     body[0..2].copy_from_slice(&0u16.to_be_bytes());
-    assert_eq!(codec::decode_body::<Request>(&body), Err(DecodeError::UnsupportedVersion(0)));
+    assert_eq!(
+        codec::decode_body::<Request>(&body),
+        Err(DecodeError::UnsupportedVersion(0))
+    );
 
     let mut unknown = PROTOCOL_VERSION.to_be_bytes().to_vec();
     unknown.push(99);
-    assert!(matches!(codec::decode_body::<Request>(&unknown), Err(DecodeError::Malformed(_))));
+    assert!(matches!(
+        codec::decode_body::<Request>(&unknown),
+        Err(DecodeError::Malformed(_))
+    ));
 
     let mut trailing = codec::encode_body(&Request::Check(check())).expect("encode");
     trailing.push(0);
-    assert_eq!(codec::decode_body::<Request>(&trailing), Err(DecodeError::TrailingBytes(1)));
+    assert_eq!(
+        codec::decode_body::<Request>(&trailing),
+        Err(DecodeError::TrailingBytes(1))
+    );
 }
 
 #[test]
@@ -261,12 +335,23 @@ async fn frames_over_a_stream() {
 }
 
 fn arb_check() -> impl Strategy<Value = Check> {
-    (any::<[u8; 16]>(), any::<Option<u64>>(), any::<bool>(), any::<(u32, u32)>(), "[ -~]{0,40}", any::<[u8; 16]>())
+    (
+        any::<[u8; 16]>(),
+        any::<Option<u64>>(),
+        any::<bool>(),
+        any::<(u32, u32)>(),
+        "[ -~]{0,40}",
+        any::<[u8; 16]>(),
+    )
         .prop_map(|(hw, serial, running, (ge, pwa), version, nonce)| Check {
             license_number: number(),
             hardware_id: keys::HardwareId::from_bytes(hw),
             grant_serial: serial,
-            runtime: if running { RuntimeState::Running } else { RuntimeState::Stopped },
+            runtime: if running {
+                RuntimeState::Running
+            } else {
+                RuntimeState::Stopped
+            },
             seats: Seats { ge, pwa },
             daemon_version: version,
             nonce: Nonce(nonce),

@@ -1,2 +1,197 @@
 //! The ProMoS license server ("PLS").
+//!
+//! - [`config`]: TOML file plus `PLS_...` environment overrides;
+//! - [`identity`]: the signing key and the QUIC certificate, created on first start;
+//! - [`domain`]: the license lifecycle as pure functions (numbers, tokens,
+//!   mutations, binding, reset, engineering validity, upgrades);
+//! - [`store`]: the sled database, one transaction per lifecycle write, backups;
+//! - [`service`]: answers daemon requests (signed grants, receipts, refusals);
+//! - [`quic`]: the quinn endpoint and its limits, and a small pinned client;
+//! - [`admin`]: the vendor's commands and the local admin socket.
+//!
+//! [`Server::bind`] then [`Server::run`] (or [`run`]) is the whole server; `main.rs`
+//! only parses the command line. The web portal's HTTP listener will be started
+//! next to the QUIC endpoint in [`Server::run`].
+
 #![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod config;
+pub mod domain;
+pub mod identity;
+pub mod quic;
+pub mod service;
+pub mod store;
+
+use crate::admin::AdminContext;
+use crate::config::Config;
+use crate::identity::{Identity, IdentityError};
+use crate::service::Service;
+use crate::store::{OpenError, Store};
+use keys::Clock;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often quotes past their validity are marked expired. Hourly is plenty for
+/// a validity counted in months.
+const QUOTE_EXPIRY_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// The server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    #[error(transparent)]
+    Store(#[from] OpenError),
+    #[error(transparent)]
+    Quic(#[from] quic::QuicSetupError),
+    #[error("cannot listen on the admin socket {path}: {source}")]
+    AdminSocket {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// A bound, not yet running server.
+#[derive(Debug)]
+pub struct Server {
+    config: Config,
+    identity: Identity,
+    store: Arc<Store>,
+    service: Arc<Service>,
+    clock: Arc<dyn Clock>,
+    endpoint: quinn::Endpoint,
+    admin: tokio::net::UnixListener,
+}
+
+impl Server {
+    /// Creates or loads the data directory, opens the store, binds the QUIC
+    /// endpoint and the admin socket. Must be called inside a tokio runtime.
+    pub async fn bind(config: Config, clock: Arc<dyn Clock>) -> Result<Server, StartError> {
+        let identity = Identity::load_or_create(&config)?;
+        let _ = std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o700));
+        let store = Arc::new(Store::open(&config.db_dir())?);
+        let service = Arc::new(Service::new(
+            Arc::clone(&store),
+            Arc::clone(&identity.key),
+            Arc::clone(&clock),
+            config.quic.activations_per_source_per_minute,
+        ));
+        let endpoint = quic::bind(&identity, &config.quic)?;
+        let sock = config.admin_socket_path();
+        // We hold the database lock, so a socket file left here is stale.
+        let _ = std::fs::remove_file(&sock);
+        let sock_err = |source| StartError::AdminSocket {
+            path: sock.display().to_string(),
+            source,
+        };
+        let admin = tokio::net::UnixListener::bind(&sock).map_err(sock_err)?;
+        std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600))
+            .map_err(sock_err)?;
+        Ok(Server {
+            config,
+            identity,
+            store,
+            service,
+            clock,
+            endpoint,
+            admin,
+        })
+    }
+
+    /// The address the QUIC endpoint listens on (the real port when bound to 0).
+    pub fn quic_addr(&self) -> SocketAddr {
+        self.endpoint
+            .local_addr()
+            .unwrap_or(self.config.quic.listen)
+    }
+
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    pub fn store(&self) -> Arc<Store> {
+        Arc::clone(&self.store)
+    }
+
+    /// What the admin commands need (for the web portal's admin pages too).
+    pub fn admin_context(&self) -> AdminContext {
+        AdminContext {
+            store: Arc::clone(&self.store),
+            key: Arc::clone(&self.identity.key),
+            clock: Arc::clone(&self.clock),
+            identity: self.identity.operator_notice(),
+        }
+    }
+
+    /// Serves until `shutdown` completes, then closes the endpoint, removes the
+    /// admin socket and flushes the store.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), store::StoreError> {
+        tracing::info!(
+            quic = %self.quic_addr(),
+            key_id = %self.identity.key.key_id(),
+            cert_sha256 = %self.identity.cert_fingerprint(),
+            licenses = self.store.license_count(),
+            "license server running"
+        );
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let quic_task = tokio::spawn(quic::serve(
+            self.endpoint.clone(),
+            Arc::clone(&self.service),
+            self.config.quic.clone(),
+            stop_rx,
+        ));
+        let admin_ctx = self.admin_context();
+        let admin_task = tokio::spawn(admin::serve_socket(self.admin, admin_ctx));
+        let store = Arc::clone(&self.store);
+        let clock = Arc::clone(&self.clock);
+        let expiry_task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(QUOTE_EXPIRY_INTERVAL);
+            loop {
+                tick.tick().await;
+                let (store, now) = (Arc::clone(&store), clock.now());
+                match tokio::task::spawn_blocking(move || store.expire_quotes(now)).await {
+                    Ok(Ok(n)) if n > 0 => tracing::info!(expired = n, "quotes expired"),
+                    Ok(Err(e)) => tracing::error!(error = %e, "expiring quotes failed"),
+                    _ => {}
+                }
+            }
+        });
+        shutdown.await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+        let _ = quic_task.await;
+        admin_task.abort();
+        expiry_task.abort();
+        let _ = std::fs::remove_file(self.config.admin_socket_path());
+        self.store.flush()?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// The error of [`run`].
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+}
+
+/// Binds and runs the server until `shutdown` completes.
+pub async fn run(
+    config: Config,
+    clock: Arc<dyn Clock>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
+    let server = Server::bind(config, clock).await?;
+    if server.identity().created {
+        println!("{}", server.identity().operator_notice());
+    }
+    server.run(shutdown).await?;
+    Ok(())
+}

@@ -1,1 +1,578 @@
-fn main() {}
+//! `pls`: the ProMoS license server binary. Parses the command line and hands over
+//! to the library: `pls serve` runs the server, `pls admin ...` administers it.
+#![forbid(unsafe_code)]
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use keys::{
+    Clock, Entitlements, LicenseData, LicenseNumber, LicenseType, MalmModule, Protection,
+    SystemClock,
+};
+use portal::admin::{self, AdminContext, AdminEnvelope, AdminReply, AdminRequest};
+use portal::config::Config;
+use portal::domain::Licensee;
+use portal::identity::Identity;
+use portal::store::Store;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(Parser, Debug)]
+#[command(name = "pls", version, about = "ProMoS license server")]
+struct Cli {
+    /// TOML configuration file (optional; every key has a default).
+    #[arg(long, global = true, env = "PLS_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory (overrides the config file and PLS_DATA_DIR).
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the server: QUIC endpoint for daemons and the admin socket.
+    Serve,
+    /// Administer licenses and accounts (talks to the running server, or opens the
+    /// database directly when none runs).
+    Admin {
+        /// Print the result as JSON instead of text.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        command: Box<AdminCommand>,
+    },
+    /// Test support: streams store writes and prints an acknowledgement after each
+    /// durable one (the crash-safety test kills it at random moments).
+    #[command(name = "__crash-writer", hide = true)]
+    CrashWriter,
+}
+
+#[derive(Subcommand, Debug)]
+enum AdminCommand {
+    /// Create a license directly (as an order; --paid activates it at once).
+    CreateLicense(Box<CreateLicense>),
+    /// Create a customer account (the web portal's registration will do this too).
+    CreateAccount {
+        email: String,
+        #[arg(long)]
+        company: String,
+        #[arg(long)]
+        first_name: String,
+        #[arg(long)]
+        last_name: String,
+    },
+    /// List all licenses.
+    List,
+    /// Show a license: token, binding, services, mutations, ProMoS status.
+    Show { number: String },
+    /// Mark an order paid: activates the mutation (all awaiting ones without --mutation).
+    MarkPaid {
+        number: String,
+        #[arg(long)]
+        mutation: Option<u32>,
+    },
+    /// Order an upgrade (counts and options only go up; ProMoS must be stopped).
+    Upgrade {
+        number: String,
+        #[command(flatten)]
+        content: Content,
+        /// Activate it at once.
+        #[arg(long)]
+        paid: bool,
+    },
+    /// Enter the serial of the dongle shipped with a hardware-dongle license.
+    SetDongle { number: String, serial: String },
+    /// Release the hardware binding so the license can start on another computer.
+    Reset { number: String },
+    /// Mark a customer trusted: their orders are activated at once.
+    Trust {
+        email: String,
+        /// Take the trust back.
+        #[arg(long)]
+        revoke: bool,
+    },
+    /// Show the audit trail (of one license, or of everything).
+    Audit {
+        number: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Write a consistent backup of the database (works while the server runs).
+    Backup { file: PathBuf },
+    /// Restore a backup (the server must be stopped; the current database is kept
+    /// aside as db.before-restore-<time>).
+    Restore { file: PathBuf },
+    /// Print the public key and certificate fingerprint to give to daemons.
+    Identity,
+    /// Check the database's internal consistency.
+    Verify,
+}
+
+#[derive(Args, Debug)]
+struct CreateLicense {
+    #[arg(long = "type", value_enum)]
+    license_type: TypeArg,
+    /// Defaults to soft-dongle for standard licenses, engineering for engineering ones.
+    #[arg(long, value_enum)]
+    protection: Option<ProtectionArg>,
+    #[command(flatten)]
+    content: Content,
+    /// Licensee company.
+    #[arg(long)]
+    company: String,
+    #[arg(long)]
+    first_name: String,
+    #[arg(long)]
+    last_name: String,
+    #[arg(long, default_value = "")]
+    street: String,
+    #[arg(long, default_value = "")]
+    postcode: String,
+    #[arg(long, default_value = "")]
+    city: String,
+    #[arg(long, default_value = "")]
+    state: String,
+    #[arg(long, default_value = "")]
+    country: String,
+    #[arg(long, default_value = "")]
+    email: String,
+    #[arg(long, default_value = "")]
+    phone: String,
+    /// License data shown in ProMoS: name.
+    #[arg(long)]
+    data_name: String,
+    #[arg(long)]
+    data_postcode: String,
+    #[arg(long)]
+    data_city: String,
+    /// Owner account (email); the license then appears on that account's pages.
+    #[arg(long)]
+    account: Option<String>,
+    /// Activate at once (payment received).
+    #[arg(long)]
+    paid: bool,
+}
+
+/// What a license holds beyond (or, for upgrades, on top of) what it has.
+#[derive(Args, Debug, Default)]
+struct Content {
+    /// Data points to buy per driver, e.g. `--driver saia_pcd=6000` (repeatable).
+    #[arg(long = "driver", value_name = "KEY=COUNT")]
+    drivers: Vec<String>,
+    /// Remote-alarming module: email, sms_pager, http_request, espa444, spooler_program.
+    #[arg(long = "malm", value_name = "MODULE")]
+    malm: Vec<String>,
+    #[arg(long)]
+    mystrom: bool,
+    #[arg(long)]
+    philips_hue: bool,
+    /// Simultaneous GE (Remote) users (create: total, at least 1; upgrade: users added).
+    #[arg(long)]
+    ge_users: Option<u32>,
+    /// Simultaneous pWA users (create: total, at least 1; upgrade: users added).
+    #[arg(long)]
+    pwa_users: Option<u32>,
+}
+
+impl Content {
+    fn is_empty(&self) -> bool {
+        self.drivers.is_empty()
+            && self.malm.is_empty()
+            && !self.mystrom
+            && !self.philips_hue
+            && self.ge_users.is_none()
+            && self.pwa_users.is_none()
+    }
+
+    /// Adds the bought amounts and options to `base`. `users_are_totals`: the user
+    /// counts replace the base's (create) instead of adding to it (upgrade).
+    fn apply(&self, mut e: Entitlements, users_are_totals: bool) -> Result<Entitlements> {
+        for spec in &self.drivers {
+            let (key, count) = spec.split_once('=').with_context(|| {
+                format!("--driver {spec:?}: expected KEY=COUNT, e.g. saia_pcd=6000")
+            })?;
+            let driver = keys::Driver::from_key(key.trim()).with_context(|| {
+                let keys: Vec<&str> = keys::Driver::ALL.iter().map(|d| d.key()).collect();
+                format!(
+                    "--driver {spec:?}: unknown driver {key:?}; known: {}",
+                    keys.join(", ")
+                )
+            })?;
+            let count: u32 = count
+                .trim()
+                .parse()
+                .with_context(|| format!("--driver {spec:?}: {count:?} is not a count"))?;
+            let entry = e.drivers.entry(driver).or_insert(0);
+            *entry = entry.saturating_add(count);
+        }
+        for m in &self.malm {
+            let module = MalmModule::from_key(m.trim()).with_context(|| {
+                let keys: Vec<&str> = MalmModule::ALL.iter().map(|m| m.key()).collect();
+                format!("--malm {m:?}: unknown module; known: {}", keys.join(", "))
+            })?;
+            e.malm.insert(module);
+        }
+        e.mystrom |= self.mystrom;
+        e.philips_hue |= self.philips_hue;
+        for (value, slot) in [
+            (self.ge_users, &mut e.ge_users),
+            (self.pwa_users, &mut e.pwa_users),
+        ] {
+            if let Some(n) = value {
+                if users_are_totals {
+                    if n == 0 {
+                        bail!("a license includes at least 1 simultaneous user");
+                    }
+                    *slot = n;
+                } else {
+                    *slot = slot.saturating_add(n);
+                }
+            }
+        }
+        Ok(e)
+    }
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum TypeArg {
+    Standard,
+    Engineering,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ProtectionArg {
+    SoftDongle,
+    HardDongle,
+    Engineering,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(real_main(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn real_main(cli: Cli) -> Result<()> {
+    let mut config = Config::load(cli.config.as_deref(), std::env::vars())
+        .context("reading the configuration")?;
+    if let Some(dir) = cli.data_dir {
+        config.data_dir = dir;
+    }
+    match cli.command {
+        Command::Serve => serve(config).await,
+        Command::Admin { json, command } => admin_command(config, json, *command).await,
+        Command::CrashWriter => crash_writer(&config),
+    }
+}
+
+fn init_logging(config: &Config) -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.filter)
+        .with_context(|| format!("log filter {:?} is not valid", config.log.filter))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if config.log.json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+    Ok(())
+}
+
+async fn serve(config: Config) -> Result<()> {
+    init_logging(&config)?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    portal::run(config, clock, shutdown_signal())
+        .await
+        .context("the license server failed")?;
+    Ok(())
+}
+
+/// Completes on SIGTERM (systemd stop) or Ctrl-C.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGTERM; stopping on Ctrl-C only");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+fn operator() -> String {
+    std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "admin".into())
+}
+
+fn number(s: &str) -> Result<LicenseNumber> {
+    s.parse::<LicenseNumber>()
+        .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+async fn admin_command(config: Config, json: bool, command: AdminCommand) -> Result<()> {
+    let request = match command {
+        AdminCommand::Restore { file } => return restore(&config, &file).await,
+        AdminCommand::CreateLicense(c) => {
+            let license_type = match c.license_type {
+                TypeArg::Standard => LicenseType::Standard,
+                TypeArg::Engineering => LicenseType::Engineering,
+            };
+            let protection = match (c.protection, license_type) {
+                (Some(ProtectionArg::SoftDongle), _) => Protection::SoftDongle,
+                (Some(ProtectionArg::HardDongle), _) => Protection::HardDongle,
+                (Some(ProtectionArg::Engineering), _) | (None, LicenseType::Engineering) => {
+                    Protection::Engineering
+                }
+                (None, LicenseType::Standard) => Protection::SoftDongle,
+            };
+            let entitlements = match license_type {
+                LicenseType::Engineering => {
+                    if !c.content.is_empty() {
+                        bail!("engineering licenses have fixed driver counts and options; leave out --driver, --malm and the user counts");
+                    }
+                    Entitlements::engineering()
+                }
+                LicenseType::Standard => c.content.apply(Entitlements::standard_base(), true)?,
+            };
+            AdminRequest::CreateLicense {
+                license_type,
+                protection,
+                entitlements,
+                licensee: Licensee {
+                    company: c.company,
+                    first_name: c.first_name,
+                    last_name: c.last_name,
+                    street: c.street,
+                    postcode: c.postcode,
+                    city: c.city,
+                    state: c.state,
+                    country: c.country,
+                    email: c.email,
+                    phone: c.phone,
+                },
+                license_data: LicenseData {
+                    name: c.data_name,
+                    postcode: c.data_postcode,
+                    city: c.data_city,
+                },
+                account_email: c.account,
+                paid: c.paid,
+            }
+        }
+        AdminCommand::CreateAccount {
+            email,
+            company,
+            first_name,
+            last_name,
+        } => AdminRequest::CreateAccount {
+            email,
+            company,
+            first_name,
+            last_name,
+        },
+        AdminCommand::List => AdminRequest::List,
+        AdminCommand::Show { number: n } => AdminRequest::Show {
+            number: number(&n)?,
+        },
+        AdminCommand::MarkPaid {
+            number: n,
+            mutation,
+        } => AdminRequest::MarkPaid {
+            number: number(&n)?,
+            mutation,
+        },
+        AdminCommand::Upgrade {
+            number: n,
+            content,
+            paid,
+        } => {
+            if content.is_empty() {
+                bail!("an upgrade must add something: --driver, --malm, --mystrom, --philips-hue, --ge-users or --pwa-users");
+            }
+            AdminRequest::Upgrade {
+                number: number(&n)?,
+                adds: content.apply(Entitlements::none(), false)?,
+                paid,
+            }
+        }
+        AdminCommand::SetDongle { number: n, serial } => AdminRequest::SetDongle {
+            number: number(&n)?,
+            serial: serial.parse().map_err(|e| anyhow::anyhow!("{e}"))?,
+        },
+        AdminCommand::Reset { number: n } => AdminRequest::Reset {
+            number: number(&n)?,
+        },
+        AdminCommand::Trust { email, revoke } => AdminRequest::Trust {
+            email,
+            trusted: !revoke,
+        },
+        AdminCommand::Audit { number: n, limit } => AdminRequest::Audit {
+            number: n.as_deref().map(number).transpose()?,
+            limit,
+        },
+        AdminCommand::Backup { file } => {
+            let path = if file.is_absolute() {
+                file
+            } else {
+                std::env::current_dir()?.join(file)
+            };
+            AdminRequest::Backup { path }
+        }
+        AdminCommand::Identity => AdminRequest::Identity,
+        AdminCommand::Verify => AdminRequest::Verify,
+    };
+    let envelope = AdminEnvelope {
+        operator: operator(),
+        request,
+    };
+    let reply = match admin::send(&config.admin_socket_path(), &envelope)
+        .await
+        .with_context(|| {
+            format!(
+                "talking to the server on {}",
+                config.admin_socket_path().display()
+            )
+        })? {
+        Some(reply) => reply.map_err(|e| anyhow::anyhow!(e))?,
+        None => {
+            // No server runs: do the work on the database directly.
+            let ctx = direct_context(&config)?;
+            tokio::task::spawn_blocking(move || admin::execute(&ctx, envelope))
+                .await?
+                .map_err(|e| anyhow::anyhow!(e))?
+        }
+    };
+    print_reply(&reply, json);
+    Ok(())
+}
+
+fn print_reply(reply: &AdminReply, json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&reply.data).unwrap_or_default()
+        );
+    } else {
+        print!("{}", reply.text);
+    }
+}
+
+fn direct_context(config: &Config) -> Result<AdminContext> {
+    let identity = Identity::load_or_create(config)?;
+    let store = Store::open(&config.db_dir())?;
+    Ok(AdminContext {
+        store: Arc::new(store),
+        key: Arc::clone(&identity.key),
+        clock: Arc::new(SystemClock),
+        identity: identity.operator_notice(),
+    })
+}
+
+async fn restore(config: &Config, file: &Path) -> Result<()> {
+    let probe = AdminEnvelope {
+        operator: operator(),
+        request: AdminRequest::Identity,
+    };
+    if admin::send(&config.admin_socket_path(), &probe)
+        .await
+        .ok()
+        .flatten()
+        .is_some()
+    {
+        bail!("the server is running on this data directory; stop it (systemctl stop pls) before restoring");
+    }
+    let db = config.db_dir();
+    if db.exists() {
+        // Fails with a clear message if some process still holds the database.
+        drop(Store::open(&db)?);
+        let aside = config
+            .data_dir
+            .join(format!("db.before-restore-{}", SystemClock.now().secs()));
+        std::fs::rename(&db, &aside).with_context(|| format!("moving {} aside", db.display()))?;
+        println!("the current database was moved to {}", aside.display());
+    }
+    let summary = Store::restore(file, &db)?;
+    println!(
+        "restored {} entries ({} licenses, schema version {}) from {} into {}",
+        summary.entries,
+        summary.licenses,
+        summary.schema_version,
+        file.display(),
+        db.display()
+    );
+    Ok(())
+}
+
+/// Test support for the crash-safety test: creates licenses and activates them,
+/// one durable write after another, and prints `ack license <n>` / `ack paid <n>`
+/// after each write returned (which is after its flush).
+fn crash_writer(config: &Config) -> Result<()> {
+    use std::io::Write;
+    let store = Store::open(&config.db_dir())?;
+    let key = keys::SigningKeyPair::from_seed(&[7; 32]);
+    let actor = portal::domain::Actor::Admin("crash-writer".into());
+    let mut out = std::io::stdout().lock();
+    for i in 0u64.. {
+        let now = keys::UnixTime(1_700_000_000 + i);
+        let license = store.create_license(
+            portal::domain::NewLicense {
+                account: None,
+                license_type: LicenseType::Standard,
+                protection: Protection::SoftDongle,
+                licensee: Licensee {
+                    company: format!("Company {i}"),
+                    ..Licensee::default()
+                },
+                license_data: LicenseData {
+                    name: "Site".into(),
+                    postcode: "3123".into(),
+                    city: "Belp".into(),
+                },
+            },
+            &actor,
+            now,
+        )?;
+        writeln!(out, "ack license {}", license.number)?;
+        out.flush()?;
+        let m = store.add_mutation(
+            &license.number,
+            portal::store::NewMutation {
+                kind: portal::domain::MutationKind::New,
+                adds: Entitlements::standard_base(),
+                price_net: None,
+                remarks: String::new(),
+            },
+            true,
+            &key,
+            &actor,
+            now,
+        )?;
+        store.activate_mutation(&license.number, m.number, &key, &actor, now)?;
+        writeln!(out, "ack paid {}", license.number)?;
+        out.flush()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,548 @@
+//! Vendor administration: the commands behind `pls admin ...`, and the local Unix
+//! socket through which they reach a running server.
+//!
+//! sled holds an exclusive lock on the database, so while `pls serve` runs the CLI
+//! cannot open it. The server therefore listens on `<data dir>/admin.sock` (mode
+//! 0600: only the service user, or root, can administer). The CLI sends one JSON
+//! line ([`AdminEnvelope`]) and reads one JSON line back (`Result<AdminReply,
+//! String>`). With no server running, the CLI opens the store itself and runs the
+//! same [`execute`]. Either way the same code does the work and writes the audit
+//! trail.
+
+use crate::domain::{
+    Actor, License, Licensee, MutationKind, MutationState, NewAccount, NewLicense,
+};
+use crate::store::{AccountError, LicenseError, NewMutation, Store, StoreError};
+use keys::{
+    Binding, Clock, DongleSerial, Entitlements, LicenseData, LicenseNumber, LicenseType,
+    Protection, SigningKeyPair,
+};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+/// Largest admin request line; real ones are well under 4 KiB.
+const MAX_LINE_BYTES: u64 = 64 * 1024;
+
+/// One admin command.
+// Sent once per CLI call; boxing the big variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum AdminRequest {
+    /// Creates a license directly; `paid` activates its content at once.
+    CreateLicense {
+        license_type: LicenseType,
+        protection: Protection,
+        /// The whole initial content (free base included).
+        entitlements: Entitlements,
+        licensee: Licensee,
+        license_data: LicenseData,
+        account_email: Option<String>,
+        paid: bool,
+    },
+    CreateAccount {
+        email: String,
+        company: String,
+        first_name: String,
+        last_name: String,
+    },
+    List,
+    Show {
+        number: LicenseNumber,
+    },
+    /// Marks an ordered mutation paid (activates it); without a number, every
+    /// ordered mutation of the license.
+    MarkPaid {
+        number: LicenseNumber,
+        mutation: Option<u32>,
+    },
+    /// Adds an upgrade (as an order; `paid` activates it too).
+    Upgrade {
+        number: LicenseNumber,
+        adds: Entitlements,
+        paid: bool,
+    },
+    SetDongle {
+        number: LicenseNumber,
+        serial: DongleSerial,
+    },
+    Reset {
+        number: LicenseNumber,
+    },
+    Trust {
+        email: String,
+        trusted: bool,
+    },
+    Audit {
+        number: Option<LicenseNumber>,
+        limit: usize,
+    },
+    /// Writes a consistent snapshot to `path` (absolute; written by the server).
+    Backup {
+        path: PathBuf,
+    },
+    Identity,
+    Verify,
+}
+
+/// Who sends the command.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AdminEnvelope {
+    /// The operator's name for the audit trail (the CLI sends the OS user).
+    pub operator: String,
+    pub request: AdminRequest,
+}
+
+/// A command's result: text for people, data for scripts (`--json`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AdminReply {
+    pub text: String,
+    pub data: serde_json::Value,
+}
+
+/// A command failed; the message says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error(transparent)]
+    License(#[from] LicenseError),
+    #[error(transparent)]
+    Account(#[from] AccountError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Backup(#[from] crate::store::BackupError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// What commands need.
+#[derive(Debug, Clone)]
+pub struct AdminContext {
+    pub store: Arc<Store>,
+    pub key: Arc<SigningKeyPair>,
+    pub clock: Arc<dyn Clock>,
+    /// The operator notice (public key, certificate fingerprint).
+    pub identity: String,
+}
+
+/// Runs one command.
+pub fn execute(ctx: &AdminContext, envelope: AdminEnvelope) -> Result<AdminReply, AdminError> {
+    let actor = Actor::Admin(envelope.operator);
+    let now = ctx.clock.now();
+    let store = &ctx.store;
+    match envelope.request {
+        AdminRequest::CreateLicense {
+            license_type,
+            protection,
+            entitlements,
+            licensee,
+            license_data,
+            account_email,
+            paid,
+        } => {
+            let account = match account_email {
+                Some(email) => Some(
+                    store
+                        .account_by_email(&email)?
+                        .ok_or_else(|| {
+                            AdminError::Invalid(format!("there is no account with email {email}"))
+                        })?
+                        .id,
+                ),
+                None => None,
+            };
+            let license = store.create_license(
+                NewLicense {
+                    account,
+                    license_type,
+                    protection,
+                    licensee,
+                    license_data,
+                },
+                &actor,
+                now,
+            )?;
+            let new = NewMutation {
+                kind: MutationKind::New,
+                adds: entitlements,
+                price_net: None,
+                remarks: "created by admin".into(),
+            };
+            let m = store.add_mutation(&license.number, new, true, &ctx.key, &actor, now);
+            let m = m?;
+            if paid && m.state == MutationState::Ordered {
+                store.activate_mutation(&license.number, m.number, &ctx.key, &actor, now)?;
+            }
+            show(store, &license.number)
+        }
+        AdminRequest::CreateAccount {
+            email,
+            company,
+            first_name,
+            last_name,
+        } => {
+            let a = store.create_account(
+                NewAccount {
+                    email,
+                    password_hash: None,
+                    company,
+                    first_name,
+                    last_name,
+                },
+                &actor,
+                now,
+            )?;
+            Ok(AdminReply {
+                text: format!("account {} created for {}\n", a.id, a.email),
+                data: serde_json::to_value(&a).unwrap_or_default(),
+            })
+        }
+        AdminRequest::List => {
+            let licenses = store.licenses()?;
+            let mut text = format!(
+                "{:<11} {:<12} {:<12} {:<9} {:<34} {}\n",
+                "NUMBER", "TYPE", "PROTECTION", "STATUS", "LICENSEE", "LICENSE DATA"
+            );
+            let mut rows = vec![];
+            for l in &licenses {
+                let status = if store.runtime_running(l)? {
+                    "running"
+                } else {
+                    "stopped"
+                };
+                text.push_str(&format!(
+                    "{:<11} {:<12} {:<12} {:<9} {:<34} {}, {} {}\n",
+                    l.number,
+                    type_name(l.license_type),
+                    protection_name(l.protection),
+                    status,
+                    truncate(&l.licensee.company, 34),
+                    l.license_data.name,
+                    l.license_data.postcode,
+                    l.license_data.city
+                ));
+                rows.push(serde_json::json!({"number": l.number, "license_type": l.license_type, "protection": l.protection, "status": status, "licensee": l.licensee.company}));
+            }
+            text.push_str(&format!("{} license(s)\n", licenses.len()));
+            Ok(AdminReply {
+                text,
+                data: serde_json::Value::Array(rows),
+            })
+        }
+        AdminRequest::Show { number } => show(store, &number),
+        AdminRequest::MarkPaid { number, mutation } => {
+            let targets: Vec<u32> = match mutation {
+                Some(n) => vec![n],
+                None => store
+                    .mutations(&number)?
+                    .iter()
+                    .filter(|m| m.state == MutationState::Ordered)
+                    .map(|m| m.number)
+                    .collect(),
+            };
+            if store.license(&number)?.is_none() {
+                return Err(LicenseError::UnknownLicense(number).into());
+            }
+            if targets.is_empty() {
+                return Err(AdminError::Invalid(format!(
+                    "license {number} has no order awaiting payment"
+                )));
+            }
+            for n in targets {
+                store.activate_mutation(&number, n, &ctx.key, &actor, now)?;
+            }
+            show(store, &number)
+        }
+        AdminRequest::Upgrade { number, adds, paid } => {
+            let new = NewMutation {
+                kind: MutationKind::Upgrade,
+                adds,
+                price_net: None,
+                remarks: "upgrade by admin".into(),
+            };
+            let m = store.add_mutation(&number, new, true, &ctx.key, &actor, now)?;
+            if paid && m.state == MutationState::Ordered {
+                store.activate_mutation(&number, m.number, &ctx.key, &actor, now)?;
+            }
+            show(store, &number)
+        }
+        AdminRequest::SetDongle { number, serial } => {
+            store.set_dongle_serial(&number, serial, &ctx.key, &actor, now)?;
+            show(store, &number)
+        }
+        AdminRequest::Reset { number } => {
+            store.reset_binding(&number, &actor, now)?;
+            show(store, &number)
+        }
+        AdminRequest::Trust { email, trusted } => {
+            let a = store.account_by_email(&email)?.ok_or_else(|| {
+                AdminError::Invalid(format!("there is no account with email {email}"))
+            })?;
+            let a = store.set_trusted(a.id, trusted, &actor, now)?;
+            let word = if trusted {
+                "trusted: orders are activated at once"
+            } else {
+                "not trusted: orders wait for payment"
+            };
+            Ok(AdminReply {
+                text: format!("account {} ({}) is {word}\n", a.id, a.email),
+                data: serde_json::to_value(&a).unwrap_or_default(),
+            })
+        }
+        AdminRequest::Audit { number, limit } => {
+            if let Some(n) = &number {
+                if store.license(n)?.is_none() {
+                    return Err(LicenseError::UnknownLicense(n.clone()).into());
+                }
+            }
+            let entries = store.audit(number.as_ref(), limit)?;
+            let mut text = String::new();
+            for e in &entries {
+                let lic = e
+                    .license
+                    .as_ref()
+                    .map(|l| l.to_string())
+                    .unwrap_or_else(|| "-".into());
+                text.push_str(&format!(
+                    "{} {:<10} {:<22} {:<28} {}\n",
+                    e.at,
+                    lic,
+                    e.action,
+                    e.actor.to_string(),
+                    e.detail
+                ));
+            }
+            Ok(AdminReply {
+                text,
+                data: serde_json::to_value(&entries).unwrap_or_default(),
+            })
+        }
+        AdminRequest::Backup { path } => {
+            if !path.is_absolute() {
+                return Err(AdminError::Invalid(
+                    "the backup path must be absolute".into(),
+                ));
+            }
+            let summary = store.backup_to(&path, now)?;
+            Ok(AdminReply {
+                text: format!(
+                    "backup written to {}: {} entries, {} licenses, schema version {}\n\
+                     (the signing key and QUIC certificate are files in the data directory; back them up once, separately)\n",
+                    path.display(),
+                    summary.entries,
+                    summary.licenses,
+                    summary.schema_version
+                ),
+                data: serde_json::json!({"path": path, "entries": summary.entries, "licenses": summary.licenses}),
+            })
+        }
+        AdminRequest::Identity => Ok(AdminReply {
+            text: ctx.identity.clone(),
+            data: serde_json::json!({"notice": ctx.identity}),
+        }),
+        AdminRequest::Verify => {
+            let problems = store.verify()?;
+            let text = if problems.is_empty() {
+                format!("database consistent: {} licenses\n", store.license_count())
+            } else {
+                problems.iter().map(|p| format!("PROBLEM: {p}\n")).collect()
+            };
+            Ok(AdminReply {
+                text,
+                data: serde_json::json!({"problems": problems}),
+            })
+        }
+    }
+}
+
+fn type_name(t: LicenseType) -> &'static str {
+    match t {
+        LicenseType::Standard => "standard",
+        LicenseType::Engineering => "engineering",
+    }
+}
+
+fn protection_name(p: Protection) -> &'static str {
+    match p {
+        Protection::SoftDongle => "soft-dongle",
+        Protection::HardDongle => "hard-dongle",
+        Protection::Engineering => "engineering",
+    }
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    s.chars().take(n).collect()
+}
+
+fn show(store: &Store, number: &LicenseNumber) -> Result<AdminReply, AdminError> {
+    let l: License = store
+        .license(number)?
+        .ok_or_else(|| LicenseError::UnknownLicense(number.clone()))?;
+    let mutations = store.mutations(number)?;
+    let check_in = store.last_check_in(number)?;
+    let running = store.runtime_running(&l)?;
+    let mut t = String::new();
+    t.push_str(&format!("License {}\n", l.number));
+    t.push_str(&format!("  token:        {}\n", l.token.expose()));
+    t.push_str(&format!(
+        "  type:         {} / {}\n",
+        type_name(l.license_type),
+        protection_name(l.protection)
+    ));
+    let le = &l.licensee;
+    t.push_str(&format!(
+        "  licensee:     {} ({} {}), {}, {} {}, {}, {}; {} {}\n",
+        le.company,
+        le.first_name,
+        le.last_name,
+        le.street,
+        le.postcode,
+        le.city,
+        le.state,
+        le.country,
+        le.email,
+        le.phone
+    ));
+    t.push_str(&format!(
+        "  license data: {}, {} {}\n",
+        l.license_data.name, l.license_data.postcode, l.license_data.city
+    ));
+    let binding = match &l.binding {
+        Some(Binding::HardwareId(h)) => format!("hardware ID {h}"),
+        Some(Binding::DongleSerial(s)) => format!("dongle {s}"),
+        None => "not bound".into(),
+    };
+    t.push_str(&format!("  binding:      {binding}\n"));
+    t.push_str(&format!(
+        "  grant serial: {} (current grant: {})\n",
+        l.serial,
+        l.current_grant.map_or("none".into(), |s| s.to_string())
+    ));
+    if let Some(end) = l.valid_until {
+        t.push_str(&format!("  valid until:  {end}\n"));
+    }
+    match &check_in {
+        Some(c) => t.push_str(&format!(
+            "  ProMoS:       {} (last seen {} from {}, host {}, daemon {}, seats GE {} pWA {})\n",
+            if running { "running" } else { "stopped" },
+            c.at,
+            c.from,
+            c.hardware_id,
+            c.daemon_version,
+            c.ge_seats,
+            c.pwa_seats
+        )),
+        None => t.push_str("  ProMoS:       stopped (never seen)\n"),
+    }
+    if l.entitlements == Entitlements::none() {
+        t.push_str("  services:     none active (no mutation activated yet)\n");
+    } else {
+        let e = &l.entitlements;
+        let drivers: Vec<String> = keys::Driver::ALL
+            .into_iter()
+            .filter(|d| e.driver(*d) > 0)
+            .map(|d| format!("{} {}", d.display_name(), e.driver(d)))
+            .collect();
+        t.push_str(&format!("  drivers:      {}\n", drivers.join(", ")));
+        let malm: Vec<&str> = e.malm.iter().map(|m| m.key()).collect();
+        t.push_str(&format!(
+            "  options:      MALM [{}], myStrom {}, Philips Hue {}, GE users {}, pWA users {}\n",
+            malm.join(", "),
+            e.mystrom,
+            e.philips_hue,
+            e.ge_users,
+            e.pwa_users
+        ));
+    }
+    t.push_str("  mutations:\n");
+    for m in &mutations {
+        t.push_str(&format!(
+            "    {:<14} {:<8} {:<10} created {}\n",
+            m.id(),
+            format!("{:?}", m.kind).to_lowercase(),
+            m.state.key(),
+            m.created_at
+        ));
+    }
+    let data = serde_json::json!({
+        "license": l,
+        "token": l.token.expose(),
+        "mutations": mutations,
+        "last_check_in": check_in,
+        "running": running,
+    });
+    Ok(AdminReply { text: t, data })
+}
+
+/// Serves the admin socket until the task is dropped.
+pub async fn serve_socket(listener: tokio::net::UnixListener, ctx: AdminContext) {
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "admin socket accept failed");
+                continue;
+            }
+        };
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let (read, mut write) = stream.into_split();
+            let mut line = String::new();
+            let mut reader = BufReader::new(tokio::io::AsyncReadExt::take(read, MAX_LINE_BYTES));
+            let reply: Result<AdminReply, String> = match reader.read_line(&mut line).await {
+                Ok(_) => match serde_json::from_str::<AdminEnvelope>(&line) {
+                    Ok(envelope) => {
+                        tracing::info!(operator = %envelope.operator, command = ?command_name(&envelope.request), "admin command");
+                        match tokio::task::spawn_blocking(move || execute(&ctx, envelope)).await {
+                            Ok(r) => r.map_err(|e| e.to_string()),
+                            Err(e) => Err(format!("the command failed inside the server: {e}")),
+                        }
+                    }
+                    Err(e) => Err(format!("malformed admin request: {e}")),
+                },
+                Err(e) => Err(format!("cannot read the admin request: {e}")),
+            };
+            let mut out = serde_json::to_string(&reply).unwrap_or_default();
+            out.push('\n');
+            let _ = write.write_all(out.as_bytes()).await;
+        });
+    }
+}
+
+fn command_name(r: &AdminRequest) -> String {
+    serde_json::to_value(r)
+        .ok()
+        .and_then(|v| v.get("command").and_then(|c| c.as_str()).map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// Sends one command to a running server. `Ok(None)` if no server listens.
+pub async fn send(
+    socket: &Path,
+    envelope: &AdminEnvelope,
+) -> Result<Option<Result<AdminReply, String>>, std::io::Error> {
+    let stream = match tokio::net::UnixStream::connect(socket).await {
+        Ok(s) => s,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            return Ok(None)
+        }
+        Err(e) => return Err(e),
+    };
+    let (read, mut write) = stream.into_split();
+    let mut line = serde_json::to_string(envelope).map_err(std::io::Error::other)?;
+    line.push('\n');
+    write.write_all(line.as_bytes()).await?;
+    write.shutdown().await?;
+    let mut answer = String::new();
+    BufReader::new(read).read_line(&mut answer).await?;
+    let reply = serde_json::from_str(&answer)
+        .map_err(|e| std::io::Error::other(format!("bad answer from the server: {e}")))?;
+    Ok(Some(reply))
+}

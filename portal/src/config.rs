@@ -1,0 +1,251 @@
+//! Server configuration: a TOML file, then `PLS_...` environment overrides.
+//!
+//! Every key has a default, so no file is needed to start. Example (all defaults):
+//!
+//! ```toml
+//! data_dir = "./pls-data"
+//!
+//! [quic]
+//! listen = "0.0.0.0:4433"
+//! server_names = ["localhost"]
+//! idle_timeout_secs = 30
+//! max_streams_per_connection = 8
+//! max_connections_per_source = 256
+//! activations_per_source_per_minute = 30
+//!
+//! [log]
+//! filter = "info"
+//! json = false
+//! ```
+//!
+//! Environment overrides (applied after the file): `PLS_DATA_DIR`, `PLS_QUIC_LISTEN`,
+//! `PLS_QUIC_SERVER_NAMES` (comma separated), `PLS_QUIC_MAX_CONNECTIONS_PER_SOURCE`,
+//! `PLS_QUIC_ACTIVATIONS_PER_SOURCE_PER_MINUTE`, `PLS_LOG` (a tracing filter such as
+//! `info,portal=debug`), `PLS_LOG_JSON` (`1`/`true`).
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The whole configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Holds the database (`db/`), the signing key, the QUIC certificate and the
+    /// admin socket.
+    pub data_dir: PathBuf,
+    pub quic: QuicConfig,
+    pub log: LogConfig,
+}
+
+/// The QUIC endpoint for daemons.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QuicConfig {
+    pub listen: SocketAddr,
+    /// DNS names (and IP addresses) the self-signed certificate names. Daemons pin
+    /// the certificate's fingerprint, so these matter only for diagnostics tools.
+    pub server_names: Vec<String>,
+    /// A daemon opens a connection, sends one to three requests and leaves; 30 s of
+    /// silence means it is gone (or a peer is holding a slot for nothing).
+    pub idle_timeout_secs: u64,
+    /// A daemon sends its requests one after another; a relaying daemon forwards a
+    /// few peers' requests at once. 8 covers a relay for a site's hosts while
+    /// keeping what one connection can make us hold at 8 x 64 KiB frames.
+    pub max_streams_per_connection: u32,
+    /// Many hosts of one site share one address (NAT, or a relay); 256 is far
+    /// above a site's host count, yet stops one address from filling the server.
+    pub max_connections_per_source: u32,
+    /// Activations carry the token; limiting attempts per address makes guessing a
+    /// 128-bit token hopeless twice over and keeps a runaway daemon from flooding
+    /// the audit trail. A site activating its hosts needs a handful per minute.
+    pub activations_per_source_per_minute: u32,
+}
+
+/// Logging.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A tracing-subscriber `EnvFilter` directive.
+    pub filter: String,
+    /// One JSON object per line instead of text.
+    pub json: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./pls-data"),
+            quic: QuicConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for QuicConfig {
+    fn default() -> Self {
+        QuicConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 4433)),
+            server_names: vec!["localhost".into()],
+            idle_timeout_secs: 30,
+            max_streams_per_connection: 8,
+            max_connections_per_source: 256,
+            activations_per_source_per_minute: 30,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            filter: "info".into(),
+            json: false,
+        }
+    }
+}
+
+/// The configuration could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("environment variable {name}={value:?} is not valid: {reason}")]
+    Env {
+        name: String,
+        value: String,
+        reason: String,
+    },
+}
+
+impl Config {
+    /// Reads `file` (if given) and applies the `PLS_...` variables from `env`.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut config = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                    path: path.to_owned(),
+                    message: e.to_string(),
+                })?
+            }
+            None => Config::default(),
+        };
+        for (name, value) in env {
+            config.apply_env(&name, &value)?;
+        }
+        Ok(config)
+    }
+
+    fn apply_env(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
+        let bad = |reason: String| ConfigError::Env {
+            name: name.to_owned(),
+            value: value.to_owned(),
+            reason,
+        };
+        let number = |v: &str| v.trim().parse::<u32>().map_err(|e| bad(e.to_string()));
+        match name {
+            "PLS_DATA_DIR" => self.data_dir = PathBuf::from(value),
+            "PLS_QUIC_LISTEN" => {
+                self.quic.listen = value
+                    .trim()
+                    .parse()
+                    .map_err(|e: std::net::AddrParseError| bad(e.to_string()))?
+            }
+            "PLS_QUIC_SERVER_NAMES" => {
+                self.quic.server_names = value
+                    .split(',')
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            }
+            "PLS_QUIC_MAX_CONNECTIONS_PER_SOURCE" => {
+                self.quic.max_connections_per_source = number(value)?
+            }
+            "PLS_QUIC_ACTIVATIONS_PER_SOURCE_PER_MINUTE" => {
+                self.quic.activations_per_source_per_minute = number(value)?
+            }
+            "PLS_LOG" => self.log.filter = value.to_owned(),
+            "PLS_LOG_JSON" => {
+                self.log.json = match value.trim() {
+                    "1" | "true" | "yes" => true,
+                    "0" | "false" | "no" | "" => false,
+                    other => return Err(bad(format!("{other:?} is not a boolean"))),
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The sled database directory.
+    pub fn db_dir(&self) -> PathBuf {
+        self.data_dir.join("db")
+    }
+    pub fn signing_key_path(&self) -> PathBuf {
+        self.data_dir.join("signing.key")
+    }
+    pub fn public_key_path(&self) -> PathBuf {
+        self.data_dir.join("signing.pub")
+    }
+    pub fn cert_path(&self) -> PathBuf {
+        self.data_dir.join("quic-cert.der")
+    }
+    /// The admin socket `pls admin` uses while the server runs.
+    pub fn admin_socket_path(&self) -> PathBuf {
+        self.data_dir.join("admin.sock")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_file_and_env_layer_in_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("pls.toml");
+        std::fs::write(
+            &file,
+            "data_dir = \"/srv/pls\"\n[quic]\nlisten = \"127.0.0.1:5000\"\n",
+        )
+        .expect("write");
+        let env = vec![
+            ("PLS_QUIC_LISTEN".to_owned(), "[::1]:6000".to_owned()),
+            ("PLS_LOG_JSON".to_owned(), "true".to_owned()),
+            ("HOME".to_owned(), "/root".to_owned()),
+        ];
+        let c = Config::load(Some(&file), env).expect("load");
+        assert_eq!(c.data_dir, PathBuf::from("/srv/pls"));
+        assert_eq!(c.quic.listen, "[::1]:6000".parse().expect("addr"));
+        assert_eq!(c.quic.idle_timeout_secs, 30);
+        assert!(c.log.json);
+        assert_eq!(
+            Config::load(None, vec![]).expect("defaults"),
+            Config::default()
+        );
+        assert_eq!(Config::default().quic.listen.port(), 4433);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_clear_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("pls.toml");
+        std::fs::write(&file, "[quic]\nlisten_addr = \"x\"\n").expect("write");
+        let e = Config::load(Some(&file), vec![]).expect_err("unknown key");
+        assert!(e.to_string().contains("listen_addr"), "{e}");
+        let e = Config::load(None, vec![("PLS_QUIC_LISTEN".into(), "nowhere".into())])
+            .expect_err("bad");
+        assert!(e.to_string().contains("PLS_QUIC_LISTEN"), "{e}");
+    }
+}

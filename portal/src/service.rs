@@ -1,0 +1,272 @@
+//! Answers daemon requests: decodes a frame body, applies the license rules through
+//! the store, and signs what goes back. No sockets here; [`crate::quic`] moves the
+//! bytes.
+//!
+//! Every answer about a license is signed with the server key and bound to the
+//! asking host's hardware ID and nonce: grants and receipts for yes, refusals for
+//! no. Protocol problems get an unsigned [`ErrorReply`], which never changes what
+//! a daemon believes about its license.
+
+use crate::domain::CHECK_INTERVAL_SECS;
+use crate::store::{HostActivation, HostCheck, Store};
+use keys::{Clock, HardwareId, LicenseNumber, Signed, SigningKeyPair};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use wire::codec::{self, DecodeError};
+use wire::{
+    CheckReceipt, ErrorReply, Nonce, Refusal, RefusalReason, RelayEnvelope, Request, Response,
+    RuntimeState, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
+};
+
+/// The agent string in `Hello` answers.
+pub const AGENT: &str = concat!("pls/", env!("CARGO_PKG_VERSION"));
+
+/// Where a request came from.
+#[derive(Clone, Debug)]
+pub struct Source {
+    pub ip: IpAddr,
+    /// For records: the address, and the relay's hardware ID if relayed.
+    pub label: String,
+}
+
+/// The daemon-facing service.
+#[derive(Debug)]
+pub struct Service {
+    store: Arc<Store>,
+    key: Arc<SigningKeyPair>,
+    clock: Arc<dyn Clock>,
+    activations_per_minute: u32,
+    /// Activation attempts per source address in the current minute.
+    attempts: Mutex<HashMap<IpAddr, (u64, u32)>>,
+}
+
+impl Service {
+    pub fn new(
+        store: Arc<Store>,
+        key: Arc<SigningKeyPair>,
+        clock: Arc<dyn Clock>,
+        activations_per_minute: u32,
+    ) -> Self {
+        Service {
+            store,
+            key,
+            clock,
+            activations_per_minute,
+            attempts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Decodes one frame body and answers it. Never panics on any input.
+    pub fn handle_body(&self, body: &[u8], source: &Source) -> Response {
+        match codec::decode_body::<Request>(body) {
+            Ok(request) => self.handle(request, source),
+            Err(DecodeError::UnsupportedVersion(v)) => {
+                tracing::info!(from = %source.label, version = v, "request in an unsupported protocol version");
+                Response::Error(ErrorReply::UnsupportedProtocolVersion {
+                    min: MIN_PROTOCOL_VERSION,
+                    max: PROTOCOL_VERSION,
+                })
+            }
+            Err(e) => {
+                tracing::warn!(from = %source.label, error = %e, "malformed request");
+                Response::Error(ErrorReply::Malformed(e.to_string()))
+            }
+        }
+    }
+
+    /// Answers one decoded request.
+    pub fn handle(&self, request: Request, source: &Source) -> Response {
+        match request {
+            Request::Hello(h) => {
+                tracing::debug!(from = %source.label, agent = %h.agent, "hello");
+                Response::Hello {
+                    version: PROTOCOL_VERSION,
+                    agent: AGENT.to_owned(),
+                }
+            }
+            Request::Activate(a) => {
+                if !self.allow_activation(source.ip) {
+                    tracing::warn!(from = %source.label, license = %a.license_number, "activation rate limit hit");
+                    return Response::Error(ErrorReply::RateLimited {
+                        retry_after_secs: 60,
+                    });
+                }
+                let req = HostActivation {
+                    license: &a.license_number,
+                    token: a.token.expose(),
+                    hardware_id: &a.hardware_id,
+                    daemon_version: &a.daemon_version,
+                    from: source.label.clone(),
+                };
+                let now = self.clock.now();
+                match self.store.activate_host(&req, &self.key, now) {
+                    Ok(Ok(grant)) => {
+                        tracing::info!(license = %a.license_number, host = %a.hardware_id, from = %source.label, "activated");
+                        let serial = self
+                            .store
+                            .license(&a.license_number)
+                            .ok()
+                            .flatten()
+                            .map_or(0, |l| l.serial);
+                        let receipt =
+                            self.receipt(&a.license_number, &a.hardware_id, a.nonce, serial);
+                        Response::Activated { grant, receipt }
+                    }
+                    Ok(Err(reason)) => {
+                        self.refuse(reason, &a.license_number, &a.hardware_id, a.nonce, source)
+                    }
+                    Err(e) => self.unavailable(e),
+                }
+            }
+            Request::Check(c) => {
+                let req = HostCheck {
+                    license: &c.license_number,
+                    hardware_id: &c.hardware_id,
+                    held_serial: c.grant_serial,
+                    running: c.runtime == RuntimeState::Running,
+                    ge_seats: c.seats.ge,
+                    pwa_seats: c.seats.pwa,
+                    daemon_version: &c.daemon_version,
+                    from: source.label.clone(),
+                };
+                match self.store.check_host(&req, self.clock.now()) {
+                    Ok(Ok(outcome)) => {
+                        tracing::debug!(license = %c.license_number, host = %c.hardware_id, new_grant = outcome.newer_grant.is_some(), "checked");
+                        let receipt = self.receipt(
+                            &c.license_number,
+                            &c.hardware_id,
+                            c.nonce,
+                            outcome.current_serial,
+                        );
+                        Response::Checked {
+                            receipt,
+                            grant: outcome.newer_grant,
+                        }
+                    }
+                    Ok(Err(reason)) => {
+                        self.refuse(reason, &c.license_number, &c.hardware_id, c.nonce, source)
+                    }
+                    Err(e) => self.unavailable(e),
+                }
+            }
+            Request::Deactivate(d) => {
+                if !self.allow_activation(source.ip) {
+                    return Response::Error(ErrorReply::RateLimited {
+                        retry_after_secs: 60,
+                    });
+                }
+                let now = self.clock.now();
+                match self.store.deactivate_host(
+                    &d.license_number,
+                    d.token.expose(),
+                    &d.hardware_id,
+                    source.label.clone(),
+                    now,
+                ) {
+                    Ok(Ok(serial)) => {
+                        tracing::info!(license = %d.license_number, host = %d.hardware_id, "deactivated");
+                        Response::Deactivated {
+                            receipt: self.receipt(
+                                &d.license_number,
+                                &d.hardware_id,
+                                d.nonce,
+                                serial,
+                            ),
+                        }
+                    }
+                    Ok(Err(reason)) => {
+                        self.refuse(reason, &d.license_number, &d.hardware_id, d.nonce, source)
+                    }
+                    Err(e) => self.unavailable(e),
+                }
+            }
+            Request::Relay(envelope) => self.relay(envelope, source),
+        }
+    }
+
+    /// A request carried by a peer daemon: answered as if it came directly, the
+    /// answer carried back unchanged. Relays do not nest.
+    fn relay(&self, envelope: RelayEnvelope, source: &Source) -> Response {
+        let inner_source = Source {
+            ip: source.ip,
+            label: format!("{} via relay {}", source.label, envelope.relay),
+        };
+        let answer = match codec::decode_body::<Request>(&envelope.body) {
+            Ok(Request::Relay(_)) => {
+                Response::Error(ErrorReply::Malformed("relayed requests do not nest".into()))
+            }
+            Ok(request) => self.handle(request, &inner_source),
+            Err(_) => self.handle_body(&envelope.body, &inner_source),
+        };
+        match codec::encode_body(&answer) {
+            Ok(body) => Response::Relayed(RelayEnvelope {
+                relay: envelope.relay,
+                body,
+            }),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot encode a relayed answer");
+                Response::Error(ErrorReply::Unavailable)
+            }
+        }
+    }
+
+    fn receipt(
+        &self,
+        license: &LicenseNumber,
+        host: &HardwareId,
+        nonce: Nonce,
+        current_serial: u64,
+    ) -> Signed<CheckReceipt> {
+        let now = self.clock.now();
+        let receipt = CheckReceipt {
+            license_number: license.clone(),
+            hardware_id: host.clone(),
+            nonce,
+            server_time: now,
+            next_check_due: now.plus_secs(CHECK_INTERVAL_SECS),
+            current_serial,
+        };
+        Signed::sign(&receipt, &self.key)
+    }
+
+    fn refuse(
+        &self,
+        reason: RefusalReason,
+        license: &LicenseNumber,
+        host: &HardwareId,
+        nonce: Nonce,
+        source: &Source,
+    ) -> Response {
+        tracing::info!(license = %license, host = %host, from = %source.label, reason = reason.key(), "refused");
+        let refusal = Refusal {
+            reason,
+            license_number: license.clone(),
+            hardware_id: host.clone(),
+            nonce,
+            server_time: self.clock.now(),
+        };
+        Response::Refused(Signed::sign(&refusal, &self.key))
+    }
+
+    fn unavailable(&self, e: impl std::fmt::Display) -> Response {
+        tracing::error!(error = %e, "store error while answering a daemon");
+        Response::Error(ErrorReply::Unavailable)
+    }
+
+    /// Fixed one-minute windows per source address (server clock).
+    fn allow_activation(&self, ip: IpAddr) -> bool {
+        let minute = self.clock.now().secs() / 60;
+        let mut attempts = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
+        if attempts.len() > 100_000 {
+            // Bound the table: old windows are worthless anyway.
+            attempts.retain(|_, (m, _)| *m == minute);
+        }
+        let entry = attempts.entry(ip).or_insert((minute, 0));
+        if entry.0 != minute {
+            *entry = (minute, 0);
+        }
+        entry.1 += 1;
+        entry.1 <= self.activations_per_minute
+    }
+}

@@ -1,2 +1,33 @@
-//! The ProMoS license daemon.
+//! The ProMoS license daemon `promos-licd`: one per ProMoS host.
+//!
+//! It keeps the signed license state in a sled cache, binds to the host's
+//! hardware ID, checks with the license server over QUIC, enforces dongle
+//! presence and the grace periods, and answers the ProMoS runtime on a local
+//! Unix socket.
+//!
+//! - [`state`]: the sans-IO license state machine (every rule, the clock-rollback rule);
+//! - [`service`]: the tokio shell, [`run`];
+//! - [`socket`]: the JSON-lines protocol for the runtime (documented for C++);
+//! - [`client`]: the QUIC client pinned to the server certificate;
+//! - [`cache`]: the sled cache of signed state;
+//! - [`config`]: TOML plus `PROMOS_LICD_*` environment overrides;
+//! - [`hwid`]: the hardware ID; [`dongle`]: hidapi and simulated dongles;
+//! - [`licinfo`]: `lic/licinfo.cfg`; [`doctor`]: the manual's chapter 11;
+//! - [`notify`]: `sd_notify` for `Type=notify`.
+
 #![forbid(unsafe_code)]
+
+pub mod cache;
+pub mod client;
+pub mod config;
+pub mod doctor;
+pub mod dongle;
+pub mod hwid;
+pub mod licinfo;
+pub mod notify;
+pub mod service;
+pub mod socket;
+pub mod state;
+
+pub use config::Config;
+pub use service::run;

@@ -1,1 +1,225 @@
-fn main() {}
+//! `promos-licd`: the daemon (`run`) and its small human CLI.
+
+#![forbid(unsafe_code)]
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use daemon::socket::SocketClient;
+use daemon::Config;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Parser, Debug)]
+#[command(name = "promos-licd", version, about = "ProMoS license daemon")]
+struct Cli {
+    /// Config file (default /etc/promos-licd/promos-licd.toml if it exists).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Socket path for the client commands (default from the config).
+    #[arg(long, global = true)]
+    socket: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the daemon (systemd starts this).
+    Run,
+    /// Print this host's hardware ID (32 hex digits).
+    Hwid,
+    /// Show the license state (asks the running daemon).
+    Status {
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the GE and pWA seats in use.
+    Seats,
+    /// Check with the license server now.
+    CheckNow,
+    /// Bind this host to a license (the first-start dialog).
+    Activate {
+        #[arg(long, default_value = "license.promosnt.com")]
+        server: String,
+        #[arg(long)]
+        license: String,
+        /// The license token from the portal ("Show token"). Prefer the
+        /// PROMOS_LICD_TOKEN environment variable so it stays out of the shell history.
+        #[arg(long, env = "PROMOS_LICD_TOKEN", hide_env_values = true)]
+        token: String,
+    },
+    /// Find (and with --fix, rename) old license files (manual chapter 11).
+    Doctor {
+        #[arg(long)]
+        project: PathBuf,
+        #[arg(long)]
+        fix: bool,
+    },
+}
+
+fn env_map() -> BTreeMap<String, String> {
+    std::env::vars()
+        .filter(|(k, _)| k.starts_with("PROMOS_LICD_"))
+        .collect()
+}
+
+fn load_config(cli: &Cli) -> anyhow::Result<Config> {
+    Config::load(cli.config.as_deref(), &env_map()).context("reading the configuration")
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PROMOS_LICD_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match &cli.command {
+        Command::Hwid => {
+            let id = match std::env::var(daemon::config::TEST_HARDWARE_ID_ENV) {
+                Ok(v) if !v.is_empty() => v
+                    .parse::<keys::HardwareId>()
+                    .context("PROMOS_LICD_TEST_HARDWARE_ID (test-only)")?,
+                _ => daemon::hwid::compute(),
+            };
+            println!("{id}");
+            Ok(())
+        }
+        Command::Doctor { project, fix } => doctor(project, *fix),
+        Command::Run => {
+            let config = load_config(&cli)?;
+            let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            rt.block_on(async {
+                let shutdown = async {
+                    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+                    }
+                };
+                daemon::run(config, Arc::new(keys::SystemClock), shutdown).await.context("promos-licd stopped")
+            })
+        }
+        _ => {
+            let socket = match &cli.socket {
+                Some(s) => s.clone(),
+                None => load_config(&cli)?.socket_path,
+            };
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(client_command(&cli.command, &socket))
+        }
+    }
+}
+
+async fn client_command(cmd: &Command, socket: &std::path::Path) -> anyhow::Result<()> {
+    let mut c = SocketClient::connect(socket).await.with_context(|| {
+        format!(
+            "cannot reach the daemon at {} (is promos-licd running? are you in its group?)",
+            socket.display()
+        )
+    })?;
+    match cmd {
+        Command::Status { json: raw } => {
+            let v = c.call(&json!({"cmd": "status"})).await?;
+            if *raw {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                print_status(&v["status"]);
+            }
+        }
+        Command::Seats => {
+            let v = c.call(&json!({"cmd": "seats"})).await?;
+            for p in ["ge", "pwa"] {
+                let s = &v["seats"][p];
+                println!(
+                    "{:<4} {} of {} in use",
+                    p.to_uppercase(),
+                    s["used"],
+                    s["limit"]
+                );
+            }
+        }
+        Command::CheckNow => {
+            let v = c.call(&json!({"cmd": "check_now"})).await?;
+            print_status(&v["status"]);
+        }
+        Command::Activate {
+            server,
+            license,
+            token,
+        } => {
+            let id = c.call(&json!({"cmd": "hwid"})).await?;
+            println!("License server address: {server}");
+            println!("License number:         {license}");
+            println!(
+                "Hardware ID:            {}",
+                id["hardware_id"].as_str().unwrap_or("?")
+            );
+            let v = c.call(&json!({"cmd": "activate", "server": server, "license_number": license, "token": token})).await?;
+            if v["ok"] != json!(true) {
+                bail!(
+                    "activation failed: {}",
+                    v["message"].as_str().unwrap_or("unknown error")
+                );
+            }
+            println!("Activated.");
+            print_status(&v["status"]);
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn print_status(s: &Value) {
+    let text = |v: &Value| v.as_str().map(str::to_owned).unwrap_or_else(|| "-".into());
+    println!("State:       {}", text(&s["state"]));
+    println!("Licensed:    {}", s["licensed"]);
+    println!("Reason:      {}", text(&s["reason"]["en"]));
+    if let Some(w) = s["warning"]["en"].as_str() {
+        println!("Warning:     {w}");
+    }
+    if let Some(t) = s["stop_at_text"].as_str() {
+        println!("Stop at:     {t} (in {} s)", s["seconds_until_stop"]);
+    }
+    println!("License:     {}", text(&s["license_number"]));
+    println!("Hardware ID: {}", text(&s["hardware_id"]));
+    println!("Last check:  {}", text(&s["last_check"]));
+    for d in s["diagnosis"].as_array().into_iter().flatten() {
+        println!("Diagnosis:   {}", text(&d["en"]));
+    }
+}
+
+fn doctor(project: &std::path::Path, fix: bool) -> anyhow::Result<()> {
+    let findings = daemon::doctor::examine(project)?;
+    if findings.is_empty() {
+        println!("No problems found in {}.", project.display());
+        return Ok(());
+    }
+    for f in &findings {
+        println!("{}: {}", f.path.display(), f.advice);
+    }
+    if fix {
+        for done in daemon::doctor::fix(&findings, keys::UnixTime::now())? {
+            let to = done
+                .moved_to
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            println!(
+                "fixed {}: {} ({to})",
+                done.finding.path.display(),
+                done.note
+            );
+        }
+    } else {
+        println!("Run again with --fix to rename these files (nothing is deleted).");
+        std::process::exit(1);
+    }
+    Ok(())
+}

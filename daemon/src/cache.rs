@@ -1,0 +1,273 @@
+//! The daemon's sled cache in the data directory: the last verified grant, the
+//! last receipt, the refusal that ended the license, the time high-water mark,
+//! the last time the hardware dongle was seen and the run history.
+//!
+//! Signed documents are stored as the signed bytes the server produced and are
+//! verified again on every load; anything that fails (bad signature, unknown
+//! key, another host's document, garbage) is dropped and logged, never trusted
+//! and never a crash. A database sled cannot open at all is moved aside to
+//! `<dir>.corrupt-<unix time>` and a fresh one is created.
+
+use crate::state::Persisted;
+use keys::{
+    Binding, HardwareId, LicenseGrant, Signed, SignedPayload, TrustedKeys, UnixTime, Verified,
+};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use wire::{CheckReceipt, Refusal};
+
+const GRANT: &str = "grant";
+const RECEIPT: &str = "receipt";
+const REFUSAL: &str = "refusal";
+const HIGH_WATER: &str = "high_water";
+const DONGLE_LAST_SEEN: &str = "dongle_last_seen";
+const RUNS: &str = "runs";
+/// Run history kept: the newest 1,000 runs (about three years of daily restarts).
+const MAX_RUNS: usize = 1_000;
+
+/// Opening the cache failed even after moving a broken database aside.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheOpenError {
+    #[error("cannot create the data directory {path}: {source}")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open the license cache in {path}: {source}")]
+    Open { path: PathBuf, source: sled::Error },
+}
+
+/// Writing to the cache failed (disk full, permissions). The daemon keeps
+/// running from memory and logs it.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write the license cache: {0}")]
+pub struct CacheWriteError(#[from] sled::Error);
+
+/// One runtime run, as recorded in the history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub started: UnixTime,
+    pub stopped: Option<UnixTime>,
+    /// Why it ended: `runtime_stopped`, `connection_closed`, `daemon_restart`.
+    pub end: Option<String>,
+}
+
+/// What a load dropped, for the log.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LoadReport {
+    pub dropped: Vec<String>,
+}
+
+/// The open cache.
+#[derive(Debug, Clone)]
+pub struct Cache {
+    db: sled::Db,
+    runs: sled::Tree,
+}
+
+impl Cache {
+    /// Opens (or creates) the cache in `dir/cache.sled`.
+    pub fn open(dir: &Path) -> Result<Cache, CacheOpenError> {
+        std::fs::create_dir_all(dir).map_err(|source| CacheOpenError::CreateDir {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let path = dir.join("cache.sled");
+        let db = match sled::open(&path) {
+            Ok(db) => db,
+            Err(e) => {
+                let aside = dir.join(format!("cache.sled.corrupt-{}", UnixTime::now().secs()));
+                tracing::error!(error = %e, moved_to = %aside.display(), "license cache is unreadable; starting with an empty one");
+                let _ = std::fs::rename(&path, &aside);
+                sled::open(&path).map_err(|source| CacheOpenError::Open {
+                    path: path.clone(),
+                    source,
+                })?
+            }
+        };
+        let runs = db
+            .open_tree(RUNS)
+            .map_err(|source| CacheOpenError::Open { path, source })?;
+        Ok(Cache { db, runs })
+    }
+
+    /// Loads and re-verifies everything. Never fails: what does not verify is dropped.
+    pub fn load(&self, trusted: &TrustedKeys, hardware_id: &HardwareId) -> (Persisted, LoadReport) {
+        let mut report = LoadReport::default();
+        let grant: Option<Verified<LicenseGrant>> = self.verified(GRANT, trusted, &mut report);
+        let grant = grant.filter(|g| {
+            let ok = g.binding == Binding::HardwareId(hardware_id.clone());
+            if !ok {
+                report
+                    .dropped
+                    .push("grant: bound to another hardware ID".into());
+            }
+            ok
+        });
+        let number = grant.as_ref().map(|g| g.license_number.clone());
+        let receipt: Option<Verified<CheckReceipt>> = self.verified(RECEIPT, trusted, &mut report);
+        let receipt = receipt.filter(|r| {
+            let ok = &r.hardware_id == hardware_id && Some(&r.license_number) == number.as_ref();
+            if !ok {
+                report
+                    .dropped
+                    .push("receipt: for another host or license".into());
+            }
+            ok
+        });
+        let refusal: Option<Verified<Refusal>> = self.verified(REFUSAL, trusted, &mut report);
+        let refusal = refusal.filter(|r| {
+            let ok = &r.hardware_id == hardware_id && Some(&r.license_number) == number.as_ref();
+            if !ok {
+                report
+                    .dropped
+                    .push("refusal: for another host or license".into());
+            }
+            ok
+        });
+        let persisted = Persisted {
+            grant,
+            receipt,
+            refusal,
+            high_water: self.time(HIGH_WATER, &mut report).unwrap_or(UnixTime(0)),
+            dongle_last_seen: self.time(DONGLE_LAST_SEEN, &mut report),
+        };
+        (persisted, report)
+    }
+
+    fn verified<T: SignedPayload>(
+        &self,
+        key: &str,
+        trusted: &TrustedKeys,
+        report: &mut LoadReport,
+    ) -> Option<Verified<T>> {
+        let bytes = match self.db.get(key) {
+            Ok(Some(b)) => b,
+            Ok(None) => return None,
+            Err(e) => {
+                report.dropped.push(format!("{key}: unreadable ({e})"));
+                return None;
+            }
+        };
+        let signed: Signed<T> = match serde_json::from_slice(&bytes) {
+            Ok(s) => s,
+            Err(e) => {
+                report
+                    .dropped
+                    .push(format!("{key}: not a signed document ({e})"));
+                return None;
+            }
+        };
+        match trusted.verify(&signed) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                report.dropped.push(format!("{key}: {e}"));
+                None
+            }
+        }
+    }
+
+    fn time(&self, key: &str, report: &mut LoadReport) -> Option<UnixTime> {
+        match self.db.get(key) {
+            Ok(Some(b)) => match <[u8; 8]>::try_from(b.as_ref()) {
+                Ok(a) => Some(UnixTime(u64::from_be_bytes(a))),
+                Err(_) => {
+                    report.dropped.push(format!("{key}: not 8 bytes"));
+                    None
+                }
+            },
+            _ => None,
+        }
+    }
+
+    /// Stores the persistent part of the state machine.
+    pub fn save(&self, p: &Persisted) -> Result<(), CacheWriteError> {
+        put_signed(&self.db, GRANT, p.grant.as_ref().map(|g| g.signed()))?;
+        put_signed(&self.db, RECEIPT, p.receipt.as_ref().map(|r| r.signed()))?;
+        put_signed(&self.db, REFUSAL, p.refusal.as_ref().map(|r| r.signed()))?;
+        self.db
+            .insert(HIGH_WATER, &p.high_water.secs().to_be_bytes())?;
+        match p.dongle_last_seen {
+            Some(t) => self.db.insert(DONGLE_LAST_SEEN, &t.secs().to_be_bytes())?,
+            None => self.db.remove(DONGLE_LAST_SEEN)?,
+        };
+        Ok(())
+    }
+
+    /// Writes buffered changes to disk.
+    pub fn flush(&self) -> Result<(), CacheWriteError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Records the start of a run; returns its key for [`Cache::end_run`].
+    pub fn start_run(&self, started: UnixTime) -> Result<u64, CacheWriteError> {
+        let id = self.db.generate_id()?;
+        let rec = RunRecord {
+            started,
+            stopped: None,
+            end: None,
+        };
+        self.runs.insert(
+            id.to_be_bytes(),
+            serde_json::to_vec(&rec).unwrap_or_default(),
+        )?;
+        while self.runs.len() > MAX_RUNS {
+            if self.runs.pop_min()?.is_none() {
+                break;
+            }
+        }
+        Ok(id)
+    }
+
+    /// Records the end of run `id`.
+    pub fn end_run(&self, id: u64, stopped: UnixTime, why: &str) -> Result<(), CacheWriteError> {
+        if let Some(bytes) = self.runs.get(id.to_be_bytes())? {
+            if let Ok(mut rec) = serde_json::from_slice::<RunRecord>(&bytes) {
+                rec.stopped = Some(stopped);
+                rec.end = Some(why.to_owned());
+                self.runs.insert(
+                    id.to_be_bytes(),
+                    serde_json::to_vec(&rec).unwrap_or_default(),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes runs a previous daemon process left open (it stopped or crashed).
+    pub fn close_stale_runs(&self, at: UnixTime) -> Result<usize, CacheWriteError> {
+        let mut n = 0;
+        for item in self.runs.iter() {
+            let (k, v) = item?;
+            if let Ok(mut rec) = serde_json::from_slice::<RunRecord>(&v) {
+                if rec.stopped.is_none() {
+                    rec.stopped = Some(at);
+                    rec.end = Some("daemon_restart".into());
+                    self.runs
+                        .insert(k, serde_json::to_vec(&rec).unwrap_or_default())?;
+                    n += 1;
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// The run history, oldest first.
+    pub fn runs(&self) -> Vec<RunRecord> {
+        self.runs
+            .iter()
+            .filter_map(|r| r.ok())
+            .filter_map(|(_, v)| serde_json::from_slice(&v).ok())
+            .collect()
+    }
+}
+
+fn put_signed<T>(db: &sled::Db, key: &str, signed: Option<&Signed<T>>) -> Result<(), sled::Error> {
+    match signed {
+        Some(s) => db
+            .insert(key, serde_json::to_vec(s).unwrap_or_default())
+            .map(|_| ()),
+        None => db.remove(key).map(|_| ()),
+    }
+}

@@ -1,0 +1,281 @@
+//! The QUIC client that talks to the license server.
+//!
+//! TLS trusts exactly one certificate: the server's, pinned by the SHA-256 of
+//! its DER encoding (config `server_cert_sha256` or `server_cert_der`). There is
+//! no CA chain, so a site behind a TLS-intercepting proxy cannot be fooled into
+//! talking to the proxy. The handshake signature is still checked against the
+//! pinned certificate's key (ring provider, installed explicitly, TLS 1.3 only).
+//!
+//! Transport contract (see `wire`): one bidirectional stream per request; the
+//! client writes one frame, finishes its send side and reads one response frame.
+//! Failed attempts are retried with exponential backoff and jitter.
+
+use crate::config::CertPin;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime as PkiTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use sha2::{Digest, Sha256};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use wire::{Request, Response};
+
+/// One attempt may take this long: QUIC needs a few round trips, and a site on a
+/// bad mobile line can take seconds per round trip.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// SHA-256 of `bytes`.
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+/// A request to the server did not get an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("no server certificate is pinned: set server_cert_sha256 or server_cert_der")]
+    NoPin,
+    #[error("cannot resolve {0}: {1}")]
+    Resolve(String, String),
+    #[error("cannot set up the QUIC client: {0}")]
+    Setup(String),
+    #[error("cannot connect to the license server {server}: {message}")]
+    Connect { server: String, message: String },
+    #[error("the license server did not answer in time")]
+    Timeout,
+    #[error("the exchange with the license server failed: {0}")]
+    Exchange(String),
+}
+
+/// Checks that the server presents exactly the pinned certificate.
+#[derive(Debug)]
+struct PinnedCert {
+    pin: [u8; 32],
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for PinnedCert {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: PkiTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if sha256(end_entity.as_ref()) == self.pin {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General(
+                "the license server's certificate does not match the pinned SHA-256".into(),
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// Exponential backoff with jitter for the attempts of one request.
+#[derive(Clone, Debug)]
+pub struct Backoff {
+    pub attempts: u32,
+    pub first: Duration,
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    /// 4 attempts, waiting about 1 s, 2 s, 4 s between them: a short outage is
+    /// ridden out within one check, a long one is left to the state machine's
+    /// retry schedule (1 minute doubling to 1 hour).
+    fn default() -> Self {
+        Backoff {
+            attempts: 4,
+            first: Duration::from_secs(1),
+            max: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Backoff {
+    /// The wait before attempt `n` (1-based, n >= 1): `first * 2^(n-1)`, capped,
+    /// times a random factor in [0.5, 1.5) so daemons that lost the server
+    /// together do not come back in lockstep.
+    pub fn delay(&self, n: u32, jitter: f64) -> Duration {
+        let base = self
+            .first
+            .saturating_mul(1u32 << n.saturating_sub(1).min(16))
+            .min(self.max);
+        base.mul_f64(0.5 + jitter.clamp(0.0, 1.0))
+    }
+}
+
+/// A QUIC client for one server.
+#[derive(Debug, Clone)]
+pub struct ServerClient {
+    server: String,
+    tls_name: String,
+    endpoint: quinn::Endpoint,
+    backoff: Backoff,
+}
+
+impl ServerClient {
+    /// Builds the client. Needs a tokio runtime.
+    pub fn new(
+        server: &str,
+        tls_name: &str,
+        pin: Option<&CertPin>,
+    ) -> Result<ServerClient, RequestError> {
+        let pin = pin.ok_or(RequestError::NoPin)?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut crypto = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| RequestError::Setup(e.to_string()))?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(PinnedCert {
+                pin: pin.0,
+                provider,
+            }))
+            .with_no_client_auth();
+        crypto.alpn_protocols = vec![wire::ALPN.to_vec()];
+        let quic = quinn::crypto::rustls::QuicClientConfig::try_from(crypto)
+            .map_err(|e| RequestError::Setup(e.to_string()))?;
+        let mut config = quinn::ClientConfig::new(Arc::new(quic));
+        let mut transport = quinn::TransportConfig::default();
+        // Idle connections are closed after this; each request opens its own.
+        transport.max_idle_timeout(Some(
+            Duration::from_secs(20)
+                .try_into()
+                .map_err(|_| RequestError::Setup("idle timeout".into()))?,
+        ));
+        config.transport_config(Arc::new(transport));
+        let bind: SocketAddr = "[::]:0"
+            .parse()
+            .map_err(|_| RequestError::Setup("bind address".into()))?;
+        let mut endpoint = quinn::Endpoint::client(bind)
+            .or_else(|_| quinn::Endpoint::client(SocketAddr::from(([0, 0, 0, 0], 0))))
+            .map_err(|e| RequestError::Setup(e.to_string()))?;
+        endpoint.set_default_client_config(config);
+        Ok(ServerClient {
+            server: server.to_owned(),
+            tls_name: tls_name.to_owned(),
+            endpoint,
+            backoff: Backoff::default(),
+        })
+    }
+
+    pub fn with_backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// Sends `request` and returns the response, retrying with backoff.
+    pub async fn request(&self, request: &Request) -> Result<Response, RequestError> {
+        let mut last = RequestError::Timeout;
+        for n in 0..self.backoff.attempts.max(1) {
+            if n > 0 {
+                tokio::time::sleep(self.backoff.delay(n, rand::random::<f64>())).await;
+            }
+            match tokio::time::timeout(ATTEMPT_TIMEOUT, self.once(request)).await {
+                Ok(Ok(r)) => return Ok(r),
+                Ok(Err(e)) => {
+                    tracing::debug!(attempt = n + 1, error = %e, "license server request failed");
+                    last = e;
+                }
+                Err(_) => last = RequestError::Timeout,
+            }
+        }
+        Err(last)
+    }
+
+    /// One attempt: connect, one stream, one frame each way.
+    pub async fn once(&self, request: &Request) -> Result<Response, RequestError> {
+        let addr = tokio::net::lookup_host(&self.server)
+            .await
+            .map_err(|e| RequestError::Resolve(self.server.clone(), e.to_string()))?
+            .next()
+            .ok_or_else(|| RequestError::Resolve(self.server.clone(), "no address".into()))?;
+        let connect_err = |message: String| RequestError::Connect {
+            server: self.server.clone(),
+            message,
+        };
+        let conn = self
+            .endpoint
+            .connect(addr, &self.tls_name)
+            .map_err(|e| connect_err(e.to_string()))?
+            .await
+            .map_err(|e| connect_err(e.to_string()))?;
+        let result = async {
+            let (mut send, mut recv) = conn
+                .open_bi()
+                .await
+                .map_err(|e| RequestError::Exchange(e.to_string()))?;
+            wire::codec::write_message(&mut send, request)
+                .await
+                .map_err(|e| RequestError::Exchange(e.to_string()))?;
+            send.finish()
+                .map_err(|e| RequestError::Exchange(e.to_string()))?;
+            wire::codec::read_message::<Response, _>(&mut recv)
+                .await
+                .map_err(|e| RequestError::Exchange(e.to_string()))
+        }
+        .await;
+        conn.close(0u32.into(), b"done");
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_caps_and_jitters() {
+        let b = Backoff {
+            attempts: 5,
+            first: Duration::from_secs(1),
+            max: Duration::from_secs(4),
+        };
+        assert_eq!(b.delay(1, 0.5), Duration::from_secs(1));
+        assert_eq!(b.delay(2, 0.5), Duration::from_secs(2));
+        assert_eq!(b.delay(3, 0.5), Duration::from_secs(4));
+        assert_eq!(b.delay(9, 0.5), Duration::from_secs(4));
+        assert_eq!(b.delay(2, 0.0), Duration::from_secs(1));
+        assert_eq!(b.delay(2, 1.0), Duration::from_secs(3));
+    }
+}

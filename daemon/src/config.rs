@@ -1,0 +1,517 @@
+//! Configuration: a TOML file plus `PROMOS_LICD_*` environment overrides.
+//!
+//! ```toml
+//! # /etc/promos-licd/promos-licd.toml
+//! server = "license.promosnt.com:4433"        # host:port, UDP (QUIC)
+//! # server_name = "license.promosnt.com"      # TLS name; default: host part of `server`
+//! server_cert_sha256 = "<64 hex digits>"      # pin: SHA-256 of the server certificate (DER)
+//! # server_cert_der = "/etc/promos-licd/server.der"  # or: the certificate file to pin
+//! trusted_keys = ["promos-ed25519-public:<64 hex digits>"]
+//! license_number = "1921900012"               # optional: else from lic/licinfo.cfg
+//! # token = "..."                             # optional: activates unattended at start
+//! project_dir = "/opt/promos/proj/site"       # holds lic/ and bin/
+//! data_dir = "/var/lib/promos-licd"
+//! socket_path = "/run/promos-licd/promos-licd.sock"
+//! socket_group = "promos"                     # group allowed to use the socket
+//! socket_mode = "0660"
+//! tick_secs = 30                              # how often stop times and dongles are re-checked
+//!
+//! [dongle]
+//! backend = "hidapi"                          # or "simulated" (tests and demos only)
+//! vendor_id = "0x096e"                        # USB ids of the ProMoS dongle
+//! product_id = "0x0006"
+//! # simulated_file = "/var/lib/promos-licd/SIMULATED-DONGLE"
+//! ```
+//!
+//! Environment overrides (same meaning, win over the file): `PROMOS_LICD_CONFIG`
+//! (the file's path), `PROMOS_LICD_SERVER`, `PROMOS_LICD_SERVER_NAME`,
+//! `PROMOS_LICD_SERVER_CERT_SHA256`, `PROMOS_LICD_SERVER_CERT_DER`,
+//! `PROMOS_LICD_TRUSTED_KEYS` (comma-separated), `PROMOS_LICD_LICENSE_NUMBER`,
+//! `PROMOS_LICD_TOKEN`, `PROMOS_LICD_PROJECT_DIR`, `PROMOS_LICD_DATA_DIR`,
+//! `PROMOS_LICD_SOCKET`, `PROMOS_LICD_SOCKET_GROUP`, `PROMOS_LICD_SOCKET_MODE`,
+//! `PROMOS_LICD_TICK_SECS`, `PROMOS_LICD_DONGLE_BACKEND`,
+//! `PROMOS_LICD_DONGLE_VENDOR_ID`, `PROMOS_LICD_DONGLE_PRODUCT_ID`,
+//! `PROMOS_LICD_SIMULATED_DONGLE_FILE`.
+//!
+//! `PROMOS_LICD_TEST_HARDWARE_ID` is **test-only**: it replaces the computed
+//! hardware ID so end-to-end tests can run two daemons on one machine. It has no
+//! TOML key on purpose.
+
+use keys::{HardwareId, LicenseNumber, PublicKey, TrustedKeys};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const DEFAULT_SERVER: &str = "license.promosnt.com:4433";
+pub const DEFAULT_SOCKET: &str = "/run/promos-licd/promos-licd.sock";
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/promos-licd";
+pub const DEFAULT_CONFIG: &str = "/etc/promos-licd/promos-licd.toml";
+/// The test-only hardware ID override (see the module doc).
+pub const TEST_HARDWARE_ID_ENV: &str = "PROMOS_LICD_TEST_HARDWARE_ID";
+
+/// The configuration could not be used; says which key and why.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{key}: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+/// Where dongles are looked for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DongleBackend {
+    /// Real USB HID dongles, enumerated by vendor and product ID.
+    Hidapi {
+        vendor_id: Option<u16>,
+        product_id: Option<u16>,
+    },
+    /// SIMULATED dongle for tests and demos: the file's presence means "plugged
+    /// in", its content is the serial. Never use on a real site.
+    Simulated { file: PathBuf },
+}
+
+/// How the server's certificate is pinned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertPin(pub [u8; 32]);
+
+/// The daemon's whole configuration, parsed.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub server: String,
+    pub server_name: Option<String>,
+    pub cert_pin: Option<CertPin>,
+    pub trusted_keys: TrustedKeys,
+    pub license_number: Option<LicenseNumber>,
+    pub token: Option<wire::Token>,
+    pub project_dir: Option<PathBuf>,
+    pub data_dir: PathBuf,
+    pub socket_path: PathBuf,
+    pub socket_group: Option<String>,
+    pub socket_mode: u32,
+    pub tick: Duration,
+    pub dongle: DongleBackend,
+    /// TEST-ONLY: replaces the computed hardware ID (see the module doc).
+    pub test_hardware_id: Option<HardwareId>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    server: Option<String>,
+    server_name: Option<String>,
+    server_cert_sha256: Option<String>,
+    server_cert_der: Option<PathBuf>,
+    #[serde(default)]
+    trusted_keys: Vec<String>,
+    license_number: Option<String>,
+    token: Option<String>,
+    project_dir: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+    socket_path: Option<PathBuf>,
+    socket_group: Option<String>,
+    socket_mode: Option<String>,
+    tick_secs: Option<u64>,
+    #[serde(default)]
+    dongle: FileDongle,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDongle {
+    backend: Option<String>,
+    vendor_id: Option<String>,
+    product_id: Option<String>,
+    simulated_file: Option<PathBuf>,
+}
+
+impl Config {
+    /// A configuration with every default, for tests to adjust.
+    pub fn with_defaults(data_dir: &Path) -> Config {
+        Config {
+            server: DEFAULT_SERVER.into(),
+            server_name: None,
+            cert_pin: None,
+            trusted_keys: TrustedKeys::new(),
+            license_number: None,
+            token: None,
+            project_dir: None,
+            data_dir: data_dir.to_owned(),
+            socket_path: PathBuf::from(DEFAULT_SOCKET),
+            socket_group: None,
+            socket_mode: 0o660,
+            tick: Duration::from_secs(30),
+            dongle: DongleBackend::Hidapi {
+                vendor_id: None,
+                product_id: None,
+            },
+            test_hardware_id: None,
+        }
+    }
+
+    /// Loads the config file (if `path` is given or `PROMOS_LICD_CONFIG` names
+    /// one; the default path only if it exists) and applies `env` on top.
+    pub fn load(
+        path: Option<&Path>,
+        env: &BTreeMap<String, String>,
+    ) -> Result<Config, ConfigError> {
+        let explicit = path
+            .map(Path::to_owned)
+            .or_else(|| env.get("PROMOS_LICD_CONFIG").map(PathBuf::from));
+        let file = match explicit {
+            Some(p) => Some(read_file(&p)?),
+            None if Path::new(DEFAULT_CONFIG).exists() => {
+                Some(read_file(Path::new(DEFAULT_CONFIG))?)
+            }
+            None => None,
+        };
+        Self::from_parts(file.unwrap_or_default(), env)
+    }
+
+    /// Parses TOML text (no file) and applies `env`; for tests.
+    pub fn from_toml(text: &str, env: &BTreeMap<String, String>) -> Result<Config, ConfigError> {
+        let file: FileConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::from("<text>"),
+            message: e.to_string(),
+        })?;
+        Self::from_parts(file, env)
+    }
+
+    fn from_parts(f: FileConfig, env: &BTreeMap<String, String>) -> Result<Config, ConfigError> {
+        let e = |k: &str| env.get(k).filter(|v| !v.is_empty()).cloned();
+        let server = e("PROMOS_LICD_SERVER")
+            .or(f.server)
+            .unwrap_or_else(|| DEFAULT_SERVER.into());
+        let server = normalize_server(&server);
+        let server_name = e("PROMOS_LICD_SERVER_NAME").or(f.server_name);
+        let sha = e("PROMOS_LICD_SERVER_CERT_SHA256").or(f.server_cert_sha256);
+        let der = e("PROMOS_LICD_SERVER_CERT_DER")
+            .map(PathBuf::from)
+            .or(f.server_cert_der);
+        let cert_pin = match (sha, der) {
+            (Some(hex), _) => Some(parse_pin(&hex)?),
+            (None, Some(path)) => {
+                let bytes = std::fs::read(&path).map_err(|err| ConfigError::Invalid {
+                    key: "server_cert_der",
+                    message: format!("cannot read {}: {err}", path.display()),
+                })?;
+                Some(CertPin(crate::client::sha256(&bytes)))
+            }
+            (None, None) => None,
+        };
+        let key_texts: Vec<String> = match e("PROMOS_LICD_TRUSTED_KEYS") {
+            Some(list) => list
+                .split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            None => f.trusted_keys,
+        };
+        let mut trusted_keys = TrustedKeys::new();
+        for k in key_texts {
+            let key: PublicKey = k.parse().map_err(|message| ConfigError::Invalid {
+                key: "trusted_keys",
+                message,
+            })?;
+            trusted_keys.insert(key);
+        }
+        let license_number = e("PROMOS_LICD_LICENSE_NUMBER")
+            .or(f.license_number)
+            .map(|n| n.parse::<LicenseNumber>())
+            .transpose()
+            .map_err(|err| ConfigError::Invalid {
+                key: "license_number",
+                message: err.to_string(),
+            })?;
+        let token = e("PROMOS_LICD_TOKEN").or(f.token).map(wire::Token);
+        let socket_mode = match e("PROMOS_LICD_SOCKET_MODE").or(f.socket_mode) {
+            Some(m) => u32::from_str_radix(m.trim_start_matches("0o"), 8)
+                .ok()
+                .filter(|m| *m <= 0o777)
+                .ok_or(ConfigError::Invalid {
+                    key: "socket_mode",
+                    message: format!("{m:?} is not an octal mode like \"0660\""),
+                })?,
+            None => 0o660,
+        };
+        let tick_secs = match e("PROMOS_LICD_TICK_SECS") {
+            Some(t) => t.parse().map_err(|_| ConfigError::Invalid {
+                key: "tick_secs",
+                message: format!("{t:?} is not a number"),
+            })?,
+            None => f.tick_secs.unwrap_or(30),
+        };
+        if tick_secs == 0 || tick_secs > 600 {
+            // Stop times are enforced to the tick: more than 10 minutes would let a
+            // 1-hour run overrun noticeably.
+            return Err(ConfigError::Invalid {
+                key: "tick_secs",
+                message: "must be 1 to 600".into(),
+            });
+        }
+        let backend = e("PROMOS_LICD_DONGLE_BACKEND")
+            .or(f.dongle.backend)
+            .unwrap_or_else(|| "hidapi".into());
+        let dongle = match backend.as_str() {
+            "hidapi" => DongleBackend::Hidapi {
+                vendor_id: parse_usb_id(
+                    "dongle.vendor_id",
+                    e("PROMOS_LICD_DONGLE_VENDOR_ID").or(f.dongle.vendor_id),
+                )?,
+                product_id: parse_usb_id(
+                    "dongle.product_id",
+                    e("PROMOS_LICD_DONGLE_PRODUCT_ID").or(f.dongle.product_id),
+                )?,
+            },
+            "simulated" => DongleBackend::Simulated {
+                file: e("PROMOS_LICD_SIMULATED_DONGLE_FILE")
+                    .map(PathBuf::from)
+                    .or(f.dongle.simulated_file)
+                    .ok_or(ConfigError::Invalid {
+                        key: "dongle.simulated_file",
+                        message: "the simulated dongle backend needs the path of its file".into(),
+                    })?,
+            },
+            other => {
+                return Err(ConfigError::Invalid {
+                    key: "dongle.backend",
+                    message: format!("{other:?}: expected \"hidapi\" or \"simulated\""),
+                })
+            }
+        };
+        let test_hardware_id = e(TEST_HARDWARE_ID_ENV)
+            .map(|h| h.parse::<HardwareId>())
+            .transpose()
+            .map_err(|err| ConfigError::Invalid {
+                key: TEST_HARDWARE_ID_ENV,
+                message: err.to_string(),
+            })?;
+        Ok(Config {
+            server,
+            server_name,
+            cert_pin,
+            trusted_keys,
+            license_number,
+            token,
+            project_dir: e("PROMOS_LICD_PROJECT_DIR")
+                .map(PathBuf::from)
+                .or(f.project_dir),
+            data_dir: e("PROMOS_LICD_DATA_DIR")
+                .map(PathBuf::from)
+                .or(f.data_dir)
+                .unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
+            socket_path: e("PROMOS_LICD_SOCKET")
+                .map(PathBuf::from)
+                .or(f.socket_path)
+                .unwrap_or_else(|| DEFAULT_SOCKET.into()),
+            socket_group: e("PROMOS_LICD_SOCKET_GROUP").or(f.socket_group),
+            socket_mode,
+            tick: Duration::from_secs(tick_secs),
+            dongle,
+            test_hardware_id,
+        })
+    }
+
+    /// The TLS server name: `server_name`, else the host part of `server`.
+    pub fn tls_name(&self) -> String {
+        self.server_name
+            .clone()
+            .unwrap_or_else(|| host_part(&self.server))
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+/// Accepts `host`, `host:port`, `https://host` (as the manual's dialog shows it)
+/// and returns `host:port` with the default port 4433.
+pub fn normalize_server(s: &str) -> String {
+    let s = s.trim();
+    let s = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("quic://"))
+        .unwrap_or(s);
+    let s = s.trim_end_matches('/');
+    let has_port = match s.rsplit_once(':') {
+        Some((host, port)) => {
+            !port.is_empty()
+                && port.bytes().all(|b| b.is_ascii_digit())
+                && (!host.contains(':') || host.ends_with(']'))
+        }
+        None => false,
+    };
+    if has_port {
+        s.to_owned()
+    } else {
+        format!("{s}:4433")
+    }
+}
+
+fn host_part(server: &str) -> String {
+    match server.rsplit_once(':') {
+        Some((host, _)) => host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned(),
+        None => server.to_owned(),
+    }
+}
+
+fn parse_pin(hex_text: &str) -> Result<CertPin, ConfigError> {
+    let cleaned: String = hex_text
+        .chars()
+        .filter(|c| *c != ':' && !c.is_whitespace())
+        .collect();
+    let mut pin = [0u8; 32];
+    hex::decode_to_slice(cleaned.to_ascii_lowercase(), &mut pin).map_err(|_| {
+        ConfigError::Invalid {
+            key: "server_cert_sha256",
+            message: "expected the SHA-256 of the certificate as 64 hex digits (colons allowed)"
+                .into(),
+        }
+    })?;
+    Ok(CertPin(pin))
+}
+
+fn parse_usb_id(key: &'static str, v: Option<String>) -> Result<Option<u16>, ConfigError> {
+    let Some(v) = v else { return Ok(None) };
+    let t = v.trim();
+    let parsed = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        Some(h) => u16::from_str_radix(h, 16),
+        None => u16::from_str_radix(t, 16),
+    };
+    parsed.map(Some).map_err(|_| ConfigError::Invalid {
+        key,
+        message: format!("{v:?} is not a USB id like \"0x096e\""),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_and_env_overrides() {
+        let c = Config::from_toml("", &env(&[])).expect("empty config");
+        assert_eq!(c.server, "license.promosnt.com:4433");
+        assert_eq!(c.tls_name(), "license.promosnt.com");
+        assert_eq!(
+            c.socket_path,
+            PathBuf::from("/run/promos-licd/promos-licd.sock")
+        );
+        assert_eq!(c.socket_mode, 0o660);
+        assert!(matches!(
+            c.dongle,
+            DongleBackend::Hidapi {
+                vendor_id: None,
+                product_id: None
+            }
+        ));
+
+        let number = LicenseNumber::from_body(192_190_001).expect("number");
+        let toml = &format!(
+            r#"
+            server = "https://pls.example.ch"
+            license_number = "{number}"
+            socket_group = "promos"
+            [dongle]
+            backend = "hidapi"
+            vendor_id = "0x096e"
+            product_id = "0006"
+        "#
+        );
+        let c = Config::from_toml(toml, &env(&[])).expect("config");
+        assert_eq!(c.server, "pls.example.ch:4433");
+        assert_eq!(c.license_number, Some(number));
+        assert_eq!(c.socket_group.as_deref(), Some("promos"));
+        assert_eq!(
+            c.dongle,
+            DongleBackend::Hidapi {
+                vendor_id: Some(0x096e),
+                product_id: Some(6)
+            }
+        );
+
+        let c = Config::from_toml(
+            toml,
+            &env(&[
+                ("PROMOS_LICD_SERVER", "127.0.0.1:5000"),
+                ("PROMOS_LICD_DONGLE_BACKEND", "simulated"),
+                ("PROMOS_LICD_SIMULATED_DONGLE_FILE", "/tmp/dongle"),
+                (
+                    "PROMOS_LICD_TEST_HARDWARE_ID",
+                    "502c649d1171ad2e8705074ce97791db",
+                ),
+                ("PROMOS_LICD_SERVER_CERT_SHA256", &"ab".repeat(32)),
+            ]),
+        )
+        .expect("env");
+        assert_eq!(c.server, "127.0.0.1:5000");
+        assert_eq!(c.tls_name(), "127.0.0.1");
+        assert_eq!(
+            c.dongle,
+            DongleBackend::Simulated {
+                file: "/tmp/dongle".into()
+            }
+        );
+        assert_eq!(
+            c.test_hardware_id.expect("test id").as_str(),
+            "502c649d1171ad2e8705074ce97791db"
+        );
+        assert_eq!(c.cert_pin, Some(CertPin([0xab; 32])));
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let cases = [
+            ("license_number = \"1234567890\"", "license_number"),
+            ("trusted_keys = [\"nope\"]", "trusted_keys"),
+            ("server_cert_sha256 = \"zz\"", "server_cert_sha256"),
+            ("socket_mode = \"999\"", "socket_mode"),
+            ("tick_secs = 0", "tick_secs"),
+            ("[dongle]\nbackend = \"usb\"", "dongle.backend"),
+            ("[dongle]\nbackend = \"simulated\"", "dongle.simulated_file"),
+        ];
+        for (toml, key) in cases {
+            let err = Config::from_toml(toml, &env(&[])).expect_err(toml);
+            assert!(err.to_string().contains(key), "{toml}: {err}");
+        }
+        let err = Config::from_toml("sever = \"typo\"", &env(&[])).expect_err("unknown key");
+        assert!(err.to_string().contains("sever"), "{err}");
+    }
+
+    #[test]
+    fn server_addresses_are_normalized() {
+        assert_eq!(
+            normalize_server("license.promosnt.com"),
+            "license.promosnt.com:4433"
+        );
+        assert_eq!(
+            normalize_server("https://license.promosnt.com/"),
+            "license.promosnt.com:4433"
+        );
+        assert_eq!(normalize_server("10.0.0.1:9000"), "10.0.0.1:9000");
+        assert_eq!(normalize_server("[::1]:9000"), "[::1]:9000");
+    }
+}

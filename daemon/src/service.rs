@@ -1,0 +1,672 @@
+//! The tokio shell around the state machine: [`run`] opens the cache, listens on
+//! the local socket, ticks, scans dongles and `lic/`, and talks to the server.
+//! It only moves bytes and time; every license rule is in [`crate::state`].
+
+use crate::cache::Cache;
+use crate::client::{RequestError, ServerClient};
+use crate::config::{Config, DEFAULT_SERVER};
+use crate::dongle::DongleSource;
+use crate::licinfo::LicInfo;
+use crate::state::{Decision, Input, LicenseMachine, Notice, Now, Output, ProjectScan};
+use keys::{Clock, HardwareId, LicenseNumber, TrustedKeys, UnixTime};
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+use tokio::sync::{broadcast, watch, Notify};
+use wire::{Activate, Check, Nonce, Request, Response, RuntimeState, Seats, Token};
+
+/// The version string sent to the server.
+pub const DAEMON_VERSION: &str = concat!("promos-licd/", env!("CARGO_PKG_VERSION"));
+
+/// The daemon could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Cache(#[from] crate::cache::CacheOpenError),
+    #[error("cannot listen on {path}: {source}")]
+    Listen {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("socket group {0:?} does not exist (see /etc/group)")]
+    NoSuchGroup(String),
+}
+
+/// An activation did not succeed; the message says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum ActivateError {
+    #[error("{0}")]
+    Transport(#[from] RequestError),
+    #[error("the license server refused the activation: {en} / {de}")]
+    Refused {
+        code: &'static str,
+        en: &'static str,
+        de: &'static str,
+    },
+    #[error("the license server answered with an error: {0}")]
+    Server(String),
+    #[error("the license server's answer did not verify: {0}")]
+    Unverified(String),
+}
+
+/// A program whose simultaneous users are licensed per seat.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Program {
+    /// GE (Remote).
+    Ge,
+    /// pWA.
+    Pwa,
+}
+
+/// Identifies one socket connection.
+pub type ConnId = u64;
+
+/// Seats held, per connection.
+#[derive(Debug, Default)]
+pub struct SeatTable {
+    held: HashMap<ConnId, (u32, u32)>,
+}
+
+impl SeatTable {
+    pub fn used(&self, p: Program) -> u32 {
+        self.held
+            .values()
+            .map(|(ge, pwa)| if p == Program::Ge { *ge } else { *pwa })
+            .sum()
+    }
+    pub fn held_by(&self, c: ConnId, p: Program) -> u32 {
+        self.held
+            .get(&c)
+            .map_or(0, |(ge, pwa)| if p == Program::Ge { *ge } else { *pwa })
+    }
+    fn slot(&mut self, c: ConnId, p: Program) -> &mut u32 {
+        let e = self.held.entry(c).or_default();
+        if p == Program::Ge {
+            &mut e.0
+        } else {
+            &mut e.1
+        }
+    }
+    pub fn totals(&self) -> Seats {
+        Seats {
+            ge: self.used(Program::Ge),
+            pwa: self.used(Program::Pwa),
+        }
+    }
+}
+
+/// Everything behind the lock.
+#[derive(Debug)]
+pub struct Inner {
+    pub machine: LicenseMachine,
+    pub seats: SeatTable,
+    runtime_owner: Option<ConnId>,
+    run_id: Option<u64>,
+    cache: Cache,
+    started: Instant,
+    clock: Arc<dyn Clock>,
+    events: broadcast::Sender<Notice>,
+    check_wanted: Arc<Notify>,
+    check_forced: Arc<AtomicBool>,
+    pub last_check_attempt: Option<UnixTime>,
+}
+
+impl Inner {
+    pub fn now(&self) -> Now {
+        Now {
+            wall: self.clock.now(),
+            since_start: self.started.elapsed().as_secs(),
+        }
+    }
+
+    /// Feeds the machine, persists, pushes notices, requests checks.
+    pub fn apply(&mut self, input: Input) {
+        let now = self.now();
+        let outputs = self.machine.handle(input, now);
+        if let Err(e) = self.cache.save(&self.machine.persisted()) {
+            tracing::error!(error = %e, "license state not saved");
+        }
+        for o in outputs {
+            match o {
+                Output::Notify(n) => {
+                    tracing::info!(notice = ?n, "license state changed");
+                    let _ = self.events.send(n);
+                }
+                Output::CheckNow => {
+                    self.check_forced.store(true, Ordering::SeqCst);
+                    self.check_wanted.notify_one();
+                }
+            }
+        }
+    }
+
+    pub fn decide(&mut self) -> Decision {
+        let now = self.now();
+        self.machine.decide(now)
+    }
+
+    /// Seat limit of `p` right now (0 while not licensed).
+    pub fn seat_limit(&mut self, p: Program) -> u32 {
+        let d = self.decide();
+        d.entitlements.map_or(0, |e| {
+            if p == Program::Ge {
+                e.ge_users
+            } else {
+                e.pwa_users
+            }
+        })
+    }
+
+    /// Takes a seat for connection `c`; `Err(limit)` if none is free.
+    pub fn acquire_seat(&mut self, c: ConnId, p: Program) -> Result<u32, u32> {
+        let limit = self.seat_limit(p);
+        if self.seats.used(p) >= limit {
+            return Err(limit);
+        }
+        *self.seats.slot(c, p) += 1;
+        Ok(self.seats.held_by(c, p))
+    }
+
+    /// Gives a seat back; false if the connection held none.
+    pub fn release_seat(&mut self, c: ConnId, p: Program) -> bool {
+        let slot = self.seats.slot(c, p);
+        if *slot == 0 {
+            return false;
+        }
+        *slot -= 1;
+        true
+    }
+
+    /// `Err(())` if another connection owns the running runtime.
+    #[allow(clippy::result_unit_err)]
+    pub fn runtime_started(&mut self, c: ConnId) -> Result<(), ()> {
+        match self.runtime_owner {
+            Some(o) if o != c => return Err(()),
+            Some(_) => return Ok(()),
+            None => {}
+        }
+        self.runtime_owner = Some(c);
+        self.apply(Input::RuntimeStarted);
+        let start = self.machine.run_started().unwrap_or(self.clock.now());
+        self.run_id = self.cache.start_run(start).ok();
+        Ok(())
+    }
+
+    /// Ends the run if `c` owns it (or nobody does); `why` goes to the history.
+    pub fn runtime_stopped(&mut self, c: ConnId, why: &str) -> bool {
+        if self.runtime_owner.is_some_and(|o| o != c) {
+            return false;
+        }
+        if self.runtime_owner.take().is_some() {
+            self.apply(Input::RuntimeStopped);
+            let t = self.machine.high_water();
+            if let Some(id) = self.run_id.take() {
+                let _ = self.cache.end_run(id, t, why);
+            }
+        }
+        true
+    }
+
+    /// A connection closed: release its seats and its runtime.
+    pub fn connection_closed(&mut self, c: ConnId) {
+        self.seats.held.remove(&c);
+        if self.runtime_owner == Some(c) {
+            self.runtime_stopped(c, "connection_closed");
+        }
+    }
+
+    pub fn runtime_state(&self) -> RuntimeState {
+        if self.runtime_owner.is_some() {
+            RuntimeState::Running
+        } else {
+            RuntimeState::Stopped
+        }
+    }
+
+    pub fn cache(&self) -> &Cache {
+        &self.cache
+    }
+}
+
+/// What the socket handlers and the checker share.
+#[derive(Debug)]
+pub struct Shared {
+    inner: Mutex<Inner>,
+    pub hardware_id: HardwareId,
+    pub trusted: TrustedKeys,
+    pub config: Config,
+    pub events: broadcast::Sender<Notice>,
+    check_wanted: Arc<Notify>,
+    /// Set by whoever wants a check; cleared when one finishes (requests made
+    /// while a check is in flight are answered by that check).
+    check_forced: Arc<AtomicBool>,
+    /// Counts finished checks, so `check_now` can wait for the next one.
+    checks_done: watch::Sender<u64>,
+    next_conn: std::sync::atomic::AtomicU64,
+}
+
+impl Shared {
+    pub fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves consistent data (every update is
+        // a single assignment chain), so a poisoned lock is still usable.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn new_conn_id(&self) -> ConnId {
+        self.next_conn
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Asks for a check now and waits (up to 2 minutes: four attempts with
+    /// backoff fit in it) until one has finished.
+    pub async fn check_now(&self) {
+        let mut rx = self.checks_done.subscribe();
+        let before = *rx.borrow_and_update();
+        self.check_forced.store(true, Ordering::SeqCst);
+        self.check_wanted.notify_one();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(120), async {
+            while *rx.borrow_and_update() == before {
+                if rx.changed().await.is_err() {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+
+    /// The server address: config/env, else `lic/licinfo.cfg`, else the default.
+    pub fn server_address(&self) -> String {
+        if self.config.server != DEFAULT_SERVER {
+            return self.config.server.clone();
+        }
+        self.licinfo()
+            .map(|i| i.server)
+            .unwrap_or_else(|| self.config.server.clone())
+    }
+
+    fn licinfo(&self) -> Option<LicInfo> {
+        let dir = self.config.project_dir.as_ref()?;
+        LicInfo::read(dir).ok().flatten()
+    }
+
+    fn client(&self, server: &str) -> Result<ServerClient, RequestError> {
+        let name = if server == self.config.server {
+            self.config.tls_name()
+        } else {
+            host_of(server)
+        };
+        ServerClient::new(server, &name, self.config.cert_pin.as_ref())
+    }
+
+    /// The manual's first-start dialog: bind this host to the license.
+    pub async fn activate(
+        &self,
+        server: Option<String>,
+        number: LicenseNumber,
+        token: Token,
+    ) -> Result<Decision, ActivateError> {
+        let server = server
+            .map(|s| crate::config::normalize_server(&s))
+            .unwrap_or_else(|| self.server_address());
+        let client = self.client(&server)?;
+        let nonce = Nonce::random();
+        let request = Request::Activate(Activate {
+            license_number: number.clone(),
+            token,
+            hardware_id: self.hardware_id.clone(),
+            daemon_version: DAEMON_VERSION.into(),
+            nonce,
+        });
+        let response = client.request(&request).await?;
+        match response {
+            Response::Activated { grant, receipt } => {
+                let grant = self
+                    .trusted
+                    .verify(&grant)
+                    .map_err(|e| ActivateError::Unverified(format!("grant: {e}")))?;
+                let receipt = self
+                    .trusted
+                    .verify(&receipt)
+                    .map_err(|e| ActivateError::Unverified(format!("receipt: {e}")))?;
+                let mut inner = self.lock();
+                inner.apply(Input::CheckSucceeded {
+                    nonce,
+                    receipt,
+                    grant: Some(grant.clone()),
+                });
+                if inner.machine.grant().map(|g| g.signed()) != Some(grant.signed()) {
+                    let why = inner
+                        .machine
+                        .last_failure()
+                        .unwrap_or("it does not fit this host")
+                        .to_owned();
+                    return Err(ActivateError::Unverified(format!(
+                        "the grant was not accepted: {why}"
+                    )));
+                }
+                let decision = inner.decide();
+                drop(inner);
+                if let Some(dir) = &self.config.project_dir {
+                    let info = LicInfo {
+                        server: server.clone(),
+                        license_number: number,
+                        hardware_id: Some(self.hardware_id.clone()),
+                        activated: Some(self.lock().now().wall),
+                    };
+                    if let Err(e) = info.write(dir) {
+                        tracing::error!(error = %e, "licinfo.cfg not written");
+                    }
+                }
+                Ok(decision)
+            }
+            Response::Refused(r) => {
+                let r = self
+                    .trusted
+                    .verify(&r)
+                    .map_err(|e| ActivateError::Unverified(format!("refusal: {e}")))?;
+                if r.nonce != nonce || r.hardware_id != self.hardware_id {
+                    return Err(ActivateError::Unverified(
+                        "a refusal for another request".into(),
+                    ));
+                }
+                Err(ActivateError::Refused {
+                    code: r.reason.key(),
+                    en: r.reason.message(false),
+                    de: r.reason.message(true),
+                })
+            }
+            Response::Error(e) => Err(ActivateError::Server(format!("{e:?}"))),
+            other => Err(ActivateError::Server(format!(
+                "unexpected answer {other:?}"
+            ))),
+        }
+    }
+
+    /// One daily check (with retries inside the client).
+    pub async fn check(&self) {
+        let (request, nonce) = {
+            let mut inner = self.lock();
+            let Some(grant) = inner
+                .machine
+                .grant()
+                .filter(|_| inner.machine.is_online())
+                .map(|g| (g.license_number.clone(), g.serial))
+            else {
+                drop(inner);
+                self.check_forced.store(false, Ordering::SeqCst);
+                self.checks_done.send_modify(|n| *n += 1);
+                return;
+            };
+            inner.last_check_attempt = Some(inner.now().wall);
+            let nonce = Nonce::random();
+            let check = Check {
+                license_number: grant.0,
+                hardware_id: self.hardware_id.clone(),
+                grant_serial: Some(grant.1),
+                runtime: inner.runtime_state(),
+                seats: inner.seats.totals(),
+                daemon_version: DAEMON_VERSION.into(),
+                nonce,
+            };
+            (Request::Check(check), nonce)
+        };
+        let server = self.server_address();
+        let result = match self.client(&server) {
+            Ok(c) => c.request(&request).await,
+            Err(e) => Err(e),
+        };
+        let input = match result {
+            Ok(Response::Checked { receipt, grant }) => {
+                let receipt = self.trusted.verify(&receipt);
+                let grant = grant.map(|g| self.trusted.verify(&g)).transpose();
+                match (receipt, grant) {
+                    (Ok(receipt), Ok(grant)) => Input::CheckSucceeded {
+                        nonce,
+                        receipt,
+                        grant,
+                    },
+                    (Err(e), _) | (_, Err(e)) => Input::CheckFailed {
+                        reason: format!("answer did not verify: {e}"),
+                    },
+                }
+            }
+            Ok(Response::Refused(r)) => match self.trusted.verify(&r) {
+                Ok(refusal) => Input::Refused { nonce, refusal },
+                Err(e) => Input::CheckFailed {
+                    reason: format!("refusal did not verify: {e}"),
+                },
+            },
+            Ok(Response::Error(e)) => Input::CheckFailed {
+                reason: format!("server error: {e:?}"),
+            },
+            Ok(other) => Input::CheckFailed {
+                reason: format!("unexpected answer: {other:?}"),
+            },
+            Err(e) => Input::CheckFailed {
+                reason: e.to_string(),
+            },
+        };
+        if let Input::CheckFailed { reason } = &input {
+            tracing::warn!(%reason, "license check failed");
+        }
+        self.lock().apply(input);
+        self.check_forced.store(false, Ordering::SeqCst);
+        self.checks_done.send_modify(|n| *n += 1);
+    }
+
+    /// Re-reads `lic/` and the dongles and re-evaluates.
+    fn scan(&self, dongles: &mut dyn DongleSource) {
+        let project = self.project_scan();
+        let serials = match dongles.scan() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(error = %e, "dongle scan failed; treating as none present");
+                Vec::new()
+            }
+        };
+        let mut inner = self.lock();
+        inner.apply(Input::ProjectScan(project));
+        inner.apply(Input::DongleScan(serials));
+    }
+
+    fn project_scan(&self) -> ProjectScan {
+        let Some(dir) = &self.config.project_dir else {
+            return ProjectScan::default();
+        };
+        let lic = dir.join("lic");
+        let promos = lic.join("promos.json");
+        let promos_json = promos
+            .exists()
+            .then(|| keys::file::read(&promos, &self.trusted).map_err(|e| e.kind.to_string()));
+        let mut other_json: Vec<String> = std::fs::read_dir(&lic)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.to_ascii_lowercase().ends_with(".json") && n != "promos.json")
+            .collect();
+        other_json.sort();
+        ProjectScan {
+            promos_json,
+            other_json,
+        }
+    }
+}
+
+fn host_of(server: &str) -> String {
+    match server.rsplit_once(':') {
+        Some((h, _)) => h.trim_start_matches('[').trim_end_matches(']').to_owned(),
+        None => server.to_owned(),
+    }
+}
+
+/// Resolves a group name to its gid from `/etc/group`.
+fn group_id(name: &str) -> Option<u32> {
+    let text = std::fs::read_to_string("/etc/group").ok()?;
+    text.lines().find_map(|l| {
+        let mut f = l.split(':');
+        (f.next()? == name).then_some(())?;
+        f.next()?;
+        f.next()?.parse().ok()
+    })
+}
+
+/// Runs the daemon until `shutdown` completes. Tests call this with a temporary
+/// directory, a [`keys::SimClock`] and a temporary socket path.
+pub async fn run(
+    config: Config,
+    clock: Arc<dyn Clock>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), RunError> {
+    let hardware_id = config
+        .test_hardware_id
+        .clone()
+        .unwrap_or_else(crate::hwid::compute);
+    let trusted = config.trusted_keys.clone();
+    let cache = Cache::open(&config.data_dir)?;
+    let (persisted, report) = cache.load(&trusted, &hardware_id);
+    for d in &report.dropped {
+        tracing::warn!(dropped = %d, "cached license state not trusted");
+    }
+    let started = Instant::now();
+    let now = Now {
+        wall: clock.now(),
+        since_start: 0,
+    };
+    let (machine, first) = LicenseMachine::start(hardware_id.clone(), persisted, now);
+    if let Err(e) = cache.close_stale_runs(machine.high_water()) {
+        tracing::warn!(error = %e, "run history not updated");
+    }
+    let (events, _) = broadcast::channel(64);
+    let check_wanted = Arc::new(Notify::new());
+    let check_forced = Arc::new(AtomicBool::new(false));
+    let shared = Arc::new(Shared {
+        inner: Mutex::new(Inner {
+            machine,
+            seats: SeatTable::default(),
+            runtime_owner: None,
+            run_id: None,
+            cache: cache.clone(),
+            started,
+            clock,
+            events: events.clone(),
+            check_wanted: check_wanted.clone(),
+            check_forced: check_forced.clone(),
+            last_check_attempt: None,
+        }),
+        hardware_id,
+        trusted,
+        config: config.clone(),
+        events,
+        check_wanted: check_wanted.clone(),
+        check_forced: check_forced.clone(),
+        checks_done: watch::channel(0).0,
+        next_conn: std::sync::atomic::AtomicU64::new(1),
+    });
+    let mut dongles = crate::dongle::from_config(&config.dongle);
+    shared.scan(dongles.as_mut());
+    if first.contains(&Output::CheckNow) {
+        check_forced.store(true, Ordering::SeqCst);
+        check_wanted.notify_one();
+    }
+
+    let listener = bind_socket(&config)?;
+    tracing::info!(socket = %config.socket_path.display(), hardware_id = %shared.hardware_id, "promos-licd ready");
+    crate::notify::notify("READY=1");
+
+    // Unattended activation from the config (license number + token).
+    if shared.lock().machine.grant().is_none() {
+        if let (Some(n), Some(t)) = (config.license_number.clone(), config.token.clone()) {
+            let s = shared.clone();
+            tokio::spawn(async move {
+                if let Err(e) = s.activate(None, n, t).await {
+                    tracing::error!(error = %e, "activation from the configuration failed");
+                }
+            });
+        }
+    }
+
+    let checker = {
+        let s = shared.clone();
+        tokio::spawn(async move {
+            loop {
+                s.check_wanted.notified().await;
+                if s.check_forced.load(Ordering::SeqCst) {
+                    s.check().await;
+                }
+            }
+        })
+    };
+    let acceptor = {
+        let s = shared.clone();
+        tokio::spawn(async move {
+            loop {
+                match listener.accept().await {
+                    Ok((stream, _)) => {
+                        tokio::spawn(crate::socket::serve_connection(s.clone(), stream));
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        })
+    };
+
+    let mut interval = tokio::time::interval(config.tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = interval.tick() => {
+                shared.scan(dongles.as_mut());
+                let inner = shared.lock();
+                if let Err(e) = inner.cache().flush() {
+                    tracing::error!(error = %e, "license cache not flushed");
+                }
+            }
+        }
+    }
+    acceptor.abort();
+    checker.abort();
+    {
+        let mut inner = shared.lock();
+        if let Some(owner) = inner.runtime_owner {
+            inner.runtime_stopped(owner, "daemon_shutdown");
+        }
+        let _ = inner.cache().flush();
+    }
+    let _ = std::fs::remove_file(&config.socket_path);
+    crate::notify::notify("STOPPING=1");
+    Ok(())
+}
+
+fn bind_socket(config: &Config) -> Result<tokio::net::UnixListener, RunError> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = &config.socket_path;
+    let err = |source| RunError::Listen {
+        path: path.clone(),
+        source,
+    };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(err)?;
+    }
+    // A socket file left by a crashed daemon: nobody answers on it, replace it.
+    if path.exists() && std::os::unix::net::UnixStream::connect(path).is_err() {
+        std::fs::remove_file(path).map_err(err)?;
+    }
+    let listener = tokio::net::UnixListener::bind(path).map_err(err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(config.socket_mode))
+        .map_err(err)?;
+    if let Some(group) = &config.socket_group {
+        let gid = group_id(group).ok_or_else(|| RunError::NoSuchGroup(group.clone()))?;
+        std::os::unix::fs::chown(path, None, Some(gid)).map_err(err)?;
+    }
+    Ok(listener)
+}

@@ -1,0 +1,363 @@
+//! The local socket for the ProMoS runtime: JSON lines over a Unix socket.
+//!
+//! # Protocol (for the C++ runtime)
+//!
+//! Connect to the Unix stream socket (default `/run/promos-licd/promos-licd.sock`;
+//! mode 0660, group from `socket_group`: add the ProMoS runtime's user to that
+//! group). Send one JSON object per line (UTF-8, `\n`-terminated, at most 64 KiB);
+//! get one JSON object per line back, in order. Every request may carry an
+//! `"id"` (any JSON value), echoed in its answer. Answers have `"ok": true` or
+//! `"ok": false` with `"error"` (a stable code) and `"message"`. A bad line gets
+//! an error answer and the connection stays usable (a line over 64 KiB closes it).
+//!
+//! | request | answer |
+//! | --- | --- |
+//! | `{"cmd":"status"}` | `{"ok":true,"status":{...}}` (below) |
+//! | `{"cmd":"acquire_seat","program":"ge"}` (or `"pwa"`) | `{"ok":true,"program":"ge","held":1,"used":1,"limit":2}` or `{"ok":false,"error":"no_seat_free",...}` |
+//! | `{"cmd":"release_seat","program":"ge"}` | `{"ok":true,...}` or `"error":"no_seat_held"` |
+//! | `{"cmd":"seats"}` | `{"ok":true,"seats":{"ge":{"used":1,"limit":2},"pwa":{...}}}` |
+//! | `{"cmd":"runtime_started"}` | `{"ok":true,"status":{...}}`; this connection now owns the run |
+//! | `{"cmd":"runtime_stopped"}` | `{"ok":true}` |
+//! | `{"cmd":"subscribe"}` | `{"ok":true,"subscribed":true}`, then pushed event lines |
+//! | `{"cmd":"check_now"}` | waits for a check with the server, then `{"ok":true,"status":{...}}` |
+//! | `{"cmd":"activate","license_number":"1921900012","token":"...","server":"license.promosnt.com"}` | `{"ok":true,"status":{...}}` or `"error":"activation_refused"` with German and English text |
+//! | `{"cmd":"hwid"}` | `{"ok":true,"hardware_id":"502c649d1171ad2e8705074ce97791db"}` |
+//!
+//! Seats held by a connection are released when it closes; a run owned by a
+//! connection ends when it closes (the runtime crashed). Runtime start/stop is
+//! reported to the server at the next check (the portal shows running/stopped).
+//!
+//! The status object:
+//!
+//! ```json
+//! {"state":"server_unreachable","licensed":true,
+//!  "warning":{"de":"Der Lizenzserver ist nicht erreichbar ...","en":"The license server is not available ..."},
+//!  "stop_at":1767225600,"stop_at_text":"2026-01-01T00:00:00Z","seconds_until_stop":86400,
+//!  "reason":{"code":"server_unreachable","de":"...","en":"..."},"diagnosis":[],
+//!  "license_number":"1921900012","license_type":"standard","protection":"soft_dongle",
+//!  "license_data":{"name":"Muster AG","postcode":"3000","city":"Bern"},
+//!  "entitlements":{"drivers":{"modbus":10010,...},"malm":["email"],"mystrom":false,
+//!                  "philips_hue":false,"ge_users":1,"pwa_users":5},
+//!  "grant_serial":3,"hardware_id":"...","last_check":"2026-11-29T10:00:00Z",
+//!  "runtime":"running","seats":{"ge":{"used":0,"limit":1},"pwa":{"used":2,"limit":5}},
+//!  "now":"2026-12-20T10:00:00Z"}
+//! ```
+//!
+//! `state` is one of `not_activated`, `licensed`, `server_unreachable`,
+//! `offline_start_hour`, `dongle_removed`, `stopped`, `refused`, `expired`,
+//! `dongle_missing`, `invalid_license_file`, `wrong_host`. The runtime must stop
+//! when `licensed` is false or when `seconds_until_stop` reaches 0.
+//!
+//! Pushed events (after `subscribe`), one per line:
+//! `{"event":"warning_begins","warning":{"de":...,"en":...}}`,
+//! `{"event":"stop_scheduled","at":1767225600,"at_text":"2026-01-01T00:00:00Z"}`,
+//! `{"event":"new_grant","serial":4}`,
+//! `{"event":"license_ended","reason_code":"license_was_reset","reason":{"de":...,"en":...}}`,
+//! `{"event":"license_restored"}`.
+//!
+//! A session with socat:
+//!
+//! ```text
+//! $ socat - UNIX-CONNECT:/run/promos-licd/promos-licd.sock
+//! {"cmd":"status","id":1}
+//! {"id":1,"ok":true,"status":{"state":"licensed","licensed":true,...}}
+//! {"cmd":"acquire_seat","program":"pwa"}
+//! {"held":1,"limit":5,"ok":true,"program":"pwa","used":1}
+//! hello
+//! {"error":"bad_request","message":"not JSON: expected value at line 1 column 1","ok":false}
+//! ```
+
+use crate::service::{ConnId, Program, Shared};
+use crate::state::Decision;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+
+/// Longest request line: requests are tiny; this bounds what a client can make
+/// the daemon hold.
+pub const MAX_LINE: usize = 64 * 1024;
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
+enum Command {
+    Status,
+    Seats,
+    AcquireSeat {
+        program: Program,
+    },
+    ReleaseSeat {
+        program: Program,
+    },
+    RuntimeStarted,
+    RuntimeStopped,
+    Subscribe,
+    CheckNow,
+    Activate {
+        license_number: String,
+        token: String,
+        server: Option<String>,
+    },
+    Hwid,
+}
+
+fn error(code: &str, message: impl Into<String>) -> Value {
+    json!({"ok": false, "error": code, "message": message.into()})
+}
+
+/// The status object of the protocol.
+pub fn status_json(shared: &Shared) -> Value {
+    let mut inner = shared.lock();
+    let d: Decision = inner.decide();
+    let grant = inner.machine.grant().cloned();
+    let seats = seats_json(&mut inner);
+    let runtime = if inner.runtime_state() == wire::RuntimeState::Running {
+        "running"
+    } else {
+        "stopped"
+    };
+    let last_check = inner.machine.last_check().map(|t| t.to_string());
+    let last_failure = inner.machine.last_failure().map(str::to_owned);
+    drop(inner);
+    json!({
+        "state": d.phase,
+        "licensed": d.licensed,
+        "warning": d.warning,
+        "stop_at": d.stop_at.map(|t| t.secs()),
+        "stop_at_text": d.stop_at.map(|t| t.to_string()),
+        "seconds_until_stop": d.stop_at.map(|t| t.since(d.now)),
+        "reason": {"code": d.reason_code, "de": d.reason.de, "en": d.reason.en},
+        "diagnosis": d.diagnosis,
+        "license_number": grant.as_ref().map(|g| g.license_number.to_string()),
+        "license_type": grant.as_ref().map(|g| g.license_type),
+        "protection": grant.as_ref().map(|g| g.protection),
+        "license_data": grant.as_ref().map(|g| g.license_data.clone()),
+        "valid_until": grant.as_ref().and_then(|g| g.valid_until).map(|t| t.to_string()),
+        "entitlements": d.entitlements,
+        "grant_serial": grant.as_ref().map(|g| g.serial),
+        "hardware_id": shared.hardware_id.as_str(),
+        "last_check": last_check,
+        "last_check_failure": last_failure,
+        "runtime": runtime,
+        "seats": seats,
+        "now": d.now.to_string(),
+    })
+}
+
+fn seats_json(inner: &mut crate::service::Inner) -> Value {
+    let ge_limit = inner.seat_limit(Program::Ge);
+    let pwa_limit = inner.seat_limit(Program::Pwa);
+    json!({
+        "ge": {"used": inner.seats.used(Program::Ge), "limit": ge_limit},
+        "pwa": {"used": inner.seats.used(Program::Pwa), "limit": pwa_limit},
+    })
+}
+
+/// Answers one request line. `subscribed` is set by `subscribe`.
+async fn answer(shared: &Arc<Shared>, conn: ConnId, line: &[u8], subscribed: &mut bool) -> Value {
+    let value: Value = match serde_json::from_slice(line) {
+        Ok(v) => v,
+        Err(e) => return error("bad_request", format!("not JSON: {e}")),
+    };
+    let mut value = value;
+    let id = value.as_object_mut().and_then(|o| o.remove("id"));
+    let cmd: Command = match serde_json::from_value(value) {
+        Ok(c) => c,
+        Err(e) => {
+            let mut v = error("bad_request", e.to_string());
+            if let Some(id) = id {
+                v["id"] = id;
+            }
+            return v;
+        }
+    };
+    let mut reply = match cmd {
+        Command::Status => json!({"ok": true, "status": status_json(shared)}),
+        Command::Seats => json!({"ok": true, "seats": seats_json(&mut shared.lock())}),
+        Command::AcquireSeat { program } => {
+            let mut inner = shared.lock();
+            match inner.acquire_seat(conn, program) {
+                Ok(held) => json!({"ok": true, "program": program, "held": held,
+                    "used": inner.seats.used(program), "limit": inner.seat_limit(program)}),
+                Err(limit) => error(
+                    "no_seat_free",
+                    format!("all {limit} licensed seats of {program:?} are in use (or the host is not licensed)"),
+                ),
+            }
+        }
+        Command::ReleaseSeat { program } => {
+            let mut inner = shared.lock();
+            if inner.release_seat(conn, program) {
+                json!({"ok": true, "program": program, "held": inner.seats.held_by(conn, program),
+                    "used": inner.seats.used(program)})
+            } else {
+                error(
+                    "no_seat_held",
+                    format!("this connection holds no {program:?} seat"),
+                )
+            }
+        }
+        Command::RuntimeStarted => {
+            let started = shared.lock().runtime_started(conn);
+            match started {
+                Ok(()) => json!({"ok": true, "status": status_json(shared)}),
+                Err(()) => error(
+                    "runtime_already_running",
+                    "another connection reported a running runtime",
+                ),
+            }
+        }
+        Command::RuntimeStopped => {
+            if shared.lock().runtime_stopped(conn, "runtime_stopped") {
+                json!({"ok": true})
+            } else {
+                error(
+                    "not_running_here",
+                    "the running runtime belongs to another connection",
+                )
+            }
+        }
+        Command::Subscribe => {
+            *subscribed = true;
+            json!({"ok": true, "subscribed": true})
+        }
+        Command::CheckNow => {
+            shared.check_now().await;
+            json!({"ok": true, "status": status_json(shared)})
+        }
+        Command::Activate {
+            license_number,
+            token,
+            server,
+        } => match license_number.parse() {
+            Err(e) => error("bad_license_number", format!("{e}")),
+            Ok(number) => match shared.activate(server, number, wire::Token(token)).await {
+                Ok(_) => json!({"ok": true, "status": status_json(shared)}),
+                Err(crate::service::ActivateError::Refused { code, en, de }) => {
+                    json!({"ok": false, "error": "activation_refused", "reason": code, "message": en, "message_de": de})
+                }
+                Err(e) => error("activation_failed", e.to_string()),
+            },
+        },
+        Command::Hwid => json!({"ok": true, "hardware_id": shared.hardware_id.as_str()}),
+    };
+    if let Some(id) = id {
+        reply["id"] = id;
+    }
+    reply
+}
+
+/// Reads one line of at most [`MAX_LINE`] bytes. `Ok(None)` at end of stream;
+/// `Err(())` if the line is too long.
+async fn read_line<R: AsyncRead + Unpin>(
+    r: &mut BufReader<R>,
+    buf: &mut Vec<u8>,
+) -> Result<Option<()>, ()> {
+    buf.clear();
+    let n = (&mut *r)
+        .take(MAX_LINE as u64 + 1)
+        .read_until(b'\n', buf)
+        .await
+        .map_err(|_| ())?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if buf.last() != Some(&b'\n') && buf.len() > MAX_LINE {
+        return Err(());
+    }
+    Ok(Some(()))
+}
+
+async fn write_value<W: AsyncWrite + Unpin>(w: &mut W, v: &Value) -> std::io::Result<()> {
+    let mut line = serde_json::to_vec(v).unwrap_or_default();
+    line.push(b'\n');
+    w.write_all(&line).await
+}
+
+/// Serves one connection until it closes; then releases its seats and run.
+pub async fn serve_connection(shared: Arc<Shared>, stream: tokio::net::UnixStream) {
+    let conn = shared.new_conn_id();
+    let (r, mut w) = stream.into_split();
+    let mut reader = BufReader::new(r);
+    let mut events = shared.events.subscribe();
+    let mut subscribed = false;
+    let mut buf = Vec::new();
+    loop {
+        tokio::select! {
+            line = read_line(&mut reader, &mut buf) => {
+                match line {
+                    Ok(None) => break,
+                    Err(()) => {
+                        let _ = write_value(&mut w, &error("line_too_long", format!("request lines are limited to {MAX_LINE} bytes"))).await;
+                        break;
+                    }
+                    Ok(Some(())) => {
+                        let text = buf.trim_ascii();
+                        if text.is_empty() {
+                            continue;
+                        }
+                        let reply = answer(&shared, conn, text, &mut subscribed).await;
+                        if write_value(&mut w, &reply).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+            ev = events.recv(), if subscribed => {
+                match ev {
+                    Ok(notice) => {
+                        let v = serde_json::to_value(&notice).unwrap_or(Value::Null);
+                        if write_value(&mut w, &v).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "a subscriber fell behind");
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        }
+    }
+    shared.lock().connection_closed(conn);
+}
+
+/// A tiny client for the CLI and tests: sends one request line, returns the answer.
+#[derive(Debug)]
+pub struct SocketClient {
+    reader: BufReader<tokio::net::unix::OwnedReadHalf>,
+    writer: tokio::net::unix::OwnedWriteHalf,
+}
+
+impl SocketClient {
+    pub async fn connect(path: &std::path::Path) -> std::io::Result<SocketClient> {
+        let s = tokio::net::UnixStream::connect(path).await?;
+        let (r, w) = s.into_split();
+        Ok(SocketClient {
+            reader: BufReader::new(r),
+            writer: w,
+        })
+    }
+
+    /// Sends a raw line (a newline is added).
+    pub async fn send_line(&mut self, line: &str) -> std::io::Result<()> {
+        self.writer.write_all(line.as_bytes()).await?;
+        self.writer.write_all(b"\n").await
+    }
+
+    /// Reads the next line as JSON (`Null` at end of stream).
+    pub async fn next(&mut self) -> std::io::Result<Value> {
+        let mut line = String::new();
+        if self.reader.read_line(&mut line).await? == 0 {
+            return Ok(Value::Null);
+        }
+        serde_json::from_str(&line)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    }
+
+    /// Sends `request` and returns the next line.
+    pub async fn call(&mut self, request: &Value) -> std::io::Result<Value> {
+        self.send_line(&request.to_string()).await?;
+        self.next().await
+    }
+}

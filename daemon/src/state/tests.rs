@@ -1,0 +1,878 @@
+//! Table-driven walks through simulated days for every license type, dongle
+//! removal and return, restarts in every phase and clock-rollback attempts.
+
+use super::*;
+use keys::grant::GRANT_FORMAT;
+use keys::{LicenseData, LicenseNumber, LicenseType, Signed, SigningKeyPair, TrustedKeys};
+
+const T0: UnixTime = UnixTime(1_800_000_000);
+const H: u64 = UnixTime::HOUR;
+const D: u64 = UnixTime::DAY;
+
+fn key() -> SigningKeyPair {
+    SigningKeyPair::from_seed(&[42u8; 32])
+}
+fn trusted() -> TrustedKeys {
+    TrustedKeys::with([key().public()])
+}
+fn number() -> LicenseNumber {
+    LicenseNumber::from_body(192_190_001).expect("number")
+}
+fn hwid() -> HardwareId {
+    "502c649d1171ad2e8705074ce97791db".parse().expect("hwid")
+}
+fn serial() -> DongleSerial {
+    "DG-0001".parse().expect("serial")
+}
+
+fn grant(protection: Protection, serial_no: u64) -> Verified<LicenseGrant> {
+    let k = key();
+    let (license_type, entitlements, valid_until, binding) = match protection {
+        Protection::Engineering => (
+            LicenseType::Engineering,
+            Entitlements::engineering(),
+            Some(T0.plus_days(3 * 365)),
+            Binding::HardwareId(hwid()),
+        ),
+        Protection::SoftDongle => (
+            LicenseType::Standard,
+            Entitlements::standard_base(),
+            None,
+            Binding::HardwareId(hwid()),
+        ),
+        Protection::HardDongle => (
+            LicenseType::Standard,
+            Entitlements::standard_base(),
+            None,
+            Binding::DongleSerial(serial()),
+        ),
+    };
+    let g = LicenseGrant {
+        format: GRANT_FORMAT,
+        license_number: number(),
+        license_type,
+        protection,
+        license_data: LicenseData {
+            name: "Muster AG".into(),
+            postcode: "3000".into(),
+            city: "Bern".into(),
+        },
+        binding,
+        entitlements,
+        issued_at: T0,
+        valid_until,
+        serial: serial_no,
+        key_id: k.key_id(),
+    };
+    trusted()
+        .verify(&Signed::sign(&g, &k))
+        .expect("verify grant")
+}
+
+fn receipt(nonce: Nonce, server_time: UnixTime) -> Verified<CheckReceipt> {
+    let r = CheckReceipt {
+        license_number: number(),
+        hardware_id: hwid(),
+        nonce,
+        server_time,
+        next_check_due: server_time.plus_secs(D),
+        current_serial: 1,
+    };
+    trusted()
+        .verify(&Signed::sign(&r, &key()))
+        .expect("verify receipt")
+}
+
+fn refusal(nonce: Nonce, reason: RefusalReason, at: UnixTime) -> Verified<Refusal> {
+    let r = Refusal {
+        reason,
+        license_number: number(),
+        hardware_id: hwid(),
+        nonce,
+        server_time: at,
+    };
+    trusted()
+        .verify(&Signed::sign(&r, &key()))
+        .expect("verify refusal")
+}
+
+/// A simulated host: wall clock and monotonic time move together unless a test
+/// sets the wall clock on its own.
+struct Host {
+    m: LicenseMachine,
+    wall: UnixTime,
+    mono: u64,
+    outputs: Vec<Output>,
+}
+
+impl Host {
+    /// A soft-dongle or engineering host activated at T0.
+    fn activated(protection: Protection) -> Host {
+        let (m, _) = LicenseMachine::start(
+            hwid(),
+            Persisted::default(),
+            Now {
+                wall: T0,
+                since_start: 0,
+            },
+        );
+        let mut h = Host {
+            m,
+            wall: T0,
+            mono: 0,
+            outputs: Vec::new(),
+        };
+        let n = Nonce::random();
+        h.input(Input::CheckSucceeded {
+            nonce: n,
+            receipt: receipt(n, T0),
+            grant: Some(grant(protection, 1)),
+        });
+        h
+    }
+
+    /// A hard-dongle host with lic/promos.json and the dongle plugged in.
+    fn hard() -> Host {
+        let (m, _) = LicenseMachine::start(
+            hwid(),
+            Persisted::default(),
+            Now {
+                wall: T0,
+                since_start: 0,
+            },
+        );
+        let mut h = Host {
+            m,
+            wall: T0,
+            mono: 0,
+            outputs: Vec::new(),
+        };
+        h.input(Input::ProjectScan(ProjectScan {
+            promos_json: Some(Ok(grant(Protection::HardDongle, 1))),
+            other_json: vec![],
+        }));
+        h.input(Input::DongleScan(vec![serial()]));
+        h
+    }
+
+    fn now(&self) -> Now {
+        Now {
+            wall: self.wall,
+            since_start: self.mono,
+        }
+    }
+
+    fn input(&mut self, i: Input) {
+        let now = self.now();
+        let out = self.m.handle(i, now);
+        self.outputs.extend(out);
+    }
+
+    /// Real time passes.
+    fn advance(&mut self, secs: u64) {
+        self.wall = self.wall.plus_secs(secs);
+        self.mono += secs;
+        self.input(Input::Tick);
+    }
+
+    fn advance_to(&mut self, t: UnixTime) {
+        let secs = t.since(self.wall);
+        self.advance(secs);
+    }
+
+    /// Someone sets the wall clock (monotonic time does not move).
+    fn set_wall(&mut self, t: UnixTime) {
+        self.wall = t;
+        self.input(Input::Tick);
+    }
+
+    fn check_ok(&mut self) {
+        let n = Nonce::random();
+        let r = receipt(n, self.wall);
+        self.input(Input::CheckSucceeded {
+            nonce: n,
+            receipt: r,
+            grant: None,
+        });
+    }
+
+    fn check_fails(&mut self) {
+        self.input(Input::CheckFailed {
+            reason: "no network".into(),
+        });
+    }
+
+    /// The daemon restarts: state from what it persisted, monotonic time from 0.
+    fn restart(&mut self) {
+        let p = self.m.persisted();
+        let file = self.m.file.clone();
+        let dongles = self.m.dongles.clone();
+        let (m, out) = LicenseMachine::start(
+            hwid(),
+            p,
+            Now {
+                wall: self.wall,
+                since_start: 0,
+            },
+        );
+        self.m = m;
+        self.mono = 0;
+        self.outputs = out;
+        if let Some(f) = file {
+            self.input(Input::ProjectScan(ProjectScan {
+                promos_json: Some(f),
+                other_json: vec![],
+            }));
+        }
+        self.input(Input::DongleScan(dongles));
+    }
+
+    fn decide(&mut self) -> Decision {
+        let now = self.now();
+        self.m.decide(now)
+    }
+
+    fn phase(&mut self) -> Phase {
+        self.decide().phase
+    }
+
+    fn notices(&mut self) -> Vec<Notice> {
+        let n = self
+            .outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Notify(n) => Some(n.clone()),
+                Output::CheckNow => None,
+            })
+            .collect();
+        self.outputs.clear();
+        n
+    }
+}
+
+fn day(d: u64) -> UnixTime {
+    T0.plus_days(d)
+}
+
+/// The soft-dongle offline rule, day by day, for a runtime that keeps running.
+#[test]
+fn soft_dongle_server_gone_runtime_keeps_running_days_0_to_40() {
+    let mut h = Host::activated(Protection::SoftDongle);
+    h.input(Input::RuntimeStarted);
+    for d in 0..=40u64 {
+        h.advance_to(day(d).plus_secs(12 * H));
+        h.check_fails();
+        let dec = h.decide();
+        let (phase, warn, stop) = match d {
+            0..=9 => (Phase::Licensed, false, None),
+            10..=29 => (Phase::ServerUnreachable, true, Some(day(30))),
+            _ => (Phase::Stopped, false, Some(day(30))),
+        };
+        assert_eq!(
+            (dec.phase, dec.warning.is_some(), dec.stop_at),
+            (phase, warn, stop),
+            "day {d}"
+        );
+        assert_eq!(dec.licensed, d < 30, "day {d}");
+        assert_eq!(dec.entitlements.is_some(), d < 30, "day {d}");
+        if warn {
+            let w = dec.warning.expect("warning");
+            assert!(w.en.contains("license server is not available"), "{}", w.en);
+            assert!(
+                w.de.contains("Lizenzserver ist nicht erreichbar"),
+                "{}",
+                w.de
+            );
+        }
+    }
+}
+
+/// The same, but ProMoS and the daemon restart every day: after day 30 every
+/// start gets 1 hour.
+#[test]
+fn soft_dongle_server_gone_restarts_every_day_get_one_hour_after_day_30() {
+    let mut h = Host::activated(Protection::SoftDongle);
+    for d in 0..=40u64 {
+        h.advance_to(day(d).plus_secs(8 * H));
+        h.input(Input::RuntimeStopped);
+        h.restart();
+        h.check_fails();
+        h.input(Input::RuntimeStarted);
+        let dec = h.decide();
+        match d {
+            0..=9 => assert_eq!((dec.phase, dec.stop_at), (Phase::Licensed, None), "day {d}"),
+            10..=29 => assert_eq!(
+                (dec.phase, dec.stop_at),
+                (Phase::ServerUnreachable, Some(day(30))),
+                "day {d}"
+            ),
+            _ => {
+                let start = day(d).plus_secs(8 * H);
+                assert_eq!(
+                    (dec.phase, dec.stop_at),
+                    (Phase::OfflineStartHour, Some(start.plus_secs(H))),
+                    "day {d}"
+                );
+                assert!(dec.licensed);
+                h.advance(H - 1);
+                assert_eq!(
+                    h.phase(),
+                    Phase::OfflineStartHour,
+                    "day {d}, 1 s before the hour"
+                );
+                h.advance(1);
+                assert_eq!(h.phase(), Phase::Stopped, "day {d}, the hour is over");
+                assert!(!h.decide().licensed);
+            }
+        }
+    }
+}
+
+#[test]
+fn one_successful_check_restores_in_every_phase() {
+    for d in [3u64, 12, 29, 30, 33, 40] {
+        let mut h = Host::activated(Protection::SoftDongle);
+        h.input(Input::RuntimeStarted);
+        h.advance_to(day(d).plus_secs(H));
+        h.check_fails();
+        h.notices();
+        h.check_ok();
+        let dec = h.decide();
+        assert_eq!(
+            (dec.phase, dec.licensed, dec.stop_at, dec.warning),
+            (Phase::Licensed, true, None, None),
+            "day {d}"
+        );
+        if d >= 30 {
+            assert_eq!(h.notices(), vec![Notice::LicenseRestored], "day {d}");
+        }
+        // And the periods count from the new check.
+        h.advance(10 * D - 1);
+        assert_eq!(h.phase(), Phase::Licensed);
+        h.advance(1);
+        assert_eq!(h.phase(), Phase::ServerUnreachable);
+    }
+}
+
+#[test]
+fn daily_checks_keep_a_soft_dongle_licensed_for_40_days_and_checks_are_due_daily() {
+    let mut h = Host::activated(Protection::SoftDongle);
+    h.input(Input::RuntimeStarted);
+    for d in 1..=40u64 {
+        h.outputs.clear();
+        h.advance_to(day(d));
+        assert!(
+            h.outputs.contains(&Output::CheckNow),
+            "a check is due on day {d}"
+        );
+        h.check_ok();
+        assert_eq!(h.phase(), Phase::Licensed, "day {d}");
+        assert_eq!(h.m.next_check_at(), Some(day(d + 1)));
+    }
+}
+
+#[test]
+fn failed_checks_are_retried_with_growing_waits_up_to_an_hour() {
+    let mut h = Host::activated(Protection::SoftDongle);
+    h.advance_to(day(1));
+    let mut waits = Vec::new();
+    for _ in 0..9 {
+        h.check_fails();
+        let next = h.m.next_check_at().expect("online");
+        waits.push(next.since(h.m.high_water()));
+        h.advance_to(next);
+    }
+    assert_eq!(waits, vec![60, 120, 240, 480, 960, 1920, 3600, 3600, 3600]);
+}
+
+#[test]
+fn a_refusal_ends_the_license_at_once_and_a_later_check_restores_it() {
+    for reason in [
+        RefusalReason::LicenseWasReset,
+        RefusalReason::BoundToAnotherHost,
+        RefusalReason::Expired,
+    ] {
+        let mut h = Host::activated(Protection::SoftDongle);
+        h.input(Input::RuntimeStarted);
+        h.advance_to(day(5));
+        h.notices();
+        let n = Nonce::random();
+        h.input(Input::Refused {
+            nonce: n,
+            refusal: refusal(n, reason, day(5)),
+        });
+        let dec = h.decide();
+        assert!(!dec.licensed, "{reason:?}");
+        assert_eq!(dec.reason_code, reason.key());
+        assert_eq!(dec.reason.de, reason.message(true));
+        assert!(
+            matches!(h.notices().as_slice(), [Notice::LicenseEnded { .. }]),
+            "{reason:?}"
+        );
+        // Survives a restart.
+        h.restart();
+        assert!(!h.decide().licensed);
+        h.check_ok();
+        assert!(h.decide().licensed);
+    }
+}
+
+#[test]
+fn answers_for_another_request_or_host_are_ignored() {
+    let mut h = Host::activated(Protection::SoftDongle);
+    h.advance_to(day(12));
+    // A replayed receipt (wrong nonce) does not restore anything.
+    let old = receipt(Nonce([1; 16]), day(12));
+    h.input(Input::CheckSucceeded {
+        nonce: Nonce([2; 16]),
+        receipt: old,
+        grant: None,
+    });
+    assert_eq!(h.phase(), Phase::ServerUnreachable);
+    // Nor does a refusal for another request end the license.
+    let r = refusal(Nonce([3; 16]), RefusalReason::LicenseWasReset, day(12));
+    h.input(Input::Refused {
+        nonce: Nonce([4; 16]),
+        refusal: r,
+    });
+    assert!(h.decide().licensed);
+}
+
+#[test]
+fn engineering_runs_24_hours_per_start_and_ends_after_3_years() {
+    let mut h = Host::activated(Protection::Engineering);
+    h.input(Input::RuntimeStarted);
+    let start = h.wall;
+    for hour in 0..=30u64 {
+        h.advance_to(start.plus_secs(hour * H));
+        h.check_ok();
+        let dec = h.decide();
+        if hour < 24 {
+            assert_eq!(
+                (dec.phase, dec.stop_at),
+                (Phase::Licensed, Some(start.plus_secs(24 * H))),
+                "hour {hour}"
+            );
+            assert_eq!(dec.entitlements, Some(Entitlements::engineering()));
+        } else {
+            assert_eq!(
+                (dec.phase, dec.reason_code),
+                (Phase::Stopped, "engineering_run_over"),
+                "hour {hour}"
+            );
+        }
+    }
+    // A new start gets 24 hours again.
+    h.input(Input::RuntimeStopped);
+    h.input(Input::RuntimeStarted);
+    assert_eq!(h.phase(), Phase::Licensed);
+    // Walking days 0..40 with daily restarts and checks: always licensed.
+    for d in 2..=40u64 {
+        h.advance_to(day(d));
+        h.input(Input::RuntimeStopped);
+        h.restart();
+        h.check_ok();
+        h.input(Input::RuntimeStarted);
+        assert_eq!(h.phase(), Phase::Licensed, "day {d}");
+    }
+    // The offline rule applies too.
+    h.advance_to(day(40 + 10).plus_secs(60));
+    h.input(Input::RuntimeStopped);
+    h.input(Input::RuntimeStarted);
+    assert_eq!(h.phase(), Phase::ServerUnreachable);
+    // Validity: 3 years from activation.
+    let end = T0.plus_days(3 * 365);
+    h.advance_to(end);
+    h.check_ok();
+    h.input(Input::RuntimeStopped);
+    h.input(Input::RuntimeStarted);
+    let dec = h.decide();
+    assert_eq!((dec.phase, dec.reason_code), (Phase::Expired, "expired"));
+    assert!(!dec.licensed);
+}
+
+#[test]
+fn engineering_stop_is_the_earliest_of_run_end_grace_end_and_validity() {
+    let mut h = Host::activated(Protection::Engineering);
+    h.advance_to(day(29).plus_secs(12 * H));
+    h.check_fails();
+    h.input(Input::RuntimeStarted);
+    let dec = h.decide();
+    assert_eq!(
+        (dec.phase, dec.stop_at),
+        (Phase::ServerUnreachable, Some(day(30)))
+    );
+}
+
+#[test]
+fn hard_dongle_days_0_to_40_without_any_network() {
+    let mut h = Host::hard();
+    h.input(Input::RuntimeStarted);
+    for d in 0..=40u64 {
+        h.advance_to(day(d));
+        h.input(Input::DongleScan(vec![serial()]));
+        let dec = h.decide();
+        assert_eq!(
+            (dec.phase, dec.licensed, dec.stop_at),
+            (Phase::Licensed, true, None),
+            "day {d}"
+        );
+        assert!(
+            !h.outputs.contains(&Output::CheckNow),
+            "no network for hard dongles"
+        );
+        assert_eq!(h.m.next_check_at(), None);
+    }
+}
+
+#[test]
+fn hard_dongle_removed_runs_one_more_hour_and_back_in_time_is_normal() {
+    // (minutes after removal, plugged back in at that minute?, expected phase)
+    let table: &[(u64, Option<u64>, Phase)] = &[
+        (0, None, Phase::DongleRemoved),
+        (30, None, Phase::DongleRemoved),
+        (59, None, Phase::DongleRemoved),
+        (61, None, Phase::DongleMissing),
+        (120, None, Phase::DongleMissing),
+        (45, Some(30), Phase::Licensed),
+        (200, Some(59), Phase::Licensed),
+        // Too late: the runtime had to stop at minute 60; with the dongle back a
+        // new start is licensed normally.
+        (90, Some(70), Phase::Licensed),
+    ];
+    for &(minute, back_at, expected) in table {
+        let mut h = Host::hard();
+        h.input(Input::RuntimeStarted);
+        h.advance(3 * D);
+        h.input(Input::DongleScan(vec![serial()]));
+        let removed = h.wall;
+        h.input(Input::DongleScan(vec![]));
+        h.notices();
+        if let Some(b) = back_at {
+            h.advance_to(removed.plus_secs(b * 60));
+            h.input(Input::DongleScan(vec![serial()]));
+        }
+        h.advance_to(removed.plus_secs(minute * 60));
+        let dec = h.decide();
+        assert_eq!(dec.phase, expected, "minute {minute}, back at {back_at:?}");
+        if expected == Phase::DongleRemoved {
+            assert_eq!(dec.stop_at, Some(removed.plus_secs(H)));
+            assert!(dec.warning.expect("warning").en.contains("DG-0001"));
+        }
+    }
+}
+
+#[test]
+fn hard_dongle_a_dongle_with_another_serial_does_not_count_and_restart_keeps_the_grace() {
+    let mut h = Host::hard();
+    h.advance(H);
+    h.input(Input::DongleScan(vec!["DG-9999".parse().expect("serial")]));
+    h.advance(30 * 60);
+    assert_eq!(h.phase(), Phase::DongleRemoved);
+    // A daemon restart inside the grace hour does not give a new hour.
+    h.restart();
+    h.input(Input::DongleScan(vec![]));
+    assert_eq!(h.phase(), Phase::DongleRemoved);
+    h.advance(31 * 60);
+    assert_eq!(h.phase(), Phase::DongleMissing);
+    // Starting without the dongle at all: not licensed.
+    let (mut m, _) = LicenseMachine::start(
+        hwid(),
+        Persisted::default(),
+        Now {
+            wall: T0,
+            since_start: 0,
+        },
+    );
+    let now = Now {
+        wall: T0,
+        since_start: 0,
+    };
+    m.handle(
+        Input::ProjectScan(ProjectScan {
+            promos_json: Some(Ok(grant(Protection::HardDongle, 1))),
+            other_json: vec![],
+        }),
+        now,
+    );
+    assert_eq!(m.decide(now).phase, Phase::DongleMissing);
+}
+
+#[test]
+fn hard_dongle_invalid_or_wrong_kind_of_license_file() {
+    let now = Now {
+        wall: T0,
+        since_start: 0,
+    };
+    let (mut m, _) = LicenseMachine::start(hwid(), Persisted::default(), now);
+    m.handle(
+        Input::ProjectScan(ProjectScan {
+            promos_json: Some(Err("it was changed after download".into())),
+            other_json: vec![],
+        }),
+        now,
+    );
+    let d = m.decide(now);
+    assert_eq!(d.phase, Phase::InvalidLicenseFile);
+    assert!(d.reason.en.contains("changed after download"));
+    m.handle(
+        Input::ProjectScan(ProjectScan {
+            promos_json: Some(Ok(grant(Protection::SoftDongle, 1))),
+            other_json: vec![],
+        }),
+        now,
+    );
+    assert_eq!(m.decide(now).reason_code, "not_a_dongle_license");
+    m.handle(
+        Input::ProjectScan(ProjectScan {
+            promos_json: None,
+            other_json: vec!["1921900012.json".into()],
+        }),
+        now,
+    );
+    let d = m.decide(now);
+    assert_eq!(
+        (d.phase, d.reason_code),
+        (Phase::NotActivated, "license_file_misnamed")
+    );
+}
+
+#[test]
+fn soft_dongle_conflicts_get_a_diagnosis() {
+    let mut h = Host::activated(Protection::SoftDongle);
+    assert!(h.decide().diagnosis.is_empty());
+    h.input(Input::DongleScan(vec![serial()]));
+    let d = h.decide();
+    assert!(d.licensed, "a conflict does not stop the plant by itself");
+    assert_eq!(d.diagnosis.len(), 1);
+    assert!(d.diagnosis[0]
+        .en
+        .contains("hardware dongle is plugged into a soft-dongle host"));
+    assert_eq!(d.warning.as_ref(), Some(&d.diagnosis[0]));
+    h.input(Input::DongleScan(vec![]));
+    h.input(Input::ProjectScan(ProjectScan {
+        promos_json: Some(Err("x".into())),
+        other_json: vec!["1921900012.json".into()],
+    }));
+    let d = h.decide();
+    assert_eq!(d.diagnosis.len(), 1);
+    assert!(
+        d.diagnosis[0].en.contains("promos.json, 1921900012.json"),
+        "{}",
+        d.diagnosis[0].en
+    );
+    assert!(d.diagnosis[0].de.contains("nur licinfo.cfg"));
+    assert_eq!(
+        d.phase,
+        Phase::Licensed,
+        "the online grant wins over a stray file"
+    );
+}
+
+#[test]
+fn notices_for_warning_stop_end_new_grant_and_restore() {
+    let mut h = Host::activated(Protection::SoftDongle);
+    h.input(Input::RuntimeStarted);
+    h.notices();
+    h.advance_to(day(10));
+    let n = h.notices();
+    assert!(
+        n.iter().any(|n| matches!(n, Notice::WarningBegins { .. })),
+        "{n:?}"
+    );
+    assert!(
+        n.contains(&Notice::StopScheduled {
+            at: day(30),
+            at_text: day(30).to_string()
+        }),
+        "{n:?}"
+    );
+    h.advance_to(day(11));
+    assert_eq!(h.notices(), vec![], "no repeats while nothing changes");
+    h.advance_to(day(30));
+    assert!(
+        matches!(h.notices().as_slice(), [Notice::LicenseEnded { reason_code, .. }] if reason_code == "server_unreachable_stop")
+    );
+    // Upgrade: a newer grant arrives with a check.
+    let n = Nonce::random();
+    let r = receipt(n, day(30));
+    let mut better = grant(Protection::SoftDongle, 2).into_inner();
+    better.entitlements.pwa_users = 5;
+    let better = trusted()
+        .verify(&Signed::sign(&better, &key()))
+        .expect("verify");
+    h.input(Input::CheckSucceeded {
+        nonce: n,
+        receipt: r,
+        grant: Some(better),
+    });
+    let got = h.notices();
+    assert!(got.contains(&Notice::NewGrant { serial: 2 }), "{got:?}");
+    assert!(got.contains(&Notice::LicenseRestored), "{got:?}");
+    assert_eq!(h.decide().entitlements.expect("licensed").pwa_users, 5);
+    // An older grant never replaces a newer one.
+    let n = Nonce::random();
+    h.input(Input::CheckSucceeded {
+        nonce: n,
+        receipt: receipt(n, day(30)),
+        grant: Some(grant(Protection::SoftDongle, 1)),
+    });
+    assert_eq!(h.m.grant().expect("grant").serial, 2);
+}
+
+// ----- clock rollback -----
+
+#[test]
+fn rollback_during_the_warning_period_does_not_extend_it() {
+    let mut h = Host::activated(Protection::SoftDongle);
+    h.input(Input::RuntimeStarted);
+    h.advance_to(day(29));
+    h.check_fails();
+    assert_eq!(h.phase(), Phase::ServerUnreachable);
+    h.set_wall(day(5));
+    assert_eq!(
+        h.phase(),
+        Phase::ServerUnreachable,
+        "setting the clock back changes nothing"
+    );
+    // A day of real (monotonic) time later the stop is reached although the wall
+    // clock only says day 6.
+    h.mono += D;
+    h.wall = day(6);
+    h.input(Input::Tick);
+    assert_eq!(h.phase(), Phase::Stopped);
+}
+
+#[test]
+fn rollback_across_a_restart_does_not_bring_back_the_silent_period() {
+    let mut h = Host::activated(Protection::SoftDongle);
+    h.advance_to(day(31));
+    h.check_fails();
+    h.restart();
+    h.set_wall(day(2));
+    h.check_fails();
+    let d = h.decide();
+    assert_eq!(
+        d.phase,
+        Phase::OfflineStartHour,
+        "after the grace a start gets 1 hour, not 'licensed'"
+    );
+    assert!(d.now >= day(31));
+    h.input(Input::RuntimeStarted);
+    h.mono += H + 1;
+    h.input(Input::Tick);
+    assert_eq!(h.phase(), Phase::Stopped);
+}
+
+#[test]
+fn rollback_during_a_one_hour_run_does_not_extend_it() {
+    let mut h = Host::activated(Protection::SoftDongle);
+    h.advance_to(day(32));
+    h.check_fails();
+    h.input(Input::RuntimeStarted);
+    let stop = h.decide().stop_at.expect("stop");
+    h.advance(30 * 60);
+    h.set_wall(UnixTime(h.wall.secs() - 2 * H));
+    assert_eq!(h.decide().stop_at, Some(stop));
+    h.mono += 31 * 60;
+    h.input(Input::Tick);
+    assert_eq!(h.phase(), Phase::Stopped);
+}
+
+#[test]
+fn rollback_during_a_24_hour_engineering_run_does_not_extend_it() {
+    let mut h = Host::activated(Protection::Engineering);
+    h.input(Input::RuntimeStarted);
+    h.advance(20 * H);
+    h.check_ok();
+    h.set_wall(UnixTime(h.wall.secs() - 10 * H));
+    h.mono += 4 * H + 1;
+    h.input(Input::Tick);
+    assert_eq!(h.decide().reason_code, "engineering_run_over");
+}
+
+#[test]
+fn rollback_during_the_dongle_grace_hour_does_not_extend_it() {
+    let mut h = Host::hard();
+    h.advance(H);
+    h.input(Input::DongleScan(vec![]));
+    h.set_wall(T0);
+    h.mono += H + 1;
+    h.input(Input::Tick);
+    assert_eq!(h.phase(), Phase::DongleMissing);
+}
+
+#[test]
+fn receipts_from_the_future_are_refused_beyond_one_hour() {
+    let mut h = Host::activated(Protection::SoftDongle);
+    h.advance_to(day(12));
+    // 2 hours ahead: refused, the clock is diagnosed, nothing restored.
+    let n = Nonce::random();
+    h.input(Input::CheckSucceeded {
+        nonce: n,
+        receipt: receipt(n, day(12).plus_secs(2 * H)),
+        grant: None,
+    });
+    let d = h.decide();
+    assert_eq!(d.phase, Phase::ServerUnreachable);
+    assert!(h
+        .m
+        .last_failure()
+        .expect("failure")
+        .contains("more than 1 hour ahead"));
+    assert!(
+        d.diagnosis.iter().any(|t| t.en.contains("clock")),
+        "{:?}",
+        d.diagnosis
+    );
+    // 30 minutes ahead: accepted, and the high-water mark moves to the server's time.
+    let n = Nonce::random();
+    h.input(Input::CheckSucceeded {
+        nonce: n,
+        receipt: receipt(n, day(12).plus_secs(30 * 60)),
+        grant: None,
+    });
+    assert_eq!(h.phase(), Phase::Licensed);
+    assert_eq!(h.m.high_water(), day(12).plus_secs(30 * 60));
+    assert!(h.decide().diagnosis.is_empty());
+}
+
+#[test]
+fn time_keeper_never_goes_back_and_follows_monotonic_time() {
+    let mut tk = TimeKeeper::start(
+        UnixTime(1000),
+        Now {
+            wall: UnixTime(500),
+            since_start: 0,
+        },
+    );
+    assert_eq!(
+        tk.effective(Now {
+            wall: UnixTime(500),
+            since_start: 0
+        }),
+        UnixTime(1000)
+    );
+    assert_eq!(
+        tk.effective(Now {
+            wall: UnixTime(500),
+            since_start: 10
+        }),
+        UnixTime(1010)
+    );
+    assert_eq!(
+        tk.effective(Now {
+            wall: UnixTime(5000),
+            since_start: 11
+        }),
+        UnixTime(5000)
+    );
+    assert_eq!(
+        tk.effective(Now {
+            wall: UnixTime(10),
+            since_start: 12
+        }),
+        UnixTime(5000)
+    );
+    assert_eq!(tk.high_water(), UnixTime(5000));
+}

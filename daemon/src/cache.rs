@@ -75,6 +75,13 @@ impl Cache {
         let path = dir.join("cache.sled");
         let db = match sled::open(&path) {
             Ok(db) => db,
+            // Another daemon holds the database: never touch it.
+            Err(sled::Error::Io(e)) if e.to_string().contains("lock") => {
+                return Err(CacheOpenError::Open {
+                    path,
+                    source: sled::Error::Io(e),
+                })
+            }
             Err(e) => {
                 let aside = dir.join(format!("cache.sled.corrupt-{}", UnixTime::now().secs()));
                 tracing::error!(error = %e, moved_to = %aside.display(), "license cache is unreadable; starting with an empty one");
@@ -269,5 +276,145 @@ fn put_signed<T>(db: &sled::Db, key: &str, signed: Option<&Signed<T>>) -> Result
             .insert(key, serde_json::to_vec(s).unwrap_or_default())
             .map(|_| ()),
         None => db.remove(key).map(|_| ()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keys::grant::GRANT_FORMAT;
+    use keys::{Entitlements, LicenseData, LicenseNumber, LicenseType, Protection, SigningKeyPair};
+
+    fn key() -> SigningKeyPair {
+        SigningKeyPair::from_seed(&[3u8; 32])
+    }
+    fn hwid() -> HardwareId {
+        "502c649d1171ad2e8705074ce97791db".parse().expect("hwid")
+    }
+    fn grant() -> Signed<LicenseGrant> {
+        let k = key();
+        Signed::sign(
+            &LicenseGrant {
+                format: GRANT_FORMAT,
+                license_number: LicenseNumber::from_body(192_190_001).expect("n"),
+                license_type: LicenseType::Standard,
+                protection: Protection::SoftDongle,
+                license_data: LicenseData {
+                    name: "A".into(),
+                    postcode: "1".into(),
+                    city: "B".into(),
+                },
+                binding: Binding::HardwareId(hwid()),
+                entitlements: Entitlements::standard_base(),
+                issued_at: UnixTime(1),
+                valid_until: None,
+                serial: 1,
+                key_id: k.key_id(),
+            },
+            &k,
+        )
+    }
+
+    #[test]
+    fn state_round_trips_and_is_verified_again_on_load() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let trusted = TrustedKeys::with([key().public()]);
+        let cache = Cache::open(dir.path()).expect("open");
+        let p = Persisted {
+            grant: Some(trusted.verify(&grant()).expect("verify")),
+            high_water: UnixTime(1234),
+            dongle_last_seen: Some(UnixTime(99)),
+            ..Persisted::default()
+        };
+        cache.save(&p).expect("save");
+        let (back, report) = cache.load(&trusted, &hwid());
+        assert_eq!(report, LoadReport::default());
+        assert_eq!(back.grant.map(|g| g.serial), Some(1));
+        assert_eq!(
+            (back.high_water, back.dongle_last_seen),
+            (UnixTime(1234), Some(UnixTime(99)))
+        );
+
+        // Another host's cache or an unknown key: dropped, not trusted.
+        let (other, report) = cache.load(
+            &trusted,
+            &"ffffffffffffffffffffffffffffffff".parse().expect("hwid"),
+        );
+        assert!(other.grant.is_none());
+        assert_eq!(report.dropped.len(), 1);
+        let (stranger, report) = cache.load(
+            &TrustedKeys::with([SigningKeyPair::generate().public()]),
+            &hwid(),
+        );
+        assert!(stranger.grant.is_none());
+        assert!(report.dropped[0].contains("does not trust"), "{report:?}");
+    }
+
+    #[test]
+    fn tampered_or_garbage_entries_are_dropped_never_trusted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let trusted = TrustedKeys::with([key().public()]);
+        let cache = Cache::open(dir.path()).expect("open");
+        let mut text = serde_json::to_string(&grant()).expect("json");
+        // Flip one payload byte inside the JSON array of numbers.
+        let at = text.find("[123,").expect("payload starts with '{'") + 1;
+        text.replace_range(at..at + 3, "125");
+        cache.db.insert(GRANT, text.as_bytes()).expect("insert");
+        cache.db.insert(RECEIPT, &b"garbage"[..]).expect("insert");
+        cache.db.insert(HIGH_WATER, &b"123"[..]).expect("insert");
+        let (p, report) = cache.load(&trusted, &hwid());
+        assert!(p.grant.is_none() && p.receipt.is_none());
+        assert_eq!(p.high_water, UnixTime(0));
+        assert_eq!(report.dropped.len(), 3, "{report:?}");
+    }
+
+    #[test]
+    fn an_unreadable_database_is_moved_aside_and_a_locked_one_is_left_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db_dir = dir.path().join("cache.sled");
+        std::fs::create_dir_all(&db_dir).expect("dir");
+        std::fs::write(db_dir.join("conf"), b"\xff\xfe not a sled config").expect("garbage");
+        std::fs::write(db_dir.join("db"), vec![0xa5u8; 4096]).expect("garbage");
+        let cache = Cache::open(dir.path()).expect("a fresh cache instead of a crash");
+        let (p, _) = cache.load(&TrustedKeys::new(), &hwid());
+        assert!(p.grant.is_none());
+        let aside = std::fs::read_dir(dir.path())
+            .expect("list")
+            .filter_map(|e| e.ok())
+            .any(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("cache.sled.corrupt-")
+            });
+        assert!(aside, "the broken database is kept for inspection");
+        // While open, a second open fails instead of moving the live one aside.
+        assert!(matches!(
+            Cache::open(dir.path()),
+            Err(CacheOpenError::Open { .. })
+        ));
+        drop(cache);
+    }
+
+    #[test]
+    fn run_history_is_kept_and_stale_runs_are_closed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = Cache::open(dir.path()).expect("open");
+        let a = cache.start_run(UnixTime(10)).expect("run");
+        cache
+            .end_run(a, UnixTime(20), "runtime_stopped")
+            .expect("end");
+        cache.start_run(UnixTime(30)).expect("run");
+        assert_eq!(cache.close_stale_runs(UnixTime(40)).expect("close"), 1);
+        let runs = cache.runs();
+        assert_eq!(runs.len(), 2);
+        assert_eq!(
+            runs[0],
+            RunRecord {
+                started: UnixTime(10),
+                stopped: Some(UnixTime(20)),
+                end: Some("runtime_stopped".into())
+            }
+        );
+        assert_eq!(runs[1].end.as_deref(), Some("daemon_restart"));
     }
 }

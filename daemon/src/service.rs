@@ -601,20 +601,27 @@ pub async fn run(
             }
         })
     };
+    let (stop_tx, mut stop_rx) = watch::channel(false);
     let acceptor = {
         let s = shared.clone();
         tokio::spawn(async move {
+            let mut connections = tokio::task::JoinSet::new();
             loop {
-                match listener.accept().await {
-                    Ok((stream, _)) => {
-                        tokio::spawn(crate::socket::serve_connection(s.clone(), stream));
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    }
+                tokio::select! {
+                    _ = stop_rx.changed() => break,
+                    accepted = listener.accept() => match accepted {
+                        Ok((stream, _)) => {
+                            connections.spawn(crate::socket::serve_connection(s.clone(), stream));
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        }
+                    },
+                    Some(_) = connections.join_next(), if !connections.is_empty() => {}
                 }
             }
+            connections.shutdown().await;
         })
     };
 
@@ -633,13 +640,17 @@ pub async fn run(
             }
         }
     }
-    acceptor.abort();
+    let _ = stop_tx.send(true);
+    let _ = acceptor.await;
     checker.abort();
+    let _ = checker.await;
     {
         let mut inner = shared.lock();
         if let Some(owner) = inner.runtime_owner {
             inner.runtime_stopped(owner, "daemon_shutdown");
         }
+        // Saves the high-water mark as of now.
+        inner.apply(Input::Tick);
         let _ = inner.cache().flush();
     }
     let _ = std::fs::remove_file(&config.socket_path);

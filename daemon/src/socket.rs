@@ -81,24 +81,24 @@ pub const MAX_LINE: usize = 64 * 1024;
 #[derive(Debug, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
 enum Command {
-    Status,
-    Seats,
+    Status {},
+    Seats {},
     AcquireSeat {
         program: Program,
     },
     ReleaseSeat {
         program: Program,
     },
-    RuntimeStarted,
-    RuntimeStopped,
-    Subscribe,
-    CheckNow,
+    RuntimeStarted {},
+    RuntimeStopped {},
+    Subscribe {},
+    CheckNow {},
     Activate {
         license_number: String,
         token: String,
         server: Option<String>,
     },
-    Hwid,
+    Hwid {},
 }
 
 fn error(code: &str, message: impl Into<String>) -> Value {
@@ -172,8 +172,8 @@ async fn answer(shared: &Arc<Shared>, conn: ConnId, line: &[u8], subscribed: &mu
         }
     };
     let mut reply = match cmd {
-        Command::Status => json!({"ok": true, "status": status_json(shared)}),
-        Command::Seats => json!({"ok": true, "seats": seats_json(&mut shared.lock())}),
+        Command::Status {} => json!({"ok": true, "status": status_json(shared)}),
+        Command::Seats {} => json!({"ok": true, "seats": seats_json(&mut shared.lock())}),
         Command::AcquireSeat { program } => {
             let mut inner = shared.lock();
             match inner.acquire_seat(conn, program) {
@@ -197,7 +197,7 @@ async fn answer(shared: &Arc<Shared>, conn: ConnId, line: &[u8], subscribed: &mu
                 )
             }
         }
-        Command::RuntimeStarted => {
+        Command::RuntimeStarted {} => {
             let started = shared.lock().runtime_started(conn);
             match started {
                 Ok(()) => json!({"ok": true, "status": status_json(shared)}),
@@ -207,7 +207,7 @@ async fn answer(shared: &Arc<Shared>, conn: ConnId, line: &[u8], subscribed: &mu
                 ),
             }
         }
-        Command::RuntimeStopped => {
+        Command::RuntimeStopped {} => {
             if shared.lock().runtime_stopped(conn, "runtime_stopped") {
                 json!({"ok": true})
             } else {
@@ -217,11 +217,11 @@ async fn answer(shared: &Arc<Shared>, conn: ConnId, line: &[u8], subscribed: &mu
                 )
             }
         }
-        Command::Subscribe => {
+        Command::Subscribe {} => {
             *subscribed = true;
             json!({"ok": true, "subscribed": true})
         }
-        Command::CheckNow => {
+        Command::CheckNow {} => {
             shared.check_now().await;
             json!({"ok": true, "status": status_json(shared)})
         }
@@ -239,7 +239,7 @@ async fn answer(shared: &Arc<Shared>, conn: ConnId, line: &[u8], subscribed: &mu
                 Err(e) => error("activation_failed", e.to_string()),
             },
         },
-        Command::Hwid => json!({"ok": true, "hardware_id": shared.hardware_id.as_str()}),
+        Command::Hwid {} => json!({"ok": true, "hardware_id": shared.hardware_id.as_str()}),
     };
     if let Some(id) = id {
         reply["id"] = id;

@@ -250,11 +250,23 @@ pub struct Decision {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Notice {
-    WarningBegins { warning: Text },
-    StopScheduled { at: UnixTime, at_text: String },
-    NewGrant { serial: u64 },
-    LicenseEnded { reason_code: String, reason: Text },
+    WarningBegins {
+        warning: Text,
+    },
+    StopScheduled {
+        at: UnixTime,
+        at_text: String,
+    },
+    NewGrant {
+        serial: u64,
+    },
+    LicenseEnded {
+        reason_code: String,
+        reason: Text,
+    },
     LicenseRestored,
+    /// The scheduled stop is off (dongle back, server reached again).
+    StopCancelled,
 }
 
 /// What the shell should do after an input.
@@ -939,6 +951,9 @@ impl LicenseMachine {
                     }));
                 }
             }
+        }
+        if new.licensed && was_licensed && old_stop.is_some() && new.stop_at.is_none() {
+            out.push(Output::Notify(Notice::StopCancelled));
         }
         self.last = Some(new);
         out

@@ -1,0 +1,428 @@
+//! The daemon as a whole: `daemon::run` on a temporary directory, a simulated
+//! clock, a temporary socket and a SIMULATED dongle (these machines have no USB).
+//! Everything here works without a license server (hard-dongle licenses).
+
+use daemon::config::DongleBackend;
+use daemon::socket::SocketClient;
+use daemon::Config;
+use keys::grant::GRANT_FORMAT;
+use keys::{
+    Binding, Entitlements, LicenseData, LicenseGrant, LicenseNumber, LicenseType, Protection,
+    Signed, SigningKeyPair, SimClock, TrustedKeys, UnixTime,
+};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+const T0: UnixTime = UnixTime(1_800_000_000);
+/// Generous: these tests share two cores with two other engineers' builds.
+const WAIT: Duration = Duration::from_secs(20);
+
+fn key() -> SigningKeyPair {
+    SigningKeyPair::from_seed(&[5u8; 32])
+}
+
+fn hard_license(pwa_users: u32) -> String {
+    let k = key();
+    let mut entitlements = Entitlements::standard_base();
+    entitlements.pwa_users = pwa_users;
+    let g = LicenseGrant {
+        format: GRANT_FORMAT,
+        license_number: LicenseNumber::from_body(192_190_001).expect("n"),
+        license_type: LicenseType::Standard,
+        protection: Protection::HardDongle,
+        license_data: LicenseData {
+            name: "Muster AG".into(),
+            postcode: "3000".into(),
+            city: "Bern".into(),
+        },
+        binding: Binding::DongleSerial("DG-0001".parse().expect("serial")),
+        entitlements,
+        issued_at: T0,
+        valid_until: None,
+        serial: 1,
+        key_id: k.key_id(),
+    };
+    let verified = TrustedKeys::with([k.public()])
+        .verify(&Signed::sign(&g, &k))
+        .expect("verify");
+    keys::file::render(&verified)
+}
+
+struct Daemon {
+    dir: tempfile::TempDir,
+    socket: PathBuf,
+    dongle: PathBuf,
+    clock: SimClock,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<(), daemon::service::RunError>>>,
+}
+
+impl Daemon {
+    /// A hard-dongle host with its dongle plugged in.
+    async fn hard(pwa_users: u32) -> Daemon {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let project = dir.path().join("project");
+        std::fs::create_dir_all(project.join("lic")).expect("lic");
+        std::fs::write(project.join("lic/promos.json"), hard_license(pwa_users)).expect("license");
+        let dongle = dir.path().join("SIMULATED-DONGLE");
+        std::fs::write(&dongle, "DG-0001\n").expect("dongle");
+        let mut d = Daemon {
+            socket: dir.path().join("licd.sock"),
+            dongle,
+            dir,
+            clock: SimClock::at(T0),
+            stop: None,
+            task: None,
+        };
+        d.start().await;
+        d
+    }
+
+    fn config(&self) -> Config {
+        let mut c = Config::with_defaults(&self.dir.path().join("data"));
+        c.socket_path = self.socket.clone();
+        c.project_dir = Some(self.dir.path().join("project"));
+        c.trusted_keys = TrustedKeys::with([key().public()]);
+        c.tick = Duration::from_millis(20);
+        c.dongle = DongleBackend::Simulated {
+            file: self.dongle.clone(),
+        };
+        c.test_hardware_id = Some("0123456789abcdef0123456789abcdef".parse().expect("hwid"));
+        c
+    }
+
+    async fn start(&mut self) {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let config = self.config();
+        let clock = Arc::new(self.clock.clone());
+        self.task = Some(tokio::spawn(daemon::run(config, clock, async move {
+            let _ = rx.await;
+        })));
+        self.stop = Some(tx);
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while SocketClient::connect(&self.socket).await.is_err() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "daemon socket never came up"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.expect("join").expect("run ended cleanly");
+        }
+    }
+
+    async fn client(&self) -> SocketClient {
+        SocketClient::connect(&self.socket).await.expect("connect")
+    }
+
+    async fn status(&self) -> Value {
+        let v = self
+            .client()
+            .await
+            .call(&json!({"cmd": "status"}))
+            .await
+            .expect("status");
+        assert_eq!(v["ok"], json!(true), "{v}");
+        v["status"].clone()
+    }
+
+    /// Polls status until `pred` holds (the daemon sees changes at its next tick).
+    async fn wait_status(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let s = self.status().await;
+            if pred(&s) {
+                return s;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}; last status {s}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+async fn next_event(c: &mut SocketClient, name: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let v = tokio::time::timeout(left, c.next())
+            .await
+            .unwrap_or_else(|_| panic!("no {name} event"))
+            .expect("read");
+        if v["event"] == json!(name) {
+            return v;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hard_dongle_status_and_socket_permissions() {
+    let mut d = Daemon::hard(3).await;
+    let s = d.status().await;
+    assert_eq!(s["state"], json!("licensed"), "{s}");
+    assert_eq!(s["licensed"], json!(true));
+    assert_eq!(s["protection"], json!("hard_dongle"));
+    assert_eq!(s["license_data"]["city"], json!("Bern"));
+    assert_eq!(s["entitlements"]["pwa_users"], json!(3));
+    assert_eq!(s["entitlements"]["drivers"]["saia_pcd"], json!(100));
+    assert_eq!(s["seconds_until_stop"], Value::Null);
+    assert_eq!(s["hardware_id"], json!("0123456789abcdef0123456789abcdef"));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&d.socket)
+        .expect("socket")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o660);
+    d.stop().await;
+    assert!(!d.socket.exists(), "the socket is removed at shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seats_are_limited_under_concurrency_and_released_with_the_connection() {
+    let mut d = Daemon::hard(3).await;
+    // 32 clients race for 3 pWA seats.
+    let mut tasks = Vec::new();
+    for _ in 0..32 {
+        let mut c = d.client().await;
+        tasks.push(tokio::spawn(async move {
+            let v = c
+                .call(&json!({"cmd": "acquire_seat", "program": "pwa"}))
+                .await
+                .expect("acquire");
+            (v, c)
+        }));
+    }
+    let mut winners = Vec::new();
+    let mut losers = 0;
+    for t in tasks {
+        let (v, c) = t.await.expect("join");
+        if v["ok"] == json!(true) {
+            winners.push(c);
+        } else {
+            assert_eq!(v["error"], json!("no_seat_free"), "{v}");
+            losers += 1;
+        }
+    }
+    assert_eq!((winners.len(), losers), (3, 29));
+    let seats = d
+        .client()
+        .await
+        .call(&json!({"cmd": "seats"}))
+        .await
+        .expect("seats");
+    assert_eq!(seats["seats"]["pwa"], json!({"used": 3, "limit": 3}));
+    assert_eq!(seats["seats"]["ge"], json!({"used": 0, "limit": 1}));
+
+    // Releasing: only what one holds.
+    let mut c = d.client().await;
+    let v = c
+        .call(&json!({"cmd": "release_seat", "program": "pwa"}))
+        .await
+        .expect("release");
+    assert_eq!(v["error"], json!("no_seat_held"));
+    let v = winners[0]
+        .call(&json!({"cmd": "release_seat", "program": "pwa", "id": 7}))
+        .await
+        .expect("release");
+    assert_eq!(
+        (v["ok"].clone(), v["id"].clone(), v["used"].clone()),
+        (json!(true), json!(7), json!(2))
+    );
+    // A closed connection gives its seats back.
+    winners.truncate(1);
+    let s = d
+        .wait_status("seats released", |s| s["seats"]["pwa"]["used"] == json!(0))
+        .await;
+    assert_eq!(s["seats"]["pwa"]["limit"], json!(3));
+    // One connection may hold several seats.
+    let mut c = d.client().await;
+    for n in 1..=3 {
+        let v = c
+            .call(&json!({"cmd": "acquire_seat", "program": "pwa"}))
+            .await
+            .expect("acquire");
+        assert_eq!(v["held"], json!(n), "{v}");
+    }
+    let v = c
+        .call(&json!({"cmd": "acquire_seat", "program": "pwa"}))
+        .await
+        .expect("acquire");
+    assert_eq!(v["error"], json!("no_seat_free"));
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_an_error_line_and_the_connection_stays_usable() {
+    let mut d = Daemon::hard(1).await;
+    let mut c = d.client().await;
+    let cases = [
+        ("hello", "bad_request"),
+        ("{\"cmd\":\"fly\"}", "bad_request"),
+        (
+            "{\"cmd\":\"acquire_seat\",\"program\":\"excel\"}",
+            "bad_request",
+        ),
+        ("{\"cmd\":\"status\",\"extra\":1}", "bad_request"),
+        ("[1,2,3]", "bad_request"),
+        (
+            "{\"cmd\":\"activate\",\"license_number\":\"123\",\"token\":\"x\"}",
+            "bad_license_number",
+        ),
+    ];
+    for (line, code) in cases {
+        c.send_line(line).await.expect("send");
+        let v = c.next().await.expect("answer");
+        assert_eq!(
+            (v["ok"].clone(), v["error"].clone()),
+            (json!(false), json!(code)),
+            "{line}: {v}"
+        );
+        assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    c.send_line("").await.expect("blank lines are skipped");
+    let v = c
+        .call(&json!({"cmd": "hwid", "id": "x1"}))
+        .await
+        .expect("hwid");
+    assert_eq!(
+        v,
+        json!({"ok": true, "id": "x1", "hardware_id": "0123456789abcdef0123456789abcdef"})
+    );
+    // A line over 64 KiB closes the connection with an error; others are unaffected.
+    let long = "x".repeat(70 * 1024);
+    c.send_line(&long).await.expect("send");
+    assert_eq!(
+        c.next().await.expect("answer")["error"],
+        json!("line_too_long")
+    );
+    assert_eq!(d.status().await["licensed"], json!(true));
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dongle_removed_subscribers_hear_warning_stop_and_end() {
+    let mut d = Daemon::hard(1).await;
+    let mut sub = d.client().await;
+    assert_eq!(
+        sub.call(&json!({"cmd": "subscribe"}))
+            .await
+            .expect("subscribe")["subscribed"],
+        json!(true)
+    );
+    let mut rt = d.client().await;
+    let v = rt
+        .call(&json!({"cmd": "runtime_started"}))
+        .await
+        .expect("started");
+    assert_eq!(v["status"]["runtime"], json!("running"), "{v}");
+    // Another connection cannot claim the run.
+    let v = d
+        .client()
+        .await
+        .call(&json!({"cmd": "runtime_started"}))
+        .await
+        .expect("second");
+    assert_eq!(v["error"], json!("runtime_already_running"));
+
+    std::fs::remove_file(&d.dongle).expect("unplug");
+    let w = next_event(&mut sub, "warning_begins").await;
+    assert!(
+        w["warning"]["de"].as_str().expect("de").contains("DG-0001"),
+        "{w}"
+    );
+    let stop = next_event(&mut sub, "stop_scheduled").await;
+    assert_eq!(stop["at"], json!(T0.plus_secs(3600).secs()), "{stop}");
+    let s = d.status().await;
+    assert_eq!(
+        (s["state"].clone(), s["seconds_until_stop"].clone()),
+        (json!("dongle_removed"), json!(3600))
+    );
+
+    // Back in time: normal.
+    std::fs::write(&d.dongle, "DG-0001").expect("plug");
+    next_event(&mut sub, "stop_cancelled").await;
+    d.wait_status("licensed again", |s| s["state"] == json!("licensed"))
+        .await;
+
+    // Removed for good: one hour later the license ends.
+    std::fs::remove_file(&d.dongle).expect("unplug");
+    d.wait_status("grace", |s| s["state"] == json!("dongle_removed"))
+        .await;
+    d.clock.advance_secs(3601);
+    let end = next_event(&mut sub, "license_ended").await;
+    assert_eq!(end["reason_code"], json!("dongle_missing"), "{end}");
+    let s = d.status().await;
+    assert_eq!(
+        (s["licensed"].clone(), s["entitlements"].clone()),
+        (json!(false), Value::Null)
+    );
+
+    // The run history records the runtime; a closed runtime connection stops it.
+    drop(rt);
+    d.wait_status("runtime stopped", |s| s["runtime"] == json!("stopped"))
+        .await;
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_keeps_the_high_water_mark_so_a_rolled_back_clock_gains_nothing() {
+    let mut d = Daemon::hard(1).await;
+    std::fs::remove_file(&d.dongle).expect("unplug");
+    d.wait_status("grace", |s| s["state"] == json!("dongle_removed"))
+        .await;
+    d.clock.advance_secs(1800);
+    d.wait_status("half an hour", |s| s["seconds_until_stop"] == json!(1800))
+        .await;
+    d.stop().await;
+    // Clock set back a day, daemon restarted: still the same stop time.
+    d.clock.set(UnixTime(T0.secs() - 86_400));
+    d.start().await;
+    let s = d.status().await;
+    assert_eq!(s["state"], json!("dongle_removed"), "{s}");
+    assert_eq!(s["stop_at"], json!(T0.plus_secs(3600).secs()));
+    assert!(
+        s["now"].as_str().expect("now") >= T0.plus_secs(1800).to_string().as_str(),
+        "{s}"
+    );
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_license_at_all_says_how_to_activate_and_doctor_findings_show() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let project = dir.path().join("project");
+    std::fs::create_dir_all(project.join("lic")).expect("lic");
+    std::fs::write(project.join("lic/1921900012.json"), "{}").expect("misnamed");
+    let mut d = Daemon {
+        socket: dir.path().join("licd.sock"),
+        dongle: dir.path().join("SIMULATED-DONGLE"),
+        dir,
+        clock: SimClock::at(T0),
+        stop: None,
+        task: None,
+    };
+    d.start().await;
+    let s = d.status().await;
+    assert_eq!(
+        (s["state"].clone(), s["licensed"].clone()),
+        (json!("not_activated"), json!(false))
+    );
+    assert_eq!(s["reason"]["code"], json!("license_file_misnamed"), "{s}");
+    assert!(s["reason"]["en"]
+        .as_str()
+        .expect("en")
+        .contains("lic/promos.json"));
+    d.stop().await;
+}

@@ -564,6 +564,12 @@ impl Store {
         Ok(u32::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 4])))
     }
 
+    /// The trees a backup holds. The web portal's trees ([`Store::web_tree`]) are
+    /// left out on purpose: a restore must not revive old sessions or links.
+    fn backup_tree_names(&self) -> Vec<String> {
+        TREES.iter().map(|t| t.to_string()).collect()
+    }
+
     /// Makes every write so far durable.
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db.flush()?;
@@ -1504,14 +1510,13 @@ impl Store {
         let schema = self.schema_version()?;
         line(
             &mut out,
-            serde_json::json!({"format": BACKUP_FORMAT, "schema_version": schema, "created_at": now.to_string(), "trees": TREES}),
+            serde_json::json!({"format": BACKUP_FORMAT, "schema_version": schema, "created_at": now.to_string(), "trees": self.backup_tree_names()}),
         )
         .map_err(werr)?;
         let mut entries = 0u64;
-        for name in TREES {
-            let Some(tree) = self.t.by_name(name) else {
-                continue;
-            };
+        for name in self.backup_tree_names() {
+            let tree = self.db.open_tree(&name)?;
+            let name = name.as_str();
             for kv in tree.iter() {
                 let (k, v) = kv?;
                 let value = match std::str::from_utf8(&v) {

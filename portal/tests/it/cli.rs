@@ -1,0 +1,269 @@
+//! The `pls` binary: admin commands on a stopped server's data directory, the same
+//! commands through the admin socket of a running server, backup and restore,
+//! first-start output and clean shutdown on SIGTERM.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+fn pls(data: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pls"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .env("PLS_QUIC_LISTEN", "127.0.0.1:0")
+        .output()
+        .expect("run pls")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "pls failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn fails(out: &Output) -> String {
+    assert!(
+        !out.status.success(),
+        "pls should fail; stdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+const CREATE: &[&str] = &[
+    "admin",
+    "--json",
+    "create-license",
+    "--type",
+    "standard",
+    "--driver",
+    "saia_pcd=6000",
+    "--driver",
+    "modbus=10000",
+    "--pwa-users",
+    "5",
+    "--company",
+    "MST System Solutions GmbH",
+    "--first-name",
+    "Christoph",
+    "--last-name",
+    "Müller",
+    "--data-name",
+    "Christoph Müller",
+    "--data-postcode",
+    "63457",
+    "--data-city",
+    "Hanau",
+];
+
+fn create(data: &Path, extra: &[&str]) -> (String, String) {
+    let mut args = CREATE.to_vec();
+    args.extend_from_slice(extra);
+    let json: serde_json::Value = serde_json::from_str(&ok(&pls(data, &args))).expect("json");
+    (
+        json["license"]["number"]
+            .as_str()
+            .expect("number")
+            .to_owned(),
+        json["token"].as_str().expect("token").to_owned(),
+    )
+}
+
+#[test]
+fn admin_commands_without_a_running_server() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let (number, token) = create(&data, &[]);
+    assert_eq!(token.len(), 32);
+
+    let show = ok(&pls(&data, &["admin", "show", &number]));
+    assert!(show.contains(&token), "{show}");
+    assert!(show.contains("none active"), "unpaid: {show}");
+    assert!(show.contains("ordered"), "{show}");
+    ok(&pls(&data, &["admin", "mark-paid", &number]));
+    let show = ok(&pls(&data, &["admin", "show", &number]));
+    assert!(show.contains("SAIA PCD 6100"), "{show}");
+    assert!(show.contains("Modbus 10010"), "{show}");
+    assert!(show.contains("pWA users 5"), "{show}");
+    assert!(ok(&pls(&data, &["admin", "list"])).contains(&number));
+
+    // Clear errors for wrong input.
+    let mut typo = number.clone().into_bytes();
+    typo.swap(2, 3);
+    if typo != number.as_bytes() {
+        let err = fails(&pls(
+            &data,
+            &["admin", "show", std::str::from_utf8(&typo).expect("ascii")],
+        ));
+        assert!(err.contains("check digit"), "{err}");
+    }
+    let err = fails(&pls(&data, &["admin", "show", "1234567890"]));
+    assert!(
+        err.contains("check digit") || err.contains("no license"),
+        "{err}"
+    );
+    let unknown = keys::LicenseNumber::from_body(111_111_111)
+        .expect("number")
+        .to_string();
+    assert!(fails(&pls(&data, &["admin", "reset", &unknown])).contains("there is no license"));
+    assert!(fails(&pls(&data, &["admin", "reset", &number])).contains("not bound"));
+    assert!(
+        fails(&pls(&data, &["admin", "mark-paid", &number])).contains("no order awaiting payment")
+    );
+    assert!(
+        fails(&pls(&data, &["admin", "set-dongle", &number, "DG-1"]))
+            .contains("not a hardware-dongle")
+    );
+    let err = fails(&pls(&data, &[CREATE, &["--driver", "saia=5"]].concat()));
+    assert!(
+        err.contains("unknown driver") && err.contains("saia_pcd"),
+        "{err}"
+    );
+    assert!(fails(&pls(&data, &["admin", "trust", "nobody@example.com"])).contains("no account"));
+
+    // Accounts and trust: a trusted customer's order is active at once.
+    ok(&pls(
+        &data,
+        &[
+            "admin",
+            "create-account",
+            "info@mst.ch",
+            "--company",
+            "MST",
+            "--first-name",
+            "A",
+            "--last-name",
+            "B",
+        ],
+    ));
+    ok(&pls(&data, &["admin", "trust", "info@mst.ch"]));
+    let (trusted, _) = create(&data, &["--account", "info@mst.ch"]);
+    assert!(ok(&pls(&data, &["admin", "show", &trusted])).contains("SAIA PCD 6100"));
+
+    let audit = ok(&pls(&data, &["admin", "audit", &number]));
+    assert!(
+        audit.contains("license.created") && audit.contains("mutation.activated"),
+        "{audit}"
+    );
+    assert!(
+        !audit.contains(&token),
+        "the audit trail never shows tokens"
+    );
+    assert!(ok(&pls(&data, &["admin", "verify"])).contains("consistent"));
+    assert!(ok(&pls(&data, &["admin", "identity"])).contains("promos-ed25519-public:"));
+}
+
+#[test]
+fn backup_and_restore_round_trip() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let (number, _) = create(&data, &["--paid"]);
+    let backup = dir.path().join("pls.backup");
+    let out = ok(&pls(
+        &data,
+        &["admin", "backup", backup.to_str().expect("path")],
+    ));
+    assert!(out.contains("1 licenses"), "{out}");
+
+    // Restore into a fresh data directory (same signing key copied by the operator).
+    let other = dir.path().join("other");
+    std::fs::create_dir_all(&other).expect("mkdir");
+    ok(&pls(
+        &other,
+        &["admin", "restore", backup.to_str().expect("path")],
+    ));
+    assert!(ok(&pls(&other, &["admin", "show", &number])).contains("SAIA PCD 6100"));
+    assert!(ok(&pls(&other, &["admin", "verify"])).contains("consistent"));
+
+    // Restoring over an existing database keeps the old one aside.
+    ok(&pls(
+        &data,
+        &["admin", "restore", backup.to_str().expect("path")],
+    ));
+    let aside = std::fs::read_dir(&data)
+        .expect("ls")
+        .filter_map(|e| e.ok())
+        .any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("db.before-restore-")
+        });
+    assert!(aside);
+
+    // A damaged backup is refused before anything is written.
+    let text = std::fs::read_to_string(&backup).expect("read");
+    std::fs::write(&backup, text.replacen("Hanau", "Hanoi", 1)).expect("write");
+    let third = dir.path().join("third");
+    assert!(fails(&pls(
+        &third,
+        &["admin", "restore", backup.to_str().expect("path")]
+    ))
+    .contains("checksum"));
+    std::fs::write(&backup, &text[..text.len() / 2]).expect("truncate");
+    assert!(!pls(
+        &third,
+        &["admin", "restore", backup.to_str().expect("path")]
+    )
+    .status
+    .success());
+}
+
+#[test]
+fn serve_prints_identity_answers_admin_socket_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let server = Command::new(env!("CARGO_BIN_EXE_pls"))
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("serve")
+        .env("PLS_QUIC_LISTEN", "127.0.0.1:0")
+        .env("PLS_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn server");
+    let socket = data.join("admin.sock");
+    // Wait for the server to be up (bounded, so a broken server fails the test).
+    let mut waited = 0;
+    while !socket.exists() {
+        assert!(waited < 600, "the server did not create its admin socket");
+        std::thread::sleep(Duration::from_millis(50));
+        waited += 1;
+    }
+    let (number, _) = create(&data, &["--paid"]);
+    assert!(ok(&pls(&data, &["admin", "show", &number])).contains("SAIA PCD 6100"));
+    let backup = dir.path().join("live.backup");
+    ok(&pls(
+        &data,
+        &["admin", "backup", backup.to_str().expect("path")],
+    ));
+    assert!(fails(&pls(
+        &data,
+        &["admin", "restore", backup.to_str().expect("path")]
+    ))
+    .contains("stop it"));
+
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(server.id().to_string())
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let out = server.wait_with_output().expect("wait");
+    assert!(
+        out.status.success(),
+        "clean exit on SIGTERM: {:?}",
+        out.status
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("promos-ed25519-public:"), "{stdout}");
+    assert!(stdout.contains("certificate SHA-256"), "{stdout}");
+    assert!(!socket.exists(), "the admin socket is removed on shutdown");
+
+    // After the server stopped, the CLI works on the database directly.
+    assert!(ok(&pls(&data, &["admin", "show", &number])).contains("SAIA PCD 6100"));
+}

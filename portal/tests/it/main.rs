@@ -1,0 +1,7 @@
+//! Integration tests of the license server, in one binary to keep build time down.
+
+mod cli;
+mod crash;
+mod model;
+mod quic;
+mod util;

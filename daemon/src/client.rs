@@ -148,6 +148,7 @@ pub struct ServerClient {
     tls_name: String,
     endpoint: quinn::Endpoint,
     backoff: Backoff,
+    attempt_timeout: Duration,
 }
 
 impl ServerClient {
@@ -192,11 +193,17 @@ impl ServerClient {
             tls_name: tls_name.to_owned(),
             endpoint,
             backoff: Backoff::default(),
+            attempt_timeout: ATTEMPT_TIMEOUT,
         })
     }
 
     pub fn with_backoff(mut self, backoff: Backoff) -> Self {
         self.backoff = backoff;
+        self
+    }
+
+    pub fn with_attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.attempt_timeout = timeout;
         self
     }
 
@@ -211,7 +218,7 @@ impl ServerClient {
             if n > 0 {
                 tokio::time::sleep(self.backoff.delay(n, rand::random::<f64>())).await;
             }
-            match tokio::time::timeout(ATTEMPT_TIMEOUT, self.once(request)).await {
+            match tokio::time::timeout(self.attempt_timeout, self.once(request)).await {
                 Ok(Ok(r)) => return Ok(r),
                 Ok(Err(e)) => {
                     tracing::debug!(attempt = n + 1, error = %e, "license server request failed");

@@ -15,6 +15,8 @@
 //! socket_group = "promos"                     # group allowed to use the socket
 //! socket_mode = "0660"
 //! tick_secs = 30                              # how often stop times and dongles are re-checked
+//! check_attempts = 4                          # attempts per check, backoff with jitter between
+//! attempt_timeout_secs = 15                   # one attempt's time limit
 //!
 //! [dongle]
 //! backend = "hidapi"                          # or "simulated" (tests and demos only)
@@ -96,6 +98,10 @@ pub struct Config {
     pub socket_group: Option<String>,
     pub socket_mode: u32,
     pub tick: Duration,
+    /// Attempts per check (exponential backoff with jitter between them).
+    pub check_attempts: u32,
+    /// How long one attempt may take.
+    pub attempt_timeout: Duration,
     pub dongle: DongleBackend,
     /// TEST-ONLY: replaces the computed hardware ID (see the module doc).
     pub test_hardware_id: Option<HardwareId>,
@@ -118,6 +124,8 @@ struct FileConfig {
     socket_group: Option<String>,
     socket_mode: Option<String>,
     tick_secs: Option<u64>,
+    check_attempts: Option<u32>,
+    attempt_timeout_secs: Option<u64>,
     #[serde(default)]
     dongle: FileDongle,
 }
@@ -147,6 +155,8 @@ impl Config {
             socket_group: None,
             socket_mode: 0o660,
             tick: Duration::from_secs(30),
+            check_attempts: 4,
+            attempt_timeout: crate::client::ATTEMPT_TIMEOUT,
             dongle: DongleBackend::Hidapi {
                 vendor_id: None,
                 product_id: None,
@@ -313,6 +323,12 @@ impl Config {
             socket_group: e("PROMOS_LICD_SOCKET_GROUP").or(f.socket_group),
             socket_mode,
             tick: Duration::from_secs(tick_secs),
+            check_attempts: f.check_attempts.unwrap_or(4).clamp(1, 10),
+            attempt_timeout: f
+                .attempt_timeout_secs
+                .map_or(crate::client::ATTEMPT_TIMEOUT, |s| {
+                    Duration::from_secs(s.clamp(1, 120))
+                }),
             dongle,
             test_hardware_id,
         })

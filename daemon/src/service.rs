@@ -299,7 +299,15 @@ impl Shared {
         } else {
             host_of(server)
         };
-        ServerClient::new(server, &name, self.config.cert_pin.as_ref())
+        let backoff = crate::client::Backoff {
+            attempts: self.config.check_attempts,
+            ..Default::default()
+        };
+        Ok(
+            ServerClient::new(server, &name, self.config.cert_pin.as_ref())?
+                .with_backoff(backoff)
+                .with_attempt_timeout(self.config.attempt_timeout),
+        )
     }
 
     /// The manual's first-start dialog: bind this host to the license.

@@ -1,0 +1,550 @@
+//! The license daemon against the real license server (`portal`), on loopback,
+//! both on one simulated clock: activation, daily check, server stopped (silent,
+//! warning, stop, 1-hour starts), server back, reset, upgrade.
+
+use daemon::config::{CertPin, DongleBackend};
+use daemon::socket::SocketClient;
+use keys::{
+    Entitlements, LicenseData, LicenseNumber, LicenseType, Protection, SimClock, TrustedKeys,
+    UnixTime,
+};
+use portal::admin::{AdminEnvelope, AdminRequest};
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+const T0: UnixTime = UnixTime(1_800_000_000);
+const DAY: u64 = UnixTime::DAY;
+/// Generous: these tests share two cores with other builds.
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A running license server.
+struct Pls {
+    config: portal::config::Config,
+    clock: SimClock,
+    addr: SocketAddr,
+    public: keys::PublicKey,
+    fingerprint: String,
+    admin: Option<portal::admin::AdminContext>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Pls {
+    async fn start(dir: &std::path::Path, clock: SimClock) -> Pls {
+        let mut config = portal::config::Config {
+            data_dir: dir.join("pls"),
+            ..Default::default()
+        };
+        config.quic.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        config.quic.activations_per_source_per_minute = 1000;
+        let mut pls = Pls {
+            config,
+            clock,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            public: keys::SigningKeyPair::from_seed(&[0; 32]).public(),
+            fingerprint: String::new(),
+            admin: None,
+            stop: None,
+            task: None,
+        };
+        pls.up().await;
+        pls
+    }
+
+    /// Binds (again, on the same port after the first time) and runs.
+    async fn up(&mut self) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let server = loop {
+            match portal::Server::bind(self.config.clone(), Arc::new(self.clock.clone())).await {
+                Ok(s) => break s,
+                Err(e) => {
+                    assert!(
+                        tokio::time::Instant::now() < deadline,
+                        "server does not start: {e}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        };
+        self.addr = server.quic_addr();
+        self.config.quic.listen = self.addr;
+        self.public = server.identity().public_key();
+        self.fingerprint = server.identity().cert_fingerprint();
+        self.admin = Some(server.admin_context());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        self.stop = Some(tx);
+        self.task = Some(tokio::spawn(async move {
+            server
+                .run(async move {
+                    let _ = rx.await;
+                })
+                .await
+                .expect("server ran");
+        }));
+    }
+
+    async fn down(&mut self) {
+        // The admin context holds the store open; the restarted server needs it.
+        self.admin = None;
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.expect("server stopped");
+        }
+    }
+
+    fn admin(&self, request: AdminRequest) -> Value {
+        let reply = portal::admin::execute(
+            self.admin.as_ref().expect("server bound"),
+            AdminEnvelope {
+                operator: "e2e".into(),
+                request,
+            },
+        )
+        .unwrap_or_else(|e| panic!("admin command failed: {e}"));
+        reply.data
+    }
+
+    /// Creates a paid license; returns (number, token).
+    fn create_license(
+        &self,
+        license_type: LicenseType,
+        protection: Protection,
+    ) -> (LicenseNumber, String) {
+        let entitlements = match license_type {
+            LicenseType::Engineering => Entitlements::engineering(),
+            LicenseType::Standard => Entitlements::standard_base(),
+        };
+        let data = self.admin(AdminRequest::CreateLicense {
+            license_type,
+            protection,
+            entitlements,
+            licensee: serde_json::from_value(json!({
+                "company": "Muster AG", "first_name": "Hans", "last_name": "Muster",
+                "street": "Bahnhofstrasse 1", "postcode": "3000", "city": "Bern", "state": "BE",
+                "country": "CH", "email": "hans@muster.example", "phone": "+41 31 000 00 00"
+            }))
+            .expect("licensee"),
+            license_data: LicenseData {
+                name: "Muster AG".into(),
+                postcode: "3000".into(),
+                city: "Bern".into(),
+            },
+            account_email: None,
+            paid: true,
+        });
+        let number: LicenseNumber = serde_json::from_value(data["license"]["number"].clone())
+            .expect("license number in the reply");
+        let token = data["token"]
+            .as_str()
+            .expect("token in the reply")
+            .to_owned();
+        (number, token)
+    }
+
+    fn show(&self, number: &LicenseNumber) -> Value {
+        self.admin(AdminRequest::Show {
+            number: number.clone(),
+        })
+    }
+}
+
+/// A running license daemon.
+struct Licd {
+    dir: PathBuf,
+    socket: PathBuf,
+    config: daemon::Config,
+    clock: SimClock,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<(), daemon::service::RunError>>>,
+}
+
+impl Licd {
+    async fn start(dir: PathBuf, pls: &Pls, hwid: &str) -> Licd {
+        std::fs::create_dir_all(dir.join("project/lic")).expect("project");
+        std::fs::create_dir_all(dir.join("project/bin")).expect("project");
+        let mut config = daemon::Config::with_defaults(&dir.join("data"));
+        config.server = pls.addr.to_string();
+        config.server_name = Some("localhost".into());
+        let mut pin = [0u8; 32];
+        for (i, b) in pin.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&pls.fingerprint[2 * i..2 * i + 2], 16).expect("hex");
+        }
+        config.cert_pin = Some(CertPin(pin));
+        config.trusted_keys = TrustedKeys::with([pls.public]);
+        config.project_dir = Some(dir.join("project"));
+        config.socket_path = dir.join("licd.sock");
+        config.tick = Duration::from_millis(25);
+        config.check_attempts = 1;
+        config.attempt_timeout = Duration::from_secs(2);
+        config.dongle = DongleBackend::Simulated {
+            file: dir.join("SIMULATED-DONGLE"),
+        };
+        config.test_hardware_id = Some(hwid.parse().expect("hwid"));
+        let mut d = Licd {
+            socket: config.socket_path.clone(),
+            dir,
+            config,
+            clock: pls.clock.clone(),
+            stop: None,
+            task: None,
+        };
+        d.up().await;
+        d
+    }
+
+    async fn up(&mut self) {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        self.task = Some(tokio::spawn(daemon::run(
+            self.config.clone(),
+            Arc::new(self.clock.clone()),
+            async move {
+                let _ = rx.await;
+            },
+        )));
+        self.stop = Some(tx);
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while SocketClient::connect(&self.socket).await.is_err() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "daemon socket never came up"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn down(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.expect("join").expect("daemon ran");
+        }
+    }
+
+    async fn client(&self) -> SocketClient {
+        SocketClient::connect(&self.socket).await.expect("connect")
+    }
+
+    async fn call(&self, request: Value) -> Value {
+        self.client().await.call(&request).await.expect("call")
+    }
+
+    async fn status(&self) -> Value {
+        let v = self.call(json!({"cmd": "status"})).await;
+        assert_eq!(v["ok"], json!(true), "{v}");
+        v["status"].clone()
+    }
+
+    async fn check_now(&self) -> Value {
+        let v = self.call(json!({"cmd": "check_now"})).await;
+        assert_eq!(v["ok"], json!(true), "{v}");
+        v["status"].clone()
+    }
+
+    async fn activate(&self, number: &LicenseNumber, token: &str) -> Value {
+        self.call(json!({"cmd": "activate", "license_number": number.as_str(), "token": token}))
+            .await
+    }
+
+    async fn wait_status(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let s = self.status().await;
+            if pred(&s) {
+                return s;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}; last status {s}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+async fn next_event(c: &mut SocketClient, name: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let v = tokio::time::timeout(left, c.next())
+            .await
+            .unwrap_or_else(|_| panic!("no {name} event"))
+            .expect("read");
+        if v["event"] == json!(name) {
+            return v;
+        }
+    }
+}
+
+const HOST_A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+const HOST_B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soft_dongle_lifecycle_against_the_real_server() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let clock = SimClock::at(T0);
+    let mut pls = Pls::start(tmp.path(), clock.clone()).await;
+    let (number, token) = pls.create_license(LicenseType::Standard, Protection::SoftDongle);
+    let mut licd = Licd::start(tmp.path().join("host-a"), &pls, HOST_A).await;
+
+    // First start: not activated; the dialog shows the hardware ID.
+    let s = licd.status().await;
+    assert_eq!(
+        (s["state"].clone(), s["hardware_id"].clone()),
+        (json!("not_activated"), json!(HOST_A))
+    );
+
+    // A wrong token is refused with the server's words.
+    let v = licd
+        .activate(&number, "00000000000000000000000000000000")
+        .await;
+    assert_eq!(
+        (v["ok"].clone(), v["reason"].clone()),
+        (json!(false), json!("wrong_token")),
+        "{v}"
+    );
+    assert!(v["message_de"].as_str().expect("de").contains("Token"));
+
+    // Activation.
+    let v = licd.activate(&number, &token).await;
+    assert_eq!(v["ok"], json!(true), "{v}");
+    assert_eq!(v["status"]["state"], json!("licensed"));
+    assert_eq!(v["status"]["protection"], json!("soft_dongle"));
+    assert_eq!(v["status"]["license_number"], json!(number.as_str()));
+    let licinfo =
+        std::fs::read_to_string(licd.dir.join("project/lic/licinfo.cfg")).expect("licinfo.cfg");
+    assert!(
+        licinfo.contains(&format!("LicenseNumber={number}")),
+        "{licinfo}"
+    );
+    assert!(
+        licinfo.contains(&format!("Address={}", pls.addr)),
+        "{licinfo}"
+    );
+    assert!(!licinfo.contains(&token), "the token is never stored");
+
+    // The runtime starts; the daily check reports it (the portal shows "running").
+    let mut rt = licd.client().await;
+    assert_eq!(
+        rt.call(&json!({"cmd": "runtime_started"}))
+            .await
+            .expect("started")["ok"],
+        json!(true)
+    );
+    clock.advance_secs(DAY);
+    let day1 = T0.plus_days(1).to_string();
+    licd.wait_status("the daily check", |s| s["last_check"] == json!(day1))
+        .await;
+    assert_eq!(
+        pls.show(&number)["running"],
+        json!(true),
+        "the server knows ProMoS runs"
+    );
+
+    // The server goes away.
+    pls.down().await;
+    clock.set(T0.plus_days(6));
+    let s = licd.check_now().await;
+    assert_eq!(
+        (s["state"].clone(), s["warning"].clone()),
+        (json!("licensed"), Value::Null),
+        "silent: {s}"
+    );
+    assert!(s["last_check_failure"].is_string());
+
+    let mut sub = licd.client().await;
+    sub.call(&json!({"cmd": "subscribe"}))
+        .await
+        .expect("subscribe");
+    clock.set(T0.plus_days(12));
+    let w = next_event(&mut sub, "warning_begins").await;
+    assert!(
+        w["warning"]["en"]
+            .as_str()
+            .expect("en")
+            .contains("license server is not available"),
+        "{w}"
+    );
+    let stop = next_event(&mut sub, "stop_scheduled").await;
+    assert_eq!(
+        stop["at"],
+        json!(T0.plus_days(31).secs()),
+        "30 days after the last check (day 1)"
+    );
+    let s = licd.status().await;
+    assert_eq!(
+        (s["state"].clone(), s["licensed"].clone()),
+        (json!("server_unreachable"), json!(true))
+    );
+
+    clock.set(T0.plus_days(31));
+    next_event(&mut sub, "license_ended").await;
+    let s = licd.check_now().await;
+    assert_eq!(
+        (s["state"].clone(), s["licensed"].clone()),
+        (json!("stopped"), json!(false)),
+        "{s}"
+    );
+
+    // From now on each start without the server gets 1 hour, also after a daemon restart.
+    drop(rt);
+    drop(sub);
+    licd.down().await;
+    clock.advance_secs(600);
+    licd.up().await;
+    let mut rt = licd.client().await;
+    let v = rt
+        .call(&json!({"cmd": "runtime_started"}))
+        .await
+        .expect("started");
+    let s = &v["status"];
+    assert_eq!(
+        (s["state"].clone(), s["seconds_until_stop"].clone()),
+        (json!("offline_start_hour"), json!(3600)),
+        "{s}"
+    );
+    clock.advance_secs(3601);
+    licd.wait_status("the hour is over", |s| s["state"] == json!("stopped"))
+        .await;
+
+    // The server is back: one successful check restores normal operation.
+    pls.up().await;
+    let s = licd.check_now().await;
+    assert_eq!(
+        (
+            s["state"].clone(),
+            s["licensed"].clone(),
+            s["stop_at"].clone()
+        ),
+        (json!("licensed"), json!(true), Value::Null),
+        "{s}"
+    );
+
+    // Reset in the portal: the daemon ends the license at its next check.
+    pls.admin(AdminRequest::Reset {
+        number: number.clone(),
+    });
+    let s = licd.check_now().await;
+    assert_eq!(
+        (s["state"].clone(), s["licensed"].clone()),
+        (json!("refused"), json!(false)),
+        "{s}"
+    );
+    assert_eq!(s["reason"]["code"], json!("license_was_reset"));
+    // It stays ended across a restart (the signed refusal is cached).
+    drop(rt);
+    licd.down().await;
+    licd.up().await;
+    assert_eq!(licd.status().await["state"], json!("refused"));
+
+    licd.down().await;
+    pls.down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_arrives_as_a_new_grant_and_a_second_host_is_refused() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let clock = SimClock::at(T0);
+    let mut pls = Pls::start(tmp.path(), clock.clone()).await;
+    let (number, token) = pls.create_license(LicenseType::Standard, Protection::SoftDongle);
+    let mut a = Licd::start(tmp.path().join("host-a"), &pls, HOST_A).await;
+    let mut b = Licd::start(tmp.path().join("host-b"), &pls, HOST_B).await;
+    assert_eq!(a.activate(&number, &token).await["ok"], json!(true));
+    let first_serial = a.status().await["grant_serial"].clone();
+
+    // The same license on another computer: bound to host A.
+    let v = b.activate(&number, &token).await;
+    assert_eq!(v["reason"], json!("bound_to_another_host"), "{v}");
+    assert_eq!(b.status().await["licensed"], json!(false));
+
+    // Upgrade (while ProMoS is stopped): 4 more pWA users.
+    let mut sub = a.client().await;
+    sub.call(&json!({"cmd": "subscribe"}))
+        .await
+        .expect("subscribe");
+    let mut adds = Entitlements::none();
+    adds.pwa_users = 4;
+    pls.admin(AdminRequest::Upgrade {
+        number: number.clone(),
+        adds,
+        paid: true,
+    });
+    clock.advance_secs(60);
+    let s = a.check_now().await;
+    let ev = next_event(&mut sub, "new_grant").await;
+    assert_eq!(ev["serial"], s["grant_serial"]);
+    assert_ne!(s["grant_serial"], first_serial);
+    assert_eq!(s["entitlements"]["pwa_users"], json!(5), "{s}");
+    assert_eq!(s["seats"]["pwa"]["limit"], json!(5));
+
+    // Offline-first: host A restarts with the server gone and answers from its cache.
+    a.down().await;
+    pls.down().await;
+    a.up().await;
+    let s = a.status().await;
+    assert_eq!(
+        (s["state"].clone(), s["entitlements"]["pwa_users"].clone()),
+        (json!("licensed"), json!(5)),
+        "{s}"
+    );
+
+    a.down().await;
+    b.down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engineering_license_and_a_wrong_certificate_pin() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let clock = SimClock::at(T0);
+    let mut pls = Pls::start(tmp.path(), clock.clone()).await;
+    let (number, token) = pls.create_license(LicenseType::Engineering, Protection::Engineering);
+
+    // A daemon pinned to another certificate never talks to this server.
+    let mut wrong = Licd::start(tmp.path().join("host-wrong"), &pls, HOST_B).await;
+    wrong.down().await;
+    wrong.config.cert_pin = Some(CertPin([7u8; 32]));
+    wrong.up().await;
+    let v = wrong.activate(&number, &token).await;
+    assert_eq!(v["error"], json!("activation_failed"), "{v}");
+    assert!(
+        v["message"].as_str().expect("message").contains("connect"),
+        "{v}"
+    );
+    wrong.down().await;
+
+    let mut licd = Licd::start(tmp.path().join("host-a"), &pls, HOST_A).await;
+    let v = licd.activate(&number, &token).await;
+    assert_eq!(v["ok"], json!(true), "{v}");
+    assert_eq!(v["status"]["protection"], json!("engineering"));
+    assert_eq!(
+        v["status"]["entitlements"]["drivers"]["saia_pcd"],
+        json!(100_000)
+    );
+    let mut rt = licd.client().await;
+    let v = rt
+        .call(&json!({"cmd": "runtime_started"}))
+        .await
+        .expect("started");
+    assert_eq!(v["status"]["seconds_until_stop"], json!(24 * 3600), "{v}");
+    clock.advance_secs(24 * 3600 + 1);
+    let s = licd
+        .wait_status("the 24 hours are over", |s| s["state"] == json!("stopped"))
+        .await;
+    assert_eq!(s["reason"]["code"], json!("engineering_run_over"));
+    rt.call(&json!({"cmd": "runtime_stopped"}))
+        .await
+        .expect("stopped");
+    let v = rt
+        .call(&json!({"cmd": "runtime_started"}))
+        .await
+        .expect("started again");
+    assert_eq!(v["status"]["state"], json!("licensed"));
+
+    licd.down().await;
+    pls.down().await;
+}

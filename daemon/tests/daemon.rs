@@ -426,3 +426,129 @@ async fn no_license_at_all_says_how_to_activate_and_doctor_findings_show() {
         .contains("lic/promos.json"));
     d.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_is_sent_to_systemd_once_the_socket_listens() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let notify_path = dir.path().join("notify");
+    let listener = std::os::unix::net::UnixDatagram::bind(&notify_path).expect("bind");
+    listener.set_read_timeout(Some(WAIT)).expect("timeout");
+    std::env::set_var("NOTIFY_SOCKET", &notify_path);
+    let mut d = Daemon::hard(1).await;
+    let mut buf = [0u8; 64];
+    let n = listener.recv(&mut buf).expect("a notification");
+    assert_eq!(&buf[..n], b"READY=1");
+    // READY came after the socket was bound: it answers.
+    assert_eq!(d.status().await["licensed"], json!(true));
+    d.stop().await;
+    std::env::remove_var("NOTIFY_SOCKET");
+}
+
+fn cli() -> tokio::process::Command {
+    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_promos-licd"));
+    c.env("PROMOS_LICD_LOG", "error");
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_hwid_status_seats_and_doctor() {
+    let out = cli()
+        .arg("hwid")
+        .env_remove("PROMOS_LICD_TEST_HARDWARE_ID")
+        .output()
+        .await
+        .expect("hwid");
+    let id = String::from_utf8(out.stdout).expect("utf8");
+    let id = id.trim();
+    assert!(out.status.success());
+    assert!(
+        id.len() == 32
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+        "{id:?}"
+    );
+    let again = cli()
+        .arg("hwid")
+        .env_remove("PROMOS_LICD_TEST_HARDWARE_ID")
+        .output()
+        .await
+        .expect("hwid");
+    assert_eq!(String::from_utf8_lossy(&again.stdout).trim(), id, "stable");
+    let test_id = cli()
+        .arg("hwid")
+        .env(
+            "PROMOS_LICD_TEST_HARDWARE_ID",
+            "ABCDEF0123456789abcdef0123456789",
+        )
+        .output()
+        .await
+        .expect("hwid");
+    assert_eq!(
+        String::from_utf8_lossy(&test_id.stdout).trim(),
+        "abcdef0123456789abcdef0123456789"
+    );
+
+    let mut d = Daemon::hard(2).await;
+    let out = cli()
+        .arg("status")
+        .arg("--socket")
+        .arg(&d.socket)
+        .output()
+        .await
+        .expect("status");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("State:       licensed"), "{text}");
+    assert!(text.contains("License:     1921900"), "{text}");
+    let out = cli()
+        .arg("seats")
+        .arg("--socket")
+        .arg(&d.socket)
+        .output()
+        .await
+        .expect("seats");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("PWA  0 of 2 in use"), "{text}");
+    d.stop().await;
+    let out = cli()
+        .arg("status")
+        .arg("--socket")
+        .arg(&d.socket)
+        .output()
+        .await
+        .expect("status");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is promos-licd running?"));
+
+    let project = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(project.path().join("lic")).expect("lic");
+    std::fs::write(project.path().join("lic/promos.key"), "old").expect("key");
+    let out = cli()
+        .arg("doctor")
+        .arg("--project")
+        .arg(project.path())
+        .output()
+        .await
+        .expect("doctor");
+    assert_eq!(out.status.code(), Some(1), "findings without --fix exit 1");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("promos.key"));
+    let out = cli()
+        .arg("doctor")
+        .arg("--project")
+        .arg(project.path())
+        .arg("--fix")
+        .output()
+        .await
+        .expect("fix");
+    assert!(out.status.success());
+    assert!(!project.path().join("lic/promos.key").exists());
+    let out = cli()
+        .arg("doctor")
+        .arg("--project")
+        .arg(project.path())
+        .output()
+        .await
+        .expect("doctor");
+    assert!(out.status.success(), "clean after the fix");
+}

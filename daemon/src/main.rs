@@ -42,8 +42,10 @@ enum Command {
     CheckNow,
     /// Bind this host to a license (the first-start dialog).
     Activate {
-        #[arg(long, default_value = "license.promosnt.com")]
-        server: String,
+        /// License server address (default: the daemon's configured one,
+        /// license.promosnt.com unless changed).
+        #[arg(long)]
+        server: Option<String>,
         #[arg(long)]
         license: String,
         /// The license token from the portal ("Show token"). Prefer the
@@ -156,7 +158,14 @@ async fn client_command(cmd: &Command, socket: &std::path::Path) -> anyhow::Resu
             token,
         } => {
             let id = c.call(&json!({"cmd": "hwid"})).await?;
-            println!("License server address: {server}");
+            let status = c.call(&json!({"cmd": "status"})).await?;
+            let shown = server.clone().unwrap_or_else(|| {
+                status["status"]["server"]
+                    .as_str()
+                    .unwrap_or("?")
+                    .to_owned()
+            });
+            println!("License server address: {shown}");
             println!("License number:         {license}");
             println!(
                 "Hardware ID:            {}",

@@ -38,7 +38,7 @@
 //!  "license_data":{"name":"Muster AG","postcode":"3000","city":"Bern"},
 //!  "entitlements":{"drivers":{"modbus":10010,...},"malm":["email"],"mystrom":false,
 //!                  "philips_hue":false,"ge_users":1,"pwa_users":5},
-//!  "grant_serial":3,"hardware_id":"...","last_check":"2026-11-29T10:00:00Z",
+//!  "grant_serial":3,"hardware_id":"...","server":"license.promosnt.com:4433","last_check":"2026-11-29T10:00:00Z",
 //!  "runtime":"running","seats":{"ge":{"used":0,"limit":1},"pwa":{"used":2,"limit":5}},
 //!  "now":"2026-12-20T10:00:00Z"}
 //! ```
@@ -136,6 +136,7 @@ pub fn status_json(shared: &Shared) -> Value {
         "entitlements": d.entitlements,
         "grant_serial": grant.as_ref().map(|g| g.serial),
         "hardware_id": shared.hardware_id.as_str(),
+        "server": shared.server_address(),
         "last_check": last_check,
         "last_check_failure": last_failure,
         "runtime": runtime,

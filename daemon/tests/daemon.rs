@@ -427,21 +427,66 @@ async fn no_license_at_all_says_how_to_activate_and_doctor_findings_show() {
     d.stop().await;
 }
 
+/// The real binary under a fake systemd: READY=1 arrives once the socket
+/// answers, STOPPING=1 on SIGTERM (a separate process, so no environment of
+/// this test process is touched).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ready_is_sent_to_systemd_once_the_socket_listens() {
+async fn the_binary_tells_systemd_it_is_ready_once_the_socket_listens() {
     let dir = tempfile::tempdir().expect("tempdir");
     let notify_path = dir.path().join("notify");
     let listener = std::os::unix::net::UnixDatagram::bind(&notify_path).expect("bind");
     listener.set_read_timeout(Some(WAIT)).expect("timeout");
-    std::env::set_var("NOTIFY_SOCKET", &notify_path);
-    let mut d = Daemon::hard(1).await;
+    std::fs::create_dir_all(dir.path().join("project/lic")).expect("lic");
+    std::fs::write(dir.path().join("project/lic/promos.json"), hard_license(1)).expect("license");
+    std::fs::write(dir.path().join("SIMULATED-DONGLE"), "DG-0001").expect("dongle");
+    let socket = dir.path().join("licd.sock");
+    let mut child = cli()
+        .arg("run")
+        .env("NOTIFY_SOCKET", &notify_path)
+        .env("PROMOS_LICD_DATA_DIR", dir.path().join("data"))
+        .env("PROMOS_LICD_SOCKET", &socket)
+        .env("PROMOS_LICD_PROJECT_DIR", dir.path().join("project"))
+        .env("PROMOS_LICD_TRUSTED_KEYS", key().public().to_string())
+        .env("PROMOS_LICD_DONGLE_BACKEND", "simulated")
+        .env(
+            "PROMOS_LICD_SIMULATED_DONGLE_FILE",
+            dir.path().join("SIMULATED-DONGLE"),
+        )
+        .env(
+            "PROMOS_LICD_TEST_HARDWARE_ID",
+            "0123456789abcdef0123456789abcdef",
+        )
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
     let mut buf = [0u8; 64];
-    let n = listener.recv(&mut buf).expect("a notification");
+    let n =
+        tokio::task::block_in_place(|| listener.recv(&mut buf)).expect("READY within the timeout");
     assert_eq!(&buf[..n], b"READY=1");
-    // READY came after the socket was bound: it answers.
-    assert_eq!(d.status().await["licensed"], json!(true));
-    d.stop().await;
-    std::env::remove_var("NOTIFY_SOCKET");
+    // Ready means ready: the socket answers at once.
+    let v = SocketClient::connect(&socket)
+        .await
+        .expect("connect")
+        .call(&json!({"cmd": "status"}))
+        .await
+        .expect("status");
+    assert_eq!(v["status"]["licensed"], json!(true), "{v}");
+    let pid = child.id().expect("pid").to_string();
+    let killed = tokio::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(&pid)
+        .status()
+        .await
+        .expect("kill");
+    assert!(killed.success());
+    let n = tokio::task::block_in_place(|| listener.recv(&mut buf)).expect("STOPPING");
+    assert_eq!(&buf[..n], b"STOPPING=1");
+    let status = tokio::time::timeout(WAIT, child.wait())
+        .await
+        .expect("exits on SIGTERM")
+        .expect("wait");
+    assert!(status.success(), "{status}");
+    assert!(!socket.exists());
 }
 
 fn cli() -> tokio::process::Command {
@@ -551,4 +596,46 @@ async fn cli_hwid_status_seats_and_doctor() {
         .await
         .expect("doctor");
     assert!(out.status.success(), "clean after the fix");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_socket_belongs_to_the_configured_group() {
+    let mut d = Daemon::hard(1).await;
+    d.stop().await;
+    let mut config = d.config();
+    config.socket_group = Some("root".into());
+    config.socket_mode = 0o660;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(daemon::run(
+        config.clone(),
+        Arc::new(d.clock.clone()),
+        async move {
+            let _ = rx.await;
+        },
+    ));
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while SocketClient::connect(&d.socket).await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "socket never came up"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        std::fs::metadata(&d.socket).expect("socket").gid(),
+        0,
+        "group root"
+    );
+    let _ = tx.send(());
+    task.await.expect("join").expect("ran");
+
+    config.socket_group = Some("no-such-group-promos-test".into());
+    let err = daemon::run(config, Arc::new(d.clock.clone()), async {})
+        .await
+        .expect_err("unknown group");
+    assert!(
+        err.to_string().contains("no-such-group-promos-test"),
+        "{err}"
+    );
 }

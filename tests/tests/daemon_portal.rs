@@ -548,3 +548,24 @@ async fn engineering_license_and_a_wrong_certificate_pin() {
     licd.down().await;
     pls.down().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unattended_activation_from_the_configuration() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let clock = SimClock::at(T0);
+    let mut pls = Pls::start(tmp.path(), clock.clone()).await;
+    let (number, token) = pls.create_license(LicenseType::Standard, Protection::SoftDongle);
+    let mut licd = Licd::start(tmp.path().join("host-a"), &pls, HOST_A).await;
+    licd.down().await;
+    licd.config.license_number = Some(number.clone());
+    licd.config.token = Some(wire::Token(token));
+    licd.up().await;
+    let s = licd
+        .wait_status("activation at start", |s| s["state"] == json!("licensed"))
+        .await;
+    assert_eq!(s["license_number"], json!(number.as_str()));
+    assert_eq!(s["server"], json!(pls.addr.to_string()));
+    assert!(licd.dir.join("project/lic/licinfo.cfg").exists());
+    licd.down().await;
+    pls.down().await;
+}

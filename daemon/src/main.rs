@@ -97,14 +97,22 @@ fn main() -> anyhow::Result<()> {
             let config = load_config(&cli)?;
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             rt.block_on(async {
-                let shutdown = async {
-                    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+                // Registered before the socket exists, so a SIGTERM right after
+                // READY already means "shut down cleanly".
+                use tokio::signal::unix::{signal, SignalKind};
+                let mut term =
+                    signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+                let mut int =
+                    signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+                let shutdown = async move {
                     tokio::select! {
-                        _ = tokio::signal::ctrl_c() => {}
-                        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
                     }
                 };
-                daemon::run(config, Arc::new(keys::SystemClock), shutdown).await.context("promos-licd stopped")
+                daemon::run(config, Arc::new(keys::SystemClock), shutdown)
+                    .await
+                    .context("promos-licd stopped")
             })
         }
         _ => {

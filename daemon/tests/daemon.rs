@@ -302,7 +302,8 @@ async fn bad_input_gets_an_error_line_and_the_connection_stays_usable() {
     );
     // A line over 64 KiB closes the connection with an error; others are unaffected.
     let long = "x".repeat(70 * 1024);
-    c.send_line(&long).await.expect("send");
+    // The daemon may close before it has read everything: a broken pipe is fine.
+    let _ = c.send_line(&long).await;
     assert_eq!(
         c.next().await.expect("answer")["error"],
         json!("line_too_long")

@@ -876,3 +876,74 @@ fn time_keeper_never_goes_back_and_follows_monotonic_time() {
     );
     assert_eq!(tk.high_water(), UnixTime(5000));
 }
+
+mod rollback_properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        /// Whatever anyone does to the wall clock, a soft-dongle runtime started
+        /// right after the last check is never licensed once 30 days of real
+        /// (monotonic) time have passed, and the effective time never runs behind
+        /// real time or backwards.
+        #[test]
+        fn no_clock_setting_extends_the_grace_period(
+            steps in proptest::collection::vec((0u64..3 * D, -40i64 * D as i64..D as i64), 1..40)
+        ) {
+            let mut h = Host::activated(Protection::SoftDongle);
+            h.input(Input::RuntimeStarted);
+            let mut last = h.decide().now;
+            for (dt, offset) in steps {
+                h.mono += dt;
+                let wall = (T0.secs() + h.mono) as i64 + offset;
+                h.wall = UnixTime(wall.max(0) as u64);
+                h.check_fails();
+                let d = h.decide();
+                prop_assert!(d.now >= T0.plus_secs(h.mono), "effective time behind real time");
+                prop_assert!(d.now >= last, "effective time went backwards");
+                last = d.now;
+                if h.mono >= 30 * D {
+                    prop_assert!(!d.licensed, "licensed after {} s of real time: {:?}", h.mono, d.phase);
+                }
+                if h.mono >= 10 * D {
+                    prop_assert!(d.phase != Phase::Licensed, "silent after {} s of real time", h.mono);
+                }
+            }
+        }
+
+        /// The same for the 1-hour dongle grace: unplugged, nobody gets more than
+        /// one hour of the daemon's running time out of any clock setting or
+        /// restart. (A step with a restart models the daemon being down for that
+        /// step's time: downtime is not counted, as the module doc says, but
+        /// never more than that.)
+        #[test]
+        fn no_clock_setting_or_restart_extends_the_dongle_hour(
+            steps in proptest::collection::vec((0u64..20 * 60, -2i64 * D as i64..H as i64, any::<bool>()), 1..20)
+        ) {
+            let mut h = Host::hard();
+            h.input(Input::DongleScan(vec![]));
+            let mut real = 0u64;
+            let mut down = 0u64;
+            for (dt, offset, restart) in steps {
+                h.mono += dt;
+                real += dt;
+                if restart {
+                    down += dt;
+                }
+                let wall = (T0.secs() + real) as i64 + offset;
+                h.wall = UnixTime(wall.max(0) as u64);
+                if restart {
+                    h.restart();
+                    h.input(Input::DongleScan(vec![]));
+                } else {
+                    h.input(Input::Tick);
+                }
+                if real - down >= H {
+                    prop_assert_eq!(h.phase(), Phase::DongleMissing, "after {} s unplugged, {} s down", real, down);
+                }
+            }
+        }
+    }
+}

@@ -575,6 +575,15 @@ pub async fn run(
         checks_done: watch::channel(0).0,
         next_conn: std::sync::atomic::AtomicU64::new(1),
     });
+    if let crate::config::DongleBackend::Hidapi {
+        vendor_id: None, ..
+    }
+    | crate::config::DongleBackend::Hidapi {
+        product_id: None, ..
+    } = &config.dongle
+    {
+        tracing::warn!("no dongle USB vendor/product id configured ([dongle] vendor_id, product_id): hardware dongles cannot be recognised");
+    }
     let mut dongles = crate::dongle::from_config(&config.dongle);
     shared.scan(dongles.as_mut());
     if first.contains(&Output::CheckNow) {

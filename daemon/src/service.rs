@@ -584,6 +584,11 @@ pub async fn run(
     {
         tracing::warn!("no dongle USB vendor/product id configured ([dongle] vendor_id, product_id): hardware dongles cannot be recognised");
     }
+    if config.trusted_keys.is_empty() {
+        tracing::warn!(
+            "no trusted server keys configured (trusted_keys): no license can be verified"
+        );
+    }
     let mut dongles = crate::dongle::from_config(&config.dongle);
     shared.scan(dongles.as_mut());
     if first.contains(&Output::CheckNow) {

@@ -556,6 +556,15 @@ async fn cli_hwid_status_seats_and_doctor() {
         .expect("seats");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("PWA  0 of 2 in use"), "{text}");
+    // A hard-dongle host needs no server: check-now answers at once with the state.
+    let out = cli()
+        .arg("check-now")
+        .arg("--socket")
+        .arg(&d.socket)
+        .output()
+        .await
+        .expect("check-now");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Licensed:    true"));
     d.stop().await;
     let out = cli()
         .arg("status")

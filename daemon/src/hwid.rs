@@ -82,11 +82,18 @@ pub fn from_facts(mut facts: Vec<String>) -> HardwareId {
     HardwareId::from_bytes(id)
 }
 
-/// This machine's hardware ID.
-pub fn compute() -> HardwareId {
+/// All facts of this machine, sorted (what `promos-licd hwid --facts` prints).
+pub fn all_facts() -> Vec<String> {
     let mut f = facts(Path::new("/"));
     f.extend(live_facts());
-    from_facts(f)
+    f.sort();
+    f.dedup();
+    f
+}
+
+/// This machine's hardware ID.
+pub fn compute() -> HardwareId {
+    from_facts(all_facts())
 }
 
 #[cfg(test)]

@@ -29,7 +29,11 @@ enum Command {
     /// Run the daemon (systemd starts this).
     Run,
     /// Print this host's hardware ID (32 hex digits).
-    Hwid,
+    Hwid {
+        /// Also print the machine facts it is computed from (to see what changed).
+        #[arg(long)]
+        facts: bool,
+    },
     /// Show the license state (asks the running daemon).
     Status {
         /// Print the raw JSON.
@@ -82,7 +86,7 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match &cli.command {
-        Command::Hwid => {
+        Command::Hwid { facts } => {
             let id = match std::env::var(daemon::config::TEST_HARDWARE_ID_ENV) {
                 Ok(v) if !v.is_empty() => v
                     .parse::<keys::HardwareId>()
@@ -90,6 +94,11 @@ fn main() -> anyhow::Result<()> {
                 _ => daemon::hwid::compute(),
             };
             println!("{id}");
+            if *facts {
+                for f in daemon::hwid::all_facts() {
+                    println!("  {f}");
+                }
+            }
             Ok(())
         }
         Command::Doctor { project, fix } => doctor(project, *fix),

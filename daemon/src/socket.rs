@@ -23,6 +23,9 @@
 //! | `{"cmd":"activate","license_number":"1921900012","token":"...","server":"license.promosnt.com"}` | `{"ok":true,"status":{...}}` or `"error":"activation_refused"` with German and English text |
 //! | `{"cmd":"hwid"}` | `{"ok":true,"hardware_id":"502c649d1171ad2e8705074ce97791db"}` |
 //!
+//! The runtime sends `runtime_started` first at its start and keeps that
+//! connection open: 1-hour and 24-hour runs count from it.
+//!
 //! Seats held by a connection are released when it closes; a run owned by a
 //! connection ends when it closes (the runtime crashed). Runtime start/stop is
 //! reported to the server at the next check (the portal shows running/stopped).

@@ -19,9 +19,11 @@ pub mod admin;
 pub mod config;
 pub mod domain;
 pub mod identity;
+pub mod mail;
 pub mod quic;
 pub mod service;
 pub mod store;
+pub mod web;
 
 use crate::admin::AdminContext;
 use crate::config::Config;

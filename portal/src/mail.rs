@@ -1,0 +1,293 @@
+//! Outgoing email: a persistent queue in the store, delivered by a background
+//! worker through lettre, either into a file outbox (default: one `.eml` file per
+//! message in `<data dir>/outbox`) or over SMTP.
+//!
+//! A message is written to the queue (and flushed) before the request that caused
+//! it is answered, so a crash or an SMTP outage never loses it. A failed send is
+//! retried with exponential backoff (30 s, 1 min, 2 min, ... capped at 1 hour) for
+//! as long as it takes; admins see failing messages on the admin page.
+
+use crate::store::{Store, StoreError};
+use keys::{Clock, UnixTime};
+use lettre::message::{Mailbox, MultiPart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+const FIRST_RETRY_SECS: u64 = 30;
+const MAX_RETRY_SECS: u64 = 3600;
+
+/// How SMTP connections are secured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain SMTP (only for a relay on the same host or in tests).
+    None,
+    /// STARTTLS on the submission port (587).
+    #[default]
+    Starttls,
+    /// Implicit TLS (port 465).
+    Tls,
+}
+
+/// SMTP settings; without them mail goes to the file outbox.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    pub host: String,
+    #[serde(default = "default_smtp_port")]
+    pub port: u16,
+    #[serde(default)]
+    pub tls: SmtpTls,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+fn default_smtp_port() -> u16 {
+    587
+}
+
+/// One message, already rendered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Email {
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+/// A queued message and its delivery history.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MailJob {
+    pub id: u64,
+    pub email: Email,
+    pub queued_at: UnixTime,
+    pub attempts: u32,
+    pub next_attempt: UnixTime,
+    pub last_error: Option<String>,
+}
+
+/// Could not queue a message.
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    #[error("the recipient address {0:?} is not a valid email address")]
+    BadAddress(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("database error: {0}")]
+    Db(#[from] sled::Error),
+}
+
+enum Transport {
+    Outbox(AsyncFileTransport<Tokio1Executor>),
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+}
+
+/// The queue and its delivery.
+pub struct Mailer {
+    queue: sled::Tree,
+    store: Arc<Store>,
+    transport: Transport,
+    from: Mailbox,
+    clock: Arc<dyn Clock>,
+    wake: tokio::sync::Notify,
+    outbox: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Mailer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mailer")
+            .field("outbox", &self.outbox)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Mailer {
+    /// `outbox` is used when `smtp` is `None`.
+    pub fn new(
+        store: &Arc<Store>,
+        from: &str,
+        smtp: Option<&SmtpConfig>,
+        outbox: PathBuf,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
+        let from: Mailbox = from.parse().map_err(|e| {
+            anyhow::anyhow!(
+                "mail.from {from:?} is not a valid sender (like \"PLS <pls@example.com>\"): {e}"
+            )
+        })?;
+        let (transport, outbox) = match smtp {
+            None => {
+                std::fs::create_dir_all(&outbox).map_err(|e| {
+                    anyhow::anyhow!("cannot create mail outbox {}: {e}", outbox.display())
+                })?;
+                (
+                    Transport::Outbox(AsyncFileTransport::new(&outbox)),
+                    Some(outbox),
+                )
+            }
+            Some(s) => {
+                let builder = match s.tls {
+                    SmtpTls::None => {
+                        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&s.host)
+                    }
+                    SmtpTls::Starttls => {
+                        AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&s.host)?
+                    }
+                    SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&s.host)?,
+                };
+                let mut builder = builder.port(s.port);
+                if let (Some(u), Some(p)) = (&s.username, &s.password) {
+                    builder = builder.credentials(Credentials::new(u.clone(), p.clone()));
+                }
+                (Transport::Smtp(builder.build()), None)
+            }
+        };
+        Ok(Mailer {
+            queue: store.web_tree("mail_queue")?,
+            store: store.clone(),
+            transport,
+            from,
+            clock,
+            wake: tokio::sync::Notify::new(),
+            outbox,
+        })
+    }
+
+    /// The file outbox directory, when mail goes there.
+    pub fn outbox(&self) -> Option<&PathBuf> {
+        self.outbox.as_ref()
+    }
+
+    /// Queues a message durably and wakes the worker.
+    pub fn enqueue(&self, email: Email) -> Result<u64, MailError> {
+        if email.to.parse::<lettre::Address>().is_err() {
+            return Err(MailError::BadAddress(email.to));
+        }
+        let id = self.store.generate_id()?;
+        let now = self.clock.now();
+        let job = MailJob {
+            id,
+            email,
+            queued_at: now,
+            attempts: 0,
+            next_attempt: now,
+            last_error: None,
+        };
+        self.queue.insert(
+            id.to_be_bytes(),
+            serde_json::to_vec(&job).unwrap_or_default(),
+        )?;
+        self.queue.flush()?;
+        self.wake.notify_one();
+        Ok(id)
+    }
+
+    fn jobs(&self) -> Vec<MailJob> {
+        self.queue
+            .iter()
+            .filter_map(|r| r.ok())
+            .filter_map(|(_, v)| serde_json::from_slice::<MailJob>(&v).ok())
+            .collect()
+    }
+
+    /// Messages waiting to be sent.
+    pub fn queue_len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Messages whose delivery failed at least once and that are still queued.
+    pub fn failing(&self) -> Vec<MailJob> {
+        self.jobs().into_iter().filter(|j| j.attempts > 0).collect()
+    }
+
+    /// Makes a failing message due now (admin "retry").
+    pub fn retry_now(&self, id: u64) -> Result<bool, MailError> {
+        let Some(v) = self.queue.get(id.to_be_bytes())? else {
+            return Ok(false);
+        };
+        let Ok(mut job) = serde_json::from_slice::<MailJob>(&v) else {
+            return Ok(false);
+        };
+        job.next_attempt = self.clock.now();
+        self.queue.insert(
+            id.to_be_bytes(),
+            serde_json::to_vec(&job).unwrap_or_default(),
+        )?;
+        self.wake.notify_one();
+        Ok(true)
+    }
+
+    fn build(&self, email: &Email) -> Result<Message, String> {
+        let to: Mailbox = email
+            .to
+            .parse()
+            .map_err(|e| format!("bad recipient: {e}"))?;
+        Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(email.subject.clone())
+            .multipart(MultiPart::alternative_plain_html(
+                email.text.clone(),
+                email.html.clone(),
+            ))
+            .map_err(|e| format!("cannot build message: {e}"))
+    }
+
+    /// Sends every message that is due; returns how many were delivered.
+    pub async fn deliver_due(&self) -> usize {
+        let now = self.clock.now();
+        let mut sent = 0;
+        for mut job in self.jobs().into_iter().filter(|j| j.next_attempt <= now) {
+            let result = match self.build(&job.email) {
+                Err(e) => Err(e),
+                Ok(msg) => match &self.transport {
+                    Transport::Outbox(t) => {
+                        t.send(msg).await.map(|_| ()).map_err(|e| e.to_string())
+                    }
+                    Transport::Smtp(t) => t.send(msg).await.map(|_| ()).map_err(|e| e.to_string()),
+                },
+            };
+            match result {
+                Ok(()) => {
+                    let _ = self.queue.remove(job.id.to_be_bytes());
+                    let _ = self.queue.flush_async().await;
+                    tracing::info!(mail_id = job.id, subject = %job.email.subject, "email delivered");
+                    sent += 1;
+                }
+                Err(e) => {
+                    job.attempts += 1;
+                    let backoff = FIRST_RETRY_SECS
+                        .saturating_mul(1 << (job.attempts - 1).min(10))
+                        .min(MAX_RETRY_SECS);
+                    job.next_attempt = now.plus_secs(backoff);
+                    tracing::warn!(mail_id = job.id, attempts = job.attempts, retry_in_secs = backoff, error = %e, "email delivery failed");
+                    job.last_error = Some(e);
+                    let _ = self.queue.insert(
+                        job.id.to_be_bytes(),
+                        serde_json::to_vec(&job).unwrap_or_default(),
+                    );
+                }
+            }
+        }
+        sent
+    }
+
+    /// Delivers until `shutdown` resolves: at once when woken, otherwise every
+    /// few seconds so retries come due.
+    pub async fn run(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            self.deliver_due().await;
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! Page models: one askama template each, plus the layout data every page shares.
+
+use super::i18n::{Lang, Texts};
+use super::{html, Ctx, Web};
+use askama::Template;
+use warp::http::{Response, StatusCode};
+use warp::hyper::Body;
+
+pub const STYLE_CSS: &str = include_str!("../../static/style.css");
+
+/// The logged-in user, as the layout shows them.
+#[derive(Clone, Debug)]
+pub struct UserView {
+    pub name: String,
+    pub admin: bool,
+}
+
+/// What the layout needs: texts, language switch, user, CSRF token, title.
+#[derive(Clone, Debug)]
+pub struct Chrome {
+    pub t: &'static Texts,
+    pub lang: &'static str,
+    pub other_lang: &'static str,
+    pub path: String,
+    pub user: Option<UserView>,
+    pub csrf: String,
+    pub title: String,
+}
+
+impl Chrome {
+    pub fn new(web: &Web, ctx: &Ctx, title: &str) -> Self {
+        Chrome {
+            t: ctx.lang.t(),
+            lang: ctx.lang.code(),
+            other_lang: ctx.lang.other().code(),
+            path: ctx.path.clone(),
+            user: ctx.account.as_ref().map(|a| UserView {
+                name: format!("{} {}", a.first_name, a.last_name),
+                admin: a.admin,
+            }),
+            csrf: ctx.csrf(web),
+            title: title.to_owned(),
+        }
+    }
+}
+
+/// Renders a template into an HTML response.
+pub fn render<T: Template>(web: &Web, ctx: &Ctx, status: StatusCode, page: &T) -> Response<Body> {
+    match page.render() {
+        Ok(body) => html(web, ctx, status, body),
+        Err(e) => {
+            tracing::error!(error = %e, "template failed");
+            html(
+                web,
+                ctx,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ctx.lang.t().error_text.to_owned(),
+            )
+        }
+    }
+}
+
+#[derive(Template, Debug)]
+#[template(path = "login.html")]
+pub struct LoginPage {
+    pub c: Chrome,
+    pub email: String,
+    pub next: String,
+    pub error: Option<String>,
+    pub notice: Option<String>,
+    pub unverified: bool,
+}
+
+#[derive(Default, Debug, Clone)]
+pub struct RegisterValues {
+    pub email: String,
+    pub company: String,
+    pub first_name: String,
+    pub last_name: String,
+}
+
+#[derive(Default, Debug, Clone)]
+pub struct RegisterErrors {
+    pub email: Option<String>,
+    pub password: Option<String>,
+    pub password2: Option<String>,
+    pub company: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+}
+
+impl RegisterErrors {
+    pub fn any(&self) -> bool {
+        self.email.is_some()
+            || self.password.is_some()
+            || self.password2.is_some()
+            || self.company.is_some()
+            || self.first_name.is_some()
+            || self.last_name.is_some()
+    }
+}
+
+#[derive(Template, Debug)]
+#[template(path = "register.html")]
+pub struct RegisterPage {
+    pub c: Chrome,
+    pub v: RegisterValues,
+    pub errors: RegisterErrors,
+    pub general_error: Option<String>,
+}
+
+#[derive(Template, Debug)]
+#[template(path = "message.html")]
+pub struct MessagePage {
+    pub c: Chrome,
+    pub title: String,
+    pub paragraphs: Vec<String>,
+    pub link: Option<(String, String)>,
+    pub resend: bool,
+}
+
+#[derive(Template, Debug)]
+#[template(path = "forgot.html")]
+pub struct ForgotPage {
+    pub c: Chrome,
+    pub notice: Option<String>,
+}
+
+#[derive(Template, Debug)]
+#[template(path = "reset.html")]
+pub struct ResetPage {
+    pub c: Chrome,
+    pub token: String,
+    pub errors: RegisterErrors,
+}
+
+#[derive(Debug)]
+pub struct LicenseRow {
+    pub number: String,
+    pub kind: String,
+    pub data: String,
+    pub licensee: String,
+    pub status: String,
+}
+
+#[derive(Template, Debug)]
+#[template(path = "licenses.html")]
+pub struct LicensesPage {
+    pub c: Chrome,
+    pub headers: Vec<&'static str>,
+    pub rows: Vec<LicenseRow>,
+}
+
+#[derive(Debug)]
+pub struct MailRow {
+    pub id: u64,
+    pub to: String,
+    pub subject: String,
+    pub attempts: u32,
+    pub error: String,
+    pub next: String,
+}
+
+#[derive(Template, Debug)]
+#[template(path = "admin.html")]
+pub struct AdminPage {
+    pub c: Chrome,
+    pub placeholders: bool,
+    pub placeholder_warning: &'static str,
+    pub failing: Vec<MailRow>,
+}
+
+/// A page with a title and text, optionally a link.
+pub fn message(
+    web: &Web,
+    ctx: &Ctx,
+    status: StatusCode,
+    title: &str,
+    text: &str,
+) -> Response<Body> {
+    message_with(web, ctx, status, title, vec![text.to_owned()], None, false)
+}
+
+pub fn message_with(
+    web: &Web,
+    ctx: &Ctx,
+    status: StatusCode,
+    title: &str,
+    paragraphs: Vec<String>,
+    link: Option<(String, String)>,
+    resend: bool,
+) -> Response<Body> {
+    let page = MessagePage {
+        c: Chrome::new(web, ctx, title),
+        title: title.to_owned(),
+        paragraphs,
+        link,
+        resend,
+    };
+    render(web, ctx, status, &page)
+}
+
+#[derive(Template, Debug)]
+#[template(path = "emails/verify.txt")]
+pub struct VerifyEmailText<'a> {
+    pub de: bool,
+    pub name: &'a str,
+    pub link: &'a str,
+    pub until: &'a str,
+}
+
+#[derive(Template, Debug)]
+#[template(path = "emails/verify.html")]
+pub struct VerifyEmailHtml<'a> {
+    pub de: bool,
+    pub name: &'a str,
+    pub link: &'a str,
+    pub until: &'a str,
+}
+
+#[derive(Template, Debug)]
+#[template(path = "emails/reset.txt")]
+pub struct ResetEmailText<'a> {
+    pub de: bool,
+    pub name: &'a str,
+    pub link: &'a str,
+    pub until: &'a str,
+}
+
+#[derive(Template, Debug)]
+#[template(path = "emails/reset.html")]
+pub struct ResetEmailHtml<'a> {
+    pub de: bool,
+    pub name: &'a str,
+    pub link: &'a str,
+    pub until: &'a str,
+}
+
+/// A point in time as the manual's emails write it: "28.09.2021 um 14:51:24 Uhr (UTC)".
+pub fn email_time(t: keys::UnixTime, lang: Lang) -> String {
+    let (y, mo, d) = t.civil_date();
+    let (h, mi, s) = t.civil_time();
+    match lang {
+        Lang::De => format!("{d:02}.{mo:02}.{y} um {h:02}:{mi:02}:{s:02} Uhr (UTC)"),
+        Lang::En => format!("{y}-{mo:02}-{d:02} at {h:02}:{mi:02}:{s:02} UTC"),
+    }
+}
+
+/// A date as the lists show it: 14.09.2021 / 2021-09-14.
+pub fn date(t: keys::UnixTime, lang: Lang) -> String {
+    let (y, mo, d) = t.civil_date();
+    match lang {
+        Lang::De => format!("{d:02}.{mo:02}.{y}"),
+        Lang::En => format!("{y}-{mo:02}-{d:02}"),
+    }
+}

@@ -1,1 +1,383 @@
-fn main() {}
+//! License server benchmark (`cargo bench -p portal --bench server`).
+//!
+//! Measures, in one run:
+//! - the raw Ed25519 signing rate of a check receipt (the ceiling: every check
+//!   signs one receipt);
+//! - checks per second over QUIC on loopback with 1, 50 and 500 concurrent
+//!   clients, each on its own open connection, against a `pls serve` child process
+//!   whose store holds 100,000 licenses;
+//! - the server's resident memory (RSS) with those 100,000 licenses, idle and
+//!   after the load;
+//! - bytes on the wire for one check on an open connection.
+//!
+//! Prints a Markdown section for BENCHMARKS.md. Medians of 3 runs per setting.
+
+use keys::{
+    Entitlements, HardwareId, LicenseData, LicenseNumber, LicenseType, Protection, Signed,
+    SigningKeyPair, UnixTime,
+};
+use portal::config::Config;
+use portal::domain::{Actor, Licensee, MutationKind, NewLicense};
+use portal::identity::Identity;
+use portal::quic::client;
+use portal::store::{HostActivation, NewMutation, Store};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wire::{Check, CheckReceipt, Nonce, Request, Response, RuntimeState, Seats};
+
+const LICENSES: usize = 100_000;
+const RUN: Duration = Duration::from_secs(3);
+const RUNS: usize = 3;
+
+fn host(i: usize) -> HardwareId {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&(i as u64).to_be_bytes());
+    b[15] = 0x5a;
+    HardwareId::from_bytes(b)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn signing_rate(key: &SigningKeyPair) -> f64 {
+    let receipt = CheckReceipt {
+        license_number: LicenseNumber::from_body(192_190_001).expect("number"),
+        hardware_id: host(1),
+        nonce: Nonce::random(),
+        server_time: UnixTime(1_767_225_600),
+        next_check_due: UnixTime(1_767_312_000),
+        current_serial: 1,
+    };
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < Duration::from_secs(2) {
+        for _ in 0..100 {
+            std::hint::black_box(Signed::sign(std::hint::black_box(&receipt), key));
+        }
+        n += 100;
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Fills the store: each license created, its initial order paid, and bound to
+/// its own host (so every check below is a licensed check that is answered with a
+/// signed receipt).
+fn fill(config: &Config, key: &SigningKeyPair) -> Vec<LicenseNumber> {
+    let store = Store::open(&config.db_dir()).expect("store");
+    store.set_flush_each_write(false);
+    let actor = Actor::Admin("bench".into());
+    let now = UnixTime(1_767_225_600);
+    let mut numbers = Vec::with_capacity(LICENSES);
+    for i in 0..LICENSES {
+        let l = store
+            .create_license(
+                NewLicense {
+                    account: None,
+                    license_type: LicenseType::Standard,
+                    protection: Protection::SoftDongle,
+                    licensee: Licensee {
+                        company: format!("Customer {i} AG"),
+                        first_name: "Anna".into(),
+                        last_name: "Muster".into(),
+                        street: "Bahnhofstrasse 1".into(),
+                        postcode: "3123".into(),
+                        city: "Belp".into(),
+                        state: "BE".into(),
+                        country: "Schweiz".into(),
+                        email: format!("site{i}@example.com"),
+                        phone: "+41 31 000 00 00".into(),
+                    },
+                    license_data: LicenseData {
+                        name: format!("Site {i}"),
+                        postcode: "3123".into(),
+                        city: "Belp".into(),
+                    },
+                },
+                &actor,
+                now,
+            )
+            .expect("create");
+        let m = store
+            .add_mutation(
+                &l.number,
+                NewMutation {
+                    kind: MutationKind::New,
+                    adds: Entitlements::standard_base(),
+                    price_net: None,
+                    remarks: String::new(),
+                },
+                true,
+                key,
+                &actor,
+                now,
+            )
+            .expect("order");
+        store
+            .activate_mutation(&l.number, m.number, key, &actor, now)
+            .expect("paid");
+        let h = host(i);
+        let req = HostActivation {
+            license: &l.number,
+            token: l.token.expose(),
+            hardware_id: &h,
+            daemon_version: "bench",
+            from: "bench".into(),
+        };
+        store
+            .activate_host(&req, key, now)
+            .expect("store")
+            .expect("activated");
+        numbers.push(l.number);
+    }
+    store.flush().expect("flush");
+    numbers
+}
+
+fn rss_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+fn start_server(data: &Path, port: u16) -> Child {
+    let child = Command::new(env!("CARGO_BIN_EXE_pls"))
+        .arg("--data-dir")
+        .arg(data)
+        .arg("serve")
+        .env("PLS_QUIC_LISTEN", format!("127.0.0.1:{port}"))
+        .env("PLS_QUIC_MAX_CONNECTIONS_PER_SOURCE", "2000")
+        .env("PLS_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn pls serve");
+    let sock = data.join("admin.sock");
+    let start = Instant::now();
+    while !sock.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
+}
+
+fn check_request(number: &LicenseNumber, i: usize) -> Request {
+    Request::Check(Check {
+        license_number: number.clone(),
+        hardware_id: host(i),
+        grant_serial: Some(1),
+        runtime: RuntimeState::Running,
+        seats: Seats { ge: 1, pwa: 1 },
+        daemon_version: "promos-licd/0.1.0".into(),
+        nonce: Nonce::random(),
+    })
+}
+
+/// `clients` connections, each sending checks back to back for [`RUN`].
+async fn throughput(
+    addr: std::net::SocketAddr,
+    fingerprint: &str,
+    numbers: &Arc<Vec<LicenseNumber>>,
+    clients: usize,
+) -> f64 {
+    // One client endpoint (UDP socket) per 50 connections, like many hosts would have.
+    let endpoints: Vec<quinn::Endpoint> = (0..clients.div_ceil(50))
+        .map(|_| client::endpoint(fingerprint).expect("endpoint"))
+        .collect();
+    let mut conns = vec![];
+    for c in 0..clients {
+        conns.push(
+            client::connect(&endpoints[c / 50], addr)
+                .await
+                .expect("connect"),
+        );
+    }
+    let done = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let counting = Arc::new(AtomicBool::new(false));
+    let mut tasks = vec![];
+    for (c, conn) in conns.into_iter().enumerate() {
+        let (done, stop, counting, numbers) = (
+            done.clone(),
+            stop.clone(),
+            counting.clone(),
+            numbers.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut i = c;
+            while !stop.load(Ordering::Relaxed) {
+                let idx = i % numbers.len();
+                let r = client::request(&conn, &check_request(&numbers[idx], idx)).await;
+                match r {
+                    Ok(Response::Checked { .. }) => {
+                        if counting.load(Ordering::Relaxed) {
+                            done.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    other => panic!("unexpected answer {other:?}"),
+                }
+                i += clients;
+            }
+            conn.close(0u32.into(), b"done");
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await; // warm-up
+    counting.store(true, Ordering::SeqCst);
+    let start = Instant::now();
+    tokio::time::sleep(RUN).await;
+    counting.store(false, Ordering::SeqCst);
+    let rate = done.load(Ordering::SeqCst) as f64 / start.elapsed().as_secs_f64();
+    stop.store(true, Ordering::SeqCst);
+    for t in tasks {
+        let _ = t.await;
+    }
+    rate
+}
+
+async fn wire_bytes(
+    addr: std::net::SocketAddr,
+    fingerprint: &str,
+    number: &LicenseNumber,
+) -> (u64, u64, u64, u64, usize, usize) {
+    let ep = client::endpoint(fingerprint).expect("endpoint");
+    let conn = client::connect(&ep, addr).await.expect("connect");
+    // Warm the connection up (handshake done, first stream open).
+    client::request(&conn, &check_request(number, 0))
+        .await
+        .expect("warm");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = conn.stats();
+    let req = check_request(number, 0);
+    let request_frame = wire::codec::encode_frame(&req).expect("frame").len();
+    let answer = client::raw(&conn, &wire::codec::encode_frame(&req).expect("frame"))
+        .await
+        .expect("check");
+    // Let the ACKs for the answer go out too.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = conn.stats();
+    (
+        after.udp_tx.bytes - before.udp_tx.bytes,
+        after.udp_rx.bytes - before.udp_rx.bytes,
+        after.udp_tx.datagrams - before.udp_tx.datagrams,
+        after.udp_rx.datagrams - before.udp_rx.datagrams,
+        request_frame,
+        answer.len(),
+    )
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo test --benches` asks for the list of benchmarks.
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = Config {
+        data_dir: dir.path().join("data"),
+        ..Config::default()
+    };
+    let identity = Identity::load_or_create(&config).expect("identity");
+    let fingerprint = identity.cert_fingerprint();
+
+    let sign_before = signing_rate(&identity.key);
+    eprintln!("signing: {sign_before:.0}/s; filling {LICENSES} licenses...");
+    let fill_start = Instant::now();
+    let numbers = Arc::new(fill(&config, &identity.key));
+    let fill_secs = fill_start.elapsed().as_secs_f64();
+    let disk = dir_size(&config.db_dir());
+    eprintln!(
+        "filled in {fill_secs:.1}s, {:.1} MiB on disk",
+        disk as f64 / 1048576.0
+    );
+
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .expect("probe")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let mut server = start_server(&config.data_dir, port);
+    std::thread::sleep(Duration::from_secs(1));
+    let (idle_rss, _) = rss_kib(server.id());
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut rows = vec![];
+    for clients in [1usize, 50, 500] {
+        let rates: Vec<f64> = (0..RUNS)
+            .map(|_| rt.block_on(throughput(addr, &fingerprint, &numbers, clients)))
+            .collect();
+        eprintln!("{clients} clients: {rates:?}");
+        rows.push((clients, median(rates)));
+    }
+    let (loaded_rss, peak_rss) = rss_kib(server.id());
+    let bytes = rt.block_on(wire_bytes(addr, &fingerprint, &numbers[0]));
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(server.id().to_string())
+        .status();
+    let _ = server.wait();
+    let sign_after = signing_rate(&identity.key);
+    let sign = median(vec![sign_before, sign_after]);
+
+    println!("## License server (issue 3)\n");
+    println!(
+        "Machine: {} cores (shared with other builds while measuring). `cargo bench -p portal --bench server`; \
+         server = `pls serve` child process (release), clients in the bench process on the same host, \
+         QUIC over loopback, one open connection per client, checks back to back. Medians of {RUNS} runs of {}s.\n",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        RUN.as_secs()
+    );
+    println!("| measurement | value |\n| --- | --- |");
+    println!("| raw signing rate (one check receipt: JSON + Ed25519, one core) | {sign:.0} /s |");
+    for (clients, rate) in &rows {
+        println!("| checks/s over QUIC, {clients} concurrent client(s) | {rate:.0} /s ({:.1} % of one core's signing rate) |", rate / sign * 100.0);
+    }
+    println!(
+        "| server RSS, {LICENSES} licenses stored, idle after start | {:.1} MiB |",
+        idle_rss as f64 / 1024.0
+    );
+    println!(
+        "| server RSS after the load runs (peak) | {:.1} MiB ({:.1} MiB) |",
+        loaded_rss as f64 / 1024.0,
+        peak_rss as f64 / 1024.0
+    );
+    println!("| database on disk, {LICENSES} licenses (each with mutation, grant, audit entries) | {:.1} MiB |", disk as f64 / 1048576.0);
+    println!("| bulk load of {LICENSES} licenses (create, order, pay, bind + sign grant) | {fill_secs:.1} s |");
+    println!(
+        "| one check on an open connection: UDP bytes client->server / server->client | {} B in {} datagram(s) / {} B in {} datagram(s) |",
+        bytes.0, bytes.2, bytes.1, bytes.3
+    );
+    println!(
+        "| of which frames (request / response incl. 4-byte length) | {} B / {} B |",
+        bytes.4, bytes.5
+    );
+}
+
+fn dir_size(path: &Path) -> u64 {
+    std::fs::read_dir(path)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_size(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}

@@ -59,6 +59,10 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// so an interrupted migration is re-run from its start on the next open.
 type Migration = fn(&sled::Db) -> Result<(), sled::Error>;
 const MIGRATIONS: &[Migration] = &[];
+const _: () = assert!(
+    MIGRATIONS.len() as u32 + 1 == SCHEMA_VERSION,
+    "one migration per schema version"
+);
 
 const SCHEMA_KEY: &[u8] = b"schema_version";
 const BACKUP_FORMAT: &str = "pls-backup/1";
@@ -77,6 +81,29 @@ const TREES: [&str; 11] = [
     "checkins",
     "checkin_history",
 ];
+
+/// Runs `migrations[v - 1]` for every version `v` from `version` up to
+/// `migrations.len() + 1`, writing and flushing the new version after each.
+fn migrate(
+    db: &sled::Db,
+    meta: &sled::Tree,
+    version: u32,
+    migrations: &[Migration],
+    p: &str,
+) -> Result<(), OpenError> {
+    for from in version..=migrations.len() as u32 {
+        let step = |source| OpenError::Migration {
+            path: p.to_owned(),
+            from,
+            source,
+        };
+        migrations[(from - 1) as usize](db).map_err(step)?;
+        meta.insert(SCHEMA_KEY, &(from + 1).to_be_bytes())
+            .map_err(step)?;
+        db.flush().map_err(step)?;
+    }
+    Ok(())
+}
 
 /// The database could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -453,6 +480,8 @@ pub struct Store {
     db: sled::Db,
     t: Trees,
     gate: RwLock<()>,
+    /// Flush after every lifecycle write (the default). Off only for bulk loads.
+    flush_each_write: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Trees {
@@ -520,23 +549,12 @@ impl Store {
                 supported: SCHEMA_VERSION,
             });
         }
-        for from in version..SCHEMA_VERSION {
-            let migrate = MIGRATIONS[(from - 1) as usize];
-            let step = |source| OpenError::Migration {
-                path: p.to_owned(),
-                from,
-                source,
-            };
-            migrate(&db).map_err(step)?;
-            t.meta
-                .insert(SCHEMA_KEY, &(from + 1).to_be_bytes())
-                .map_err(step)?;
-            db.flush().map_err(step)?;
-        }
+        migrate(&db, &t.meta, version, MIGRATIONS, p)?;
         Ok(Store {
             db,
             t,
             gate: RwLock::new(()),
+            flush_each_write: std::sync::atomic::AtomicBool::new(true),
         })
     }
 
@@ -568,6 +586,24 @@ impl Store {
     /// left out on purpose: a restore must not revive old sessions or links.
     fn backup_tree_names(&self) -> Vec<String> {
         TREES.iter().map(|t| t.to_string()).collect()
+    }
+
+    /// Bulk loads (imports, benchmarks) may turn off the flush after each write;
+    /// writes then become durable at sled's next periodic flush or at [`Store::flush`].
+    /// The server never turns it off.
+    pub fn set_flush_each_write(&self, on: bool) {
+        self.flush_each_write
+            .store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn flush_if_durable(&self) -> Result<(), StoreError> {
+        if self
+            .flush_each_write
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            self.db.flush()?;
+        }
+        Ok(())
     }
 
     /// Makes every write so far durable.
@@ -642,7 +678,7 @@ impl Store {
             let _guard = self.write_lock();
             self.transact(f)?
         };
-        self.db.flush().map_err(|e| E::from(StoreError::Db(e)))?;
+        self.flush_if_durable().map_err(E::from)?;
         Ok(result)
     }
 
@@ -994,7 +1030,7 @@ impl Store {
             Ok(m)
         });
         drop(_guard);
-        self.flush()?;
+        self.flush_if_durable()?;
         result
     }
 
@@ -1851,6 +1887,46 @@ mod tests {
             Err(OpenError::NewerSchema { found, .. }) => assert_eq!(found, SCHEMA_VERSION + 1),
             other => panic!("expected NewerSchema, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn migrations_run_in_order_and_an_interrupted_one_runs_again() {
+        let db = sled::Config::new().temporary(true).open().expect("db");
+        let meta = db.open_tree("meta").expect("meta");
+        meta.insert(SCHEMA_KEY, &1u32.to_be_bytes()).expect("v1");
+        fn to_v2(db: &sled::Db) -> Result<(), sled::Error> {
+            db.open_tree("licenses")?.insert("added-by-v2", "1")?;
+            Ok(())
+        }
+        fn to_v3_fails(_: &sled::Db) -> Result<(), sled::Error> {
+            Err(sled::Error::Unsupported("interrupted".into()))
+        }
+        fn to_v3(db: &sled::Db) -> Result<(), sled::Error> {
+            db.open_tree("licenses")?.insert("added-by-v3", "1")?;
+            Ok(())
+        }
+        let version = |meta: &sled::Tree| {
+            u32::from_be_bytes(
+                meta.get(SCHEMA_KEY)
+                    .expect("get")
+                    .expect("v")
+                    .as_ref()
+                    .try_into()
+                    .expect("4"),
+            )
+        };
+        let err = migrate(&db, &meta, 1, &[to_v2, to_v3_fails], "t").expect_err("v3 fails");
+        assert!(matches!(err, OpenError::Migration { from: 2, .. }), "{err}");
+        assert_eq!(version(&meta), 2, "v2 is done and recorded");
+        migrate(&db, &meta, version(&meta), &[to_v2, to_v3], "t").expect("resume");
+        assert_eq!(version(&meta), 3);
+        let licenses = db.open_tree("licenses").expect("tree");
+        assert!(
+            licenses.contains_key("added-by-v2").expect("get")
+                && licenses.contains_key("added-by-v3").expect("get")
+        );
+        // Up to date: nothing runs.
+        migrate(&db, &meta, 3, &[to_v2, to_v3_fails], "t").expect("nothing to do");
     }
 
     #[test]

@@ -1929,6 +1929,138 @@ mod tests {
         migrate(&db, &meta, 3, &[to_v2, to_v3_fails], "t").expect("nothing to do");
     }
 
+    fn soft_license(store: &Store) -> License {
+        store
+            .create_license(
+                NewLicense {
+                    account: None,
+                    license_type: LicenseType::Standard,
+                    protection: Protection::SoftDongle,
+                    licensee: Default::default(),
+                    license_data: LicenseData {
+                        name: "n".into(),
+                        postcode: "1".into(),
+                        city: "c".into(),
+                    },
+                },
+                &Actor::System,
+                UnixTime(0),
+            )
+            .expect("license")
+    }
+
+    fn new_content() -> NewMutation {
+        NewMutation {
+            kind: MutationKind::New,
+            adds: Entitlements::standard_base(),
+            price_net: None,
+            remarks: String::new(),
+        }
+    }
+
+    #[test]
+    fn quotes_expire_after_their_validity_and_cannot_be_ordered_late() {
+        let store = Store::temporary().expect("store");
+        let key = SigningKeyPair::from_seed(&[2; 32]);
+        let l = soft_license(&store);
+        let t0 = UnixTime(1_000_000);
+        let q = store
+            .add_mutation(&l.number, new_content(), false, &key, &Actor::System, t0)
+            .expect("quote");
+        assert_eq!(q.state, MutationState::Quote);
+        assert_eq!(q.id(), format!("{}#1", l.number));
+        let late = t0.plus_days(domain::QUOTE_VALIDITY_DAYS + 1);
+        assert!(matches!(
+            store.order_mutation(&l.number, 1, &key, &Actor::System, late),
+            Err(LicenseError::QuoteExpired(_))
+        ));
+        assert_eq!(store.expire_quotes(t0.plus_days(1)).expect("expire"), 0);
+        assert_eq!(store.expire_quotes(late).expect("expire"), 1);
+        assert_eq!(
+            store
+                .mutation(&l.number, 1)
+                .expect("read")
+                .expect("m")
+                .state,
+            MutationState::Expired
+        );
+        // A new quote can replace the expired one; deleting a quote works once.
+        let q2 = store
+            .add_mutation(&l.number, new_content(), false, &key, &Actor::System, late)
+            .expect("quote");
+        store
+            .delete_mutation(&l.number, q2.number, &Actor::System, late)
+            .expect("delete");
+        assert!(matches!(
+            store.delete_mutation(&l.number, q2.number, &Actor::System, late),
+            Err(LicenseError::Transition { .. })
+        ));
+        assert!(store.verify().expect("verify").is_empty());
+    }
+
+    #[test]
+    fn editing_license_data_issues_a_new_grant_for_the_bound_host() {
+        let store = Store::temporary().expect("store");
+        let key = SigningKeyPair::from_seed(&[2; 32]);
+        let l = soft_license(&store);
+        let m = store
+            .add_mutation(
+                &l.number,
+                new_content(),
+                true,
+                &key,
+                &Actor::System,
+                UnixTime(1),
+            )
+            .expect("order");
+        store
+            .activate_mutation(&l.number, m.number, &key, &Actor::System, UnixTime(2))
+            .expect("paid");
+        let host = HardwareId::from_bytes([1; 16]);
+        let req = HostActivation {
+            license: &l.number,
+            token: l.token.expose(),
+            hardware_id: &host,
+            daemon_version: "t",
+            from: "t".into(),
+        };
+        store
+            .activate_host(&req, &key, UnixTime(3))
+            .expect("store")
+            .expect("bound");
+        let data = LicenseData {
+            name: "ProMoS License Server".into(),
+            postcode: "63467".into(),
+            city: "Hanau".into(),
+        };
+        let after = store
+            .update_license_data(&l.number, data.clone(), &key, &Actor::System, UnixTime(4))
+            .expect("edit");
+        assert_eq!(after.current_grant, Some(2));
+        let grant: LicenseGrant = serde_json::from_slice(
+            store
+                .current_grant(&after)
+                .expect("read")
+                .expect("grant")
+                .payload(),
+        )
+        .expect("json");
+        assert_eq!(grant.license_data, data);
+        let empty = LicenseData {
+            name: " ".into(),
+            ..data
+        };
+        assert!(matches!(
+            store.update_license_data(&l.number, empty, &key, &Actor::System, UnixTime(5)),
+            Err(LicenseError::MissingLicenseData)
+        ));
+        let unknown = LicenseNumber::from_body(111_111_111).expect("number");
+        assert!(matches!(
+            store.reset_binding(&unknown, &Actor::System, UnixTime(5)),
+            Err(LicenseError::UnknownLicense(_))
+        ));
+    }
+
     #[test]
     fn emails_are_validated_and_unique_case_insensitively() {
         let store = Store::temporary().expect("store");

@@ -449,3 +449,63 @@ async fn hard_dongle_license_binds_to_the_dongle_serial() {
     assert!(err.contains("cannot be reset"), "{err}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn hello_and_deactivate_give_the_binding_back() {
+    let server = TestServer::start().await;
+    let (number, token) = server.license(Protection::SoftDongle, true);
+    let first = server.daemon(1).await;
+    let hello = Request::Hello(wire::Hello {
+        min_version: 1,
+        max_version: 1,
+        agent: "promos-licd/test".into(),
+    });
+    let answer = client::request(&first.conn, &hello).await.expect("hello");
+    assert!(
+        matches!(answer, Response::Hello { version: 1, ref agent } if agent.starts_with("pls/")),
+        "{answer:?}"
+    );
+
+    assert!(first.activate(&number, &token).await.grant().is_some());
+    let deactivate = |token: &str| {
+        Request::Deactivate(wire::Deactivate {
+            license_number: number.clone(),
+            token: wire::Token(token.to_owned()),
+            hardware_id: first.hardware_id.clone(),
+            nonce: Nonce::random(),
+        })
+    };
+    let answer = client::request(&first.conn, &deactivate("wrong"))
+        .await
+        .expect("answer");
+    assert!(matches!(answer, Response::Refused(_)), "{answer:?}");
+    let answer = client::request(&first.conn, &deactivate(&token))
+        .await
+        .expect("answer");
+    let Response::Deactivated { receipt } = answer else {
+        panic!("{answer:?}")
+    };
+    let receipt = server.trusted.verify(&receipt).expect("signed");
+    assert_eq!(receipt.hardware_id, first.hardware_id);
+    assert_eq!(
+        server
+            .store
+            .license(&number)
+            .expect("read")
+            .expect("license")
+            .binding,
+        None
+    );
+
+    // Another host may take the license; the first one was not "reset".
+    let second = server.daemon(2).await;
+    assert!(second.activate(&number, &token).await.grant().is_some());
+    assert_eq!(
+        first
+            .check(&number, Some(1), RuntimeState::Running)
+            .await
+            .refusal(),
+        Some(RefusalReason::BoundToAnotherHost)
+    );
+    server.stop().await;
+}

@@ -21,6 +21,7 @@ const RECEIPT: &str = "receipt";
 const REFUSAL: &str = "refusal";
 const HIGH_WATER: &str = "high_water";
 const DONGLE_LAST_SEEN: &str = "dongle_last_seen";
+const OPEN_RUN: &str = "open_run";
 const RUNS: &str = "runs";
 /// Run history kept: the newest 1,000 runs (about three years of daily restarts).
 const MAX_RUNS: usize = 1_000;
@@ -138,6 +139,12 @@ impl Cache {
             refusal,
             high_water: self.time(HIGH_WATER, &mut report).unwrap_or(UnixTime(0)),
             dongle_last_seen: self.time(DONGLE_LAST_SEEN, &mut report),
+            open_run: self
+                .db
+                .get(OPEN_RUN)
+                .ok()
+                .flatten()
+                .and_then(|b| serde_json::from_slice(&b).ok()),
         };
         (persisted, report)
     }
@@ -197,6 +204,12 @@ impl Cache {
         match p.dongle_last_seen {
             Some(t) => self.db.insert(DONGLE_LAST_SEEN, &t.secs().to_be_bytes())?,
             None => self.db.remove(DONGLE_LAST_SEEN)?,
+        };
+        match &p.open_run {
+            Some(r) => self
+                .db
+                .insert(OPEN_RUN, serde_json::to_vec(r).unwrap_or_default())?,
+            None => self.db.remove(OPEN_RUN)?,
         };
         Ok(())
     }

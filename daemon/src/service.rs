@@ -545,7 +545,9 @@ pub async fn run(
         wall: clock.now(),
         since_start: 0,
     };
-    let (machine, first) = LicenseMachine::start(hardware_id.clone(), persisted, now);
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let (machine, first) =
+        LicenseMachine::start(hardware_id.clone(), persisted, boot_id.trim(), now);
     if let Err(e) = cache.close_stale_runs(machine.high_water()) {
         tracing::warn!(error = %e, "run history not updated");
     }
@@ -668,8 +670,12 @@ pub async fn run(
     let _ = checker.await;
     {
         let mut inner = shared.lock();
-        if let Some(owner) = inner.runtime_owner {
-            inner.runtime_stopped(owner, "daemon_shutdown");
+        // The runtime keeps running while the daemon restarts: its run stays open
+        // (persisted) for it to continue when it reconnects; only the history
+        // notes the daemon's stop.
+        if let Some(id) = inner.run_id.take() {
+            let t = inner.machine.high_water();
+            let _ = inner.cache.end_run(id, t, "daemon_shutdown");
         }
         // Saves the high-water mark as of now.
         inner.apply(Input::Tick);

@@ -52,6 +52,10 @@
 //!    receipt would start the periods in the future); an accepted receipt
 //!    raises the high-water mark to its server time.
 //!
+//! A daemon restart is not a runtime start: the open run is persisted with the
+//! boot ID, and a runtime reconnecting in the same boot continues it (see
+//! [`OpenRun`]), so restarting the daemon never buys a new 1-hour or 24-hour run.
+//!
 //! What it cannot do: while the daemon is stopped nothing measures time, so an
 //! attacker who stops the daemon and sets the clock back gets nothing back, but
 //! the downtime itself is not counted either (no runtime can be licensed
@@ -298,6 +302,21 @@ pub struct Persisted {
     pub high_water: UnixTime,
     /// Effective time the hard dongle was last seen.
     pub dongle_last_seen: Option<UnixTime>,
+    /// The runtime run that was open when the daemon last stopped.
+    pub open_run: Option<OpenRun>,
+}
+
+/// A runtime run that was open when the daemon stopped, and the boot it was in.
+///
+/// A daemon restart is not a runtime start: if the daemon comes back in the same
+/// boot (same `/proc/sys/kernel/random/boot_id`), the runtime that reconnects
+/// continues this run, so restarting the daemon never buys a new 1-hour or
+/// 24-hour run. After a reboot the runtime has certainly restarted, and its
+/// start is a new run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenRun {
+    pub started: UnixTime,
+    pub boot_id: String,
 }
 
 impl Default for Persisted {
@@ -308,6 +327,7 @@ impl Default for Persisted {
             refusal: None,
             high_water: UnixTime(0),
             dongle_last_seen: None,
+            open_run: None,
         }
     }
 }
@@ -326,6 +346,10 @@ pub struct LicenseMachine {
     dongle_last_seen: Option<UnixTime>,
     /// Effective time the current runtime run started.
     run_started: Option<UnixTime>,
+    /// A run of this boot left open by the previous daemon process, continued
+    /// by the next `RuntimeStarted`.
+    adoptable_run: Option<UnixTime>,
+    boot_id: String,
     failures: u32,
     last_attempt: Option<UnixTime>,
     last_failure: Option<String>,
@@ -336,7 +360,13 @@ pub struct LicenseMachine {
 impl LicenseMachine {
     /// The daemon started with `persisted` state (already verified by the cache).
     /// Returns the machine and its first outputs (a check, for online licenses).
-    pub fn start(hardware_id: HardwareId, persisted: Persisted, now: Now) -> (Self, Vec<Output>) {
+    /// `boot_id` identifies this boot of the machine (see [`OpenRun`]).
+    pub fn start(
+        hardware_id: HardwareId,
+        persisted: Persisted,
+        boot_id: &str,
+        now: Now,
+    ) -> (Self, Vec<Output>) {
         let mut high_water = persisted.high_water;
         if let Some(r) = &persisted.receipt {
             high_water = high_water.max(r.server_time);
@@ -352,6 +382,11 @@ impl LicenseMachine {
             dongles: Vec::new(),
             dongle_last_seen: persisted.dongle_last_seen,
             run_started: None,
+            adoptable_run: persisted
+                .open_run
+                .filter(|r| r.boot_id == boot_id)
+                .map(|r| r.started),
+            boot_id: boot_id.to_owned(),
             failures: 0,
             last_attempt: None,
             last_failure: None,
@@ -408,14 +443,17 @@ impl LicenseMachine {
             }
             Input::RuntimeStarted => {
                 if self.run_started.is_none() {
-                    self.run_started = Some(t);
+                    self.run_started = Some(self.adoptable_run.take().unwrap_or(t));
                     if self.mode() == Mode::Online && self.offline_since(t).is_some() {
                         // "Each start without a server answer": ask first.
                         extra.push(Output::CheckNow);
                     }
                 }
             }
-            Input::RuntimeStopped => self.run_started = None,
+            Input::RuntimeStopped => {
+                self.run_started = None;
+                self.adoptable_run = None;
+            }
         }
         if self.mode() == Mode::HardDongle {
             if let Some(serial) = self.hard_serial() {
@@ -967,6 +1005,13 @@ impl LicenseMachine {
             refusal: self.refusal.clone(),
             high_water: self.time.high_water(),
             dongle_last_seen: self.dongle_last_seen,
+            open_run: self
+                .run_started
+                .or(self.adoptable_run)
+                .map(|started| OpenRun {
+                    started,
+                    boot_id: self.boot_id.clone(),
+                }),
         }
     }
 

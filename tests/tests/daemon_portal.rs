@@ -39,6 +39,7 @@ impl Pls {
             ..Default::default()
         };
         config.quic.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        config.http.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         config.quic.activations_per_source_per_minute = 1000;
         let mut pls = Pls {
             config,
@@ -391,7 +392,14 @@ async fn soft_dongle_lifecycle_against_the_real_server() {
         "{s}"
     );
 
-    // From now on each start without the server gets 1 hour, also after a daemon restart.
+    // ProMoS obeys and stops. From now on each start without the server gets 1
+    // hour, also after a daemon restart.
+    assert_eq!(
+        rt.call(&json!({"cmd": "runtime_stopped"}))
+            .await
+            .expect("stopped")["ok"],
+        json!(true)
+    );
     drop(rt);
     drop(sub);
     licd.down().await;

@@ -100,6 +100,7 @@ fn refusal(nonce: Nonce, reason: RefusalReason, at: UnixTime) -> Verified<Refusa
 /// sets the wall clock on its own.
 struct Host {
     m: LicenseMachine,
+    boot: String,
     wall: UnixTime,
     mono: u64,
     outputs: Vec<Output>,
@@ -111,6 +112,7 @@ impl Host {
         let (m, _) = LicenseMachine::start(
             hwid(),
             Persisted::default(),
+            "boot-1",
             Now {
                 wall: T0,
                 since_start: 0,
@@ -118,6 +120,7 @@ impl Host {
         );
         let mut h = Host {
             m,
+            boot: "boot-1".into(),
             wall: T0,
             mono: 0,
             outputs: Vec::new(),
@@ -136,6 +139,7 @@ impl Host {
         let (m, _) = LicenseMachine::start(
             hwid(),
             Persisted::default(),
+            "boot-1",
             Now {
                 wall: T0,
                 since_start: 0,
@@ -143,6 +147,7 @@ impl Host {
         );
         let mut h = Host {
             m,
+            boot: "boot-1".into(),
             wall: T0,
             mono: 0,
             outputs: Vec::new(),
@@ -210,6 +215,7 @@ impl Host {
         let (m, out) = LicenseMachine::start(
             hwid(),
             p,
+            &self.boot,
             Now {
                 wall: self.wall,
                 since_start: 0,
@@ -579,6 +585,7 @@ fn hard_dongle_a_dongle_with_another_serial_does_not_count_and_restart_keeps_the
     let (mut m, _) = LicenseMachine::start(
         hwid(),
         Persisted::default(),
+        "boot-1",
         Now {
             wall: T0,
             since_start: 0,
@@ -604,7 +611,7 @@ fn hard_dongle_invalid_or_wrong_kind_of_license_file() {
         wall: T0,
         since_start: 0,
     };
-    let (mut m, _) = LicenseMachine::start(hwid(), Persisted::default(), now);
+    let (mut m, _) = LicenseMachine::start(hwid(), Persisted::default(), "boot-1", now);
     m.handle(
         Input::ProjectScan(ProjectScan {
             promos_json: Some(Err("it was changed after download".into())),
@@ -945,5 +952,47 @@ mod rollback_properties {
                 }
             }
         }
+    }
+}
+
+#[test]
+fn a_daemon_restart_is_not_a_runtime_start_but_a_reboot_is() {
+    for protection in [Protection::SoftDongle, Protection::Engineering] {
+        let mut h = Host::activated(protection);
+        if protection == Protection::SoftDongle {
+            h.advance_to(day(32)); // after the grace periods: 1-hour runs
+        } else {
+            h.advance(H);
+        }
+        h.check_fails();
+        h.input(Input::RuntimeStarted);
+        let stop = h.decide().stop_at.expect("a run has a stop");
+        // The daemon restarts (same boot); the runtime reconnects and says it runs.
+        h.advance(30 * 60);
+        h.restart();
+        h.check_fails();
+        h.input(Input::RuntimeStarted);
+        assert_eq!(
+            h.decide().stop_at,
+            Some(stop),
+            "{protection:?}: the run continues"
+        );
+        // A reboot: the runtime started anew, a new run.
+        h.advance(10 * 60);
+        h.boot = "boot-2".into();
+        h.restart();
+        h.check_fails();
+        h.input(Input::RuntimeStarted);
+        let new_stop = h.decide().stop_at.expect("stop");
+        assert!(new_stop > stop, "{protection:?}: a reboot starts a new run");
+        // A runtime that stopped before the daemon restarted starts a new run too.
+        h.input(Input::RuntimeStopped);
+        h.advance(60);
+        h.restart();
+        h.input(Input::RuntimeStarted);
+        assert!(
+            h.decide().stop_at.expect("stop") > new_stop,
+            "{protection:?}"
+        );
     }
 }

@@ -531,7 +531,18 @@ async fn restore(config: &Config, file: &Path) -> Result<()> {
 /// after each write returned (which is after its flush).
 fn crash_writer(config: &Config) -> Result<()> {
     use std::io::Write;
-    let store = Store::open(&config.db_dir())?;
+    // The test reopens the store between kills; sled releases its lock when its
+    // background threads have finished, a moment after the handle is dropped.
+    let mut attempts = 0;
+    let store = loop {
+        match Store::open(&config.db_dir()) {
+            Err(portal::store::OpenError::Locked { .. }) if attempts < 500 => {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => break other?,
+        }
+    };
     let key = keys::SigningKeyPair::from_seed(&[7; 32]);
     let actor = portal::domain::Actor::Admin("crash-writer".into());
     let mut out = std::io::stdout().lock();

@@ -518,6 +518,32 @@ mod tests {
     }
 
     #[test]
+    fn the_pin_can_come_from_the_certificate_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let der = dir.path().join("server.der");
+        std::fs::write(&der, b"not really DER, but any bytes hash").expect("write");
+        let c = Config::from_toml(
+            &format!("server_cert_der = {:?}", der.display().to_string()),
+            &env(&[]),
+        )
+        .expect("config");
+        assert_eq!(
+            c.cert_pin,
+            Some(CertPin(crate::client::sha256(
+                b"not really DER, but any bytes hash"
+            )))
+        );
+        let err = Config::from_toml("server_cert_der = \"/nonexistent/server.der\"", &env(&[]))
+            .expect_err("missing");
+        assert!(err.to_string().contains("server_cert_der"), "{err}");
+        // Colons and upper case are fine in the fingerprint.
+        let colons = vec!["AB"; 32].join(":");
+        let c = Config::from_toml(&format!("server_cert_sha256 = {colons:?}"), &env(&[]))
+            .expect("colons");
+        assert_eq!(c.cert_pin, Some(CertPin([0xab; 32])));
+    }
+
+    #[test]
     fn server_addresses_are_normalized() {
         assert_eq!(
             normalize_server("license.promosnt.com"),

@@ -48,6 +48,13 @@ pub enum AdminRequest {
         first_name: String,
         last_name: String,
     },
+    /// Makes an account a vendor admin (creating it if needed) and returns a
+    /// one-hour link to set its password in the portal.
+    CreateAdmin {
+        email: String,
+        /// The portal's public address, for the link.
+        public_url: String,
+    },
     List,
     Show {
         number: LicenseNumber,
@@ -197,6 +204,41 @@ pub fn execute(ctx: &AdminContext, envelope: AdminEnvelope) -> Result<AdminReply
             Ok(AdminReply {
                 text: format!("account {} created for {}\n", a.id, a.email),
                 data: serde_json::to_value(&a).unwrap_or_default(),
+            })
+        }
+        AdminRequest::CreateAdmin { email, public_url } => {
+            let account = match store.account_by_email(&email)? {
+                Some(a) => a,
+                None => store.create_account(
+                    NewAccount {
+                        email: email.clone(),
+                        password_hash: None,
+                        company: "Administration".into(),
+                        first_name: "Admin".into(),
+                        last_name: "PLS".into(),
+                    },
+                    &actor,
+                    now,
+                )?,
+            };
+            store.set_admin(account.id, true, &actor, now)?;
+            // The operator vouches for the address; the link below proves it anyway.
+            store.update_account(account.id, &actor, now, "email verified by admin", |a| {
+                a.email_verified = true
+            })?;
+            let tokens = crate::web::tokens::EmailTokens::open(store)?;
+            let (token, until) =
+                tokens.issue(crate::web::tokens::Purpose::Reset, account.id, now)?;
+            let link = format!(
+                "{}/password/reset?token={token}",
+                public_url.trim_end_matches('/')
+            );
+            Ok(AdminReply {
+                text: format!(
+                    "{} is an admin now. Set its password before {until} at:\n  {link}\n",
+                    account.email
+                ),
+                data: serde_json::json!({ "account": account.id.0, "email": account.email, "password_link": link }),
             })
         }
         AdminRequest::List => {

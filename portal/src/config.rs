@@ -35,6 +35,10 @@ pub struct Config {
     /// admin socket.
     pub data_dir: PathBuf,
     pub quic: QuicConfig,
+    /// The web portal's listener, public address and email sender.
+    pub http: crate::web::HttpConfig,
+    /// SMTP server; without it emails go to the file outbox `<data_dir>/outbox`.
+    pub smtp: Option<crate::mail::SmtpConfig>,
     pub log: LogConfig,
 }
 
@@ -77,6 +81,8 @@ impl Default for Config {
         Config {
             data_dir: PathBuf::from("./pls-data"),
             quic: QuicConfig::default(),
+            http: crate::web::HttpConfig::default(),
+            smtp: None,
             log: LogConfig::default(),
         }
     }
@@ -175,6 +181,32 @@ impl Config {
             "PLS_QUIC_ACTIVATIONS_PER_SOURCE_PER_MINUTE" => {
                 self.quic.activations_per_source_per_minute = number(value)?
             }
+            "PLS_HTTP_LISTEN" => {
+                self.http.listen = value
+                    .parse()
+                    .map_err(|e: std::net::AddrParseError| bad(e.to_string()))?
+            }
+            "PLS_PUBLIC_URL" => self.http.public_url = value.trim_end_matches('/').to_owned(),
+            "PLS_TRUST_FORWARDED_FOR" => {
+                self.http.trust_forwarded_for = flag(value).map_err(bad)?
+            }
+            "PLS_MAIL_FROM" => self.http.mail_from = value.to_owned(),
+            "PLS_SMTP_HOST" => self.smtp_mut().host = value.to_owned(),
+            "PLS_SMTP_PORT" => {
+                self.smtp_mut().port = value
+                    .parse()
+                    .map_err(|e: std::num::ParseIntError| bad(e.to_string()))?
+            }
+            "PLS_SMTP_TLS" => {
+                self.smtp_mut().tls = match value {
+                    "none" => crate::mail::SmtpTls::None,
+                    "starttls" => crate::mail::SmtpTls::Starttls,
+                    "tls" => crate::mail::SmtpTls::Tls,
+                    _ => return Err(bad("expected none, starttls or tls".into())),
+                }
+            }
+            "PLS_SMTP_USERNAME" => self.smtp_mut().username = Some(value.to_owned()),
+            "PLS_SMTP_PASSWORD" => self.smtp_mut().password = Some(value.to_owned()),
             "PLS_LOG" => self.log.filter = value.to_owned(),
             "PLS_LOG_JSON" => {
                 self.log.json = match value.trim() {
@@ -204,6 +236,30 @@ impl Config {
     /// The admin socket `pls admin` uses while the server runs.
     pub fn admin_socket_path(&self) -> PathBuf {
         self.data_dir.join("admin.sock")
+    }
+    /// Where emails go when no SMTP server is configured: one `.eml` per message.
+    pub fn outbox_dir(&self) -> PathBuf {
+        self.data_dir.join("outbox")
+    }
+
+    /// The SMTP section, created by the first `PLS_SMTP_*` variable.
+    fn smtp_mut(&mut self) -> &mut crate::mail::SmtpConfig {
+        self.smtp.get_or_insert_with(|| crate::mail::SmtpConfig {
+            host: String::new(),
+            port: 587,
+            tls: crate::mail::SmtpTls::Starttls,
+            username: None,
+            password: None,
+        })
+    }
+}
+
+/// A yes/no environment value.
+fn flag(value: &str) -> Result<bool, String> {
+    match value.trim() {
+        "1" | "true" | "yes" => Ok(true),
+        "0" | "false" | "no" | "" => Ok(false),
+        other => Err(format!("{other:?} is not a boolean (use true or false)")),
     }
 }
 

@@ -10,8 +10,8 @@
 //! - [`admin`]: the vendor's commands and the local admin socket.
 //!
 //! [`Server::bind`] then [`Server::run`] (or [`run`]) is the whole server; `main.rs`
-//! only parses the command line. The web portal's HTTP listener will be started
-//! next to the QUIC endpoint in [`Server::run`].
+//! only parses the command line. The web portal ([`web`], with [`mail`]) runs in
+//! the same process, next to the QUIC endpoint.
 
 #![forbid(unsafe_code)]
 
@@ -50,6 +50,10 @@ pub enum StartError {
     Store(#[from] OpenError),
     #[error(transparent)]
     Quic(#[from] quic::QuicSetupError),
+    #[error("cannot start the email sender: {0}")]
+    Mail(String),
+    #[error("cannot listen for the web portal on {addr}: {reason}")]
+    Http { addr: SocketAddr, reason: String },
     #[error("cannot listen on the admin socket {path}: {source}")]
     AdminSocket {
         path: String,
@@ -67,6 +71,8 @@ pub struct Server {
     clock: Arc<dyn Clock>,
     endpoint: quinn::Endpoint,
     admin: tokio::net::UnixListener,
+    web: Arc<web::Web>,
+    http: web::HttpListener,
 }
 
 impl Server {
@@ -93,6 +99,27 @@ impl Server {
         let admin = tokio::net::UnixListener::bind(&sock).map_err(sock_err)?;
         std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600))
             .map_err(sock_err)?;
+        let mailer = mail::Mailer::new(
+            &store,
+            &config.http.mail_from,
+            config.smtp.as_ref(),
+            config.outbox_dir(),
+            Arc::clone(&clock),
+        )
+        .map_err(|e| StartError::Mail(e.to_string()))?;
+        let web = Arc::new(
+            web::Web::new(
+                Arc::clone(&store),
+                Arc::clone(&clock),
+                Arc::new(mailer),
+                config.http.clone(),
+            )
+            .map_err(|e| StartError::Mail(e.to_string()))?,
+        );
+        let http = web::HttpListener::bind(Arc::clone(&web)).map_err(|e| StartError::Http {
+            addr: config.http.listen,
+            reason: e.to_string(),
+        })?;
         Ok(Server {
             config,
             identity,
@@ -101,7 +128,19 @@ impl Server {
             clock,
             endpoint,
             admin,
+            web,
+            http,
         })
+    }
+
+    /// The address the web portal listens on (the real port when bound to 0).
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http.addr
+    }
+
+    /// The web portal's shared state (store, mailer, sessions).
+    pub fn web(&self) -> Arc<web::Web> {
+        Arc::clone(&self.web)
     }
 
     /// The address the QUIC endpoint listens on (the real port when bound to 0).
@@ -133,6 +172,7 @@ impl Server {
     /// admin socket and flushes the store.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), store::StoreError> {
         tracing::info!(
+            http = %self.http_addr(),
             quic = %self.quic_addr(),
             key_id = %self.identity.key.key_id(),
             cert_sha256 = %self.identity.cert_fingerprint(),
@@ -162,8 +202,17 @@ impl Server {
                 }
             }
         });
+        let (mail_stop_tx, mail_stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let mail_task = tokio::spawn(Arc::clone(&self.web.mailer).run(async move {
+            let _ = mail_stop_rx.await;
+        }));
+        let (http_stop, http_task) = self.http.spawn();
         shutdown.await;
         tracing::info!("shutting down");
+        let _ = http_stop.send(());
+        let _ = http_task.await;
+        let _ = mail_stop_tx.send(());
+        let _ = mail_task.await;
         let _ = stop_tx.send(true);
         let _ = quic_task.await;
         admin_task.abort();

@@ -62,6 +62,9 @@ enum AdminCommand {
         #[arg(long)]
         last_name: String,
     },
+    /// Make EMAIL a vendor admin (creating the account if needed); prints a
+    /// one-hour link to set its password in the portal.
+    CreateAdmin { email: String },
     /// List all licenses.
     List,
     /// Show a license: token, binding, services, mutations, ProMoS status.
@@ -392,6 +395,10 @@ async fn admin_command(config: Config, json: bool, command: AdminCommand) -> Res
             company,
             first_name,
             last_name,
+        },
+        AdminCommand::CreateAdmin { email } => AdminRequest::CreateAdmin {
+            email,
+            public_url: config.http.public_url.clone(),
         },
         AdminCommand::List => AdminRequest::List,
         AdminCommand::Show { number: n } => AdminRequest::Show {

@@ -495,3 +495,48 @@ pub fn serve(
         warp::serve(routes(web)).try_bind_with_graceful_shutdown(addr, shutdown)?;
     Ok((bound, tokio::spawn(server)))
 }
+
+/// The portal's HTTP listener, bound but not yet serving (so the server can report
+/// the real port before it starts).
+pub struct HttpListener {
+    pub addr: SocketAddr,
+    server: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+    stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl std::fmt::Debug for HttpListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpListener")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpListener {
+    /// Binds `web.cfg.listen`.
+    pub fn bind(web: Arc<Web>) -> Result<Self, warp::Error> {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (addr, server) = warp::serve(routes(web.clone())).try_bind_with_graceful_shutdown(
+            web.cfg.listen,
+            async move {
+                let _ = stopped.await;
+            },
+        )?;
+        Ok(HttpListener {
+            addr,
+            server: Box::pin(server),
+            stop,
+        })
+    }
+
+    /// Serves until the returned sender is used or dropped; the task ends once open
+    /// requests are answered.
+    pub fn spawn(
+        self,
+    ) -> (
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        (self.stop, tokio::spawn(self.server))
+    }
+}

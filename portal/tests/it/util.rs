@@ -44,6 +44,7 @@ impl TestServer {
             ..Config::default()
         };
         config.quic.listen = "127.0.0.1:0".parse().expect("addr");
+        config.http.listen = "127.0.0.1:0".parse().expect("addr");
         tune(&mut config);
         let clock = SimClock::at(START);
         let server = portal::Server::bind(config, Arc::new(clock.clone()))

@@ -743,3 +743,86 @@ async fn smtp_delivery_to_a_real_server() {
     assert_eq!(r.status, 200);
     assert!(r.body.contains("Email address confirmed"));
 }
+
+/// The portal inside `pls serve`: the server's HTTP listener serves the pages,
+/// and `pls admin create-admin` gives a link that sets the admin's password.
+#[tokio::test]
+async fn the_server_serves_the_portal_and_create_admin_bootstraps_an_admin() {
+    use portal::admin::{self, AdminEnvelope, AdminRequest};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = portal::config::Config {
+        data_dir: dir.path().join("data"),
+        ..Default::default()
+    };
+    config.quic.listen = "127.0.0.1:0".parse().expect("addr");
+    config.http.listen = "127.0.0.1:0".parse().expect("addr");
+    config.http.public_url = "http://pls.test".into();
+    let clock = SimClock::at(START);
+    let server = portal::Server::bind(config.clone(), Arc::new(clock.clone()))
+        .await
+        .expect("bind");
+    let addr = server.http_addr();
+    let ctx = server.admin_context();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+
+    let reply = admin::execute(
+        &ctx,
+        AdminEnvelope {
+            operator: "test".into(),
+            request: AdminRequest::CreateAdmin {
+                email: "boss@mst.example".into(),
+                public_url: config.http.public_url.clone(),
+            },
+        },
+    )
+    .expect("create-admin");
+    let link = reply.data["password_link"].as_str().expect("link").to_owned();
+    assert!(link.starts_with("http://pls.test/password/reset?token="), "{link}");
+    assert!(reply.text.contains("is an admin now"));
+
+    let mut b = Browser::new(addr);
+    let path = link.trim_start_matches("http://pls.test");
+    let form = b.get(path).await;
+    assert_eq!(form.status, 200, "{}", form.body);
+    let token = between(path, "token=", "&").unwrap_or_else(|| path.split("token=").nth(1).unwrap_or("").to_owned());
+    let r = b
+        .post("/password/reset", &[("csrf", &form.csrf()), ("token", &token), ("password", PW), ("password2", PW)])
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let page = b.get("/login").await;
+    let r = b
+        .post("/login", &[("csrf", &page.csrf()), ("email", "boss@mst.example"), ("password", PW)])
+        .await;
+    assert_eq!(r.status, 303);
+    let r = b.get("/admin").await;
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("Administration"));
+
+    // Registration through the server's portal puts the email into <data dir>/outbox.
+    let mut c = Browser::new(addr);
+    let page = c.get("/register").await;
+    let r = c
+        .post(
+            "/register",
+            &[("csrf", &page.csrf()), ("email", "new@example.com"), ("password", PW), ("password2", PW), ("company", "ACME"), ("first_name", "Neo"), ("last_name", "N")],
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let outbox_dir = dir.path().join("data").join("outbox");
+    let mut mails = Vec::new();
+    for _ in 0..100 {
+        mails = outbox(&outbox_dir);
+        if !mails.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(mails.len(), 1, "the server's mail worker delivered into the outbox");
+    assert_eq!(mails[0].to, "new@example.com");
+
+    let _ = stop.send(());
+    task.await.expect("join").expect("clean shutdown");
+}

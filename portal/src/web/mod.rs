@@ -426,7 +426,9 @@ pub fn routes(
         .unify()
         .boxed();
 
-    let fallback = warp::any()
+    // GET only: a POST that failed (bad form, body too large) must reach the
+    // rejection handler with its real reason, not become a 404.
+    let fallback = warp::get()
         .and(w.clone())
         .and(c.clone())
         .and_then(not_found)

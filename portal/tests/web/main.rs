@@ -779,22 +779,44 @@ async fn the_server_serves_the_portal_and_create_admin_bootstraps_an_admin() {
         },
     )
     .expect("create-admin");
-    let link = reply.data["password_link"].as_str().expect("link").to_owned();
-    assert!(link.starts_with("http://pls.test/password/reset?token="), "{link}");
+    let link = reply.data["password_link"]
+        .as_str()
+        .expect("link")
+        .to_owned();
+    assert!(
+        link.starts_with("http://pls.test/password/reset?token="),
+        "{link}"
+    );
     assert!(reply.text.contains("is an admin now"));
 
     let mut b = Browser::new(addr);
     let path = link.trim_start_matches("http://pls.test");
     let form = b.get(path).await;
     assert_eq!(form.status, 200, "{}", form.body);
-    let token = between(path, "token=", "&").unwrap_or_else(|| path.split("token=").nth(1).unwrap_or("").to_owned());
+    let token = between(path, "token=", "&")
+        .unwrap_or_else(|| path.split("token=").nth(1).unwrap_or("").to_owned());
     let r = b
-        .post("/password/reset", &[("csrf", &form.csrf()), ("token", &token), ("password", PW), ("password2", PW)])
+        .post(
+            "/password/reset",
+            &[
+                ("csrf", &form.csrf()),
+                ("token", &token),
+                ("password", PW),
+                ("password2", PW),
+            ],
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     let page = b.get("/login").await;
     let r = b
-        .post("/login", &[("csrf", &page.csrf()), ("email", "boss@mst.example"), ("password", PW)])
+        .post(
+            "/login",
+            &[
+                ("csrf", &page.csrf()),
+                ("email", "boss@mst.example"),
+                ("password", PW),
+            ],
+        )
         .await;
     assert_eq!(r.status, 303);
     let r = b.get("/admin").await;
@@ -807,7 +829,15 @@ async fn the_server_serves_the_portal_and_create_admin_bootstraps_an_admin() {
     let r = c
         .post(
             "/register",
-            &[("csrf", &page.csrf()), ("email", "new@example.com"), ("password", PW), ("password2", PW), ("company", "ACME"), ("first_name", "Neo"), ("last_name", "N")],
+            &[
+                ("csrf", &page.csrf()),
+                ("email", "new@example.com"),
+                ("password", PW),
+                ("password2", PW),
+                ("company", "ACME"),
+                ("first_name", "Neo"),
+                ("last_name", "N"),
+            ],
         )
         .await;
     assert_eq!(r.status, 200);
@@ -820,9 +850,70 @@ async fn the_server_serves_the_portal_and_create_admin_bootstraps_an_admin() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    assert_eq!(mails.len(), 1, "the server's mail worker delivered into the outbox");
+    assert_eq!(
+        mails.len(),
+        1,
+        "the server's mail worker delivered into the outbox"
+    );
     assert_eq!(mails[0].to, "new@example.com");
 
     let _ = stop.send(());
     task.await.expect("join").expect("clean shutdown");
+}
+
+/// The same filters driven in-process through `warp::test`, without a socket.
+#[tokio::test]
+async fn routes_through_warp_test() {
+    let p = Portal::start().await;
+    let routes = web::routes(p.web.clone());
+
+    let r = warp::test::request()
+        .method("GET")
+        .path("/login")
+        .header("accept-language", "en")
+        .reply(&routes)
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-frame-options"], "DENY");
+    let body = String::from_utf8_lossy(r.body()).to_string();
+    assert!(body.contains("Remember me"));
+    let anon = r.headers()["set-cookie"]
+        .to_str()
+        .expect("cookie")
+        .split(';')
+        .next()
+        .expect("pair")
+        .to_owned();
+    let csrf = between(&body, "name=\"csrf\" value=\"", "\"").expect("csrf");
+
+    // A POST with the wrong token is refused; with the right one it is processed.
+    let wrong = warp::test::request()
+        .method("POST")
+        .path("/login")
+        .header("cookie", &anon)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("csrf=00&email=a%40b.c&password=x")
+        .reply(&routes)
+        .await;
+    assert_eq!(wrong.status(), 403);
+    let right = warp::test::request()
+        .method("POST")
+        .path("/login")
+        .header("cookie", &anon)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={csrf}&email=a%40b.c&password=x"))
+        .reply(&routes)
+        .await;
+    assert_eq!(right.status(), 401);
+
+    // An oversized form body gets a page, not a crash.
+    let big = warp::test::request()
+        .method("POST")
+        .path("/register")
+        .header("cookie", &anon)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(vec![b'a'; 70 * 1024])
+        .reply(&routes)
+        .await;
+    assert_eq!(big.status(), 413);
 }

@@ -196,37 +196,49 @@ fn required(t: &super::i18n::Texts, v: &str) -> Option<String> {
     }
 }
 
-/// Sends the verification email in the customer's language.
-fn send_verification(web: &Web, account: &Account, lang: Lang) -> Result<(), String> {
+/// Sends an email with a single-use link (address verification or password
+/// reset) in the customer's language.
+fn send_link_email(
+    web: &Web,
+    account: &Account,
+    lang: Lang,
+    purpose: Purpose,
+) -> Result<(), String> {
     let now = web.clock.now();
     let (token, until) = web
         .tokens
-        .issue(Purpose::Verify, account.id, now)
+        .issue(purpose, account.id, now)
         .map_err(|e| e.to_string())?;
-    let link = web.link(&format!("/verify?token={token}"));
+    let reset = purpose == Purpose::Reset;
+    let path = if reset { "/password/reset" } else { "/verify" };
+    let link = web.link(&format!("{path}?token={token}"));
     let until = pages::email_time(until, lang);
     let name = format!("{} {}", account.first_name, account.last_name);
     let de = lang.is_de();
-    let text = pages::VerifyEmailText {
+    let (name, link, until) = (name.as_str(), link.as_str(), until.as_str());
+    let text = pages::LinkEmailText {
+        reset,
         de,
-        name: &name,
-        link: &link,
-        until: &until,
+        name,
+        link,
+        until,
     }
     .render()
     .map_err(|e| e.to_string())?;
-    let html = pages::VerifyEmailHtml {
+    let html = pages::LinkEmailHtml {
+        reset,
         de,
-        name: &name,
-        link: &link,
-        until: &until,
+        name,
+        link,
+        until,
     }
     .render()
     .map_err(|e| e.to_string())?;
-    let subject = if de {
-        "Bitte bestätigen Sie Ihre Email-Adresse"
-    } else {
-        "Please confirm your email address"
+    let subject = match (reset, de) {
+        (false, true) => "Bitte bestätigen Sie Ihre Email-Adresse",
+        (false, false) => "Please confirm your email address",
+        (true, true) => "Passwort zurücksetzen",
+        (true, false) => "Reset your password",
     };
     web.mailer
         .enqueue(Email {
@@ -306,7 +318,7 @@ pub async fn register_post(web: Arc<Web>, ctx: Ctx, form: Form) -> Resp {
         Err(e) => return Ok(internal_error(&web, &ctx, "registration", e)),
     };
     let _ = web.set_lang_pref(account.id, ctx.lang);
-    if let Err(e) = send_verification(&web, &account, ctx.lang) {
+    if let Err(e) = send_link_email(&web, &account, ctx.lang, Purpose::Verify) {
         return Ok(internal_error(&web, &ctx, "verification email", e));
     }
     tracing::info!(account = %account.id, "registered");
@@ -368,7 +380,7 @@ pub async fn resend_post(web: Arc<Web>, ctx: Ctx, form: Form) -> Resp {
     {
         if !a.email_verified {
             let lang = web.lang_pref(a.id).unwrap_or(ctx.lang);
-            if let Err(e) = send_verification(&web, &a, lang) {
+            if let Err(e) = send_link_email(&web, &a, lang, Purpose::Verify) {
                 return Ok(internal_error(&web, &ctx, "verification email", e));
             }
         }
@@ -401,47 +413,7 @@ pub async fn forgot_post(web: Arc<Web>, ctx: Ctx, form: Form) -> Resp {
         .account_by_email(&normalize_email(form.get("email")))
     {
         let lang = web.lang_pref(a.id).unwrap_or(ctx.lang);
-        let now = web.clock.now();
-        let sent = (|| -> Result<(), String> {
-            let (token, until) = web
-                .tokens
-                .issue(Purpose::Reset, a.id, now)
-                .map_err(|e| e.to_string())?;
-            let link = web.link(&format!("/password/reset?token={token}"));
-            let until = pages::email_time(until, lang);
-            let name = format!("{} {}", a.first_name, a.last_name);
-            let de = lang.is_de();
-            let text = pages::ResetEmailText {
-                de,
-                name: &name,
-                link: &link,
-                until: &until,
-            }
-            .render()
-            .map_err(|e| e.to_string())?;
-            let html = pages::ResetEmailHtml {
-                de,
-                name: &name,
-                link: &link,
-                until: &until,
-            }
-            .render()
-            .map_err(|e| e.to_string())?;
-            let subject = if de {
-                "Passwort zurücksetzen"
-            } else {
-                "Reset your password"
-            };
-            web.mailer
-                .enqueue(Email {
-                    to: a.email.clone(),
-                    subject: subject.into(),
-                    text,
-                    html,
-                })
-                .map_err(|e| e.to_string())?;
-            Ok(())
-        })();
+        let sent = send_link_email(&web, &a, lang, Purpose::Reset);
         if let Err(e) = sent {
             return Ok(internal_error(&web, &ctx, "reset email", e));
         }

@@ -200,36 +200,22 @@ pub fn message_with(
     render(web, ctx, status, &page)
 }
 
+/// The plain-text part of an email carrying a link (verification or reset).
 #[derive(Template, Debug)]
-#[template(path = "emails/verify.txt")]
-pub struct VerifyEmailText<'a> {
+#[template(path = "emails/link.txt")]
+pub struct LinkEmailText<'a> {
+    pub reset: bool,
     pub de: bool,
     pub name: &'a str,
     pub link: &'a str,
     pub until: &'a str,
 }
 
+/// The HTML part of the same email.
 #[derive(Template, Debug)]
-#[template(path = "emails/verify.html")]
-pub struct VerifyEmailHtml<'a> {
-    pub de: bool,
-    pub name: &'a str,
-    pub link: &'a str,
-    pub until: &'a str,
-}
-
-#[derive(Template, Debug)]
-#[template(path = "emails/reset.txt")]
-pub struct ResetEmailText<'a> {
-    pub de: bool,
-    pub name: &'a str,
-    pub link: &'a str,
-    pub until: &'a str,
-}
-
-#[derive(Template, Debug)]
-#[template(path = "emails/reset.html")]
-pub struct ResetEmailHtml<'a> {
+#[template(path = "emails/link.html")]
+pub struct LinkEmailHtml<'a> {
+    pub reset: bool,
     pub de: bool,
     pub name: &'a str,
     pub link: &'a str,

@@ -666,6 +666,22 @@ async fn failed_sends_are_retried_and_never_lost() {
         .is_some());
 }
 
+/// A child process that is killed when dropped.
+struct KillOnDrop(std::process::Child);
+
+impl KillOnDrop {
+    fn stop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 /// The SMTP path against a real SMTP server process (Python's aiosmtpd, installed
 /// by scripts/setup) on loopback.
 #[tokio::test]
@@ -680,7 +696,7 @@ async fn smtp_delivery_to_a_real_server() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         l.local_addr().expect("addr").port()
     };
-    let mut server = std::process::Command::new(&python)
+    let server = std::process::Command::new(&python)
         .args([
             "-m",
             "aiosmtpd",
@@ -693,6 +709,8 @@ async fn smtp_delivery_to_a_real_server() {
         .arg(maildir.path())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start aiosmtpd with {python} (run scripts/setup): {e}"));
+    // Killed when the test ends, also when an assertion fails.
+    let mut server = KillOnDrop(server);
     // Wait until it accepts connections.
     let mut up = false;
     for _ in 0..100 {
@@ -729,8 +747,7 @@ async fn smtp_delivery_to_a_real_server() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    let _ = server.kill();
-    let _ = server.wait();
+    server.stop();
     assert_eq!(files.len(), 1, "one message in the maildir");
     let raw = std::fs::read_to_string(files[0].path()).expect("read");
     let mail = browser::parse_eml(&raw);

@@ -304,4 +304,39 @@ mod tests {
             .expect_err("bad");
         assert!(e.to_string().contains("PLS_QUIC_LISTEN"), "{e}");
     }
+
+    #[test]
+    fn web_portal_and_smtp_settings_from_file_and_env() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("pls.toml");
+        std::fs::write(
+            &file,
+            "[http]\npublic_url = \"https://license.example.com\"\n[smtp]\nhost = \"smtp.example.com\"\n",
+        )
+        .expect("write");
+        let c = Config::load(
+            Some(&file),
+            vec![
+                ("PLS_HTTP_LISTEN".into(), "127.0.0.1:9090".into()),
+                ("PLS_TRUST_FORWARDED_FOR".into(), "true".into()),
+                ("PLS_SMTP_PORT".into(), "465".into()),
+                ("PLS_SMTP_TLS".into(), "tls".into()),
+                ("PLS_SMTP_USERNAME".into(), "pls".into()),
+            ],
+        )
+        .expect("valid");
+        assert_eq!(c.http.listen, "127.0.0.1:9090".parse().expect("addr"));
+        assert_eq!(c.http.public_url, "https://license.example.com");
+        assert!(c.http.trust_forwarded_for);
+        let smtp = c.smtp.expect("smtp");
+        assert_eq!((smtp.host.as_str(), smtp.port), ("smtp.example.com", 465));
+        assert_eq!(smtp.tls, crate::mail::SmtpTls::Tls);
+        assert_eq!(smtp.username.as_deref(), Some("pls"));
+        // Defaults: loopback portal, file outbox.
+        let d = Config::default();
+        assert_eq!(d.http.listen, "127.0.0.1:8080".parse().expect("addr"));
+        assert!(d.smtp.is_none());
+        let e = Config::load(None, vec![("PLS_SMTP_TLS".into(), "maybe".into())]).expect_err("bad");
+        assert!(e.to_string().contains("PLS_SMTP_TLS"), "{e}");
+    }
 }

@@ -131,6 +131,11 @@ impl Mailer {
                 )
             }
             Some(s) => {
+                if s.host.trim().is_empty() {
+                    anyhow::bail!(
+                        "the SMTP host is empty: set [smtp] host in the config or PLS_SMTP_HOST"
+                    );
+                }
                 let builder = match s.tls {
                     SmtpTls::None => {
                         AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&s.host)

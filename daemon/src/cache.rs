@@ -23,6 +23,14 @@ const HIGH_WATER: &str = "high_water";
 const DONGLE_LAST_SEEN: &str = "dongle_last_seen";
 const OPEN_RUN: &str = "open_run";
 const RUNS: &str = "runs";
+const PENDING: &str = "pending";
+const SUPERSEDED: &str = "superseded";
+/// Store and forward: frame bodies queued for the server, per peer.
+const RELAY_QUEUE: &str = "relay_queue";
+/// The server's answers to queued bodies, waiting for their peer to collect them.
+const RELAY_ANSWERS: &str = "relay_answers";
+/// The highest grant seen per license of the site (gossip).
+const SITE_GRANTS: &str = "site_grants";
 /// Run history kept: the newest 1,000 runs (about three years of daily restarts).
 const MAX_RUNS: usize = 1_000;
 
@@ -64,6 +72,9 @@ pub struct LoadReport {
 pub struct Cache {
     db: sled::Db,
     runs: sled::Tree,
+    relay_queue: sled::Tree,
+    relay_answers: sled::Tree,
+    site_grants: sled::Tree,
 }
 
 impl Cache {
@@ -93,10 +104,19 @@ impl Cache {
                 })?
             }
         };
-        let runs = db
-            .open_tree(RUNS)
-            .map_err(|source| CacheOpenError::Open { path, source })?;
-        Ok(Cache { db, runs })
+        let tree = |name: &str| {
+            db.open_tree(name).map_err(|source| CacheOpenError::Open {
+                path: path.clone(),
+                source,
+            })
+        };
+        Ok(Cache {
+            runs: tree(RUNS)?,
+            relay_queue: tree(RELAY_QUEUE)?,
+            relay_answers: tree(RELAY_ANSWERS)?,
+            site_grants: tree(SITE_GRANTS)?,
+            db,
+        })
     }
 
     /// Loads and re-verifies everything. Never fails: what does not verify is dropped.
@@ -133,7 +153,18 @@ impl Cache {
             }
             ok
         });
+        let superseded: Option<Verified<LicenseGrant>> =
+            self.verified(SUPERSEDED, trusted, &mut report);
+        let superseded = superseded.filter(|s| Some(&s.license_number) == number.as_ref());
         let persisted = Persisted {
+            pending: self
+                .db
+                .get(PENDING)
+                .ok()
+                .flatten()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or_default(),
+            superseded,
             grant,
             receipt,
             refusal,
@@ -199,6 +230,13 @@ impl Cache {
         put_signed(&self.db, GRANT, p.grant.as_ref().map(|g| g.signed()))?;
         put_signed(&self.db, RECEIPT, p.receipt.as_ref().map(|r| r.signed()))?;
         put_signed(&self.db, REFUSAL, p.refusal.as_ref().map(|r| r.signed()))?;
+        put_signed(
+            &self.db,
+            SUPERSEDED,
+            p.superseded.as_ref().map(|g| g.signed()),
+        )?;
+        self.db
+            .insert(PENDING, serde_json::to_vec(&p.pending).unwrap_or_default())?;
         self.db
             .insert(HIGH_WATER, &p.high_water.secs().to_be_bytes())?;
         match p.dongle_last_seen {
@@ -271,6 +309,26 @@ impl Cache {
             }
         }
         Ok(n)
+    }
+
+    /// The store-and-forward queue (see [`crate::relay`]).
+    pub fn relay_queue(&self) -> &sled::Tree {
+        &self.relay_queue
+    }
+
+    /// Answers waiting for their peer (see [`crate::relay`]).
+    pub fn relay_answers(&self) -> &sled::Tree {
+        &self.relay_answers
+    }
+
+    /// The site's grants, highest serial per license (see [`crate::relay`]).
+    pub fn site_grants(&self) -> &sled::Tree {
+        &self.site_grants
+    }
+
+    /// A fresh id for queue keys (monotonic across restarts).
+    pub fn generate_id(&self) -> Result<u64, CacheWriteError> {
+        Ok(self.db.generate_id()?)
     }
 
     /// The run history, oldest first.

@@ -23,6 +23,12 @@
 //! vendor_id = "0x096e"                        # USB ids of the ProMoS dongle
 //! product_id = "0x0006"
 //! # simulated_file = "/var/lib/promos-licd/SIMULATED-DONGLE"
+//!
+//! [peers]                                     # peer relay (other ProMoS hosts of the site)
+//! listen = "0.0.0.0:4434"                     # UDP (QUIC) port for peers; none: only connect out
+//! [[peers.peer]]
+//! address = "10.0.0.2:4434"
+//! public_key = "promos-ed25519-public:<64 hex digits>"   # `promos-licd peer-key` on that host
 //! ```
 //!
 //! Environment overrides (same meaning, win over the file): `PROMOS_LICD_CONFIG`
@@ -33,11 +39,16 @@
 //! `PROMOS_LICD_SOCKET`, `PROMOS_LICD_SOCKET_GROUP`, `PROMOS_LICD_SOCKET_MODE`,
 //! `PROMOS_LICD_TICK_SECS`, `PROMOS_LICD_DONGLE_BACKEND`,
 //! `PROMOS_LICD_DONGLE_VENDOR_ID`, `PROMOS_LICD_DONGLE_PRODUCT_ID`,
-//! `PROMOS_LICD_SIMULATED_DONGLE_FILE`.
+//! `PROMOS_LICD_SIMULATED_DONGLE_FILE`, `PROMOS_LICD_PEER_LISTEN`,
+//! `PROMOS_LICD_PEERS` (`address=public_key` pairs, comma-separated; replaces
+//! the file's list).
 //!
 //! `PROMOS_LICD_TEST_HARDWARE_ID` is **test-only**: it replaces the computed
 //! hardware ID so end-to-end tests can run two daemons on one machine. It has no
-//! TOML key on purpose.
+//! TOML key on purpose. `PROMOS_LICD_TEST_CLOCK_FILE` is **test-only** too: the
+//! daemon's wall clock becomes the Unix time written in that file (re-read at
+//! every reading), so a test can move several daemon processes through days
+//! together. The clock-rollback rule still applies to it.
 
 use keys::{HardwareId, LicenseNumber, PublicKey, TrustedKeys};
 use serde::Deserialize;
@@ -51,6 +62,17 @@ pub const DEFAULT_DATA_DIR: &str = "/var/lib/promos-licd";
 pub const DEFAULT_CONFIG: &str = "/etc/promos-licd/promos-licd.toml";
 /// The test-only hardware ID override (see the module doc).
 pub const TEST_HARDWARE_ID_ENV: &str = "PROMOS_LICD_TEST_HARDWARE_ID";
+/// The test-only clock file (see the module doc).
+pub const TEST_CLOCK_FILE_ENV: &str = "PROMOS_LICD_TEST_CLOCK_FILE";
+
+/// Another daemon of the site this one relays with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerEntry {
+    /// `host:port` (UDP/QUIC).
+    pub address: String,
+    /// Its identity (`promos-licd peer-key` on that host).
+    pub public_key: PublicKey,
+}
 
 /// The configuration could not be used; says which key and why.
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +127,12 @@ pub struct Config {
     pub dongle: DongleBackend,
     /// TEST-ONLY: replaces the computed hardware ID (see the module doc).
     pub test_hardware_id: Option<HardwareId>,
+    /// Where peers connect to this daemon (none: it only connects out).
+    pub peer_listen: Option<std::net::SocketAddr>,
+    /// The site's other daemons: the only ones it talks to as peers.
+    pub peers: Vec<PeerEntry>,
+    /// TEST-ONLY: the wall clock is read from this file (see the module doc).
+    pub test_clock_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -128,6 +156,23 @@ struct FileConfig {
     attempt_timeout_secs: Option<u64>,
     #[serde(default)]
     dongle: FileDongle,
+    #[serde(default)]
+    peers: FilePeers,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilePeers {
+    listen: Option<String>,
+    #[serde(default)]
+    peer: Vec<FilePeer>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilePeer {
+    address: String,
+    public_key: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -162,6 +207,9 @@ impl Config {
                 product_id: None,
             },
             test_hardware_id: None,
+            peer_listen: None,
+            peers: Vec::new(),
+            test_clock_file: None,
         }
     }
 
@@ -302,7 +350,58 @@ impl Config {
                 key: TEST_HARDWARE_ID_ENV,
                 message: err.to_string(),
             })?;
+        let peer_listen = e("PROMOS_LICD_PEER_LISTEN")
+            .or(f.peers.listen)
+            .map(|a| {
+                a.parse::<std::net::SocketAddr>()
+                    .map_err(|err| ConfigError::Invalid {
+                        key: "peers.listen",
+                        message: format!("{a:?}: {err} (expected ip:port)"),
+                    })
+            })
+            .transpose()?;
+        let peer_pairs: Vec<(String, String)> = match e("PROMOS_LICD_PEERS") {
+            Some(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    p.split_once('=')
+                        .map(|(a, k)| (a.trim().to_owned(), k.trim().to_owned()))
+                        .ok_or(ConfigError::Invalid {
+                            key: "PROMOS_LICD_PEERS",
+                            message: format!("{p:?}: expected address=public_key"),
+                        })
+                })
+                .collect::<Result<_, _>>()?,
+            None => f
+                .peers
+                .peer
+                .into_iter()
+                .map(|p| (p.address, p.public_key))
+                .collect(),
+        };
+        let mut peers = Vec::new();
+        for (address, key) in peer_pairs {
+            let public_key: PublicKey = key.parse().map_err(|message| ConfigError::Invalid {
+                key: "peers.peer.public_key",
+                message,
+            })?;
+            if address.rsplit_once(':').is_none() {
+                return Err(ConfigError::Invalid {
+                    key: "peers.peer.address",
+                    message: format!("{address:?}: expected host:port"),
+                });
+            }
+            peers.push(PeerEntry {
+                address,
+                public_key,
+            });
+        }
         Ok(Config {
+            peer_listen,
+            peers,
+            test_clock_file: e(TEST_CLOCK_FILE_ENV).map(PathBuf::from),
             server,
             server_name,
             cert_pin,

@@ -13,7 +13,10 @@
 //! - [`config`]: TOML plus `PROMOS_LICD_*` environment overrides;
 //! - [`hwid`]: the hardware ID; [`dongle`]: hidapi and simulated dongles;
 //! - [`licinfo`]: `lic/licinfo.cfg`; [`doctor`]: the manual's chapter 11;
-//! - [`notify`]: `sd_notify` for `Type=notify`.
+//! - [`notify`]: `sd_notify` for `Type=notify`;
+//! - [`peer`]: peer identity, mutual TLS and the QUIC endpoint for the site's
+//!   other daemons; [`relay`]: what a daemon keeps for its peers (store and
+//!   forward queue, site grants, rate limits).
 
 #![forbid(unsafe_code)]
 
@@ -25,6 +28,8 @@ pub mod dongle;
 pub mod hwid;
 pub mod licinfo;
 pub mod notify;
+pub mod peer;
+pub mod relay;
 pub mod service;
 pub mod socket;
 pub mod state;

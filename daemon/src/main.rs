@@ -9,7 +9,6 @@ use daemon::Config;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 #[derive(Parser, Debug)]
 #[command(name = "promos-licd", version, about = "ProMoS license daemon")]
@@ -28,6 +27,9 @@ struct Cli {
 enum Command {
     /// Run the daemon (systemd starts this).
     Run,
+    /// Print this daemon's peer public key (creating the identity on first use),
+    /// for the other hosts' `[[peers.peer]]` entries.
+    PeerKey,
     /// Print this host's hardware ID (32 hex digits).
     Hwid {
         /// Also print the machine facts it is computed from (to see what changed).
@@ -102,6 +104,13 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Doctor { project, fix } => doctor(project, *fix),
+        Command::PeerKey => {
+            let config = load_config(&cli)?;
+            let id = daemon::peer::PeerIdentity::load_or_create(&config.data_dir)
+                .context("loading the peer identity")?;
+            println!("{}", id.public());
+            Ok(())
+        }
         Command::Run => {
             let config = load_config(&cli)?;
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
@@ -119,7 +128,8 @@ fn main() -> anyhow::Result<()> {
                         _ = int.recv() => {}
                     }
                 };
-                daemon::run(config, Arc::new(keys::SystemClock), shutdown)
+                let clock = daemon::service::clock_for(&config);
+                daemon::run(config, clock, shutdown)
                     .await
                     .context("promos-licd stopped")
             })

@@ -18,6 +18,9 @@ use std::time::Instant;
 use tokio::sync::{broadcast, watch, Notify};
 use wire::{Activate, Check, Nonce, Request, Response, RuntimeState, Seats, Token};
 
+mod peers;
+pub use peers::PeerNet;
+
 /// The version string sent to the server.
 pub const DAEMON_VERSION: &str = concat!("promos-licd/", env!("CARGO_PKG_VERSION"));
 
@@ -33,6 +36,38 @@ pub enum RunError {
     },
     #[error("socket group {0:?} does not exist (see /etc/group)")]
     NoSuchGroup(String),
+    #[error("peer identity: {0}")]
+    PeerIdentity(#[from] crate::peer::IdentityError),
+    #[error(transparent)]
+    PeerSetup(#[from] crate::peer::PeerSetupError),
+}
+
+/// TEST-ONLY wall clock: the Unix time written in a file, re-read at every
+/// reading (config `PROMOS_LICD_TEST_CLOCK_FILE`). Lets an end-to-end test move
+/// daemon processes through days together. An unreadable file reads as the
+/// system clock, so a test that forgets it sees real time, not a stopped clock.
+#[derive(Debug)]
+pub struct TestFileClock(pub PathBuf);
+
+impl Clock for TestFileClock {
+    fn now(&self) -> UnixTime {
+        std::fs::read_to_string(&self.0)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .map(UnixTime)
+            .unwrap_or_else(UnixTime::now)
+    }
+}
+
+/// The clock `promos-licd run` uses: the system clock, or the test-only file clock.
+pub fn clock_for(config: &Config) -> Arc<dyn Clock> {
+    match &config.test_clock_file {
+        Some(path) => {
+            tracing::warn!(file = %path.display(), "TEST-ONLY clock file in use: never on a real site");
+            Arc::new(TestFileClock(path.clone()))
+        }
+        None => Arc::new(keys::SystemClock),
+    }
 }
 
 /// An activation did not succeed; the message says what to do.
@@ -247,6 +282,12 @@ pub struct Shared {
     /// Counts finished checks, so `check_now` can wait for the next one.
     checks_done: watch::Sender<u64>,
     next_conn: std::sync::atomic::AtomicU64,
+    /// The peer relay, if this daemon has peers or listens for them.
+    pub peers: Option<Arc<PeerNet>>,
+    /// False after the last attempt to reach the server directly failed: a
+    /// relay then queues its peers' requests at once instead of waiting for a
+    /// timeout per request.
+    uplink_ok: AtomicBool,
 }
 
 impl Shared {
@@ -291,6 +332,11 @@ impl Shared {
     fn licinfo(&self) -> Option<LicInfo> {
         let dir = self.config.project_dir.as_ref()?;
         LicInfo::read(dir).ok().flatten()
+    }
+
+    /// This daemon's view of the license (for tests and the benchmark).
+    pub fn decision(&self) -> Decision {
+        self.lock().decide()
     }
 
     fn client(&self, server: &str) -> Result<ServerClient, RequestError> {
@@ -422,13 +468,71 @@ impl Shared {
             };
             (Request::Check(check), nonce)
         };
+        self.lock().apply(Input::CheckSent { nonce });
         let server = self.server_address();
         let result = match self.client(&server) {
             Ok(c) => c.request(&request).await,
             Err(e) => Err(e),
         };
         let input = match result {
-            Ok(Response::Checked { receipt, grant }) => {
+            Ok(response) => {
+                self.uplink_ok.store(true, Ordering::SeqCst);
+                self.answer_input(nonce, response)
+            }
+            Err(e) => {
+                self.uplink_ok.store(false, Ordering::SeqCst);
+                match &self.peers {
+                    Some(p) if !self.config.peers.is_empty() => {
+                        match p.check_via_peers(self, &request, nonce).await {
+                            Some(input) => input,
+                            None => Input::CheckFailed {
+                                reason: format!("{e}; no peer could relay the check"),
+                            },
+                        }
+                    }
+                    _ => Input::CheckFailed {
+                        reason: e.to_string(),
+                    },
+                }
+            }
+        };
+        if let Input::CheckFailed { reason } = &input {
+            tracing::warn!(%reason, "license check failed");
+        }
+        self.apply_answer(input);
+        if let Some(p) = &self.peers {
+            if self.uplink_ok.load(Ordering::SeqCst) {
+                p.flush(self).await;
+            }
+            p.exchange_with_peers(self).await;
+        }
+        self.check_forced.store(false, Ordering::SeqCst);
+        self.checks_done.send_modify(|n| *n += 1);
+    }
+
+    /// Feeds an answer to the machine and remembers the nonce it used up (a
+    /// peer that brings it again is replaying).
+    fn apply_answer(&self, input: Input) {
+        let used = match &input {
+            Input::CheckSucceeded { nonce, .. } | Input::Refused { nonce, .. } => Some(*nonce),
+            Input::LateReceipt { receipt, .. } => Some(receipt.nonce),
+            Input::LateRefusal { refusal } => Some(refusal.nonce),
+            _ => None,
+        };
+        let mut inner = self.lock();
+        let was_pending = used.is_some_and(|n| inner.machine.is_pending(&n));
+        inner.apply(input);
+        drop(inner);
+        if let (Some(n), Some(p), true) = (used, &self.peers, was_pending) {
+            p.used_nonce(n);
+        }
+    }
+
+    /// Turns the server's answer to check `nonce` into the machine's input,
+    /// verifying every signature.
+    fn answer_input(&self, nonce: Nonce, response: Response) -> Input {
+        match response {
+            Response::Checked { receipt, grant } => {
                 let receipt = self.trusted.verify(&receipt);
                 let grant = grant.map(|g| self.trusted.verify(&g)).transpose();
                 match (receipt, grant) {
@@ -442,28 +546,19 @@ impl Shared {
                     },
                 }
             }
-            Ok(Response::Refused(r)) => match self.trusted.verify(&r) {
+            Response::Refused(r) => match self.trusted.verify(&r) {
                 Ok(refusal) => Input::Refused { nonce, refusal },
                 Err(e) => Input::CheckFailed {
                     reason: format!("refusal did not verify: {e}"),
                 },
             },
-            Ok(Response::Error(e)) => Input::CheckFailed {
+            Response::Error(e) => Input::CheckFailed {
                 reason: format!("server error: {e:?}"),
             },
-            Ok(other) => Input::CheckFailed {
+            other => Input::CheckFailed {
                 reason: format!("unexpected answer: {other:?}"),
             },
-            Err(e) => Input::CheckFailed {
-                reason: e.to_string(),
-            },
-        };
-        if let Input::CheckFailed { reason } = &input {
-            tracing::warn!(%reason, "license check failed");
         }
-        self.lock().apply(input);
-        self.check_forced.store(false, Ordering::SeqCst);
-        self.checks_done.send_modify(|n| *n += 1);
     }
 
     /// Re-reads `lic/` and the dongles and re-evaluates.
@@ -551,6 +646,16 @@ pub async fn run(
     if let Err(e) = cache.close_stale_runs(machine.high_water()) {
         tracing::warn!(error = %e, "run history not updated");
     }
+    let identity = crate::peer::PeerIdentity::load_or_create(&config.data_dir)?;
+    let peers = if config.peers.is_empty() && config.peer_listen.is_none() {
+        None
+    } else {
+        let keys: Vec<keys::PublicKey> =
+            config.peers.iter().map(|p| p.public_key.clone()).collect();
+        let endpoint = crate::peer::PeerEndpoint::bind(&identity, &keys, config.peer_listen)?;
+        tracing::info!(listen = ?endpoint.local_addr(), peers = config.peers.len(), public_key = %identity.public(), "peer relay ready");
+        Some(Arc::new(PeerNet::new(endpoint, cache.clone())))
+    };
     let (events, _) = broadcast::channel(64);
     let check_wanted = Arc::new(Notify::new());
     let check_forced = Arc::new(AtomicBool::new(false));
@@ -576,7 +681,13 @@ pub async fn run(
         check_forced: check_forced.clone(),
         checks_done: watch::channel(0).0,
         next_conn: std::sync::atomic::AtomicU64::new(1),
+        peers,
+        uplink_ok: AtomicBool::new(true),
     });
+    let peer_server = shared
+        .peers
+        .as_ref()
+        .map(|p| tokio::spawn(p.clone().serve(shared.clone())));
     if let crate::config::DongleBackend::Hidapi {
         vendor_id: None, ..
     }
@@ -668,6 +779,13 @@ pub async fn run(
     let _ = acceptor.await;
     checker.abort();
     let _ = checker.await;
+    if let Some(t) = peer_server {
+        t.abort();
+        let _ = t.await;
+    }
+    if let Some(p) = &shared.peers {
+        p.close();
+    }
     {
         let mut inner = shared.lock();
         // The runtime keeps running while the daemon restarts: its run stays open

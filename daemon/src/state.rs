@@ -88,6 +88,11 @@ pub const FUTURE_TOLERANCE_SECS: u64 = UnixTime::HOUR;
 /// After a failed check, retry after 1 minute, doubling up to this (1 hour): a
 /// site with a bad line reconnects soon, and a dead server is not hammered.
 pub const MAX_RETRY_SECS: u64 = UnixTime::HOUR;
+/// Checks sent through peers whose answer may still come (store and forward).
+/// A relay keeps a queued check until its uplink returns, which may be days; the
+/// daemon checks at most hourly while offline, so 64 covers a few days of
+/// retries, and the oldest are forgotten first (a newer answer supersedes them).
+pub const MAX_PENDING_NONCES: usize = 64;
 const FIRST_RETRY_SECS: u64 = 60;
 
 /// One reading of the clocks, taken by the shell.
@@ -155,6 +160,28 @@ pub enum Input {
     Refused {
         nonce: Nonce,
         refusal: Verified<Refusal>,
+    },
+    /// A check was sent (directly or through a peer) with this nonce; its answer
+    /// may come late, through a peer (store and forward).
+    CheckSent {
+        nonce: Nonce,
+    },
+    /// A verified receipt (and maybe grant) that came back through a peer, possibly
+    /// long after the check. Accepted only if it answers a check this daemon sent
+    /// and has not had answered yet (so a replay changes nothing).
+    LateReceipt {
+        receipt: Verified<CheckReceipt>,
+        grant: Option<Verified<LicenseGrant>>,
+    },
+    /// A verified refusal that came back through a peer; same rule as `LateReceipt`.
+    LateRefusal {
+        refusal: Verified<Refusal>,
+    },
+    /// A verified grant a peer passed on (gossip). For this host's license: a
+    /// higher serial bound here is an upgrade or renewal; a higher serial bound
+    /// elsewhere means the license was reset and moved, and ends it here.
+    PeerGrant {
+        grant: Verified<LicenseGrant>,
     },
     /// The serials of the ProMoS dongles currently plugged in.
     DongleScan(Vec<DongleSerial>),
@@ -304,6 +331,11 @@ pub struct Persisted {
     pub dongle_last_seen: Option<UnixTime>,
     /// The runtime run that was open when the daemon last stopped.
     pub open_run: Option<OpenRun>,
+    /// Nonces of checks sent whose answer has not come yet (oldest first).
+    pub pending: Vec<Nonce>,
+    /// A newer grant of this host's license bound to another host (the license
+    /// was reset and moved), learned from a peer.
+    pub superseded: Option<Verified<LicenseGrant>>,
 }
 
 /// A runtime run that was open when the daemon stopped, and the boot it was in.
@@ -328,6 +360,8 @@ impl Default for Persisted {
             high_water: UnixTime(0),
             dongle_last_seen: None,
             open_run: None,
+            pending: Vec::new(),
+            superseded: None,
         }
     }
 }
@@ -340,6 +374,8 @@ pub struct LicenseMachine {
     grant: Option<Verified<LicenseGrant>>,
     receipt: Option<Verified<CheckReceipt>>,
     refusal: Option<Verified<Refusal>>,
+    pending: Vec<Nonce>,
+    superseded: Option<Verified<LicenseGrant>>,
     file: Option<Result<Verified<LicenseGrant>, String>>,
     other_json: Vec<String>,
     dongles: Vec<DongleSerial>,
@@ -377,6 +413,8 @@ impl LicenseMachine {
             grant: persisted.grant,
             receipt: persisted.receipt,
             refusal: persisted.refusal,
+            pending: persisted.pending,
+            superseded: persisted.superseded,
             file: None,
             other_json: Vec::new(),
             dongles: Vec::new(),
@@ -411,30 +449,43 @@ impl LicenseMachine {
                 receipt,
                 grant,
             } => {
+                self.pending.retain(|n| *n != nonce);
                 extra.extend(self.on_success(nonce, receipt, grant, t));
             }
+            Input::CheckSent { nonce } => {
+                if !self.pending.contains(&nonce) {
+                    self.pending.push(nonce);
+                }
+                let excess = self.pending.len().saturating_sub(MAX_PENDING_NONCES);
+                self.pending.drain(..excess);
+            }
+            Input::LateReceipt { receipt, grant } => {
+                let nonce = receipt.nonce;
+                if self.take_pending(nonce) {
+                    extra.extend(self.on_success(nonce, receipt, grant, t));
+                } else {
+                    self.last_failure =
+                        Some("a receipt that answers no open check was ignored".into());
+                }
+            }
+            Input::LateRefusal { refusal } => {
+                let nonce = refusal.nonce;
+                if self.take_pending(nonce) {
+                    self.on_refusal(nonce, refusal, t);
+                } else {
+                    self.last_failure =
+                        Some("a refusal that answers no open check was ignored".into());
+                }
+            }
+            Input::PeerGrant { grant } => extra.extend(self.on_peer_grant(grant)),
             Input::CheckFailed { reason } => {
                 self.failures = self.failures.saturating_add(1);
                 self.last_attempt = Some(t);
                 self.last_failure = Some(reason);
             }
             Input::Refused { nonce, refusal } => {
-                if refusal.nonce == nonce
-                    && refusal.hardware_id == self.hardware_id
-                    && self
-                        .grant
-                        .as_ref()
-                        .is_none_or(|g| g.license_number == refusal.license_number)
-                {
-                    self.refusal = Some(refusal);
-                    self.failures = 0;
-                    self.last_attempt = Some(t);
-                } else {
-                    self.failures = self.failures.saturating_add(1);
-                    self.last_attempt = Some(t);
-                    self.last_failure =
-                        Some("a refusal for another request or host was ignored".into());
-                }
+                self.pending.retain(|n| *n != nonce);
+                self.on_refusal(nonce, refusal, t);
             }
             Input::DongleScan(serials) => self.dongles = serials,
             Input::ProjectScan(scan) => {
@@ -468,6 +519,69 @@ impl LicenseMachine {
             out.push(Output::CheckNow);
         }
         out
+    }
+
+    /// Removes `nonce` from the open checks; false if it was not open.
+    fn take_pending(&mut self, nonce: Nonce) -> bool {
+        let before = self.pending.len();
+        self.pending.retain(|n| *n != nonce);
+        self.pending.len() != before
+    }
+
+    /// True if a check with this nonce was sent and not answered yet.
+    pub fn is_pending(&self, nonce: &Nonce) -> bool {
+        self.pending.contains(nonce)
+    }
+
+    fn on_refusal(&mut self, nonce: Nonce, refusal: Verified<Refusal>, t: UnixTime) {
+        self.last_attempt = Some(t);
+        let fits = refusal.nonce == nonce
+            && refusal.hardware_id == self.hardware_id
+            && self
+                .grant
+                .as_ref()
+                .is_none_or(|g| g.license_number == refusal.license_number);
+        if !fits {
+            self.failures = self.failures.saturating_add(1);
+            self.last_failure = Some("a refusal for another request or host was ignored".into());
+            return;
+        }
+        if self
+            .receipt
+            .as_ref()
+            .is_some_and(|r| r.server_time > refusal.server_time)
+        {
+            // A late refusal older than a receipt we hold: the newer word wins.
+            return;
+        }
+        self.refusal = Some(refusal);
+        self.failures = 0;
+    }
+
+    fn on_peer_grant(&mut self, g: Verified<LicenseGrant>) -> Vec<Output> {
+        let Some(current) = &self.grant else {
+            return Vec::new();
+        };
+        if g.license_number != current.license_number || g.serial <= current.serial {
+            return Vec::new();
+        }
+        if g.binding == Binding::HardwareId(self.hardware_id.clone()) {
+            if self
+                .refusal
+                .as_ref()
+                .is_some_and(|r| r.server_time < g.issued_at)
+            {
+                // Issued after the refusal (a renewal, a new binding here).
+                self.refusal = None;
+            }
+            let serial = g.serial;
+            self.grant = Some(g);
+            return vec![Output::Notify(Notice::NewGrant { serial })];
+        }
+        if self.superseded.as_ref().is_none_or(|s| g.serial > s.serial) {
+            self.superseded = Some(g);
+        }
+        Vec::new()
     }
 
     fn on_success(
@@ -528,6 +642,14 @@ impl LicenseMachine {
             .is_some_and(|old| old.server_time > receipt.server_time)
         {
             // Older than what we hold: keep the newer one (periods only move forward).
+            return out;
+        }
+        if self
+            .refusal
+            .as_ref()
+            .is_some_and(|r| r.server_time > receipt.server_time)
+        {
+            // A late receipt older than the refusal we hold: the refusal stands.
             return out;
         }
         self.time.raise_to(receipt.server_time);
@@ -699,6 +821,20 @@ impl LicenseMachine {
                     "Die Lizenz ist an eine andere Hardware-ID gebunden. Setzen Sie die Lizenz im Lizenzserver zurück.",
                     "The license is bound to another hardware ID. Reset the license in the license server.",
                 ),
+            );
+        }
+        if self
+            .superseded
+            .as_ref()
+            .is_some_and(|s| s.serial > g.serial)
+        {
+            let reason = RefusalReason::LicenseWasReset;
+            return (
+                Phase::Refused,
+                None,
+                Some(t),
+                reason.key(),
+                Text::new(reason.message(true), reason.message(false)),
             );
         }
         if let Some(r) = &self.refusal {
@@ -1012,6 +1148,8 @@ impl LicenseMachine {
                     started,
                     boot_id: self.boot_id.clone(),
                 }),
+            pending: self.pending.clone(),
+            superseded: self.superseded.clone(),
         }
     }
 

@@ -196,6 +196,19 @@ impl SigningKeyPair {
         PublicKey(self.signing.verifying_key())
     }
 
+    /// The key as PKCS#8 v1 DER (RFC 8410), for TLS libraries that take a
+    /// certificate key in that form (the daemon's peer identity).
+    pub fn to_pkcs8_der(&self) -> Vec<u8> {
+        // SEQUENCE { INTEGER 0, SEQUENCE { OID 1.3.101.112 }, OCTET STRING { OCTET STRING seed } }
+        const PREFIX: [u8; 16] = [
+            0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
+            0x04, 0x20,
+        ];
+        let mut der = PREFIX.to_vec();
+        der.extend_from_slice(&self.signing.to_bytes());
+        der
+    }
+
     /// Raw signature over `message`; [`crate::Signed::sign`] is the normal entry point.
     pub fn sign_raw(&self, message: &[u8]) -> [u8; 64] {
         self.signing.sign(message).to_bytes()

@@ -6,6 +6,7 @@
 //!   back, with length-prefixed, size-limited, versioned frames.
 //! - [`receipt`]: the signed documents only the server issues besides grants:
 //!   check receipts and refusals.
+//! - [`peer`]: the messages between the daemons of one site (peer relay).
 //!
 //! Transport: one QUIC bidirectional stream per request, ALPN [`ALPN`]. The client
 //! writes one request frame and finishes its side; the server answers with one
@@ -15,10 +16,12 @@
 
 pub mod codec;
 pub mod msg;
+pub mod peer;
 pub mod receipt;
 
 pub use codec::{DecodeError, MAX_FRAME_BYTES};
 pub use msg::*;
+pub use peer::{PeerError, PeerRequest, PeerResponse};
 pub use receipt::{CheckReceipt, Refusal, RefusalReason};
 
 /// The protocol version this crate speaks.

@@ -1,0 +1,515 @@
+//! The peer relay inside the daemon's shell: answering peers (relay, store and
+//! forward, gossip) and asking them (checks through a peer, collecting late
+//! answers, passing grants on).
+//!
+//! Rules kept here:
+//! - a relay forwards a peer's check body unchanged, wrapped in
+//!   [`wire::RelayEnvelope`]; it only carries checks (activation needs the
+//!   customer at the host, and talks to the server directly);
+//! - whatever a peer hands over is verified here against the trusted server keys
+//!   and against this host (hardware ID, open nonce) before the state machine
+//!   sees it; a forged signature, a document for another host or request, a
+//!   replayed answer, an undecodable frame or a flood cut the peer off for
+//!   [`crate::peer::BAN`] and are logged;
+//! - the relay's queue, answers and grant table are bounded ([`crate::relay`]).
+
+use super::{Shared, DAEMON_VERSION};
+use crate::cache::Cache;
+use crate::peer::{remote_key, PeerConn, PeerEndpoint, PeerGuard};
+use crate::relay::{PeerKey, QueueError, RelayStore};
+use crate::state::Input;
+use keys::{LicenseGrant, Signed, Verified};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use wire::codec;
+use wire::{Nonce, PeerError, PeerRequest, PeerResponse, RelayEnvelope, Request, Response};
+
+/// Answered nonces remembered to recognise replays: a few weeks of daily
+/// checks plus hourly retries.
+const USED_NONCES: usize = 512;
+/// Bytes of grants per `Collected` answer: leaves room in the 64 KiB frame for
+/// [`crate::relay::MAX_ANSWERS_PER_PEER`] answers of ~3 KiB.
+const GRANT_BYTES_PER_ANSWER: usize = 32 * 1024;
+
+/// The peer relay's state in the shell.
+#[derive(Debug)]
+pub struct PeerNet {
+    endpoint: PeerEndpoint,
+    guard: PeerGuard,
+    store: RelayStore,
+    used: Mutex<VecDeque<Nonce>>,
+    /// One flush of the queue at a time.
+    flushing: tokio::sync::Mutex<()>,
+}
+
+/// What a peer did wrong.
+struct Hostile(String);
+
+impl PeerNet {
+    pub fn new(endpoint: PeerEndpoint, cache: Cache) -> Self {
+        PeerNet {
+            endpoint,
+            guard: PeerGuard::default(),
+            store: RelayStore::new(cache),
+            used: Mutex::new(VecDeque::new()),
+            flushing: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn endpoint(&self) -> &PeerEndpoint {
+        &self.endpoint
+    }
+
+    pub fn store(&self) -> &RelayStore {
+        &self.store
+    }
+
+    pub fn guard(&self) -> &PeerGuard {
+        &self.guard
+    }
+
+    pub fn close(&self) {
+        self.endpoint.endpoint().close(0u32.into(), b"shutdown");
+    }
+
+    pub(super) fn used_nonce(&self, n: Nonce) {
+        let mut u = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        u.push_back(n);
+        while u.len() > USED_NONCES {
+            u.pop_front();
+        }
+    }
+
+    fn was_used(&self, n: &Nonce) -> bool {
+        self.used
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(n)
+    }
+
+    // ---- the listening side -------------------------------------------------
+
+    /// Accepts peer connections until the endpoint closes.
+    pub async fn serve(self: Arc<Self>, shared: Arc<Shared>) {
+        while let Some(incoming) = self.endpoint.endpoint().accept().await {
+            let (net, shared) = (self.clone(), shared.clone());
+            tokio::spawn(async move {
+                let conn = match incoming.await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::info!(error = %e, "peer handshake failed (not a configured peer?)");
+                        return;
+                    }
+                };
+                net.serve_conn(&shared, conn).await;
+            });
+        }
+    }
+
+    async fn serve_conn(&self, shared: &Shared, conn: quinn::Connection) {
+        let addr = conn.remote_address().to_string();
+        let Some(key) = remote_key(&conn) else {
+            conn.close(2u32.into(), b"no key");
+            return;
+        };
+        if self.guard.is_banned(&key) {
+            conn.close(2u32.into(), b"cut off");
+            return;
+        }
+        loop {
+            let (mut send, mut recv) = match conn.accept_bi().await {
+                Ok(s) => s,
+                Err(_) => return,
+            };
+            if !self.guard.allow(&key) {
+                self.guard
+                    .ban(&key, &addr, "flood: over the request rate limit");
+                conn.close(3u32.into(), b"rate limit");
+                return;
+            }
+            let request = match codec::read_message::<PeerRequest, _>(&mut recv).await {
+                Ok(r) => r,
+                Err(e) => {
+                    self.guard
+                        .ban(&key, &addr, &format!("undecodable request: {e}"));
+                    conn.close(3u32.into(), b"malformed");
+                    return;
+                }
+            };
+            let answer = match self.answer(shared, &key, request).await {
+                Ok(a) => a,
+                Err(Hostile(why)) => {
+                    self.guard.ban(&key, &addr, &why);
+                    conn.close(3u32.into(), b"forged or replayed data");
+                    return;
+                }
+            };
+            if codec::write_message(&mut send, &answer).await.is_err() || send.finish().is_err() {
+                return;
+            }
+        }
+    }
+
+    async fn answer(
+        &self,
+        shared: &Shared,
+        key: &PeerKey,
+        request: PeerRequest,
+    ) -> Result<PeerResponse, Hostile> {
+        Ok(match request {
+            PeerRequest::Hello { hardware_id, agent } => {
+                tracing::debug!(peer = %hardware_id, %agent, "peer hello");
+                PeerResponse::Hello {
+                    hardware_id: shared.hardware_id.clone(),
+                    agent: DAEMON_VERSION.into(),
+                }
+            }
+            PeerRequest::Forward { body } => self.forward(shared, key, body).await,
+            PeerRequest::Collect => PeerResponse::Collected {
+                answers: self.store.collect(key),
+                grants: self.grants_to_share(shared),
+            },
+            PeerRequest::Grants(grants) => {
+                self.take_grants(shared, grants)?;
+                PeerResponse::Ack
+            }
+        })
+    }
+
+    /// Carries a peer's check to the server, or keeps it for later.
+    async fn forward(&self, shared: &Shared, key: &PeerKey, body: Vec<u8>) -> PeerResponse {
+        match codec::decode_body::<Request>(&body) {
+            Ok(Request::Check(_)) => {}
+            Ok(_) => {
+                return PeerResponse::Error(PeerError::Malformed(
+                    "a relay carries checks only".into(),
+                ))
+            }
+            Err(e) => return PeerResponse::Error(PeerError::Malformed(e.to_string())),
+        }
+        if shared.uplink_ok.load(std::sync::atomic::Ordering::SeqCst) {
+            if let Some(answer) = self.uplink(shared, body.clone()).await {
+                return PeerResponse::Answer { body: answer };
+            }
+        }
+        match self.store.enqueue(key, body) {
+            Ok(()) => {
+                tracing::info!(peer = %hex::encode(key), "no uplink: a peer's check is queued");
+                PeerResponse::Queued
+            }
+            Err(QueueError::Full) => PeerResponse::Error(PeerError::QueueFull),
+            Err(e) => {
+                tracing::error!(error = %e, "relay queue not written");
+                PeerResponse::Error(PeerError::QueueFull)
+            }
+        }
+    }
+
+    /// One attempt to the server with `body` in a relay envelope; the answer's
+    /// body, or `None` if the uplink is down.
+    async fn uplink(&self, shared: &Shared, body: Vec<u8>) -> Option<Vec<u8>> {
+        let server = shared.server_address();
+        let client = shared
+            .client(&server)
+            .ok()?
+            .with_backoff(crate::client::Backoff {
+                attempts: 1,
+                ..Default::default()
+            });
+        let request = Request::Relay(RelayEnvelope {
+            relay: shared.hardware_id.clone(),
+            body,
+        });
+        match client.request(&request).await {
+            Ok(Response::Relayed(env)) => {
+                shared
+                    .uplink_ok
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                self.learn(shared, &env.body);
+                Some(env.body)
+            }
+            Ok(other) => {
+                shared
+                    .uplink_ok
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                codec::encode_body(&other).ok()
+            }
+            Err(e) => {
+                tracing::info!(error = %e, "uplink down");
+                shared
+                    .uplink_ok
+                    .store(false, std::sync::atomic::Ordering::SeqCst);
+                None
+            }
+        }
+    }
+
+    /// A relayed answer may carry a newer grant for a host of the site: keep it
+    /// for gossip (after verifying it).
+    fn learn(&self, shared: &Shared, body: &[u8]) {
+        if let Ok(Response::Checked { grant: Some(g), .. }) = codec::decode_body::<Response>(body) {
+            if let Ok(v) = shared.trusted.verify(&g) {
+                self.store.offer_grant(&v);
+            }
+        }
+    }
+
+    /// Forwards what is queued, now that the uplink is back.
+    pub(super) async fn flush(&self, shared: &Shared) {
+        let Ok(_one) = self.flushing.try_lock() else {
+            return;
+        };
+        for q in self.store.queued() {
+            match self.uplink(shared, q.body.clone()).await {
+                Some(answer) => {
+                    if let Err(e) = self.store.answered(&q, answer) {
+                        tracing::error!(error = %e, "relay answer not stored");
+                    }
+                }
+                None => break,
+            }
+        }
+    }
+
+    fn grants_to_share(&self, shared: &Shared) -> Vec<Signed<LicenseGrant>> {
+        if let Some(own) = shared.lock().machine.grant().cloned() {
+            self.store.offer_grant(&own);
+        }
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for g in self.store.site_grants() {
+            bytes += g.payload().len() + g.signature().len() + 16;
+            if bytes > GRANT_BYTES_PER_ANSWER {
+                break;
+            }
+            out.push(g);
+        }
+        out
+    }
+
+    /// Grants from a peer: every one must verify; the site table keeps the
+    /// highest serial per license; one for this host's license goes to the machine.
+    fn take_grants(
+        &self,
+        shared: &Shared,
+        grants: Vec<Signed<LicenseGrant>>,
+    ) -> Result<(), Hostile> {
+        let mut verified = Vec::with_capacity(grants.len());
+        for g in &grants {
+            match shared.trusted.verify(g) {
+                Ok(v) => verified.push(v),
+                Err(e) => return Err(Hostile(format!("forged grant: {e}"))),
+            }
+        }
+        for v in verified {
+            self.take_grant(shared, v);
+        }
+        Ok(())
+    }
+
+    fn take_grant(&self, shared: &Shared, v: Verified<LicenseGrant>) {
+        if !self.store.offer_grant(&v) {
+            return;
+        }
+        let mut inner = shared.lock();
+        let mine = inner
+            .machine
+            .grant()
+            .is_some_and(|g| g.license_number == v.license_number);
+        if mine {
+            tracing::info!(
+                serial = v.serial,
+                "a newer grant of this license came from a peer"
+            );
+            inner.apply(Input::PeerGrant { grant: v });
+        }
+    }
+
+    // ---- the asking side ----------------------------------------------------
+
+    /// The check went nowhere directly: try the peers in their configured order.
+    /// `None` if no peer answered for the server.
+    pub(super) async fn check_via_peers(
+        &self,
+        shared: &Shared,
+        request: &Request,
+        nonce: Nonce,
+    ) -> Option<Input> {
+        let body = codec::encode_body(request).ok()?;
+        let mut queued_at = Vec::new();
+        for peer in &shared.config.peers {
+            let key = peer.public_key.to_bytes();
+            if self.guard.is_banned(&key) {
+                continue;
+            }
+            let conn = match self.endpoint.connect(&peer.address).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::info!(error = %e, "peer not reachable");
+                    continue;
+                }
+            };
+            let answer = conn.ask(&PeerRequest::Forward { body: body.clone() }).await;
+            match answer {
+                Ok(PeerResponse::Answer { body }) => {
+                    match self.relayed_answer(shared, &body, nonce) {
+                        Ok(input) => {
+                            conn.close();
+                            tracing::info!(peer = %peer.address, "check relayed by a peer");
+                            return Some(input);
+                        }
+                        Err(Hostile(why)) => {
+                            self.guard.ban(&key, &peer.address, &why);
+                            conn.cut_off(&why);
+                        }
+                    }
+                }
+                Ok(PeerResponse::Queued) => {
+                    queued_at.push(peer.address.clone());
+                    conn.close();
+                }
+                Ok(other) => {
+                    tracing::info!(peer = %peer.address, answer = ?other, "peer did not relay");
+                    conn.close();
+                }
+                Err(e) => tracing::info!(error = %e, "peer exchange failed"),
+            }
+        }
+        if queued_at.is_empty() {
+            None
+        } else {
+            Some(Input::CheckFailed {
+                reason: format!(
+                    "license server not reachable; the check waits at peer(s) {} for their uplink",
+                    queued_at.join(", ")
+                ),
+            })
+        }
+    }
+
+    /// The server's answer to our check `nonce`, brought by a peer: verified,
+    /// bound to this host and this very request.
+    fn relayed_answer(&self, shared: &Shared, body: &[u8], nonce: Nonce) -> Result<Input, Hostile> {
+        let response = codec::decode_body::<Response>(body)
+            .map_err(|e| Hostile(format!("undecodable relayed answer: {e}")))?;
+        match response {
+            Response::Checked { receipt, grant } => {
+                let receipt = shared
+                    .trusted
+                    .verify(&receipt)
+                    .map_err(|e| Hostile(format!("forged receipt: {e}")))?;
+                let grant = grant
+                    .map(|g| shared.trusted.verify(&g))
+                    .transpose()
+                    .map_err(|e| Hostile(format!("forged grant: {e}")))?;
+                if receipt.hardware_id != shared.hardware_id || receipt.nonce != nonce {
+                    return Err(Hostile(
+                        "replayed receipt: it answers another host or request".into(),
+                    ));
+                }
+                Ok(Input::CheckSucceeded {
+                    nonce,
+                    receipt,
+                    grant,
+                })
+            }
+            Response::Refused(r) => {
+                let refusal = shared
+                    .trusted
+                    .verify(&r)
+                    .map_err(|e| Hostile(format!("forged refusal: {e}")))?;
+                if refusal.hardware_id != shared.hardware_id || refusal.nonce != nonce {
+                    return Err(Hostile(
+                        "replayed refusal: it answers another host or request".into(),
+                    ));
+                }
+                Ok(Input::Refused { nonce, refusal })
+            }
+            Response::Error(e) => Ok(Input::CheckFailed {
+                reason: format!("server error (through a peer): {e:?}"),
+            }),
+            other => Err(Hostile(format!("not an answer to a check: {other:?}"))),
+        }
+    }
+
+    /// After every check: collect late answers and grants from each peer and pass
+    /// ours on.
+    pub(super) async fn exchange_with_peers(&self, shared: &Shared) {
+        for peer in &shared.config.peers {
+            let key = peer.public_key.to_bytes();
+            if self.guard.is_banned(&key) {
+                continue;
+            }
+            let Ok(conn) = self.endpoint.connect(&peer.address).await else {
+                continue;
+            };
+            if let Err(Hostile(why)) = self.exchange(shared, &conn).await {
+                self.guard.ban(&key, &peer.address, &why);
+                conn.cut_off(&why);
+            } else {
+                conn.close();
+            }
+        }
+    }
+
+    async fn exchange(&self, shared: &Shared, conn: &PeerConn) -> Result<(), Hostile> {
+        if let Ok(PeerResponse::Collected { answers, grants }) =
+            conn.ask(&PeerRequest::Collect).await
+        {
+            for body in answers {
+                self.late_answer(shared, &body)?;
+            }
+            self.take_grants(shared, grants)?;
+        }
+        let ours = self.grants_to_share(shared);
+        let _ = conn.ask(&PeerRequest::Grants(ours)).await;
+        Ok(())
+    }
+
+    /// An answer to a check queued earlier (store and forward).
+    fn late_answer(&self, shared: &Shared, body: &[u8]) -> Result<(), Hostile> {
+        let response = codec::decode_body::<Response>(body)
+            .map_err(|e| Hostile(format!("undecodable late answer: {e}")))?;
+        let (nonce, input) = match response {
+            Response::Checked { receipt, grant } => {
+                let receipt = shared
+                    .trusted
+                    .verify(&receipt)
+                    .map_err(|e| Hostile(format!("forged receipt: {e}")))?;
+                let grant = grant
+                    .map(|g| shared.trusted.verify(&g))
+                    .transpose()
+                    .map_err(|e| Hostile(format!("forged grant: {e}")))?;
+                if receipt.hardware_id != shared.hardware_id {
+                    return Err(Hostile("a receipt for another host".into()));
+                }
+                (receipt.nonce, Input::LateReceipt { receipt, grant })
+            }
+            Response::Refused(r) => {
+                let refusal = shared
+                    .trusted
+                    .verify(&r)
+                    .map_err(|e| Hostile(format!("forged refusal: {e}")))?;
+                if refusal.hardware_id != shared.hardware_id {
+                    return Err(Hostile("a refusal for another host".into()));
+                }
+                (refusal.nonce, Input::LateRefusal { refusal })
+            }
+            // The server could not answer the queued check: nothing to learn.
+            Response::Error(_) => return Ok(()),
+            other => return Err(Hostile(format!("not an answer to a check: {other:?}"))),
+        };
+        if self.was_used(&nonce) {
+            return Err(Hostile(
+                "replayed answer: its check was answered before".into(),
+            ));
+        }
+        if !shared.lock().machine.is_pending(&nonce) {
+            tracing::info!("a late answer to a check this daemon no longer waits for was ignored");
+            return Ok(());
+        }
+        tracing::info!("a late answer came through a peer (store and forward)");
+        shared.apply_answer(input);
+        Ok(())
+    }
+}

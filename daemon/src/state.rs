@@ -647,9 +647,10 @@ impl LicenseMachine {
         if self
             .refusal
             .as_ref()
-            .is_some_and(|r| r.server_time > receipt.server_time)
+            .is_some_and(|r| r.server_time >= receipt.server_time)
         {
-            // A late receipt older than the refusal we hold: the refusal stands.
+            // A late receipt not newer than the refusal we hold: the refusal
+            // stands (in the same second, the reset wins).
             return out;
         }
         self.time.raise_to(receipt.server_time);

@@ -996,3 +996,138 @@ fn a_daemon_restart_is_not_a_runtime_start_but_a_reboot_is() {
         );
     }
 }
+
+// ---- peer relay: late answers, replays, gossip ----------------------------
+
+fn grant_for(binding: HardwareId, serial_no: u64, issued_at: UnixTime) -> Verified<LicenseGrant> {
+    let k = key();
+    let mut g = grant(Protection::SoftDongle, serial_no).into_inner();
+    g.binding = Binding::HardwareId(binding);
+    g.issued_at = issued_at;
+    trusted()
+        .verify(&Signed::sign(&g, &k))
+        .expect("verify grant")
+}
+
+#[test]
+fn a_late_receipt_counts_from_its_server_time_and_only_once() {
+    let mut h = Host::activated(Protection::SoftDongle);
+    let n = Nonce::random();
+    h.input(Input::CheckSent { nonce: n });
+    // The check waits at a relay without uplink; 12 days pass: warning.
+    h.advance(12 * D);
+    assert_eq!(h.m.decide(h.now()).phase, Phase::ServerUnreachable);
+    // The relay's uplink came back on day 11 and forwarded it then.
+    let late = receipt(n, T0.plus_days(11));
+    h.input(Input::LateReceipt {
+        receipt: late.clone(),
+        grant: None,
+    });
+    let d = h.m.decide(h.now());
+    assert_eq!(d.phase, Phase::Licensed, "10 silent days from day 11");
+    assert_eq!(h.m.last_check(), Some(T0.plus_days(11)));
+    // Replayed later: it answers no open check and changes nothing.
+    h.advance(10 * D);
+    assert_eq!(h.m.decide(h.now()).phase, Phase::ServerUnreachable);
+    h.input(Input::LateReceipt {
+        receipt: late,
+        grant: None,
+    });
+    assert_eq!(h.m.decide(h.now()).phase, Phase::ServerUnreachable);
+    assert!(!h.m.is_pending(&n));
+}
+
+#[test]
+fn a_late_receipt_never_winds_the_clock_back_or_beats_a_newer_one() {
+    let mut h = Host::activated(Protection::SoftDongle);
+    let old = Nonce::random();
+    h.input(Input::CheckSent { nonce: old });
+    h.advance(2 * D);
+    h.check_ok();
+    let before = h.m.high_water();
+    h.input(Input::LateReceipt {
+        receipt: receipt(old, T0.plus_days(1)),
+        grant: None,
+    });
+    assert_eq!(
+        h.m.last_check(),
+        Some(T0.plus_days(2)),
+        "the newer receipt stays"
+    );
+    assert!(h.m.high_water() >= before);
+}
+
+#[test]
+fn a_late_refusal_for_an_open_check_ends_the_license() {
+    let mut h = Host::activated(Protection::SoftDongle);
+    let n = Nonce::random();
+    h.input(Input::CheckSent { nonce: n });
+    h.advance(H);
+    h.input(Input::LateRefusal {
+        refusal: refusal(n, RefusalReason::LicenseWasReset, h.wall),
+    });
+    let d = h.m.decide(h.now());
+    assert_eq!((d.phase, d.licensed), (Phase::Refused, false));
+    assert_eq!(d.reason_code, "license_was_reset");
+    // One for a check never sent is ignored.
+    let mut g = Host::activated(Protection::SoftDongle);
+    g.input(Input::LateRefusal {
+        refusal: refusal(Nonce::random(), RefusalReason::LicenseWasReset, g.wall),
+    });
+    assert!(g.m.decide(g.now()).licensed);
+}
+
+#[test]
+fn open_checks_are_bounded_and_survive_a_restart() {
+    let mut h = Host::activated(Protection::SoftDongle);
+    let first = Nonce::random();
+    h.input(Input::CheckSent { nonce: first });
+    for _ in 0..MAX_PENDING_NONCES {
+        h.input(Input::CheckSent {
+            nonce: Nonce::random(),
+        });
+    }
+    assert!(!h.m.is_pending(&first), "the oldest is forgotten first");
+    let last = Nonce::random();
+    h.input(Input::CheckSent { nonce: last });
+    h.restart();
+    assert!(h.m.is_pending(&last));
+    assert_eq!(h.m.persisted().pending.len(), MAX_PENDING_NONCES);
+}
+
+#[test]
+fn gossip_highest_serial_wins_and_a_grant_bound_elsewhere_ends_the_license() {
+    let mut h = Host::activated(Protection::SoftDongle);
+    // An upgrade for this host, passed on by a peer.
+    h.input(Input::PeerGrant {
+        grant: grant_for(hwid(), 3, T0),
+    });
+    assert_eq!(h.m.grant().map(|g| g.serial), Some(3));
+    // An older one changes nothing.
+    h.input(Input::PeerGrant {
+        grant: grant_for(hwid(), 2, T0),
+    });
+    assert_eq!(h.m.grant().map(|g| g.serial), Some(3));
+    // An older grant bound elsewhere changes nothing either.
+    let other: HardwareId = "ffffffffffffffffffffffffffffffff".parse().expect("hwid");
+    h.input(Input::PeerGrant {
+        grant: grant_for(other.clone(), 2, T0),
+    });
+    assert!(h.m.decide(h.now()).licensed);
+    // The license was reset and activated on another host: serial 5 elsewhere.
+    h.input(Input::PeerGrant {
+        grant: grant_for(other, 5, T0.plus_days(1)),
+    });
+    let d = h.m.decide(h.now());
+    assert_eq!(
+        (d.phase, d.reason_code),
+        (Phase::Refused, "license_was_reset")
+    );
+    h.restart();
+    assert!(!h.m.decide(h.now()).licensed, "persisted");
+    // Moved back here later (serial 7): licensed again.
+    h.input(Input::PeerGrant {
+        grant: grant_for(hwid(), 7, T0.plus_days(2)),
+    });
+    assert!(h.m.decide(h.now()).licensed);
+}

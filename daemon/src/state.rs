@@ -450,7 +450,7 @@ impl LicenseMachine {
                 grant,
             } => {
                 self.pending.retain(|n| *n != nonce);
-                extra.extend(self.on_success(nonce, receipt, grant, t));
+                extra.extend(self.on_success(nonce, receipt, grant, t, false));
             }
             Input::CheckSent { nonce } => {
                 if !self.pending.contains(&nonce) {
@@ -462,7 +462,7 @@ impl LicenseMachine {
             Input::LateReceipt { receipt, grant } => {
                 let nonce = receipt.nonce;
                 if self.take_pending(nonce) {
-                    extra.extend(self.on_success(nonce, receipt, grant, t));
+                    extra.extend(self.on_success(nonce, receipt, grant, t, true));
                 } else {
                     self.last_failure =
                         Some("a receipt that answers no open check was ignored".into());
@@ -590,6 +590,7 @@ impl LicenseMachine {
         receipt: Verified<CheckReceipt>,
         grant: Option<Verified<LicenseGrant>>,
         t: UnixTime,
+        late: bool,
     ) -> Vec<Output> {
         let mut out = Vec::new();
         self.last_attempt = Some(t);
@@ -647,10 +648,12 @@ impl LicenseMachine {
         if self
             .refusal
             .as_ref()
-            .is_some_and(|r| r.server_time >= receipt.server_time)
+            .is_some_and(|r| late && r.server_time >= receipt.server_time)
         {
-            // A late receipt not newer than the refusal we hold: the refusal
-            // stands (in the same second, the reset wins).
+            // A late receipt (an answer to an older check) not newer than the
+            // refusal we hold: the refusal stands (in the same second, the
+            // reset wins). A direct answer to a check sent after the refusal
+            // is newer by causality and restores the license.
             return out;
         }
         self.time.raise_to(receipt.server_time);

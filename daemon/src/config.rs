@@ -527,6 +527,50 @@ mod tests {
     }
 
     #[test]
+    fn peers_from_toml_and_env() {
+        let k1 = keys::SigningKeyPair::from_seed(&[1; 32]).public();
+        let k2 = keys::SigningKeyPair::from_seed(&[2; 32]).public();
+        let text = format!(
+            "[peers]\nlisten = \"0.0.0.0:4434\"\n[[peers.peer]]\naddress = \"10.0.0.2:4434\"\npublic_key = \"{k1}\"\n"
+        );
+        let c = Config::from_toml(&text, &env(&[])).expect("config");
+        assert_eq!(c.peer_listen, Some("0.0.0.0:4434".parse().expect("addr")));
+        assert_eq!(
+            c.peers,
+            vec![PeerEntry {
+                address: "10.0.0.2:4434".into(),
+                public_key: k1.clone()
+            }]
+        );
+        let list = format!("10.0.0.3:4434={k1}, host-c:4434={k2}");
+        let c = Config::from_toml(
+            &text,
+            &env(&[
+                ("PROMOS_LICD_PEERS", &list),
+                ("PROMOS_LICD_PEER_LISTEN", "127.0.0.1:5000"),
+            ]),
+        )
+        .expect("config");
+        assert_eq!(c.peers.len(), 2, "the environment replaces the file's list");
+        assert_eq!(
+            (c.peers[1].address.as_str(), &c.peers[1].public_key),
+            ("host-c:4434", &k2)
+        );
+        assert_eq!(c.peer_listen, Some("127.0.0.1:5000".parse().expect("addr")));
+        for bad in [
+            "10.0.0.3:4434",
+            "10.0.0.3=promos-ed25519-public:00",
+            "nohostport=x",
+        ] {
+            assert!(
+                Config::from_toml("", &env(&[("PROMOS_LICD_PEERS", bad)])).is_err(),
+                "{bad}"
+            );
+        }
+        assert!(Config::from_toml("", &env(&[("PROMOS_LICD_PEER_LISTEN", "4434")])).is_err());
+    }
+
+    #[test]
     fn defaults_and_env_overrides() {
         let c = Config::from_toml("", &env(&[])).expect("empty config");
         assert_eq!(c.server, "license.promosnt.com:4433");

@@ -489,6 +489,50 @@ mod tests {
         );
     }
 
+    /// Accepts connections on `server` and reports whether each handshake
+    /// passed, and with which key.
+    fn accept_all(server: &PeerEndpoint) -> tokio::sync::mpsc::UnboundedReceiver<Option<PeerKey>> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let ep = server.endpoint().clone();
+        tokio::spawn(async move {
+            while let Some(incoming) = ep.accept().await {
+                let r = incoming.await.ok().and_then(|c| remote_key(&c));
+                if tx.send(r).is_err() {
+                    return;
+                }
+            }
+        });
+        rx
+    }
+
+    #[tokio::test]
+    async fn only_listed_keys_pass_the_handshake_both_ways() {
+        let id = |n: u8| PeerIdentity::from_key(SigningKeyPair::from_seed(&[n; 32])).expect("id");
+        let (a, b, stranger) = (id(1), id(2), id(3));
+        let local = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+        let server = PeerEndpoint::bind(&a, &[b.public()], local).expect("bind");
+        let addr = server.local_addr().expect("addr").to_string();
+        let mut results = accept_all(&server);
+
+        // B is listed at A and lists A: both sides learn the other's key.
+        let client = PeerEndpoint::bind(&b, &[a.public()], None).expect("bind");
+        let conn = client.connect(&addr).await.expect("B connects");
+        assert_eq!(conn.key, a.public().to_bytes());
+        assert_eq!(
+            results.recv().await.expect("result"),
+            Some(b.public().to_bytes())
+        );
+
+        // A stranger is refused by A, even though it accepts A.
+        let outsider = PeerEndpoint::bind(&stranger, &[a.public()], None).expect("bind");
+        let _ = outsider.connect(&addr).await;
+        assert_eq!(results.recv().await.expect("result"), None);
+
+        // B refuses a server whose key it does not list.
+        let picky = PeerEndpoint::bind(&b, &[stranger.public()], None).expect("bind");
+        assert!(picky.connect(&addr).await.is_err());
+    }
+
     #[test]
     fn identity_file_is_created_once_with_mode_0600() {
         use std::os::unix::fs::PermissionsExt;

@@ -539,7 +539,7 @@ mod tests {
             c.peers,
             vec![PeerEntry {
                 address: "10.0.0.2:4434".into(),
-                public_key: k1.clone()
+                public_key: k1
             }]
         );
         let list = format!("10.0.0.3:4434={k1}, host-c:4434={k2}");

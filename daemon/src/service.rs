@@ -650,8 +650,7 @@ pub async fn run(
     let peers = if config.peers.is_empty() && config.peer_listen.is_none() {
         None
     } else {
-        let keys: Vec<keys::PublicKey> =
-            config.peers.iter().map(|p| p.public_key.clone()).collect();
+        let keys: Vec<keys::PublicKey> = config.peers.iter().map(|p| p.public_key).collect();
         let endpoint = crate::peer::PeerEndpoint::bind(&identity, &keys, config.peer_listen)?;
         tracing::info!(listen = ?endpoint.local_addr(), peers = config.peers.len(), public_key = %identity.public(), "peer relay ready");
         Some(Arc::new(PeerNet::new(endpoint, cache.clone())))

@@ -42,6 +42,10 @@ pub const BAN: Duration = Duration::from_secs(600);
 /// One exchange with a peer may take this long. A relay with an uplink waits
 /// for the server (one attempt, see `relay_attempt_timeout`) before answering.
 pub const PEER_EXCHANGE_TIMEOUT: Duration = Duration::from_secs(20);
+/// A handshake with a peer may take this long: a site LAN answers within
+/// milliseconds, and a peer host that is switched off must not hold up every
+/// check for long.
+pub const PEER_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The identity could not be loaded or created.
 #[derive(Debug, thiserror::Error)]
@@ -344,7 +348,7 @@ impl PeerEndpoint {
             .endpoint
             .connect_with(self.client.clone(), sock, PEER_TLS_NAME)
             .map_err(|e| err(e.to_string()))?;
-        let conn = tokio::time::timeout(PEER_EXCHANGE_TIMEOUT, connecting)
+        let conn = tokio::time::timeout(PEER_CONNECT_TIMEOUT, connecting)
             .await
             .map_err(|_| PeerExchangeError::Timeout {
                 addr: addr.to_owned(),

@@ -1,5 +1,5 @@
-//! Untrusted bytes from the network: frames of requests and responses, and the
-//! relay envelope's inner body. Must never panic or allocate beyond the limit.
+//! Untrusted bytes from the network: frames of requests and responses (to the
+//! server and between peers), and the relay envelope's inner body. Must never panic or allocate beyond the limit.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -9,6 +9,8 @@ use wire::{Request, Response};
 fuzz_target!(|data: &[u8]| {
     let _ = codec::decode_frame::<Request>(data);
     let _ = codec::decode_frame::<Response>(data);
+    let _ = codec::decode_frame::<wire::PeerRequest>(data);
+    let _ = codec::decode_frame::<wire::PeerResponse>(data);
     if let Ok(Some((body, _))) = codec::split_frame(data) {
         if let Ok(Request::Relay(env)) = codec::decode_body::<Request>(body) {
             let _ = codec::decode_body::<Request>(&env.body);

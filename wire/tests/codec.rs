@@ -383,3 +383,52 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn every_peer_message_round_trips() {
+    let body = codec::encode_body(&Request::Check(check())).expect("encode");
+    let requests = vec![
+        PeerRequest::Hello {
+            hardware_id: hwid(),
+            agent: "promos-licd/0.1.0".into(),
+        },
+        PeerRequest::Forward { body: body.clone() },
+        PeerRequest::Collect,
+        PeerRequest::Grants(vec![grant(), grant()]),
+    ];
+    for req in requests {
+        let frame = codec::encode_frame(&req).expect("encode");
+        assert_eq!(codec::decode_frame::<PeerRequest>(&frame), Ok(req));
+    }
+    let responses = vec![
+        PeerResponse::Hello {
+            hardware_id: hwid(),
+            agent: "promos-licd/0.1.0".into(),
+        },
+        PeerResponse::Answer { body: body.clone() },
+        PeerResponse::Queued,
+        PeerResponse::Collected {
+            answers: vec![body.clone(), body],
+            grants: vec![grant()],
+        },
+        PeerResponse::Ack,
+        PeerResponse::Error(PeerError::RateLimited {
+            retry_after_secs: 60,
+        }),
+        PeerResponse::Error(PeerError::QueueFull),
+        PeerResponse::Error(PeerError::Malformed("x".into())),
+    ];
+    for resp in responses {
+        let frame = codec::encode_frame(&resp).expect("encode");
+        assert_eq!(codec::decode_frame::<PeerResponse>(&frame), Ok(resp));
+    }
+}
+
+#[test]
+fn peer_frame_bytes_are_stable() {
+    // A compatibility promise between daemons of different versions on one site.
+    let frame = codec::encode_frame(&PeerRequest::Collect).expect("encode");
+    expect!["00000003000102"].assert_eq(&hex::encode(&frame));
+    let frame = codec::encode_frame(&PeerResponse::Queued).expect("encode");
+    expect!["00000003000102"].assert_eq(&hex::encode(&frame));
+}

@@ -109,6 +109,7 @@ fn fill(config: &Config, key: &SigningKeyPair) -> Vec<LicenseNumber> {
                     kind: MutationKind::New,
                     adds: Entitlements::standard_base(),
                     price_net: None,
+                    priced: None,
                     remarks: String::new(),
                 },
                 true,

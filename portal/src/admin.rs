@@ -175,6 +175,7 @@ pub fn execute(ctx: &AdminContext, envelope: AdminEnvelope) -> Result<AdminReply
                 kind: MutationKind::New,
                 adds: entitlements,
                 price_net: None,
+                priced: None,
                 remarks: "created by admin".into(),
             };
             let m = store.add_mutation(&license.number, new, true, &ctx.key, &actor, now);
@@ -302,6 +303,7 @@ pub fn execute(ctx: &AdminContext, envelope: AdminEnvelope) -> Result<AdminReply
                 kind: MutationKind::Upgrade,
                 adds,
                 price_net: None,
+                priced: None,
                 remarks: "upgrade by admin".into(),
             };
             let m = store.add_mutation(&number, new, true, &ctx.key, &actor, now)?;

@@ -20,7 +20,8 @@
 //!
 //! Environment overrides (applied after the file): `PLS_DATA_DIR`, `PLS_QUIC_LISTEN`,
 //! `PLS_QUIC_SERVER_NAMES` (comma separated), `PLS_QUIC_MAX_CONNECTIONS_PER_SOURCE`,
-//! `PLS_QUIC_ACTIVATIONS_PER_SOURCE_PER_MINUTE`, `PLS_LOG` (a tracing filter such as
+//! `PLS_QUIC_ACTIVATIONS_PER_SOURCE_PER_MINUTE`, `PLS_PRICES` (path of the price
+//! list), `PLS_LOG` (a tracing filter such as
 //! `info,portal=debug`), `PLS_LOG_JSON` (`1`/`true`).
 
 use serde::{Deserialize, Serialize};
@@ -39,6 +40,9 @@ pub struct Config {
     pub http: crate::web::HttpConfig,
     /// SMTP server; without it emails go to the file outbox `<data_dir>/outbox`.
     pub smtp: Option<crate::mail::SmtpConfig>,
+    /// The price list (a `prices.toml` like `pricing/prices.toml`); the list compiled
+    /// into `pls` when unset.
+    pub prices: Option<PathBuf>,
     pub log: LogConfig,
 }
 
@@ -83,6 +87,7 @@ impl Default for Config {
             quic: QuicConfig::default(),
             http: crate::web::HttpConfig::default(),
             smtp: None,
+            prices: None,
             log: LogConfig::default(),
         }
     }
@@ -207,6 +212,7 @@ impl Config {
             }
             "PLS_SMTP_USERNAME" => self.smtp_mut().username = Some(value.to_owned()),
             "PLS_SMTP_PASSWORD" => self.smtp_mut().password = Some(value.to_owned()),
+            "PLS_PRICES" => self.prices = Some(PathBuf::from(value)),
             "PLS_LOG" => self.log.filter = value.to_owned(),
             "PLS_LOG_JSON" => {
                 self.log.json = match value.trim() {

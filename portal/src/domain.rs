@@ -20,7 +20,8 @@
 //!   as "license was reset". Hard-dongle licenses bind to the dongle serial the vendor
 //!   enters and are never reset.
 //! - Engineering licenses have fixed counts and are valid 3 years from activation;
-//!   renewal is free and runs 3 years from the renewal.
+//!   renewal is free, offered from [`RENEWAL_WINDOW_DAYS`] before the end, and adds
+//!   3 years to the old end (or to the renewal day, if the license had expired).
 //! - Upgrades only add, and only while the runtime is reported stopped.
 
 use keys::{
@@ -33,6 +34,11 @@ use wire::RefusalReason;
 
 /// How long engineering licenses run: 3 years, one of them a leap year.
 pub const ENGINEERING_VALIDITY_DAYS: u64 = 3 * 365 + 1;
+/// From how many days before its end an engineering license can be renewed, and
+/// when the first reminder goes out (issue 6).
+pub const RENEWAL_WINDOW_DAYS: u64 = 60;
+/// When the second renewal reminder goes out.
+pub const RENEWAL_LAST_REMINDER_DAYS: u64 = 14;
 /// How long a quote can be ordered (manual: 14.09.2021 -> 14.12.2021, 3 months).
 pub const QUOTE_VALIDITY_DAYS: u64 = 91;
 /// How often a daemon checks in (manual 10.1: "once a day").
@@ -238,6 +244,34 @@ pub struct Mutation {
     /// Net price as a decimal string in EUR (the portal computes it with rust_decimal).
     pub price_net: Option<String>,
     pub remarks: String,
+    /// The priced summary as the customer saw it when quoting, so a quote keeps its
+    /// positions and price even if the vendor later changes the price list.
+    #[serde(default)]
+    pub priced: Option<PricedSummary>,
+}
+
+/// A quote's positions, net, VAT and gross as decimal strings in EUR, with each
+/// position's label in German and English.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PricedSummary {
+    pub positions: Vec<PricedPosition>,
+    pub net: String,
+    /// Percent, e.g. "19".
+    pub vat_percent: String,
+    pub vat: String,
+    pub gross: String,
+    /// The licensee's country code the VAT was taken from.
+    pub country: String,
+}
+
+/// One line of a [`PricedSummary`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PricedPosition {
+    pub de: String,
+    pub en: String,
+    pub quantity: u32,
+    pub unit_price: String,
+    pub amount: String,
 }
 
 impl Mutation {
@@ -410,11 +444,29 @@ pub fn check_new_mutation(
 /// engineering, the new end of validity. Does not issue a grant.
 pub fn apply_activation(license: &mut License, mutation: &Mutation, now: UnixTime) {
     license.entitlements = license.entitlements.plus(&mutation.adds);
-    if license.license_type == LicenseType::Engineering
-        && matches!(mutation.kind, MutationKind::New | MutationKind::Renewal)
-    {
-        license.valid_until = Some(now.plus_days(ENGINEERING_VALIDITY_DAYS));
+    if license.license_type == LicenseType::Engineering {
+        match mutation.kind {
+            MutationKind::New => {
+                license.valid_until = Some(now.plus_days(ENGINEERING_VALIDITY_DAYS));
+            }
+            // Renewing early (from 60 days before the end) loses no days: the new
+            // period starts where the old one ends.
+            MutationKind::Renewal => {
+                let from = license.valid_until.map_or(now, |end| end.max(now));
+                license.valid_until = Some(from.plus_days(ENGINEERING_VALIDITY_DAYS));
+            }
+            MutationKind::Upgrade => {}
+        }
     }
+}
+
+/// Whether an engineering license may be renewed at `now`: from
+/// [`RENEWAL_WINDOW_DAYS`] before its end on, and after it.
+pub fn renewal_offered(license: &License, now: UnixTime) -> bool {
+    license.license_type == LicenseType::Engineering
+        && license
+            .valid_until
+            .is_some_and(|end| now.plus_days(RENEWAL_WINDOW_DAYS) >= end)
 }
 
 /// True once anything was activated (an ordered, unpaid license has nothing).
@@ -627,6 +679,7 @@ mod tests {
             activated_at: None,
             price_net: None,
             remarks: String::new(),
+            priced: None,
         }
     }
 
@@ -780,10 +833,18 @@ mod tests {
             Entitlements::none(),
             MutationState::Activated,
         );
+        assert!(renewal_offered(&l, end));
         apply_activation(&mut l, &renewal, end);
+        let second_end = end.plus_days(ENGINEERING_VALIDITY_DAYS);
+        assert_eq!(l.valid_until, Some(second_end));
+        // Early renewal: offered from 60 days before the end, and it loses no days.
+        let early = UnixTime(second_end.0 - 60 * UnixTime::DAY);
+        assert!(!renewal_offered(&l, UnixTime(early.0 - 1)));
+        assert!(renewal_offered(&l, early));
+        apply_activation(&mut l, &renewal, early);
         assert_eq!(
             l.valid_until,
-            Some(end.plus_days(ENGINEERING_VALIDITY_DAYS))
+            Some(second_end.plus_days(ENGINEERING_VALIDITY_DAYS))
         );
         assert_eq!(l.entitlements, Entitlements::engineering());
     }

@@ -39,7 +39,8 @@ use std::time::Duration;
 
 /// How often quotes past their validity are marked expired. Hourly is plenty for
 /// a validity counted in months.
-const QUOTE_EXPIRY_INTERVAL: Duration = Duration::from_secs(3600);
+/// How often quotes are expired and renewal reminders sent.
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(600);
 
 /// The server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +53,8 @@ pub enum StartError {
     Quic(#[from] quic::QuicSetupError),
     #[error("cannot start the email sender: {0}")]
     Mail(String),
+    #[error("price list: {0}")]
+    Prices(String),
     #[error("cannot listen for the web portal on {addr}: {reason}")]
     Http { addr: SocketAddr, reason: String },
     #[error("cannot listen on the admin socket {path}: {source}")]
@@ -99,6 +102,15 @@ impl Server {
         let admin = tokio::net::UnixListener::bind(&sock).map_err(sock_err)?;
         std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600))
             .map_err(sock_err)?;
+        let prices = match &config.prices {
+            Some(path) => {
+                pricing::PriceList::load(path).map_err(|e| StartError::Prices(e.to_string()))?
+            }
+            None => pricing::PriceList::embedded(),
+        };
+        if prices.has_placeholders() {
+            tracing::warn!("the price list contains placeholder prices (marked `placeholder = true`); replace them before selling (README, \"Prices\")");
+        }
         let mailer = mail::Mailer::new(
             &store,
             &config.http.mail_from,
@@ -113,8 +125,10 @@ impl Server {
                 Arc::clone(&clock),
                 Arc::new(mailer),
                 config.http.clone(),
+                Arc::clone(&identity.key),
             )
-            .map_err(|e| StartError::Mail(e.to_string()))?,
+            .map_err(|e| StartError::Mail(e.to_string()))?
+            .with_prices(prices),
         );
         let http = web::HttpListener::bind(Arc::clone(&web)).map_err(|e| StartError::Http {
             addr: config.http.listen,
@@ -188,17 +202,18 @@ impl Server {
         ));
         let admin_ctx = self.admin_context();
         let admin_task = tokio::spawn(admin::serve_socket(self.admin, admin_ctx));
-        let store = Arc::clone(&self.store);
-        let clock = Arc::clone(&self.clock);
+        let web = Arc::clone(&self.web);
         let expiry_task = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(QUOTE_EXPIRY_INTERVAL);
+            let mut tick = tokio::time::interval(HOUSEKEEPING_INTERVAL);
             loop {
                 tick.tick().await;
-                let (store, now) = (Arc::clone(&store), clock.now());
-                match tokio::task::spawn_blocking(move || store.expire_quotes(now)).await {
-                    Ok(Ok(n)) if n > 0 => tracing::info!(expired = n, "quotes expired"),
-                    Ok(Err(e)) => tracing::error!(error = %e, "expiring quotes failed"),
-                    _ => {}
+                let web = Arc::clone(&web);
+                match tokio::task::spawn_blocking(move || web.housekeeping()).await {
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, "housekeeping (quote expiry, renewal reminders) failed")
+                    }
+                    Err(e) => tracing::error!(error = %e, "housekeeping task failed"),
+                    Ok(Ok(())) => {}
                 }
             }
         });

@@ -581,6 +581,7 @@ fn crash_writer(config: &Config) -> Result<()> {
                 kind: portal::domain::MutationKind::New,
                 adds: Entitlements::standard_base(),
                 price_net: None,
+                priced: None,
                 remarks: String::new(),
             },
             true,

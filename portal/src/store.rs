@@ -228,6 +228,8 @@ pub struct NewMutation {
     pub adds: Entitlements,
     pub price_net: Option<String>,
     pub remarks: String,
+    #[serde(default)]
+    pub priced: Option<crate::domain::PricedSummary>,
 }
 
 /// What a daemon's activation carries, after parsing.
@@ -958,6 +960,18 @@ impl Store {
             .transpose()
     }
 
+    /// Every mutation in `state`, across all licenses (the admin's open orders).
+    pub fn mutations_in_state(&self, state: MutationState) -> Result<Vec<Mutation>, StoreError> {
+        let mut out = vec![];
+        for v in self.t.mutations.iter().values() {
+            let m: Mutation = from_json("mutation", &v?)?;
+            if m.state == state {
+                out.push(m);
+            }
+        }
+        Ok(out)
+    }
+
     /// Whether ProMoS on the bound host last reported running.
     pub fn runtime_running(&self, license: &License) -> Result<bool, StoreError> {
         let last = self.last_check_in(&license.number)?;
@@ -1000,6 +1014,7 @@ impl Store {
                 activated_at: None,
                 price_net: new.price_net.clone(),
                 remarks: new.remarks.clone(),
+                priced: new.priced.clone(),
             };
             license.next_mutation += 1;
             tx.audit(
@@ -1036,6 +1051,10 @@ impl Store {
 
     fn orders_activate_at_once(&self, number: &LicenseNumber) -> Result<bool, LicenseError> {
         let license = self.existing_license(number)?;
+        // Engineering licenses are free: nothing to wait for (issue 7, step 7).
+        if license.license_type == keys::LicenseType::Engineering {
+            return Ok(true);
+        }
         Ok(match license.account {
             Some(a) => self.account(a)?.is_some_and(|a| a.trusted),
             None => false,
@@ -1954,6 +1973,7 @@ mod tests {
             kind: MutationKind::New,
             adds: Entitlements::standard_base(),
             price_net: None,
+            priced: None,
             remarks: String::new(),
         }
     }

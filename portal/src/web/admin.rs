@@ -1,15 +1,29 @@
-//! The vendor's admin pages. Every handler first checks that the session belongs
-//! to an admin account; anyone else gets the same 404 as for a page that does
-//! not exist, so the admin area's existence leaks nothing.
+//! The vendor's admin pages: orders awaiting payment ("mark paid" activates),
+//! every license and customer with search, a license's audit trail and check-ins,
+//! dongle serial entry, trusted customers, and failed emails.
+//!
+//! Every handler first checks that the session belongs to an admin account;
+//! anyone else gets the same 404 as for a page that does not exist, so the admin
+//! area's existence leaks nothing. Every change is written with
+//! `Actor::Admin(<admin email>)` into the audit trail.
 
-use super::pages::{self, AdminPage, Chrome, MailRow};
+use super::pages::{self, Chrome, MailRow};
+use super::shop::{self, csrf_refused, internal_error, tr};
 use super::{redirect, Ctx, Form, Web};
+use crate::domain::{self, Account, AccountId, Actor, License, MutationState};
+use crate::store::LicenseError;
+use askama::Template;
+use keys::{Binding, DongleSerial, LicenseNumber, LicenseType, Protection};
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use warp::http::{Response, StatusCode};
 use warp::hyper::Body;
 
 type Resp = Result<Response<Body>, Infallible>;
+
+/// Rows per page of the license and customer lists.
+pub const PAGE_SIZE: usize = 50;
 
 /// The answer for non-admins.
 pub fn not_for_you(web: &Web, ctx: &Ctx) -> Response<Body> {
@@ -23,10 +37,75 @@ pub fn not_for_you(web: &Web, ctx: &Ctx) -> Response<Body> {
     )
 }
 
+/// The admin's account; everyone else gets [`not_for_you`].
+fn admin(ctx: &Ctx) -> Option<Account> {
+    ctx.account.clone().filter(|a| a.admin)
+}
+
+/// One order awaiting payment.
+#[derive(Debug)]
+pub struct OrderRow {
+    pub id: String,
+    pub path: String,
+    pub license: String,
+    pub kind: String,
+    pub licensee: String,
+    pub customer: String,
+    pub ordered: String,
+    pub price: String,
+}
+
+#[derive(Template, Debug)]
+#[template(path = "admin.html")]
+pub struct AdminPage {
+    pub c: Chrome,
+    pub placeholders: bool,
+    pub orders: Vec<OrderRow>,
+    pub failing: Vec<MailRow>,
+    pub licenses: usize,
+    pub customers: usize,
+}
+
 pub async fn index(web: Arc<Web>, ctx: Ctx) -> Resp {
-    if !ctx.is_admin() {
+    if admin(&ctx).is_none() {
         return Ok(not_for_you(&web, &ctx));
     }
+    let de = ctx.lang.is_de();
+    let ordered = match web.store.mutations_in_state(MutationState::Ordered) {
+        Ok(m) => m,
+        Err(e) => return Ok(internal_error(&web, &ctx, "admin orders", e)),
+    };
+    let mut orders = vec![];
+    for m in ordered {
+        let Ok(Some(l)) = web.store.license(&m.license) else {
+            continue;
+        };
+        orders.push((
+            m.ordered_at,
+            OrderRow {
+                id: m.id(),
+                path: format!("/admin/orders/{}/{}/paid", m.license, m.number),
+                license: m.license.to_string(),
+                kind: kind_text(m.kind, de).into(),
+                licensee: format!(
+                    "{} ({} {})",
+                    l.licensee.company, l.licensee.first_name, l.licensee.last_name
+                ),
+                customer: customer_email(&web, &l),
+                ordered: m
+                    .ordered_at
+                    .map(|t| pages::date(t, ctx.lang))
+                    .unwrap_or_default(),
+                price: m
+                    .price_net
+                    .as_deref()
+                    .and_then(|p| p.parse().ok())
+                    .map(|p| pricing::money::eur(p, de))
+                    .unwrap_or_default(),
+            },
+        ));
+    }
+    orders.sort_by_key(|o| o.0);
     let failing = web
         .mailer
         .failing()
@@ -37,32 +116,540 @@ pub async fn index(web: Arc<Web>, ctx: Ctx) -> Resp {
             subject: j.email.subject,
             attempts: j.attempts,
             error: j.last_error.unwrap_or_default(),
-            next: j.next_attempt.to_string(),
+            next: pages::email_time(j.next_attempt, ctx.lang),
         })
         .collect();
     let page = AdminPage {
         c: Chrome::new(&web, &ctx, ctx.lang.t().admin_area),
-        placeholders: false,
-        placeholder_warning: "",
+        placeholders: web.prices.has_placeholders(),
+        orders: orders.into_iter().map(|(_, o)| o).collect(),
         failing,
+        licenses: web.store.license_count(),
+        customers: web.store.accounts().map(|a| a.len()).unwrap_or(0),
     };
     Ok(pages::render(&web, &ctx, StatusCode::OK, &page))
 }
 
+fn kind_text(k: domain::MutationKind, de: bool) -> &'static str {
+    match k {
+        domain::MutationKind::New => tr(de, "Neu", "New"),
+        domain::MutationKind::Upgrade => "Upgrade",
+        domain::MutationKind::Renewal => tr(de, "Verlängerung", "Renewal"),
+    }
+}
+
+fn customer_email(web: &Web, l: &License) -> String {
+    l.account
+        .and_then(|a| web.store.account(a).ok().flatten())
+        .map(|a| a.email)
+        .unwrap_or_else(|| "–".into())
+}
+
 pub async fn retry_mail(web: Arc<Web>, ctx: Ctx, id: u64, form: Form) -> Resp {
-    if !ctx.is_admin() {
+    if admin(&ctx).is_none() {
         return Ok(not_for_you(&web, &ctx));
     }
     if !ctx.csrf_ok(&web, &form) {
-        let t = ctx.lang.t();
-        return Ok(pages::message(
-            &web,
-            &ctx,
-            StatusCode::FORBIDDEN,
-            t.forbidden_title,
-            t.err_csrf,
-        ));
+        return Ok(csrf_refused(&web, &ctx));
     }
     let _ = web.mailer.retry_now(id);
     Ok(redirect("/admin", &[]))
+}
+
+/// "Mark paid": activates the order, issues a grant if a host or dongle is bound,
+/// and tells the customer.
+pub async fn mark_paid(web: Arc<Web>, ctx: Ctx, number: String, n: u32, form: Form) -> Resp {
+    let Some(me) = admin(&ctx) else {
+        return Ok(not_for_you(&web, &ctx));
+    };
+    if !ctx.csrf_ok(&web, &form) {
+        return Ok(csrf_refused(&web, &ctx));
+    }
+    let Ok(number) = number.parse::<LicenseNumber>() else {
+        return Ok(not_for_you(&web, &ctx));
+    };
+    let de = ctx.lang.is_de();
+    match web.store.activate_mutation(
+        &number,
+        n,
+        &web.key,
+        &Actor::Admin(me.email.clone()),
+        web.clock.now(),
+    ) {
+        Ok(m) => {
+            if let Err(e) = super::emails::activated(&web, &m) {
+                tracing::error!(error = %e, order = %m.id(), "activation email not queued");
+            }
+            let back = form.get("back");
+            Ok(redirect(
+                super::safe_local_path(back).unwrap_or("/admin"),
+                &[],
+            ))
+        }
+        Err(LicenseError::UnknownLicense(_) | LicenseError::UnknownMutation(..)) => {
+            Ok(not_for_you(&web, &ctx))
+        }
+        Err(LicenseError::Transition { .. }) => Ok(pages::message(
+            &web,
+            &ctx,
+            StatusCode::CONFLICT,
+            tr(de, "Nicht möglich", "Not possible"),
+            tr(
+                de,
+                "Diese Mutation ist nicht (mehr) als bestellt markiert; sie wurde bereits aktiviert oder gelöscht.",
+                "This mutation is not (or no longer) ordered; it was already activated or deleted.",
+            ),
+        )),
+        Err(e) => Ok(internal_error(&web, &ctx, "mark paid", e)),
+    }
+}
+
+// ----- licenses -------------------------------------------------------------------
+
+#[derive(Debug)]
+pub struct LicenseListRow {
+    pub number: String,
+    pub kind: String,
+    pub protection: String,
+    pub licensee: String,
+    pub data: String,
+    pub customer: String,
+    pub active: bool,
+    pub bound: String,
+}
+
+#[derive(Template, Debug)]
+#[template(path = "admin_licenses.html")]
+pub struct LicensesPage {
+    pub c: Chrome,
+    pub q: String,
+    pub total: usize,
+    pub rows: Vec<LicenseListRow>,
+    pub page: usize,
+    pub pages: usize,
+}
+
+/// Whether `license` matches the lowercased search `q` (number, licensee, license
+/// data, customer email, dongle serial, bound hardware ID).
+fn license_matches(l: &License, email: &str, q: &str) -> bool {
+    if q.is_empty() {
+        return true;
+    }
+    let li = &l.licensee;
+    let bound = match &l.binding {
+        Some(Binding::HardwareId(h)) => h.to_string(),
+        Some(Binding::DongleSerial(s)) => s.to_string(),
+        None => String::new(),
+    };
+    [
+        l.number.as_str(),
+        &li.company,
+        &li.first_name,
+        &li.last_name,
+        &li.city,
+        &li.email,
+        &l.license_data.name,
+        &l.license_data.city,
+        &l.license_data.postcode,
+        email,
+        &bound,
+    ]
+    .iter()
+    .any(|f| f.to_lowercase().contains(q))
+}
+
+pub async fn licenses(web: Arc<Web>, ctx: Ctx, q: HashMap<String, String>) -> Resp {
+    if admin(&ctx).is_none() {
+        return Ok(not_for_you(&web, &ctx));
+    }
+    let de = ctx.lang.is_de();
+    let search = q
+        .get("q")
+        .map(|s| s.trim().to_lowercase())
+        .unwrap_or_default();
+    let page = q
+        .get("page")
+        .and_then(|p| p.parse::<usize>().ok())
+        .unwrap_or(1)
+        .max(1);
+    let all = match web.store.licenses() {
+        Ok(l) => l,
+        Err(e) => return Ok(internal_error(&web, &ctx, "admin license list", e)),
+    };
+    let emails: HashMap<AccountId, String> = web
+        .store
+        .accounts()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|a| (a.id, a.email))
+        .collect();
+    let email_of = |l: &License| {
+        l.account
+            .and_then(|a| emails.get(&a).cloned())
+            .unwrap_or_default()
+    };
+    let matching: Vec<&License> = all
+        .iter()
+        .filter(|l| license_matches(l, &email_of(l), &search))
+        .collect();
+    let total = matching.len();
+    let pages = total.div_ceil(PAGE_SIZE).max(1);
+    let page = page.min(pages);
+    let rows = matching
+        .into_iter()
+        .skip((page - 1) * PAGE_SIZE)
+        .take(PAGE_SIZE)
+        .map(|l| LicenseListRow {
+            number: l.number.to_string(),
+            kind: match l.license_type {
+                LicenseType::Standard => "Standard".into(),
+                LicenseType::Engineering => "Engineering".into(),
+            },
+            protection: shop::protection_name(l.protection).into(),
+            licensee: format!(
+                "{} ({} {})",
+                l.licensee.company, l.licensee.first_name, l.licensee.last_name
+            ),
+            data: format!(
+                "{}, {} {}",
+                l.license_data.name, l.license_data.postcode, l.license_data.city
+            ),
+            customer: email_of(l),
+            active: domain::is_active(l),
+            bound: match &l.binding {
+                Some(Binding::HardwareId(h)) => h.to_string(),
+                Some(Binding::DongleSerial(s)) => format!("Dongle {s}"),
+                None => "–".into(),
+            },
+        })
+        .collect();
+    let page = LicensesPage {
+        c: Chrome::new(&web, &ctx, tr(de, "Alle Lizenzen", "All licenses")),
+        q: q.get("q").cloned().unwrap_or_default(),
+        total,
+        rows,
+        page,
+        pages,
+    };
+    Ok(pages::render(&web, &ctx, StatusCode::OK, &page))
+}
+
+#[derive(Debug)]
+pub struct AdminMutationRow {
+    pub id: String,
+    pub kind: String,
+    pub state: String,
+    pub created: String,
+    pub price: String,
+    pub paid_path: Option<String>,
+}
+
+#[derive(Template, Debug)]
+#[template(path = "admin_license.html")]
+pub struct LicenseDetailPage {
+    pub c: Chrome,
+    pub number: String,
+    pub kind: String,
+    pub protection: String,
+    pub hard_dongle: bool,
+    pub dongle_serial: String,
+    pub dongle_error: Option<String>,
+    pub customer: String,
+    pub licensee: String,
+    pub bound: String,
+    pub grant_serial: String,
+    pub valid_until: String,
+    pub mutations: Vec<AdminMutationRow>,
+    /// (when, who, what, detail)
+    pub audit: Vec<(String, String, String, String)>,
+    /// (when, host, running, via)
+    pub checkins: Vec<(String, String, String, String)>,
+}
+
+fn license_detail(
+    web: &Web,
+    ctx: &Ctx,
+    number: &str,
+    status: StatusCode,
+    dongle_error: Option<String>,
+) -> Response<Body> {
+    let de = ctx.lang.is_de();
+    let lang = ctx.lang;
+    let Ok(number) = number.parse::<LicenseNumber>() else {
+        return not_for_you(web, ctx);
+    };
+    let license = match web.store.license(&number) {
+        Ok(Some(l)) => l,
+        Ok(None) => return not_for_you(web, ctx),
+        Err(e) => return internal_error(web, ctx, "admin license", e),
+    };
+    let now = web.clock.now();
+    let mutations = web
+        .store
+        .mutations(&number)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| AdminMutationRow {
+            id: m.id(),
+            kind: kind_text(m.kind, de).into(),
+            state: if shop::quote_expired(&m, now) {
+                shop::state_name(MutationState::Expired, de).into()
+            } else {
+                shop::state_name(m.state, de).into()
+            },
+            created: pages::date(m.created_at, lang),
+            price: m
+                .price_net
+                .as_deref()
+                .and_then(|p| p.parse().ok())
+                .map(|p| pricing::money::eur(p, de))
+                .unwrap_or_default(),
+            paid_path: (m.state == MutationState::Ordered)
+                .then(|| format!("/admin/orders/{}/{}/paid", m.license, m.number)),
+        })
+        .collect();
+    let audit = web
+        .store
+        .audit(Some(&number), 200)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|a| {
+            (
+                pages::email_time(a.at, lang),
+                a.actor.to_string(),
+                a.action,
+                a.detail,
+            )
+        })
+        .collect();
+    let checkins = web
+        .store
+        .check_in_history(&number)
+        .unwrap_or_default()
+        .into_iter()
+        .rev()
+        .take(50)
+        .map(|c| {
+            (
+                pages::email_time(c.at, lang),
+                c.hardware_id.to_string(),
+                if c.running { "running" } else { "stopped" }.to_owned(),
+                c.from,
+            )
+        })
+        .collect();
+    let page = LicenseDetailPage {
+        c: Chrome::new(
+            web,
+            ctx,
+            &format!("{} {}", tr(de, "Lizenz", "License"), number),
+        ),
+        number: number.to_string(),
+        kind: match license.license_type {
+            LicenseType::Standard => "Standard".into(),
+            LicenseType::Engineering => "Engineering".into(),
+        },
+        protection: shop::protection_name(license.protection).into(),
+        hard_dongle: license.protection == Protection::HardDongle,
+        dongle_serial: license
+            .dongle_serial
+            .as_ref()
+            .map(|s| s.to_string())
+            .unwrap_or_default(),
+        dongle_error,
+        customer: customer_email(web, &license),
+        licensee: shop::licensee_line(&license.licensee, de),
+        bound: match &license.binding {
+            Some(Binding::HardwareId(h)) => h.to_string(),
+            Some(Binding::DongleSerial(s)) => format!("Dongle {s}"),
+            None => "–".into(),
+        },
+        grant_serial: license
+            .current_grant
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "–".into()),
+        valid_until: license
+            .valid_until
+            .map(|t| pages::date(t, lang))
+            .unwrap_or_else(|| "–".into()),
+        mutations,
+        audit,
+        checkins,
+    };
+    pages::render(web, ctx, status, &page)
+}
+
+pub async fn license(web: Arc<Web>, ctx: Ctx, number: String) -> Resp {
+    if admin(&ctx).is_none() {
+        return Ok(not_for_you(&web, &ctx));
+    }
+    Ok(license_detail(&web, &ctx, &number, StatusCode::OK, None))
+}
+
+/// The vendor enters the serial of the dongle shipped with a hardware-dongle
+/// license; the license file becomes downloadable.
+pub async fn set_dongle(web: Arc<Web>, ctx: Ctx, number: String, form: Form) -> Resp {
+    let Some(me) = admin(&ctx) else {
+        return Ok(not_for_you(&web, &ctx));
+    };
+    if !ctx.csrf_ok(&web, &form) {
+        return Ok(csrf_refused(&web, &ctx));
+    }
+    let de = ctx.lang.is_de();
+    let Ok(n) = number.parse::<LicenseNumber>() else {
+        return Ok(not_for_you(&web, &ctx));
+    };
+    let serial: DongleSerial = match form.get("serial").parse() {
+        Ok(s) => s,
+        Err(_) => {
+            return Ok(license_detail(
+                &web,
+                &ctx,
+                &number,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some(
+                    tr(
+                        de,
+                        "Die Dongle-Nummer besteht aus 1 bis 64 Buchstaben, Ziffern, - oder _.",
+                        "A dongle serial is 1 to 64 letters, digits, - or _.",
+                    )
+                    .into(),
+                ),
+            ))
+        }
+    };
+    match web.store.set_dongle_serial(
+        &n,
+        serial,
+        &web.key,
+        &Actor::Admin(me.email),
+        web.clock.now(),
+    ) {
+        Ok(_) => Ok(redirect(&format!("/admin/licenses/{n}"), &[])),
+        Err(LicenseError::NotHardDongle(_)) => Ok(license_detail(
+            &web,
+            &ctx,
+            &number,
+            StatusCode::CONFLICT,
+            Some(
+                tr(
+                    de,
+                    "Nur HardDongle-Lizenzen haben eine Dongle-Nummer.",
+                    "Only hardware-dongle licenses have a dongle serial.",
+                )
+                .into(),
+            ),
+        )),
+        Err(LicenseError::UnknownLicense(_)) => Ok(not_for_you(&web, &ctx)),
+        Err(e) => Ok(internal_error(&web, &ctx, "dongle serial", e)),
+    }
+}
+
+// ----- customers ------------------------------------------------------------------
+
+#[derive(Debug)]
+pub struct CustomerRow {
+    pub id: u64,
+    pub email: String,
+    pub company: String,
+    pub name: String,
+    pub verified: bool,
+    pub trusted: bool,
+    pub admin: bool,
+    pub licenses: usize,
+}
+
+#[derive(Template, Debug)]
+#[template(path = "admin_customers.html")]
+pub struct CustomersPage {
+    pub c: Chrome,
+    pub q: String,
+    pub total: usize,
+    pub rows: Vec<CustomerRow>,
+    pub page: usize,
+    pub pages: usize,
+}
+
+pub async fn customers(web: Arc<Web>, ctx: Ctx, q: HashMap<String, String>) -> Resp {
+    if admin(&ctx).is_none() {
+        return Ok(not_for_you(&web, &ctx));
+    }
+    let de = ctx.lang.is_de();
+    let search = q
+        .get("q")
+        .map(|s| s.trim().to_lowercase())
+        .unwrap_or_default();
+    let page = q
+        .get("page")
+        .and_then(|p| p.parse::<usize>().ok())
+        .unwrap_or(1)
+        .max(1);
+    let accounts = match web.store.accounts() {
+        Ok(a) => a,
+        Err(e) => return Ok(internal_error(&web, &ctx, "admin customers", e)),
+    };
+    let matching: Vec<Account> = accounts
+        .into_iter()
+        .filter(|a| {
+            search.is_empty()
+                || [&a.email, &a.company, &a.first_name, &a.last_name]
+                    .iter()
+                    .any(|f| f.to_lowercase().contains(&search))
+        })
+        .collect();
+    let total = matching.len();
+    let pages = total.div_ceil(PAGE_SIZE).max(1);
+    let page = page.min(pages);
+    let rows = matching
+        .into_iter()
+        .skip((page - 1) * PAGE_SIZE)
+        .take(PAGE_SIZE)
+        .map(|a| CustomerRow {
+            id: a.id.0,
+            licenses: web
+                .store
+                .licenses_of_account(a.id)
+                .map(|l| l.len())
+                .unwrap_or(0),
+            email: a.email,
+            company: a.company,
+            name: format!("{} {}", a.first_name, a.last_name),
+            verified: a.email_verified,
+            trusted: a.trusted,
+            admin: a.admin,
+        })
+        .collect();
+    let page = CustomersPage {
+        c: Chrome::new(&web, &ctx, tr(de, "Kunden", "Customers")),
+        q: q.get("q").cloned().unwrap_or_default(),
+        total,
+        rows,
+        page,
+        pages,
+    };
+    Ok(pages::render(&web, &ctx, StatusCode::OK, &page))
+}
+
+/// Marks a customer trusted (orders activate at once) or not.
+pub async fn set_trusted(web: Arc<Web>, ctx: Ctx, id: u64, form: Form) -> Resp {
+    let Some(me) = admin(&ctx) else {
+        return Ok(not_for_you(&web, &ctx));
+    };
+    if !ctx.csrf_ok(&web, &form) {
+        return Ok(csrf_refused(&web, &ctx));
+    }
+    let trusted = form.get("trusted") == "1";
+    match web.store.set_trusted(
+        AccountId(id),
+        trusted,
+        &Actor::Admin(me.email),
+        web.clock.now(),
+    ) {
+        Ok(_) => Ok(redirect(
+            super::safe_local_path(form.get("back")).unwrap_or("/admin/customers"),
+            &[],
+        )),
+        Err(crate::store::AccountError::UnknownAccount(_)) => Ok(not_for_you(&web, &ctx)),
+        Err(e) => Ok(internal_error(&web, &ctx, "trusted flag", e)),
+    }
 }

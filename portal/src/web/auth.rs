@@ -80,19 +80,46 @@ fn login_page_with(
     pages::render(web, ctx, status, &page)
 }
 
-pub async fn login_page(web: Arc<Web>, ctx: Ctx) -> Resp {
+/// The login form. `?next=/path` (a local path only) is where a successful
+/// login continues, so links from emails work for visitors who are logged out.
+pub async fn login_page(web: Arc<Web>, ctx: Ctx, q: HashMap<String, String>) -> Resp {
+    let next = q.get("next").and_then(|n| safe_local_path(n)).unwrap_or("");
     if ctx.session.is_some() {
-        return Ok(redirect("/licenses", &[]));
+        return Ok(redirect(
+            if next.is_empty() { "/licenses" } else { next },
+            &[],
+        ));
     }
     Ok(login_page_with(
         &web,
         &ctx,
         StatusCode::OK,
         "",
-        "",
+        next,
         None,
         false,
     ))
+}
+
+/// Where to send a visitor who must log in first: the login page, coming back here.
+pub fn login_first(ctx: &Ctx) -> Response<Body> {
+    redirect(
+        &format!("/login?next={}", urlencode(&ctx.path_and_query)),
+        &[],
+    )
+}
+
+fn urlencode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
 }
 
 pub async fn login_post(web: Arc<Web>, ctx: Ctx, form: Form) -> Resp {
@@ -620,7 +647,7 @@ pub async fn privacy(web: Arc<Web>, ctx: Ctx) -> Resp {
 /// The logged-in landing page: the customer's licenses.
 pub async fn licenses(web: Arc<Web>, ctx: Ctx) -> Resp {
     let Some(account) = &ctx.account else {
-        return Ok(redirect(&format!("/login?next={}", ctx.path), &[]));
+        return Ok(login_first(&ctx));
     };
     let de = ctx.lang.is_de();
     let list = match web.store.licenses_of_account(account.id) {

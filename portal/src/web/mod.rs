@@ -11,10 +11,13 @@
 
 pub mod admin;
 pub mod auth;
+pub mod emails;
 pub mod i18n;
+pub mod license;
 pub mod pages;
 pub mod password;
 pub mod session;
+pub mod shop;
 pub mod throttle;
 pub mod tokens;
 
@@ -22,7 +25,8 @@ use crate::domain::{Account, AccountId};
 use crate::mail::Mailer;
 use crate::store::{Store, StoreError};
 use i18n::Lang;
-use keys::Clock;
+use keys::{Clock, SigningKeyPair};
+use pricing::PriceList;
 use serde::{Deserialize, Serialize};
 use session::{Session, Sessions};
 use std::collections::HashMap;
@@ -69,10 +73,16 @@ pub struct Web {
     pub clock: Arc<dyn Clock>,
     pub mailer: Arc<Mailer>,
     pub cfg: HttpConfig,
+    /// Signs the grants that activations, edits and dongle serials issue.
+    pub key: Arc<SigningKeyPair>,
+    /// The price list (`prices` in the config; the embedded list by default).
+    pub prices: Arc<PriceList>,
     pub sessions: Sessions,
     pub tokens: EmailTokens,
     pub throttle: Throttle,
     prefs: sled::Tree,
+    /// Renewal reminders already sent: `<license>:<valid_until>:<days>`.
+    reminders: sled::Tree,
 }
 
 impl std::fmt::Debug for Web {
@@ -84,22 +94,44 @@ impl std::fmt::Debug for Web {
 }
 
 impl Web {
+    /// A portal on the embedded price list; see [`Web::with_prices`].
     pub fn new(
         store: Arc<Store>,
         clock: Arc<dyn Clock>,
         mailer: Arc<Mailer>,
         cfg: HttpConfig,
+        key: Arc<SigningKeyPair>,
     ) -> Result<Self, StoreError> {
         Ok(Web {
             sessions: Sessions::open(&store)?,
             tokens: EmailTokens::open(&store)?,
             prefs: store.web_tree("prefs")?,
+            reminders: store.web_tree("reminders")?,
             throttle: Throttle::default(),
             store,
             clock,
             mailer,
             cfg,
+            key,
+            prices: Arc::new(PriceList::embedded()),
         })
+    }
+
+    pub fn with_prices(mut self, prices: PriceList) -> Self {
+        self.prices = Arc::new(prices);
+        self
+    }
+
+    /// The periodic work: expire quotes past their validity and send the
+    /// engineering renewal reminders that are due. Idempotent; the server runs it
+    /// every few minutes and tests call it with a simulated clock.
+    pub fn housekeeping(&self) -> Result<(), String> {
+        let now = self.clock.now();
+        let expired = self.store.expire_quotes(now).map_err(|e| e.to_string())?;
+        if expired > 0 {
+            tracing::info!(expired, "quotes expired");
+        }
+        license::send_due_reminders(self, now)
     }
 
     pub fn secure_cookies(&self) -> bool {
@@ -120,6 +152,20 @@ impl Web {
         Lang::from_code(std::str::from_utf8(&v).ok()?)
     }
 
+    pub fn reminder_sent(&self, key: &str) -> bool {
+        self.reminders.contains_key(key).unwrap_or(false)
+    }
+
+    pub fn mark_reminder_sent(&self, key: &str) -> Result<(), StoreError> {
+        self.reminders.insert(key, &[])?;
+        Ok(())
+    }
+
+    /// The language emails to `account` are written in: its stored choice, else German.
+    pub fn lang_of(&self, account: Option<AccountId>) -> Lang {
+        account.and_then(|a| self.lang_pref(a)).unwrap_or(Lang::De)
+    }
+
     pub fn set_lang_pref(&self, account: AccountId, lang: Lang) -> Result<(), StoreError> {
         self.prefs.insert(account.0.to_be_bytes(), lang.code())?;
         Ok(())
@@ -138,6 +184,8 @@ pub struct Ctx {
     pub anon_is_new: bool,
     pub client: String,
     pub path: String,
+    /// Path with query string, for "log in and come back".
+    pub path_and_query: String,
 }
 
 impl Ctx {
@@ -199,12 +247,14 @@ fn ctx(web: Arc<Web>) -> impl Filter<Extract = (Ctx,), Error = Rejection> + Clon
         .and(warp::header::optional::<String>("x-forwarded-for"))
         .and(warp::addr::remote())
         .and(warp::path::full())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .map(
             move |cookie: Option<String>,
                   accept: Option<String>,
                   xff: Option<String>,
                   remote: Option<SocketAddr>,
-                  path: warp::path::FullPath| {
+                  path: warp::path::FullPath,
+                  query: String| {
                 let now = web.clock.now();
                 let cookie = cookie.as_deref();
                 let session = session::read_cookie(cookie, session::SESSION_COOKIE)
@@ -236,6 +286,11 @@ fn ctx(web: Arc<Web>) -> impl Filter<Extract = (Ctx,), Error = Rejection> + Clon
                     anon,
                     anon_is_new,
                     client,
+                    path_and_query: if query.is_empty() {
+                        path.as_str().to_owned()
+                    } else {
+                        format!("{}?{query}", path.as_str())
+                    },
                     path: path.as_str().to_owned(),
                 }
             },
@@ -317,11 +372,113 @@ pub fn routes(
     let get = warp::get().and(w.clone()).and(c.clone());
     let post = warp::post().and(w.clone()).and(c.clone());
 
-    let static_files = warp::path!("static" / "style.css")
+    let static_files = warp::get()
+        .and(warp::path!("static" / "style.css"))
         .map(|| {
             warp::reply::with_header(pages::STYLE_CSS, "content-type", "text/css; charset=utf-8")
                 .into_response()
         })
+        .or(warp::get()
+            .and(warp::path!("static" / "order.js"))
+            .map(shop::order_js))
+        .unify()
+        .boxed();
+
+    let shop_routes = get
+        .clone()
+        .and(warp::path!("quote"))
+        .and_then(shop::choose)
+        .or(get
+            .clone()
+            .and(warp::path!("quote" / String))
+            .and_then(shop::form_get))
+        .unify()
+        .or(post
+            .clone()
+            .and(warp::path!("quote" / String))
+            .and(form())
+            .and_then(shop::form_post))
+        .unify()
+        .or(get
+            .clone()
+            .and(warp::path!("api" / "price"))
+            .and(warp::query::<Vec<(String, String)>>())
+            .and_then(shop::price_api))
+        .unify()
+        .or(get
+            .clone()
+            .and(warp::path!("quotes"))
+            .and(warp::query::<HashMap<String, String>>())
+            .and_then(shop::quotes))
+        .unify()
+        .or(get
+            .clone()
+            .and(warp::path!("quotes" / String / u32))
+            .and_then(shop::quote_show))
+        .unify()
+        .or(post
+            .clone()
+            .and(warp::path!("quotes" / String / u32 / "order"))
+            .and(form())
+            .and_then(shop::quote_order))
+        .unify()
+        .or(post
+            .clone()
+            .and(warp::path!("quotes" / String / u32 / "delete"))
+            .and(form())
+            .and_then(shop::quote_delete))
+        .unify()
+        .boxed();
+
+    let license_routes = get
+        .clone()
+        .and(warp::path!("licenses" / String))
+        .and(warp::query::<HashMap<String, String>>())
+        .and_then(license::page)
+        .or(get
+            .clone()
+            .and(warp::path!("licenses" / String / "edit"))
+            .and_then(license::edit_get))
+        .unify()
+        .or(post
+            .clone()
+            .and(warp::path!("licenses" / String / "edit"))
+            .and(form())
+            .and_then(license::edit_post))
+        .unify()
+        .or(get
+            .clone()
+            .and(warp::path!("licenses" / String / "download"))
+            .and_then(license::download))
+        .unify()
+        .or(get
+            .clone()
+            .and(warp::path!("licenses" / String / "reset"))
+            .and_then(license::reset_get))
+        .unify()
+        .or(post
+            .clone()
+            .and(warp::path!("licenses" / String / "reset"))
+            .and(form())
+            .and_then(license::reset_post))
+        .unify()
+        .or(get
+            .clone()
+            .and(warp::path!("licenses" / String / "upgrade"))
+            .and_then(license::upgrade_get))
+        .unify()
+        .or(post
+            .clone()
+            .and(warp::path!("licenses" / String / "upgrade"))
+            .and(form())
+            .and_then(license::upgrade_post))
+        .unify()
+        .or(post
+            .clone()
+            .and(warp::path!("licenses" / String / "renew"))
+            .and(form())
+            .and_then(license::renew))
+        .unify()
         .boxed();
 
     let account_routes = get
@@ -331,6 +488,7 @@ pub fn routes(
         .or(get
             .clone()
             .and(warp::path!("login"))
+            .and(warp::query::<HashMap<String, String>>())
             .and_then(auth::login_page))
         .unify()
         .or(post
@@ -424,6 +582,41 @@ pub fn routes(
             .and(form())
             .and_then(admin::retry_mail))
         .unify()
+        .or(post
+            .clone()
+            .and(warp::path!("admin" / "orders" / String / u32 / "paid"))
+            .and(form())
+            .and_then(admin::mark_paid))
+        .unify()
+        .or(get
+            .clone()
+            .and(warp::path!("admin" / "licenses"))
+            .and(warp::query::<HashMap<String, String>>())
+            .and_then(admin::licenses))
+        .unify()
+        .or(get
+            .clone()
+            .and(warp::path!("admin" / "licenses" / String))
+            .and_then(admin::license))
+        .unify()
+        .or(post
+            .clone()
+            .and(warp::path!("admin" / "licenses" / String / "dongle"))
+            .and(form())
+            .and_then(admin::set_dongle))
+        .unify()
+        .or(get
+            .clone()
+            .and(warp::path!("admin" / "customers"))
+            .and(warp::query::<HashMap<String, String>>())
+            .and_then(admin::customers))
+        .unify()
+        .or(post
+            .clone()
+            .and(warp::path!("admin" / "customers" / u64 / "trusted"))
+            .and(form())
+            .and_then(admin::set_trusted))
+        .unify()
         .boxed();
 
     // GET only: a POST that failed (bad form, body too large) must reach the
@@ -436,6 +629,10 @@ pub fn routes(
 
     static_files
         .or(account_routes)
+        .unify()
+        .or(shop_routes)
+        .unify()
+        .or(license_routes)
         .unify()
         .or(admin_routes)
         .unify()
@@ -477,6 +674,7 @@ fn rejection_page(web: &Web, rej: Rejection) -> Response<Body> {
         anon_is_new: false,
         client: String::new(),
         path: String::new(),
+        path_and_query: String::new(),
     };
     let t = ctx.lang.t();
     let (title, text) = match status {

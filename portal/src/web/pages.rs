@@ -28,6 +28,16 @@ pub struct Chrome {
 }
 
 impl Chrome {
+    /// The German or the English text, by the page's language (new pages keep both
+    /// languages side by side where the text is used).
+    pub fn tr<'a>(&self, de: &'a str, en: &'a str) -> &'a str {
+        if self.lang == "de" {
+            de
+        } else {
+            en
+        }
+    }
+
     pub fn new(web: &Web, ctx: &Ctx, title: &str) -> Self {
         Chrome {
             t: ctx.lang.t(),
@@ -159,15 +169,6 @@ pub struct MailRow {
     pub attempts: u32,
     pub error: String,
     pub next: String,
-}
-
-#[derive(Template, Debug)]
-#[template(path = "admin.html")]
-pub struct AdminPage {
-    pub c: Chrome,
-    pub placeholders: bool,
-    pub placeholder_warning: &'static str,
-    pub failing: Vec<MailRow>,
 }
 
 /// A page with a title and text, optionally a link.

@@ -159,6 +159,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     kind: MutationKind::New,
                     adds: adds.clone(),
                     price_net: None,
+                    priced: None,
                     remarks: String::new(),
                 };
                 let got = store.add_mutation(&m.number, new, true, &key, &actor, now);
@@ -167,11 +168,20 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 } else {
                     let got = got.expect("order");
                     prop_assert_eq!(got.number as usize, m.mutations.len() + 1);
+                    // Engineering licenses are free: their orders activate at once.
+                    let engineering = m.protection == Protection::Engineering;
                     m.mutations.push(ModelMutation {
                         kind: MutationKind::New,
                         adds,
-                        state: MState::Ordered,
+                        state: if engineering {
+                            MState::Activated
+                        } else {
+                            MState::Ordered
+                        },
                     });
+                    if engineering {
+                        m.issue();
+                    }
                 }
             }
             Op::Upgrade(i, n) => {
@@ -183,6 +193,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     kind: MutationKind::Upgrade,
                     adds: adds.clone(),
                     price_net: None,
+                    priced: None,
                     remarks: String::new(),
                 };
                 let got = store.add_mutation(&m.number, new, true, &key, &actor, now);

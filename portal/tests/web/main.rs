@@ -1,8 +1,10 @@
-//! The account pages over real HTTP: registration, verification, login, logout,
+//! The portal over real HTTP. This file: the account pages: registration, verification, login, logout,
 //! password reset, CSRF, throttling, languages, escaping, admin access, and
 //! email delivery through the file outbox and through a real SMTP server.
+//! `shop.rs`: quotes, orders, licenses and the admin pages (issue 6).
 
 mod browser;
+mod shop;
 
 use browser::{between, outbox, Browser};
 use keys::{SimClock, UnixTime};
@@ -50,7 +52,9 @@ impl Portal {
             public_url: public_url.into(),
             ..HttpConfig::default()
         };
-        let web = Arc::new(Web::new(store, Arc::new(clock.clone()), mailer, cfg).expect("web"));
+        let key = Arc::new(keys::SigningKeyPair::from_seed(&[7; 32]));
+        let web =
+            Arc::new(Web::new(store, Arc::new(clock.clone()), mailer, cfg, key).expect("web"));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (addr, _task) = web::serve(web.clone(), async move {
             let _ = stopped.await;

@@ -1,0 +1,210 @@
+//! The emails of quotes and orders (manual 4.1): the quote with all positions and
+//! a link to order it, the order confirmation, the activation notice, and the
+//! renewal reminders of engineering licenses. Each has a plain-text and an HTML
+//! part from one askama template pair (`emails/mutation.txt|html`), in the
+//! language the customer last chose in the portal (German by default).
+
+use super::i18n::Lang;
+use super::pages;
+use super::shop::{country_name, tr, SummaryView};
+use super::{Ctx, Web};
+use crate::domain::{License, Licensee, Mutation};
+use crate::mail::Email;
+use askama::Template;
+
+/// What a mutation email says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Quote,
+    Ordered,
+    Activated,
+}
+
+/// The model both parts render.
+#[derive(Debug)]
+pub struct MutationEmail {
+    pub kind: &'static str,
+    pub de: bool,
+    pub name: String,
+    pub id: String,
+    pub license: String,
+    pub until: String,
+    pub link: String,
+    /// (label, value) of "Ihre Angaben".
+    pub licensee: Vec<(String, String)>,
+    pub s: Option<SummaryView>,
+    pub days_left: u64,
+}
+
+#[derive(Template, Debug)]
+#[template(path = "emails/mutation.txt")]
+pub struct MutationText<'a> {
+    pub m: &'a MutationEmail,
+}
+
+#[derive(Template, Debug)]
+#[template(path = "emails/mutation.html")]
+pub struct MutationHtml<'a> {
+    pub m: &'a MutationEmail,
+}
+
+fn licensee_rows(l: &Licensee, de: bool) -> Vec<(String, String)> {
+    vec![
+        ("Name".into(), format!("{} {}", l.first_name, l.last_name)),
+        (tr(de, "Firma", "Company").into(), l.company.clone()),
+        (
+            tr(de, "Straße und Hausnummer", "Street and number").into(),
+            l.street.clone(),
+        ),
+        (tr(de, "PLZ", "Postcode").into(), l.postcode.clone()),
+        (tr(de, "Ort", "City").into(), l.city.clone()),
+        (
+            tr(de, "Kanton/Bundesland", "Canton/state").into(),
+            l.state.clone(),
+        ),
+        (
+            tr(de, "Land", "Country").into(),
+            country_name(&l.country, de),
+        ),
+    ]
+}
+
+/// The owner's address and language, or the licensee's address for licenses the
+/// vendor created without an account.
+fn recipient(web: &Web, license: &License) -> (String, String, Lang) {
+    let lang = web.lang_of(license.account);
+    match license
+        .account
+        .and_then(|a| web.store.account(a).ok().flatten())
+    {
+        Some(a) => (a.email, format!("{} {}", a.first_name, a.last_name), lang),
+        None => (
+            license.licensee.email.clone(),
+            format!(
+                "{} {}",
+                license.licensee.first_name, license.licensee.last_name
+            ),
+            lang,
+        ),
+    }
+}
+
+fn send(web: &Web, to: String, subject: String, m: &MutationEmail) -> Result<(), String> {
+    let text = MutationText { m }.render().map_err(|e| e.to_string())?;
+    let html = MutationHtml { m }.render().map_err(|e| e.to_string())?;
+    web.mailer
+        .enqueue(Email {
+            to,
+            subject,
+            text,
+            html,
+        })
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+fn mutation_email(web: &Web, kind: Kind, m: &Mutation, lang: Option<Lang>) -> Result<(), String> {
+    let license = web
+        .store
+        .license(&m.license)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("license {} vanished", m.license))?;
+    let (to, name, stored_lang) = recipient(web, &license);
+    let lang = lang.unwrap_or(stored_lang);
+    let de = lang.is_de();
+    let id = m.id();
+    let (subject, kind_key) = match kind {
+        Kind::Quote => (
+            format!(
+                "{} {id}",
+                tr(de, "Ihr ProMoS Angebot Nr.", "Your ProMoS quote no.")
+            ),
+            "quote",
+        ),
+        Kind::Ordered => (
+            format!(
+                "{} {id}",
+                tr(de, "Ihre ProMoS Bestellung Nr.", "Your ProMoS order no.")
+            ),
+            "ordered",
+        ),
+        Kind::Activated => (
+            format!(
+                "{} {} {}",
+                tr(de, "Ihre ProMoS Lizenz", "Your ProMoS license"),
+                m.license,
+                tr(de, "ist freigeschaltet", "is activated")
+            ),
+            "activated",
+        ),
+    };
+    let after = if m.kind == crate::domain::MutationKind::New {
+        m.adds.clone()
+    } else {
+        license.entitlements.clone()
+    };
+    let email = MutationEmail {
+        kind: kind_key,
+        de,
+        name,
+        id,
+        license: m.license.to_string(),
+        until: pages::date(m.quote_valid_until, lang),
+        link: web.link(&match kind {
+            Kind::Quote => format!("/quotes/{}/{}", m.license, m.number),
+            _ => format!("/licenses/{}", m.license),
+        }),
+        licensee: licensee_rows(&license.licensee, de),
+        s: m.priced
+            .as_ref()
+            .map(|s| SummaryView::build(s, &after, None, de)),
+        days_left: 0,
+    };
+    send(web, to, subject, &email)
+}
+
+/// "Ihr ProMoS Angebot Nr. ...": in the language the customer is using right now.
+pub fn quote(web: &Web, ctx: &Ctx, m: &Mutation) -> Result<(), String> {
+    mutation_email(web, Kind::Quote, m, Some(ctx.lang))
+}
+
+pub fn ordered(web: &Web, m: &Mutation) -> Result<(), String> {
+    mutation_email(web, Kind::Ordered, m, None)
+}
+
+pub fn activated(web: &Web, m: &Mutation) -> Result<(), String> {
+    mutation_email(web, Kind::Activated, m, None)
+}
+
+/// The reminder that an engineering license ends in `days_left` days.
+pub fn renewal_reminder(web: &Web, license: &License, days_left: u64) -> Result<(), String> {
+    let (to, name, lang) = recipient(web, license);
+    let de = lang.is_de();
+    let until = license
+        .valid_until
+        .map(|t| pages::date(t, lang))
+        .unwrap_or_default();
+    let email = MutationEmail {
+        kind: "reminder",
+        de,
+        name,
+        id: license.number.to_string(),
+        license: license.number.to_string(),
+        until,
+        link: web.link(&format!("/licenses/{}", license.number)),
+        licensee: licensee_rows(&license.licensee, de),
+        s: None,
+        days_left,
+    };
+    let subject = format!(
+        "{} {} {}",
+        tr(
+            de,
+            "Ihre ProMoS Engineering-Lizenz",
+            "Your ProMoS engineering license"
+        ),
+        license.number,
+        tr(de, "läuft bald ab", "ends soon")
+    );
+    send(web, to, subject, &email)
+}

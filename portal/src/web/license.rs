@@ -1,0 +1,821 @@
+//! The license page and its actions (manual chapters 5 to 8): show token, edit
+//! the license data, download the license file, reset the hardware binding,
+//! upgrade, and the free renewal of engineering licenses with its reminders.
+//!
+//! Every handler first resolves the license with [`owned`]: the owner and vendor
+//! staff get it, everyone else the same 404 as for a number that does not exist,
+//! so nobody learns which license numbers exist.
+
+use super::auth::login_first;
+use super::pages::{self, Chrome};
+use super::shop::{
+    self, csrf_refused, entitlement_lines, internal_error, option_lines, program_lines, tr,
+    Entered, Errors, FormState, SummaryPage, SummaryView,
+};
+use super::{redirect, Ctx, Form, Web};
+use crate::domain::{
+    self, Actor, License, MutationKind, MutationRuleError, MutationState,
+    RENEWAL_LAST_REMINDER_DAYS, RENEWAL_WINDOW_DAYS,
+};
+use crate::store::{LicenseError, NewMutation};
+use askama::Template;
+use keys::{Binding, Entitlements, LicenseData, LicenseType, Protection, TrustedKeys, UnixTime};
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use warp::http::{header, Response, StatusCode};
+use warp::hyper::Body;
+
+type Resp = Result<Response<Body>, Infallible>;
+
+/// The license `number` if the request may see it: its owner, or vendor staff.
+pub fn owned(web: &Web, ctx: &Ctx, number: &str) -> Option<License> {
+    let account = ctx.account.as_ref()?;
+    let number: keys::LicenseNumber = number.parse().ok()?;
+    let license = web.store.license(&number).ok()??;
+    (account.admin || license.account == Some(account.id)).then_some(license)
+}
+
+fn not_found(web: &Web, ctx: &Ctx) -> Response<Body> {
+    super::admin::not_for_you(web, ctx)
+}
+
+/// A mutation rule as the customer reads it.
+pub fn rule_text(rule: &MutationRuleError, de: bool) -> String {
+    use MutationRuleError as R;
+    let (g, e) = match rule {
+        R::UpgradeAddsNothing => (
+            "Ein Upgrade muss mindestens einen Datenpunkt, Benutzer oder eine Option hinzufügen.",
+            "An upgrade must add at least one data point, user or option.",
+        ),
+        R::RuntimeRunning => (
+            "Ein Upgrade ist nur möglich, während ProMoS gestoppt ist. Bitte beenden Sie ProMoS und versuchen Sie es erneut.",
+            "An upgrade is only possible while ProMoS is stopped. Please exit ProMoS and try again.",
+        ),
+        R::EngineeringUpgrade => (
+            "Engineering-Lizenzen haben feste Anzahlen und können nicht erweitert werden.",
+            "Engineering licenses have fixed counts and cannot be upgraded.",
+        ),
+        R::AboveMaximum { .. } => {
+            return if de {
+                format!("Das Maximum ist überschritten: {rule}")
+            } else {
+                format!("The maximum is exceeded: {rule}")
+            }
+        }
+        other => return other.to_string(),
+    };
+    tr(de, g, e).to_owned()
+}
+
+fn conflict(web: &Web, ctx: &Ctx, title: &str, text: &str) -> Response<Body> {
+    pages::message(web, ctx, StatusCode::CONFLICT, title, text)
+}
+
+// ----- the license page -------------------------------------------------------------
+
+/// One line of the mutation history.
+#[derive(Clone, Debug)]
+pub struct MutationRow {
+    pub id: String,
+    pub path: String,
+    pub kind: String,
+    pub state: String,
+    pub created: String,
+    pub price: String,
+}
+
+#[derive(Template, Debug)]
+#[template(path = "license.html")]
+pub struct LicensePage {
+    pub c: Chrome,
+    pub number: String,
+    pub token: Option<String>,
+    pub kind: String,
+    pub protection: String,
+    pub licensee: String,
+    pub data: LicenseData,
+    pub dongle_serial: Option<String>,
+    pub valid_until: Option<String>,
+    pub notice: Option<String>,
+    pub running: bool,
+    pub last_seen: Option<String>,
+    pub bound: Option<String>,
+    pub via: Option<String>,
+    pub active: bool,
+    pub drivers: Vec<(String, String)>,
+    pub programs: Vec<(String, String)>,
+    pub options: Vec<String>,
+    pub mutations: Vec<MutationRow>,
+    pub can_download: bool,
+    pub hard_dongle: bool,
+    pub can_reset: bool,
+    pub can_upgrade: bool,
+    pub upgrade_hint: Option<String>,
+    pub can_renew: bool,
+}
+
+fn kind_name(t: LicenseType, de: bool) -> &'static str {
+    match t {
+        LicenseType::Standard => tr(de, "Standard-Lizenz", "Standard license"),
+        LicenseType::Engineering => tr(de, "Engineering-Lizenz", "Engineering license"),
+    }
+}
+
+pub async fn page(web: Arc<Web>, ctx: Ctx, number: String, q: HashMap<String, String>) -> Resp {
+    if ctx.account.is_none() {
+        return Ok(login_first(&ctx));
+    }
+    let Some(license) = owned(&web, &ctx, &number) else {
+        return Ok(not_found(&web, &ctx));
+    };
+    let de = ctx.lang.is_de();
+    let lang = ctx.lang;
+    let now = web.clock.now();
+    let mutations = match web.store.mutations(&license.number) {
+        Ok(m) => m,
+        Err(e) => return Ok(internal_error(&web, &ctx, "license page", e)),
+    };
+    let last = web.store.last_check_in(&license.number).ok().flatten();
+    let running = web.store.runtime_running(&license).unwrap_or(false);
+    let active = domain::is_active(&license);
+    let notice = if let Some(n) = q.get("ordered").and_then(|n| n.parse::<u32>().ok()) {
+        mutations.iter().find(|m| m.number == n).map(|m| {
+            if m.state == MutationState::Activated {
+                tr(
+                    de,
+                    "Vielen Dank für Ihre Bestellung! Ihre Lizenz ist freigeschaltet.",
+                    "Thank you for your order! Your license is activated.",
+                )
+                .to_owned()
+            } else {
+                tr(
+                    de,
+                    "Vielen Dank für Ihre Bestellung! Sobald Ihre Zahlung bei uns eingegangen ist, werden wir Ihre Lizenz schnellstmöglich freischalten und Sie per Email informieren.",
+                    "Thank you for your order! As soon as we have received your payment, we will activate your license as quickly as possible and inform you by email.",
+                )
+                .to_owned()
+            }
+        })
+    } else if q.contains_key("reset") {
+        Some(
+            tr(
+                de,
+                "Die Lizenz wurde zurückgesetzt. ProMoS kann jetzt auf einem anderen Rechner gestartet werden; der bisherige Rechner ist nicht mehr lizenziert.",
+                "The license was reset. ProMoS can now be started on another computer; the previous computer is no longer licensed.",
+            )
+            .to_owned(),
+        )
+    } else if q.contains_key("saved") {
+        Some(
+            tr(
+                de,
+                "Die Lizenzdaten wurden gespeichert.",
+                "The license data was saved.",
+            )
+            .to_owned(),
+        )
+    } else if q.contains_key("renewed") {
+        Some(
+            tr(
+                de,
+                "Die Lizenz wurde kostenlos verlängert. ProMoS erhält die neue Lizenz bei der nächsten Prüfung.",
+                "The license was renewed free of charge. ProMoS receives the new license at its next check.",
+            )
+            .to_owned(),
+        )
+    } else {
+        None
+    };
+    let standard_active = license.license_type == LicenseType::Standard && active;
+    let page = LicensePage {
+        c: Chrome::new(
+            &web,
+            &ctx,
+            &format!("{} {}", tr(de, "Lizenz", "License"), license.number),
+        ),
+        number: license.number.to_string(),
+        token: (q.get("token").map(String::as_str) == Some("show"))
+            .then(|| license.token.expose().to_owned()),
+        kind: kind_name(license.license_type, de).into(),
+        protection: shop::protection_name(license.protection).into(),
+        licensee: shop::licensee_line(&license.licensee, de),
+        data: license.license_data.clone(),
+        dongle_serial: license.dongle_serial.as_ref().map(|s| s.to_string()),
+        valid_until: license.valid_until.map(|t| pages::date(t, lang)),
+        notice,
+        running,
+        last_seen: last.as_ref().map(|c| pages::email_time(c.at, lang)),
+        bound: match &license.binding {
+            Some(Binding::HardwareId(h)) => Some(h.to_string()),
+            Some(Binding::DongleSerial(s)) => Some(format!("Dongle {s}")),
+            None => None,
+        },
+        via: last.as_ref().and_then(|c| {
+            c.from
+                .split_once(" via relay ")
+                .map(|(_, peer)| peer.to_owned())
+        }),
+        active,
+        drivers: if active {
+            entitlement_lines(&license.entitlements, None, de)
+        } else {
+            vec![]
+        },
+        programs: if active {
+            program_lines(&license.entitlements, de)
+        } else {
+            vec![]
+        },
+        options: option_lines(&license.entitlements, de),
+        mutations: mutations
+            .iter()
+            .filter(|m| m.state != MutationState::Deleted)
+            .map(|m| MutationRow {
+                id: m.id(),
+                path: format!("/quotes/{}/{}", m.license, m.number),
+                kind: match m.kind {
+                    MutationKind::New => tr(de, "Neu", "New").into(),
+                    MutationKind::Upgrade => "Upgrade".into(),
+                    MutationKind::Renewal => tr(de, "Verlängerung", "Renewal").into(),
+                },
+                state: if shop::quote_expired(m, now) {
+                    shop::state_name(MutationState::Expired, de).into()
+                } else {
+                    shop::state_name(m.state, de).into()
+                },
+                created: pages::date(m.created_at, lang),
+                price: m
+                    .price_net
+                    .as_deref()
+                    .and_then(|p| p.parse().ok())
+                    .map(|p| pricing::money::eur(p, de))
+                    .unwrap_or_default(),
+            })
+            .collect(),
+        can_download: license.protection == Protection::HardDongle
+            && license.dongle_serial.is_some()
+            && license.current_grant.is_some(),
+        hard_dongle: license.protection == Protection::HardDongle,
+        can_reset: license.protection != Protection::HardDongle
+            && matches!(license.binding, Some(Binding::HardwareId(_))),
+        can_upgrade: standard_active && !running,
+        upgrade_hint: (standard_active && running).then(|| {
+            tr(
+                de,
+                "Ein Upgrade ist möglich, sobald ProMoS beendet ist.",
+                "An upgrade is offered once ProMoS is stopped.",
+            )
+            .to_owned()
+        }),
+        can_renew: active && domain::renewal_offered(&license, now),
+    };
+    Ok(pages::render(&web, &ctx, StatusCode::OK, &page))
+}
+
+// ----- edit -------------------------------------------------------------------------
+
+#[derive(Template, Debug)]
+#[template(path = "license_edit.html")]
+pub struct EditPage {
+    pub c: Chrome,
+    pub number: String,
+    pub fields: Vec<shop::FieldView>,
+}
+
+fn edit_page(
+    web: &Web,
+    ctx: &Ctx,
+    status: StatusCode,
+    number: &str,
+    data: &LicenseData,
+    errors: &Errors,
+) -> Response<Body> {
+    let de = ctx.lang.is_de();
+    let f = |name: &'static str, label: &'static str, value: &str| shop::FieldView {
+        name,
+        label,
+        value: value.to_owned(),
+        kind: "text",
+        error: errors.get(name).cloned(),
+    };
+    let page = EditPage {
+        c: Chrome::new(web, ctx, tr(de, "Lizenz bearbeiten", "Edit license")),
+        number: number.to_owned(),
+        fields: vec![
+            f("data_name", "Name", &data.name),
+            f("data_postcode", tr(de, "PLZ", "Postcode"), &data.postcode),
+            f("data_city", tr(de, "Ort", "City"), &data.city),
+        ],
+    };
+    pages::render(web, ctx, status, &page)
+}
+
+pub async fn edit_get(web: Arc<Web>, ctx: Ctx, number: String) -> Resp {
+    if ctx.account.is_none() {
+        return Ok(login_first(&ctx));
+    }
+    let Some(license) = owned(&web, &ctx, &number) else {
+        return Ok(not_found(&web, &ctx));
+    };
+    Ok(edit_page(
+        &web,
+        &ctx,
+        StatusCode::OK,
+        license.number.as_str(),
+        &license.license_data,
+        &Errors::new(),
+    ))
+}
+
+/// Saves name, postcode and city (manual 5: nothing else can change after ordering).
+pub async fn edit_post(web: Arc<Web>, ctx: Ctx, number: String, form: Form) -> Resp {
+    let Some(account) = ctx.account.clone() else {
+        return Ok(login_first(&ctx));
+    };
+    let Some(license) = owned(&web, &ctx, &number) else {
+        return Ok(not_found(&web, &ctx));
+    };
+    if !ctx.csrf_ok(&web, &form) {
+        return Ok(csrf_refused(&web, &ctx));
+    }
+    let de = ctx.lang.is_de();
+    let data = LicenseData {
+        name: form.get("data_name").to_owned(),
+        postcode: form.get("data_postcode").to_owned(),
+        city: form.get("data_city").to_owned(),
+    };
+    let mut errors = Errors::new();
+    for (k, v) in [
+        ("data_name", &data.name),
+        ("data_postcode", &data.postcode),
+        ("data_city", &data.city),
+    ] {
+        if v.is_empty() {
+            errors.insert(
+                k.into(),
+                tr(de, "Bitte ausfüllen.", "Please fill in.").into(),
+            );
+        } else if v.chars().count() > 200 {
+            errors.insert(
+                k.into(),
+                tr(de, "Höchstens 200 Zeichen.", "At most 200 characters.").into(),
+            );
+        }
+    }
+    if !errors.is_empty() {
+        return Ok(edit_page(
+            &web,
+            &ctx,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            license.number.as_str(),
+            &data,
+            &errors,
+        ));
+    }
+    let actor = if account.admin && license.account != Some(account.id) {
+        Actor::Admin(account.email.clone())
+    } else {
+        Actor::Account(account.id)
+    };
+    match web
+        .store
+        .update_license_data(&license.number, data, &web.key, &actor, web.clock.now())
+    {
+        Ok(_) => Ok(redirect(
+            &format!("/licenses/{}?saved=1", license.number),
+            &[],
+        )),
+        Err(e) => Ok(internal_error(&web, &ctx, "editing license data", e)),
+    }
+}
+
+fn actor_for(ctx: &Ctx, license: &License) -> Actor {
+    match &ctx.account {
+        Some(a) if a.admin && license.account != Some(a.id) => Actor::Admin(a.email.clone()),
+        Some(a) => Actor::Account(a.id),
+        None => Actor::System,
+    }
+}
+
+// ----- download -----------------------------------------------------------------------
+
+/// The signed license file `<number>.json` (manual 6): hardware-dongle licenses
+/// only, once the vendor entered the dongle serial. The stored grant is verified
+/// against the server's key before it leaves.
+pub async fn download(web: Arc<Web>, ctx: Ctx, number: String) -> Resp {
+    if ctx.account.is_none() {
+        return Ok(login_first(&ctx));
+    }
+    let Some(license) = owned(&web, &ctx, &number) else {
+        return Ok(not_found(&web, &ctx));
+    };
+    let de = ctx.lang.is_de();
+    let title = tr(de, "Lizenz herunterladen", "Download license");
+    if license.protection != Protection::HardDongle {
+        return Ok(conflict(
+            &web,
+            &ctx,
+            title,
+            tr(
+                de,
+                "Die Lizenzdatei gibt es nur für HardDongle-Lizenzen. Eine SoftDongle- oder Engineering-Lizenz wird über das Internet geprüft; sie darf NICHT in das Projekt kopiert werden.",
+                "License files exist for hardware-dongle licenses only. A soft-dongle or engineering license is checked over the internet; it must NOT be copied into the project.",
+            ),
+        ));
+    }
+    if license.dongle_serial.is_none() {
+        return Ok(conflict(
+            &web,
+            &ctx,
+            title,
+            tr(
+                de,
+                "Die Lizenzdatei kann erst heruntergeladen werden, wenn der Dongle ausgeliefert und seine Nummer im Lizenzserver eingetragen ist.",
+                "The license file can be downloaded once the dongle has been delivered and its number entered in the license server.",
+            ),
+        ));
+    }
+    let grant = match web.store.current_grant(&license) {
+        Ok(Some(g)) => g,
+        Ok(None) => {
+            return Ok(conflict(
+                &web,
+                &ctx,
+                title,
+                tr(
+                    de,
+                    "Diese Lizenz enthält noch keine aktiven Services. Die Datei steht bereit, sobald die Bestellung freigeschaltet ist.",
+                    "This license has no active services yet. The file is available once the order is activated.",
+                ),
+            ))
+        }
+        Err(e) => return Ok(internal_error(&web, &ctx, "license download", e)),
+    };
+    let trusted = TrustedKeys::with([web.key.public()]);
+    let verified = match trusted.verify(&grant) {
+        Ok(v) => v,
+        Err(e) => return Ok(internal_error(&web, &ctx, "verifying the stored grant", e)),
+    };
+    let body = keys::file::render(&verified);
+    Ok(Response::builder()
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{}.json\"", license.number),
+        )
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(Body::from(body))
+        .unwrap_or_default())
+}
+
+// ----- reset ----------------------------------------------------------------------------
+
+#[derive(Template, Debug)]
+#[template(path = "license_reset.html")]
+pub struct ResetPage {
+    pub c: Chrome,
+    pub number: String,
+}
+
+fn hard_dongle_reset(web: &Web, ctx: &Ctx) -> Response<Body> {
+    let de = ctx.lang.is_de();
+    conflict(
+        web,
+        ctx,
+        tr(de, "Zurücksetzen", "Reset"),
+        tr(
+            de,
+            "HardDongle-Lizenzen werden nicht zurückgesetzt: die Lizenz gehört zum Dongle. Stecken Sie den Dongle am neuen Rechner ein und kopieren Sie die Lizenzdatei dorthin.",
+            "Hardware-dongle licenses are not reset: the license belongs to the dongle. Plug the dongle into the new computer and copy the license file there.",
+        ),
+    )
+}
+
+pub async fn reset_get(web: Arc<Web>, ctx: Ctx, number: String) -> Resp {
+    if ctx.account.is_none() {
+        return Ok(login_first(&ctx));
+    }
+    let Some(license) = owned(&web, &ctx, &number) else {
+        return Ok(not_found(&web, &ctx));
+    };
+    if license.protection == Protection::HardDongle {
+        return Ok(hard_dongle_reset(&web, &ctx));
+    }
+    let page = ResetPage {
+        c: Chrome::new(&web, &ctx, tr(ctx.lang.is_de(), "Zurücksetzen", "Reset")),
+        number: license.number.to_string(),
+    };
+    Ok(pages::render(&web, &ctx, StatusCode::OK, &page))
+}
+
+/// Releases the hardware binding (manual 7).
+pub async fn reset_post(web: Arc<Web>, ctx: Ctx, number: String, form: Form) -> Resp {
+    if ctx.account.is_none() {
+        return Ok(login_first(&ctx));
+    }
+    let Some(license) = owned(&web, &ctx, &number) else {
+        return Ok(not_found(&web, &ctx));
+    };
+    if !ctx.csrf_ok(&web, &form) {
+        return Ok(csrf_refused(&web, &ctx));
+    }
+    let de = ctx.lang.is_de();
+    let actor = actor_for(&ctx, &license);
+    match web
+        .store
+        .reset_binding(&license.number, &actor, web.clock.now())
+    {
+        Ok(_) => Ok(redirect(
+            &format!("/licenses/{}?reset=1", license.number),
+            &[],
+        )),
+        Err(LicenseError::Reset(domain::ResetError::HardDongle)) => {
+            Ok(hard_dongle_reset(&web, &ctx))
+        }
+        Err(LicenseError::Reset(domain::ResetError::NotBound)) => Ok(conflict(
+            &web,
+            &ctx,
+            tr(de, "Zurücksetzen", "Reset"),
+            tr(
+                de,
+                "Die Lizenz ist an keinen Rechner gebunden; es gibt nichts zurückzusetzen.",
+                "The license is not bound to any computer; there is nothing to reset.",
+            ),
+        )),
+        Err(e) => Ok(internal_error(&web, &ctx, "reset", e)),
+    }
+}
+
+// ----- upgrade ----------------------------------------------------------------------------
+
+/// Why the license cannot be upgraded now, if it cannot.
+fn upgrade_refusal(web: &Web, license: &License, de: bool) -> Option<String> {
+    if license.license_type == LicenseType::Engineering {
+        return Some(rule_text(&MutationRuleError::EngineeringUpgrade, de));
+    }
+    if !domain::is_active(license) {
+        return Some(
+            tr(
+                de,
+                "Ein Upgrade ist möglich, sobald die Lizenz freigeschaltet ist.",
+                "An upgrade is possible once the license is activated.",
+            )
+            .to_owned(),
+        );
+    }
+    if web.store.runtime_running(license).unwrap_or(false) {
+        return Some(rule_text(&MutationRuleError::RuntimeRunning, de));
+    }
+    None
+}
+
+pub async fn upgrade_get(web: Arc<Web>, ctx: Ctx, number: String) -> Resp {
+    if ctx.account.is_none() {
+        return Ok(login_first(&ctx));
+    }
+    let Some(license) = owned(&web, &ctx, &number) else {
+        return Ok(not_found(&web, &ctx));
+    };
+    let de = ctx.lang.is_de();
+    if let Some(why) = upgrade_refusal(&web, &license, de) {
+        return Ok(conflict(&web, &ctx, "Upgrade", &why));
+    }
+    let entered = Entered::from_entitlements(&web, &license.entitlements);
+    let (sel, _) = entered.selection(LicenseType::Standard, de);
+    let priced = web
+        .prices
+        .quote_upgrade(&license.entitlements, &sel, None)
+        .ok();
+    Ok(shop::form_page(
+        &web,
+        &ctx,
+        StatusCode::OK,
+        FormState {
+            entered: &entered,
+            errors: &Errors::new(),
+            priced: priced.as_ref(),
+            license_type: LicenseType::Standard,
+            upgrade: Some((&license, &license.entitlements)),
+        },
+    ))
+}
+
+/// "Next", "Back", "Get quote" and "Order now" of the upgrade form.
+pub async fn upgrade_post(web: Arc<Web>, ctx: Ctx, number: String, form: Form) -> Resp {
+    if ctx.account.is_none() {
+        return Ok(login_first(&ctx));
+    }
+    let Some(license) = owned(&web, &ctx, &number) else {
+        return Ok(not_found(&web, &ctx));
+    };
+    if !ctx.csrf_ok(&web, &form) {
+        return Ok(csrf_refused(&web, &ctx));
+    }
+    let de = ctx.lang.is_de();
+    if let Some(why) = upgrade_refusal(&web, &license, de) {
+        return Ok(conflict(&web, &ctx, "Upgrade", &why));
+    }
+    let mut entered = Entered::from_form(&form);
+    entered.licensee = license.licensee.clone();
+    entered.data = license.license_data.clone();
+    entered.protection = match license.protection {
+        Protection::HardDongle => "hard_dongle".into(),
+        _ => "soft_dongle".into(),
+    };
+    let current = license.entitlements.clone();
+    let mut result = shop::evaluate(&web, &entered, LicenseType::Standard, Some(&current), de);
+    if let Ok(p) = &result {
+        if Entitlements::none().covers(&p.added) {
+            let mut errors = Errors::new();
+            errors.insert(
+                "upgrade".into(),
+                rule_text(&MutationRuleError::UpgradeAddsNothing, de),
+            );
+            result = Err(Box::new((errors, Some(p.clone()))));
+        }
+    }
+    let step = form.get("step");
+    let priced = match result {
+        Ok(p) if step != "back" => p,
+        Ok(p) => {
+            return Ok(upgrade_form(
+                &web,
+                &ctx,
+                StatusCode::OK,
+                &entered,
+                &Errors::new(),
+                Some(&p),
+                &license,
+            ))
+        }
+        Err(e) => {
+            let (errors, partial) = *e;
+            return Ok(upgrade_form(
+                &web,
+                &ctx,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &entered,
+                &errors,
+                partial.as_ref(),
+                &license,
+            ));
+        }
+    };
+    let summary = shop::summarize(&priced, &license.licensee.country);
+    if step != "quote" && step != "order" {
+        let page = SummaryPage {
+            c: Chrome::new(&web, &ctx, tr(de, "Zusammenfassung", "Summary")),
+            action: format!("/licenses/{}/upgrade", license.number),
+            upgrade: Some(license.number.to_string()),
+            protection: shop::protection_name(license.protection).into(),
+            data: license.license_data.clone(),
+            licensee_line: shop::licensee_line(&license.licensee, de),
+            s: SummaryView::build(&summary, &priced.entitlements, Some(&current), de),
+            hidden: entered.hidden_fields(),
+            remarks: entered.remarks.clone(),
+        };
+        return Ok(pages::render(&web, &ctx, StatusCode::OK, &page));
+    }
+    let order = step == "order";
+    let added = web.store.add_mutation(
+        &license.number,
+        NewMutation {
+            kind: MutationKind::Upgrade,
+            adds: priced.added.clone(),
+            price_net: Some(summary.net.clone()),
+            remarks: entered.remarks.clone(),
+            priced: Some(summary),
+        },
+        order,
+        &web.key,
+        &actor_for(&ctx, &license),
+        web.clock.now(),
+    );
+    if order {
+        return shop::finish_order(&web, &ctx, added);
+    }
+    match added {
+        Ok(m) => {
+            if let Err(e) = super::emails::quote(&web, &ctx, &m) {
+                tracing::error!(error = %e, quote = %m.id(), "quote email not queued");
+            }
+            Ok(redirect(
+                &format!("/quotes?created={}/{}", m.license, m.number),
+                &[],
+            ))
+        }
+        Err(LicenseError::Rule(rule)) => Ok(conflict(&web, &ctx, "Upgrade", &rule_text(&rule, de))),
+        Err(e) => Ok(internal_error(&web, &ctx, "upgrade quote", e)),
+    }
+}
+
+fn upgrade_form(
+    web: &Web,
+    ctx: &Ctx,
+    status: StatusCode,
+    entered: &Entered,
+    errors: &Errors,
+    priced: Option<&pricing::Priced>,
+    license: &License,
+) -> Response<Body> {
+    shop::form_page(
+        web,
+        ctx,
+        status,
+        FormState {
+            entered,
+            errors,
+            priced,
+            license_type: LicenseType::Standard,
+            upgrade: Some((license, &license.entitlements)),
+        },
+    )
+}
+
+// ----- engineering renewal ------------------------------------------------------------------
+
+/// The free renewal of an engineering license, from 60 days before its end: a
+/// renewal mutation, activated at once; the daemon receives the new grant at its
+/// next check.
+pub async fn renew(web: Arc<Web>, ctx: Ctx, number: String, form: Form) -> Resp {
+    if ctx.account.is_none() {
+        return Ok(login_first(&ctx));
+    }
+    let Some(license) = owned(&web, &ctx, &number) else {
+        return Ok(not_found(&web, &ctx));
+    };
+    if !ctx.csrf_ok(&web, &form) {
+        return Ok(csrf_refused(&web, &ctx));
+    }
+    let de = ctx.lang.is_de();
+    let now = web.clock.now();
+    if !domain::is_active(&license) || !domain::renewal_offered(&license, now) {
+        return Ok(conflict(
+            &web,
+            &ctx,
+            tr(de, "Verlängern", "Renew"),
+            tr(
+                de,
+                "Engineering-Lizenzen können ab 60 Tagen vor ihrem Ablauf kostenlos verlängert werden.",
+                "Engineering licenses can be renewed free of charge from 60 days before they end.",
+            ),
+        ));
+    }
+    let renewed = web.store.add_mutation(
+        &license.number,
+        NewMutation {
+            kind: MutationKind::Renewal,
+            adds: Entitlements::none(),
+            price_net: Some("0".into()),
+            remarks: String::new(),
+            priced: None,
+        },
+        true,
+        &web.key,
+        &actor_for(&ctx, &license),
+        now,
+    );
+    match renewed {
+        Ok(m) => {
+            if m.state == MutationState::Activated {
+                if let Err(e) = super::emails::activated(&web, &m) {
+                    tracing::error!(error = %e, "renewal email not queued");
+                }
+            }
+            Ok(redirect(
+                &format!("/licenses/{}?renewed=1", license.number),
+                &[],
+            ))
+        }
+        Err(e) => Ok(internal_error(&web, &ctx, "renewal", e)),
+    }
+}
+
+/// Sends the renewal reminders that are due: 60 and 14 days before an engineering
+/// license ends. Each is sent once per end date (a renewal moves the end, and the
+/// reminders start over); when both are due at once only the later one goes out.
+pub fn send_due_reminders(web: &Web, now: UnixTime) -> Result<(), String> {
+    let licenses = web.store.licenses().map_err(|e| e.to_string())?;
+    for l in licenses {
+        let Some(end) = l.valid_until else { continue };
+        if l.license_type != LicenseType::Engineering || now >= end || !domain::is_active(&l) {
+            continue;
+        }
+        let due: Vec<u64> = [RENEWAL_WINDOW_DAYS, RENEWAL_LAST_REMINDER_DAYS]
+            .into_iter()
+            .filter(|d| now.plus_days(*d) >= end)
+            .collect();
+        let Some(&days) = due.last() else { continue };
+        let key = |d: u64| format!("{}:{}:{d}", l.number, end.0);
+        if web.reminder_sent(&key(days)) {
+            continue;
+        }
+        let days_left = end.since(now).div_ceil(UnixTime::DAY);
+        super::emails::renewal_reminder(web, &l, days_left).map_err(|e| e.to_string())?;
+        for d in due {
+            web.mark_reminder_sent(&key(d)).map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
+}

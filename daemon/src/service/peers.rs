@@ -27,6 +27,11 @@ use wire::{Nonce, PeerError, PeerRequest, PeerResponse, RelayEnvelope, Request, 
 /// Answered nonces remembered to recognise replays: a few weeks of daily
 /// checks plus hourly retries.
 const USED_NONCES: usize = 512;
+/// A relay whose last attempt to reach the server failed queues its peers'
+/// checks at once, but tries the uplink again for a peer's check after this
+/// long, so a line that came back (or a single slow answer) does not leave the
+/// site queueing until the relay's own next check.
+const UPLINK_PROBE: std::time::Duration = std::time::Duration::from_secs(30);
 /// Bytes of grants per `Collected` answer: leaves room in the 64 KiB frame for
 /// [`crate::relay::MAX_ANSWERS_PER_PEER`] answers of ~3 KiB.
 const GRANT_BYTES_PER_ANSWER: usize = 32 * 1024;
@@ -40,6 +45,8 @@ pub struct PeerNet {
     used: Mutex<VecDeque<Nonce>>,
     /// One flush of the queue at a time.
     flushing: tokio::sync::Mutex<()>,
+    /// When the uplink was last tried for a peer while it was thought down.
+    last_probe: Mutex<Option<std::time::Instant>>,
 }
 
 /// What a peer did wrong.
@@ -53,6 +60,7 @@ impl PeerNet {
             store: RelayStore::new(cache),
             used: Mutex::new(VecDeque::new()),
             flushing: tokio::sync::Mutex::new(()),
+            last_probe: Mutex::new(None),
         }
     }
 
@@ -187,7 +195,7 @@ impl PeerNet {
             }
             Err(e) => return PeerResponse::Error(PeerError::Malformed(e.to_string())),
         }
-        if shared.uplink_ok.load(std::sync::atomic::Ordering::SeqCst) {
+        if shared.uplink_ok.load(std::sync::atomic::Ordering::SeqCst) || self.probe_due() {
             if let Some(answer) = self.uplink(shared, body.clone()).await {
                 return PeerResponse::Answer { body: answer };
             }
@@ -203,6 +211,15 @@ impl PeerNet {
                 PeerResponse::Error(PeerError::QueueFull)
             }
         }
+    }
+
+    fn probe_due(&self) -> bool {
+        let mut last = self.last_probe.lock().unwrap_or_else(|p| p.into_inner());
+        let due = last.is_none_or(|t| t.elapsed() >= UPLINK_PROBE);
+        if due {
+            *last = Some(std::time::Instant::now());
+        }
+        due
     }
 
     /// One attempt to the server with `body` in a relay envelope; the answer's

@@ -922,6 +922,34 @@ impl Store {
             .collect()
     }
 
+    /// Licenses in number order: `skip`, then at most `take`. Only those are
+    /// decoded, so a page of a long list costs the page, not the list.
+    pub fn licenses_page(&self, skip: usize, take: usize) -> Result<Vec<License>, StoreError> {
+        self.t
+            .licenses
+            .iter()
+            .values()
+            .skip(skip)
+            .take(take)
+            .map(|v| from_json("license", &v?))
+            .collect()
+    }
+
+    /// Licenses whose stored record contains `needle` (compared case-insensitively).
+    /// A cheap pre-filter for searches: the caller still checks the fields it means,
+    /// but decodes only the candidates.
+    pub fn licenses_containing(&self, needle: &str) -> Result<Vec<License>, StoreError> {
+        let needle = needle.to_lowercase();
+        let mut out = vec![];
+        for v in self.t.licenses.iter().values() {
+            let v = v?;
+            if String::from_utf8_lossy(&v).to_lowercase().contains(&needle) {
+                out.push(from_json("license", &v)?);
+            }
+        }
+        Ok(out)
+    }
+
     pub fn license_count(&self) -> usize {
         self.t.licenses.len()
     }

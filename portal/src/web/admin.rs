@@ -272,10 +272,6 @@ pub async fn licenses(web: Arc<Web>, ctx: Ctx, q: HashMap<String, String>) -> Re
         .and_then(|p| p.parse::<usize>().ok())
         .unwrap_or(1)
         .max(1);
-    let all = match web.store.licenses() {
-        Ok(l) => l,
-        Err(e) => return Ok(internal_error(&web, &ctx, "admin license list", e)),
-    };
     let emails: HashMap<AccountId, String> = web
         .store
         .accounts()
@@ -288,17 +284,42 @@ pub async fn licenses(web: Arc<Web>, ctx: Ctx, q: HashMap<String, String>) -> Re
             .and_then(|a| emails.get(&a).cloned())
             .unwrap_or_default()
     };
-    let matching: Vec<&License> = all
-        .iter()
-        .filter(|l| license_matches(l, &email_of(l), &search))
-        .collect();
-    let total = matching.len();
+    // Without a search only the page is decoded; with one, the stored records are
+    // pre-filtered as text and the candidates checked field by field, plus the
+    // licenses of customers whose email matches.
+    let (total, listed) = if search.is_empty() {
+        let total = web.store.license_count();
+        let page = page.min(total.div_ceil(PAGE_SIZE).max(1));
+        match web.store.licenses_page((page - 1) * PAGE_SIZE, PAGE_SIZE) {
+            Ok(l) => (total, l),
+            Err(e) => return Ok(internal_error(&web, &ctx, "admin license list", e)),
+        }
+    } else {
+        let mut found = match web.store.licenses_containing(&search) {
+            Ok(l) => l,
+            Err(e) => return Ok(internal_error(&web, &ctx, "admin license search", e)),
+        };
+        for (id, email) in &emails {
+            if email.to_lowercase().contains(&search) {
+                found.extend(web.store.licenses_of_account(*id).unwrap_or_default());
+            }
+        }
+        found.sort_by(|a, b| a.number.as_str().cmp(b.number.as_str()));
+        found.dedup_by(|a, b| a.number == b.number);
+        found.retain(|l| license_matches(l, &email_of(l), &search));
+        let total = found.len();
+        let page = page.min(total.div_ceil(PAGE_SIZE).max(1));
+        let listed = found
+            .into_iter()
+            .skip((page - 1) * PAGE_SIZE)
+            .take(PAGE_SIZE)
+            .collect();
+        (total, listed)
+    };
     let pages = total.div_ceil(PAGE_SIZE).max(1);
     let page = page.min(pages);
-    let rows = matching
-        .into_iter()
-        .skip((page - 1) * PAGE_SIZE)
-        .take(PAGE_SIZE)
+    let rows = listed
+        .iter()
         .map(|l| LicenseListRow {
             number: l.number.to_string(),
             kind: match l.license_type {

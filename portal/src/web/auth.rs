@@ -654,8 +654,21 @@ pub async fn licenses(web: Arc<Web>, ctx: Ctx) -> Resp {
         Ok(l) => l,
         Err(e) => return Ok(internal_error(&web, &ctx, "license list", e)),
     };
+    // A license whose only mutations are quotes exists for its number; it is a
+    // license for the customer once something was ordered.
+    let ordered = |l: &crate::domain::License| {
+        web.store.mutations(&l.number).is_ok_and(|ms| {
+            ms.iter().any(|m| {
+                matches!(
+                    m.state,
+                    crate::domain::MutationState::Ordered | crate::domain::MutationState::Activated
+                )
+            })
+        })
+    };
     let rows = list
         .into_iter()
+        .filter(ordered)
         .map(|l| {
             let running = web.store.runtime_running(&l).unwrap_or(false);
             LicenseRow {

@@ -349,8 +349,16 @@ async fn the_manuals_worked_order_from_quote_to_activation() {
         )
         .await;
     assert_eq!(location(&r), path);
+    assert!(
+        !b.get("/licenses").await.body.contains(number.as_str()),
+        "a quote is not a license yet"
+    );
     let ordered = p.order(&mut b, &number, 1).await;
     assert_eq!(ordered.status, 303);
+    assert!(
+        b.get("/licenses").await.body.contains(number.as_str()),
+        "ordered: listed"
+    );
     let license_page = b.get(&location(&ordered)).await;
     assert!(license_page
         .body

@@ -1131,3 +1131,31 @@ fn gossip_highest_serial_wins_and_a_grant_bound_elsewhere_ends_the_license() {
     });
     assert!(h.m.decide(h.now()).licensed);
 }
+
+#[test]
+fn a_receipt_of_another_host_is_useless_here_even_with_an_open_nonce() {
+    // A relay that carried host X's check holds X's genuine receipt; it cannot
+    // use it for itself, even if it sent a check with the same nonce.
+    let mut h = Host::activated(Protection::SoftDongle);
+    h.advance_to(day(12));
+    let n = Nonce::random();
+    h.input(Input::CheckSent { nonce: n });
+    let other: HardwareId = "ffffffffffffffffffffffffffffffff".parse().expect("hwid");
+    let mut r = receipt(n, day(12)).into_inner();
+    r.hardware_id = other;
+    let theirs = trusted()
+        .verify(&Signed::sign(&r, &key()))
+        .expect("genuine, for the other host");
+    h.input(Input::CheckSucceeded {
+        nonce: n,
+        receipt: theirs.clone(),
+        grant: None,
+    });
+    assert_eq!(h.phase(), Phase::ServerUnreachable);
+    h.input(Input::CheckSent { nonce: n });
+    h.input(Input::LateReceipt {
+        receipt: theirs,
+        grant: None,
+    });
+    assert_eq!(h.phase(), Phase::ServerUnreachable);
+}

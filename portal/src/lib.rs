@@ -17,6 +17,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod demo;
 pub mod domain;
 pub mod identity;
 pub mod mail;

@@ -33,6 +33,9 @@ struct Cli {
 enum Command {
     /// Run the server: QUIC endpoint for daemons and the admin socket.
     Serve,
+    /// Run the server with demo accounts and licenses (created on first start,
+    /// printed with their passwords; `scripts/demo` starts a daemon next to it).
+    Demo,
     /// Administer licenses and accounts (talks to the running server, or opens the
     /// database directly when none runs).
     Admin {
@@ -279,6 +282,7 @@ async fn real_main(cli: Cli) -> Result<()> {
     }
     match cli.command {
         Command::Serve => serve(config).await,
+        Command::Demo => demo(config).await,
         Command::Admin { json, command } => admin_command(config, json, *command).await,
         Command::CrashWriter => crash_writer(&config),
     }
@@ -302,6 +306,45 @@ async fn serve(config: Config) -> Result<()> {
     init_logging(&config)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     portal::run(config, clock, shutdown_signal())
+        .await
+        .context("the license server failed")?;
+    Ok(())
+}
+
+async fn demo(config: Config) -> Result<()> {
+    init_logging(&config)?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let server = portal::Server::bind(config.clone(), Arc::clone(&clock))
+        .await
+        .context("the license server could not start")?;
+    let key = Arc::clone(&server.identity().key);
+    let demo = portal::demo::seed(&server.store(), &key, clock.now())
+        .context("creating the demo data failed")?;
+    // The daemon reaches a wildcard listener on loopback.
+    let mut quic = server.quic_addr();
+    if quic.ip().is_unspecified() {
+        quic.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let env = portal::demo::daemon_env(
+        &demo,
+        quic,
+        &server.identity().cert_path,
+        &key.public().to_string(),
+    );
+    let env_path = config.data_dir.join("demo-daemon.env");
+    // It holds a license token: readable by the owner only.
+    std::fs::write(&env_path, env)
+        .and_then(|()| {
+            std::fs::set_permissions(
+                &env_path,
+                std::os::unix::fs::PermissionsExt::from_mode(0o600),
+            )
+        })
+        .with_context(|| format!("cannot write {}", env_path.display()))?;
+    println!("{}", portal::demo::banner(&demo, server.http_addr()));
+    println!("Daemon settings: {}\n", env_path.display());
+    server
+        .run(shutdown_signal())
         .await
         .context("the license server failed")?;
     Ok(())

@@ -13,7 +13,10 @@
 use daemon::config::{CertPin, DongleBackend, PeerEntry};
 use daemon::peer::PeerIdentity;
 use daemon::socket::SocketClient;
-use keys::{Entitlements, LicenseData, LicenseNumber, LicenseType, Protection, SimClock, TrustedKeys, UnixTime};
+use keys::{
+    Entitlements, LicenseData, LicenseNumber, LicenseType, Protection, SimClock, TrustedKeys,
+    UnixTime,
+};
 use portal::admin::{AdminEnvelope, AdminRequest};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -137,9 +140,13 @@ async fn site(dir: &Path, n: usize) -> Site {
             }];
         }
         let (stx, srx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(daemon::run(c.clone(), Arc::new(clock.clone()), async move {
-            let _ = srx.await;
-        }));
+        tokio::spawn(daemon::run(
+            c.clone(),
+            Arc::new(clock.clone()),
+            async move {
+                let _ = srx.await;
+            },
+        ));
         site.stops.push(stx);
         while SocketClient::connect(&c.socket_path).await.is_err() {
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -196,7 +203,11 @@ async fn round(site: &Site) -> Duration {
             },
         );
         let show = admin(&site.admin, AdminRequest::Show { number: n.clone() });
-        want.push(show["license"]["current_grant"].as_u64().expect("current grant"));
+        want.push(
+            show["license"]["current_grant"]
+                .as_u64()
+                .expect("current grant"),
+        );
     }
     let start = Instant::now();
     let mut checks = tokio::task::JoinSet::new();
@@ -219,7 +230,10 @@ async fn round(site: &Site) -> Duration {
         if all {
             return start.elapsed();
         }
-        assert!(start.elapsed() < Duration::from_secs(300), "grants never arrived");
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "grants never arrived"
+        );
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }

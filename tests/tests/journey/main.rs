@@ -1,0 +1,707 @@
+//! The whole journey (issue 7): real `pls serve` and `promos-licd` processes on
+//! loopback, the portal driven in headless Chromium through chromedriver.
+//!
+//! 1. Register, verify through the outbox email, log in.
+//! 2. The manual's worked order: the live total shows 7.150,00 €, the summary,
+//!    "Get quote", the quote email, ordering through its link.
+//! 3. The admin marks it paid; the license page shows the services and the token.
+//! 4. Daemon A activates with number and token; its socket reports exactly the
+//!    ordered entitlements; the portal shows "running" and A's hardware ID.
+//! 5. The runtime stops; the portal offers the upgrade; SAIA PCD goes up; the
+//!    admin activates it; A receives the new grant at its next check.
+//! 6. Reset in the portal; daemon B activates; A is refused at its next check and
+//!    its socket says why.
+//! 7. An engineering license: free, active without payment; daemon C activates
+//!    it online and, after `runtime_started`, reports the stop 24 hours later.
+//! 8. A hard-dongle license: the admin enters the dongle serial, the customer
+//!    downloads the file, daemon D with the SIMULATED dongle (a file) runs
+//!    licensed; the dongle is removed and the stop is scheduled an hour later.
+//!
+//! Screenshots of the key pages go to `<target>/tmp/journey-screenshots/`; the
+//! test fails on any browser console error. The daemons' hardware IDs come from
+//! the test-only override `PROMOS_LICD_TEST_HARDWARE_ID`; their dongle backend
+//! is the simulated one.
+
+mod webdriver;
+
+use serde_json::{json, Value};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+use webdriver::{Driver, Session};
+
+const PW: &str = "journey-password-42";
+const ADMIN_PW: &str = "journey-admin-pw-42";
+const HOST_A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+const HOST_B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+const HOST_C: &str = "cccccccccccccccccccccccccccccccc";
+const HOST_D: &str = "dddddddddddddddddddddddddddddddd";
+
+/// A binary of this build, built here if needed (a test of the `e2e` package
+/// cannot name another package's binary).
+fn binary(package: &str, bin: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps");
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.args(["build", "-q", "-p", package, "--bin", bin]);
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        cmd.arg("--release");
+    }
+    if let Some(target) = profile_dir.parent() {
+        cmd.env("CARGO_TARGET_DIR", target);
+    }
+    assert!(
+        cmd.status().expect("cargo build").success(),
+        "building {bin} failed"
+    );
+    profile_dir.join(bin)
+}
+
+fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port()
+}
+
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("port")
+        .port()
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64
+}
+
+/// A child process killed when the test ends, however it ends.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The newest `.eml` in the outbox whose text contains `needle`, with
+/// quoted-printable soft breaks and `=3D` undone.
+async fn mail_containing(outbox: &Path, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let mut found: Vec<(SystemTime, String)> = std::fs::read_dir(outbox)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+            .filter_map(|e| {
+                let raw = std::fs::read_to_string(e.path()).ok()?;
+                let text = raw
+                    .replace("=\r\n", "")
+                    .replace("=\n", "")
+                    .replace("=3D", "=");
+                let at = e.metadata().ok()?.modified().ok()?;
+                text.contains(needle).then_some((at, text))
+            })
+            .collect();
+        found.sort();
+        if let Some((_, text)) = found.pop() {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no email containing {needle:?} in {}",
+            outbox.display()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The first `http://...` link in `text` that contains `part`.
+fn link(text: &str, part: &str) -> String {
+    text.split(|c: char| c.is_whitespace() || c == '"' || c == '<' || c == '>')
+        .find(|w| w.starts_with("http://") && w.contains(part))
+        .unwrap_or_else(|| panic!("no link with {part:?}"))
+        .to_owned()
+}
+
+/// One JSON-lines connection to a daemon's socket.
+struct Sock {
+    lines: BufReader<tokio::net::unix::OwnedReadHalf>,
+    write: tokio::net::unix::OwnedWriteHalf,
+}
+
+impl Sock {
+    async fn open(path: &Path) -> Sock {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let stream = loop {
+            match UnixStream::connect(path).await {
+                Ok(s) => break s,
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await
+                }
+                Err(e) => panic!("daemon socket {}: {e}", path.display()),
+            }
+        };
+        let (r, w) = stream.into_split();
+        Sock {
+            lines: BufReader::new(r),
+            write: w,
+        }
+    }
+
+    async fn ask(&mut self, req: Value) -> Value {
+        self.write
+            .write_all(format!("{req}\n").as_bytes())
+            .await
+            .expect("socket write");
+        loop {
+            let mut line = String::new();
+            let n = tokio::time::timeout(Duration::from_secs(60), self.lines.read_line(&mut line))
+                .await
+                .expect("socket answer in time")
+                .expect("socket read");
+            assert!(n > 0, "daemon closed the socket");
+            let v: Value = serde_json::from_str(&line).expect("JSON line");
+            if v.get("event").is_none() {
+                return v;
+            }
+        }
+    }
+}
+
+/// A `promos-licd run` process.
+struct Daemon {
+    socket: PathBuf,
+    _proc: Proc,
+}
+
+struct Site<'a> {
+    licd: &'a Path,
+    dir: &'a Path,
+    quic: SocketAddr,
+    pls_data: &'a Path,
+}
+
+impl Site<'_> {
+    fn daemon(&self, name: &str, hwid: &str, extra: &[(&str, String)]) -> Daemon {
+        let home = self.dir.join(name);
+        std::fs::create_dir_all(&home).expect("daemon dir");
+        let socket = home.join("licd.sock");
+        let public =
+            std::fs::read_to_string(self.pls_data.join("signing.pub")).expect("public key");
+        let mut cmd = Command::new(self.licd);
+        cmd.arg("run")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("PROMOS_LICD_SERVER", self.quic.to_string())
+            .env("PROMOS_LICD_SERVER_NAME", "localhost")
+            .env(
+                "PROMOS_LICD_SERVER_CERT_DER",
+                self.pls_data.join("quic-cert.der"),
+            )
+            .env("PROMOS_LICD_TRUSTED_KEYS", public.trim())
+            .env("PROMOS_LICD_DATA_DIR", home.join("data"))
+            .env("PROMOS_LICD_SOCKET", &socket)
+            .env("PROMOS_LICD_TEST_HARDWARE_ID", hwid)
+            .env("PROMOS_LICD_DONGLE_BACKEND", "simulated")
+            .env("PROMOS_LICD_SIMULATED_DONGLE_FILE", home.join("dongle"))
+            .env("PROMOS_LICD_TICK_SECS", "1")
+            .env("PROMOS_LICD_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(home.join("licd.log")).expect("log"));
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        Daemon {
+            socket,
+            _proc: Proc(cmd.spawn().expect("promos-licd")),
+        }
+    }
+}
+
+impl Daemon {
+    async fn status(&self) -> Value {
+        let mut s = Sock::open(&self.socket).await;
+        let v = s.ask(json!({"cmd": "status"})).await;
+        v["status"].clone()
+    }
+
+    async fn check_now(&self) -> Value {
+        let mut s = Sock::open(&self.socket).await;
+        let v = s.ask(json!({"cmd": "check_now"})).await;
+        v["status"].clone()
+    }
+
+    /// Waits up to 30 s for `pred` to hold on the status.
+    async fn wait_for(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let s = self.status().await;
+            if pred(&s) {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "daemon never became {what}: {s}");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+struct Journey {
+    base: String,
+    outbox: PathBuf,
+    shots: PathBuf,
+}
+
+impl Journey {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn shot(&self, s: &Session, name: &str) {
+        s.screenshot(&self.shots.join(format!("{name}.png"))).await;
+    }
+
+    async fn login(&self, s: &mut Session, email: &str, pw: &str) {
+        s.goto(&self.url("/login")).await;
+        s.fill("input[name=email]", email).await;
+        s.fill("input[name=password]", pw).await;
+        s.click_nav("form[action='/login'] button[type=submit]")
+            .await;
+        assert!(
+            s.url().await.ends_with("/licenses"),
+            "logged in: {}",
+            s.url().await
+        );
+    }
+
+    /// Fills the licensee and license data of the order form.
+    async fn master_data(&self, s: &Session, name: &str) {
+        for (field, value) in [
+            ("company", "MST System Solutions GmbH"),
+            ("street", "Josef-Bautz-Str."),
+            ("postcode", "63457"),
+            ("city", "Hanau"),
+            ("state", "Hessen"),
+            ("phone", "015127551103"),
+            ("data_name", name),
+            ("data_postcode", "63457"),
+            ("data_city", "Hanau"),
+        ] {
+            s.fill(&format!("#f-{field}"), value).await;
+        }
+        set_select(s, "f-country", "DE").await;
+    }
+
+    /// Summary, "Get quote", the quote email, and ordering through its link.
+    /// Returns the license number.
+    async fn quote_and_order(&self, s: &mut Session, shot: Option<&str>) -> String {
+        s.click_nav("#next").await;
+        if let Some(name) = shot {
+            self.shot(s, &format!("{name}-summary")).await;
+        }
+        s.click_nav("#get-quote").await;
+        let notice = s.text("#created").await;
+        let id = notice
+            .split_whitespace()
+            .find(|w| w.contains('#'))
+            .expect("quote number in the notice")
+            .to_owned();
+        let number = id.split('#').next().expect("number").to_owned();
+        let mail = mail_containing(&self.outbox, &format!("{id}.")).await;
+        let order_link = link(&mail, &format!("/quotes/{number}/1"));
+        s.goto(&order_link).await;
+        s.click_nav("#order").await;
+        number
+    }
+}
+
+/// Chooses `value` in the select `#id` the way a user does (with its change event).
+async fn set_select(s: &Session, id: &str, value: &str) -> Value {
+    let script = format!(
+        "var sel = document.getElementById('{id}'); sel.value = '{value}'; \
+         sel.dispatchEvent(new Event('change', {{bubbles: true}})); arguments[0](true);"
+    );
+    s.exec_async(&script).await
+}
+
+#[test]
+fn the_whole_journey_in_a_real_browser() {
+    // The journey is one long async function; its future is too large for the
+    // default test thread's stack, so it runs boxed on a thread with more.
+    let t = std::thread::Builder::new()
+        .stack_size(64 << 20)
+        .spawn(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime")
+                .block_on(Box::pin(journey()))
+        })
+        .expect("journey thread");
+    if let Err(panic) = t.join() {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+async fn journey() {
+    let pls_bin = binary("portal", "pls");
+    let licd = binary("daemon", "promos-licd");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("journey-screenshots");
+    let _ = std::fs::remove_dir_all(&shots);
+    std::fs::create_dir_all(&shots).expect("screenshot dir");
+
+    // The license server, a real process.
+    let http_port = free_tcp_port();
+    let quic = SocketAddr::from(([127, 0, 0, 1], free_udp_port()));
+    let pls_data = dir.path().join("pls");
+    let base = format!("http://127.0.0.1:{http_port}");
+    let pls_log = dir.path().join("pls.log");
+    let pls_env = |cmd: &mut Command| {
+        cmd.env("PLS_DATA_DIR", &pls_data)
+            .env("PLS_HTTP_LISTEN", format!("127.0.0.1:{http_port}"))
+            .env("PLS_PUBLIC_URL", &base)
+            .env("PLS_QUIC_LISTEN", quic.to_string())
+            .env("PLS_LOG", "info");
+    };
+    let mut cmd = Command::new(&pls_bin);
+    cmd.arg("serve")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&pls_log).expect("log"));
+    pls_env(&mut cmd);
+    let _pls = Proc(cmd.spawn().expect("pls serve"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", http_port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "pls did not start: {}",
+            std::fs::read_to_string(&pls_log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let j = Journey {
+        base: base.clone(),
+        outbox: pls_data.join("outbox"),
+        shots: shots.clone(),
+    };
+    let site = Site {
+        licd: &licd,
+        dir: dir.path(),
+        quic,
+        pls_data: &pls_data,
+    };
+
+    let driver = Driver::start(free_tcp_port(), &dir.path().join("chromedriver.log")).await;
+    let mut c = driver.session(&dir.path().join("profile-customer")).await;
+
+    // 1. Register, verify, log in.
+    c.goto(&j.url("/register")).await;
+    for (field, value) in [
+        ("email", "christoph@journey.example"),
+        ("password", PW),
+        ("password2", PW),
+        ("company", "MST System Solutions GmbH"),
+        ("first_name", "Christoph"),
+        ("last_name", "Müller"),
+    ] {
+        c.fill(
+            &format!("form[action='/register'] input[name={field}]"),
+            value,
+        )
+        .await;
+    }
+    j.shot(&c, "01-register").await;
+    c.click_nav("form[action='/register'] button[type=submit]")
+        .await;
+    let mail = mail_containing(&j.outbox, "/verify?token=").await;
+    c.goto(&link(&mail, "/verify?token=")).await;
+    j.login(&mut c, "christoph@journey.example", PW).await;
+
+    // 2. The worked order; the live total; quote; email; order.
+    c.goto(&j.url("/quote")).await;
+    c.click_nav("#choose-standard").await;
+    j.master_data(&c, "Christoph Müller").await;
+    c.fill("#f-driver_modbus", "10000").await;
+    c.fill("#f-driver_saia_pcd", "6000").await;
+    set_select(&c, "f-pwa_users", "5").await;
+    let total = c.wait_text("#total", "7.150,00 €").await;
+    assert_eq!(
+        total, "7.150,00 €",
+        "the live total (order.js + /api/price)"
+    );
+    let saia = c.wait_text("#price-saia_pcd", "750,00 €").await;
+    assert_eq!(saia, "750,00 €");
+    j.shot(&c, "02-order-form").await;
+    c.click_nav("#next").await;
+    let summary = c.source().await;
+    for expected in [
+        "7.150,00 €",
+        "Umsatzsteuer 19%",
+        "1.358,50 €",
+        "8.508,50 €",
+        "SAIA PCD: 5000 Datenpunkte",
+    ] {
+        assert!(summary.contains(expected), "summary lacks {expected}");
+    }
+    j.shot(&c, "03-summary").await;
+    c.click_nav("#get-quote").await;
+    j.shot(&c, "04-quotes").await;
+    let notice = c.text("#created").await;
+    let id = notice
+        .split_whitespace()
+        .find(|w| w.contains('#'))
+        .expect("quote id")
+        .to_owned();
+    let number = id.split('#').next().expect("number").to_owned();
+    let mail = mail_containing(&j.outbox, &format!("{id}.")).await;
+    assert!(mail.contains("8.508,50"), "the quote email lists the gross");
+    c.goto(&link(&mail, &format!("/quotes/{number}/1"))).await;
+    c.click_nav("#order").await;
+    assert!(c
+        .source()
+        .await
+        .contains("Vielen Dank für Ihre Bestellung!"));
+    assert_eq!(c.text("#status").await, "stopped");
+    j.shot(&c, "05-ordered").await;
+
+    // 3. The admin marks it paid.
+    let out = {
+        let mut cmd = Command::new(&pls_bin);
+        cmd.args(["admin", "create-admin", "vendor@journey.example"]);
+        pls_env(&mut cmd);
+        cmd.output().expect("pls admin create-admin")
+    };
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let mut a = driver.session(&dir.path().join("profile-admin")).await;
+    a.goto(&link(&text, "/password/reset?token=")).await;
+    a.fill("input[name=password]", ADMIN_PW).await;
+    a.fill("input[name=password2]", ADMIN_PW).await;
+    a.click_nav("form[action='/password/reset'] button[type=submit]")
+        .await;
+    j.login(&mut a, "vendor@journey.example", ADMIN_PW).await;
+    a.goto(&j.url("/admin")).await;
+    j.shot(&a, "06-admin-orders").await;
+    a.click_nav(&format!(
+        "form[action='/admin/orders/{number}/1/paid'] button"
+    ))
+    .await;
+    c.goto(&j.url(&format!("/licenses/{number}"))).await;
+    let page = c.source().await;
+    assert!(page.contains("6.100 Datenpunkte") && page.contains("10.010 Datenpunkte"));
+    c.click_nav("#show-token").await;
+    let token = c.text("#token").await;
+    assert_eq!(token.len(), 32, "token shown");
+
+    // 4. Daemon A activates; its socket reports exactly the order; the portal
+    // shows it running.
+    let lic = |n: &str, t: &str| {
+        vec![
+            ("PROMOS_LICD_LICENSE_NUMBER", n.to_owned()),
+            ("PROMOS_LICD_TOKEN", t.to_owned()),
+        ]
+    };
+    let da = site.daemon("a", HOST_A, &lic(&number, &token));
+    let st = da.wait_for("licensed", |s| s["licensed"] == true).await;
+    let e = &st["entitlements"];
+    assert_eq!(e["drivers"]["saia_pcd"], 6100);
+    assert_eq!(e["drivers"]["modbus"], 10010);
+    assert_eq!(e["drivers"]["mbus"], 1);
+    assert_eq!(
+        (e["ge_users"].clone(), e["pwa_users"].clone()),
+        (json!(1), json!(5))
+    );
+    assert_eq!(e["malm"], json!([]));
+    let mut runtime = Sock::open(&da.socket).await;
+    let r = runtime.ask(json!({"cmd": "runtime_started"})).await;
+    assert_eq!(r["ok"], true, "{r}");
+    da.check_now().await;
+    c.goto(&j.url(&format!("/licenses/{number}"))).await;
+    assert_eq!(c.text("#status").await, "running");
+    assert_eq!(c.text("#bound").await, HOST_A);
+    assert!(!c.exists("#upgrade").await, "no upgrade while running");
+    j.shot(&c, "07-license-running").await;
+
+    // 5. Stopped: upgrade SAIA PCD; the admin activates; A gets the new grant.
+    let r = runtime.ask(json!({"cmd": "runtime_stopped"})).await;
+    assert_eq!(r["ok"], true);
+    let serial_before = da.check_now().await["grant_serial"]
+        .as_u64()
+        .expect("serial");
+    c.goto(&j.url(&format!("/licenses/{number}"))).await;
+    c.click_nav("#upgrade").await;
+    c.fill("#f-driver_saia_pcd", "16000").await;
+    assert_eq!(
+        c.wait_text("#total", "800,00 €").await,
+        "800,00 €",
+        "only what is added costs"
+    );
+    c.click_nav("#next").await;
+    let summary = c.source().await;
+    if !summary.contains("Vorher: 6.100 Nachher: 16.100 Datenpunkte") {
+        j.shot(&c, "08-upgrade-summary-failed").await;
+        let main = summary.split("<main>").nth(1).unwrap_or(&summary);
+        panic!(
+            "upgrade summary at {}:\n{}",
+            c.url().await,
+            &main[..main.len().min(3000)]
+        );
+    }
+    j.shot(&c, "08-upgrade-summary").await;
+    c.click_nav("#order-now").await;
+    a.goto(&j.url("/admin")).await;
+    a.click_nav(&format!(
+        "form[action='/admin/orders/{number}/2/paid'] button"
+    ))
+    .await;
+    // The next check brings the new grant. (A check already in flight when the
+    // order was activated may still answer with the old one: then the one after.)
+    let mut st = da.check_now().await;
+    for _ in 0..3 {
+        if st["grant_serial"].as_u64() > Some(serial_before) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        st = da.check_now().await;
+    }
+    assert!(
+        st["grant_serial"].as_u64() > Some(serial_before),
+        "a new grant: {st}"
+    );
+    assert_eq!(st["entitlements"]["drivers"]["saia_pcd"], 16100);
+
+    // 6. Reset; B activates; A is refused at its next check and says why.
+    c.goto(&j.url(&format!("/licenses/{number}/reset"))).await;
+    c.click_nav("#reset-now").await;
+    assert!(c.source().await.contains("zurückgesetzt"));
+    let db = site.daemon("b", HOST_B, &lic(&number, &token));
+    db.wait_for("licensed", |s| s["licensed"] == true).await;
+    let st = da.check_now().await;
+    assert_eq!(st["licensed"], false, "{st}");
+    assert_eq!(st["reason"]["code"], "license_was_reset", "{st}");
+    c.goto(&j.url(&format!("/licenses/{number}"))).await;
+    assert_eq!(c.text("#bound").await, HOST_B);
+
+    // 7. Engineering: free, active at once, 24 hours per start.
+    c.goto(&j.url("/quote/engineering")).await;
+    j.master_data(&c, "Engineering PC").await;
+    let eng = j.quote_and_order(&mut c, Some("09-engineering")).await;
+    assert!(
+        c.source().await.contains("Ihre Lizenz ist freigeschaltet"),
+        "active without payment"
+    );
+    c.click_nav("#show-token").await;
+    let eng_token = c.text("#token").await;
+    let dc = site.daemon("c", HOST_C, &lic(&eng, &eng_token));
+    dc.wait_for("licensed", |s| s["licensed"] == true).await;
+    let mut eng_runtime = Sock::open(&dc.socket).await;
+    let started = now_secs();
+    let r = eng_runtime.ask(json!({"cmd": "runtime_started"})).await;
+    let stop_at = r["status"]["stop_at"]
+        .as_i64()
+        .expect("engineering runs have a stop time");
+    assert!(
+        (stop_at - (started + 24 * 3600)).abs() <= 60,
+        "stop 24 h after the start: {r}"
+    );
+
+    // 8. Hard dongle: serial, download, simulated dongle, removal.
+    c.goto(&j.url("/quote/standard")).await;
+    c.click("input[name=protection][value=hard_dongle]").await;
+    j.master_data(&c, "Dongle PC").await;
+    let hard = j.quote_and_order(&mut c, None).await;
+    a.goto(&j.url("/admin")).await;
+    a.click_nav(&format!(
+        "form[action='/admin/orders/{hard}/1/paid'] button"
+    ))
+    .await;
+    a.goto(&j.url(&format!("/admin/licenses/{hard}"))).await;
+    a.fill("input[name=serial]", "JOURNEY-DONGLE-7").await;
+    a.click_nav("#save-dongle").await;
+    j.shot(&a, "10-admin-license").await;
+    c.goto(&j.url(&format!("/licenses/{hard}"))).await;
+    j.shot(&c, "11-hard-dongle-license").await;
+    let file = c
+        .exec_async(&format!(
+            "var done = arguments[0]; fetch('/licenses/{hard}/download').then(function (r) {{ return r.text(); }}).then(done);"
+        ))
+        .await;
+    let file = file.as_str().expect("license file text");
+    let project = dir.path().join("d-project");
+    std::fs::create_dir_all(project.join("lic")).expect("lic dir");
+    std::fs::write(project.join("lic/promos.json"), file).expect("promos.json");
+    std::fs::create_dir_all(dir.path().join("d")).expect("d");
+    std::fs::write(dir.path().join("d/dongle"), "JOURNEY-DONGLE-7").expect("dongle plugged in");
+    let dd = site.daemon(
+        "d",
+        HOST_D,
+        &[("PROMOS_LICD_PROJECT_DIR", project.display().to_string())],
+    );
+    dd.wait_for("licensed", |s| s["licensed"] == true).await;
+    let removed = now_secs();
+    std::fs::remove_file(dir.path().join("d/dongle")).expect("dongle removed");
+    let st = dd
+        .wait_for("dongle_removed", |s| s["state"] == "dongle_removed")
+        .await;
+    let stop_at = st["stop_at"].as_i64().expect("stop scheduled");
+    assert!(
+        (stop_at - (removed + 3600)).abs() <= 60,
+        "stop an hour after removal: {st}"
+    );
+
+    // No console errors in either browser.
+    c.collect_console().await;
+    a.collect_console().await;
+    assert!(
+        c.console_errors.is_empty(),
+        "customer browser console: {:?}",
+        c.console_errors
+    );
+    assert!(
+        a.console_errors.is_empty(),
+        "admin browser console: {:?}",
+        a.console_errors
+    );
+    c.close().await;
+    a.close().await;
+    // No secret of the journey in any log: license tokens and passwords.
+    drop(da);
+    drop(dd);
+    for log in [
+        pls_log.clone(),
+        dir.path().join("a/licd.log"),
+        dir.path().join("b/licd.log"),
+        dir.path().join("c/licd.log"),
+        dir.path().join("d/licd.log"),
+    ] {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(
+            !text.is_empty() || log != pls_log,
+            "{} is empty",
+            log.display()
+        );
+        for secret in [token.as_str(), eng_token.as_str(), PW, ADMIN_PW] {
+            assert!(
+                !text.contains(secret),
+                "{} contains a secret",
+                log.display()
+            );
+        }
+    }
+    eprintln!("screenshots: {}", shots.display());
+    let n = std::fs::read_dir(&shots).map(|d| d.count()).unwrap_or(0);
+    assert!(n >= 10, "screenshots saved");
+    drop(db);
+    drop(dc);
+}

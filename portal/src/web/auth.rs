@@ -6,6 +6,7 @@ use super::pages::{
     RegisterValues, ResetPage,
 };
 use super::session::{self, cookie, expired_cookie};
+use super::shop::{csrf_refused, internal_error};
 use super::tokens::{Purpose, TokenCheck};
 use super::{i18n::Lang, password, redirect, safe_local_path, Ctx, Form, Web};
 use crate::domain::{normalize_email, Account, Actor, NewAccount};
@@ -24,29 +25,6 @@ const MAX_FIELD: usize = 200;
 
 fn valid_email(e: &str) -> bool {
     e.len() <= 254 && e.parse::<lettre::Address>().is_ok()
-}
-
-fn internal_error(web: &Web, ctx: &Ctx, what: &str, e: impl std::fmt::Display) -> Response<Body> {
-    tracing::error!(error = %e, "{what} failed");
-    let t = ctx.lang.t();
-    pages::message(
-        web,
-        ctx,
-        StatusCode::INTERNAL_SERVER_ERROR,
-        t.error_title,
-        t.error_text,
-    )
-}
-
-fn csrf_refused(web: &Web, ctx: &Ctx) -> Response<Body> {
-    let t = ctx.lang.t();
-    pages::message(
-        web,
-        ctx,
-        StatusCode::FORBIDDEN,
-        t.forbidden_title,
-        t.err_csrf,
-    )
 }
 
 pub async fn home(_web: Arc<Web>, ctx: Ctx) -> Resp {

@@ -40,6 +40,29 @@ fn not_found(web: &Web, ctx: &Ctx) -> Response<Body> {
     super::admin::not_for_you(web, ctx)
 }
 
+/// The license of a page: the login page for visitors, the 404 for anyone who
+/// may not see it.
+fn for_get(web: &Web, ctx: &Ctx, number: &str) -> Result<License, Box<Response<Body>>> {
+    if ctx.account.is_none() {
+        return Err(Box::new(login_first(ctx)));
+    }
+    owned(web, ctx, number).ok_or_else(|| Box::new(not_found(web, ctx)))
+}
+
+/// The license a form changes: as [`for_get`], and the form's CSRF token must be valid.
+fn for_post(
+    web: &Web,
+    ctx: &Ctx,
+    number: &str,
+    form: &Form,
+) -> Result<License, Box<Response<Body>>> {
+    let license = for_get(web, ctx, number)?;
+    if !ctx.csrf_ok(web, form) {
+        return Err(Box::new(csrf_refused(web, ctx)));
+    }
+    Ok(license)
+}
+
 /// A mutation rule as the customer reads it.
 pub fn rule_text(rule: &MutationRuleError, de: bool) -> String {
     use MutationRuleError as R;
@@ -123,11 +146,9 @@ fn kind_name(t: LicenseType, de: bool) -> &'static str {
 }
 
 pub async fn page(web: Arc<Web>, ctx: Ctx, number: String, q: HashMap<String, String>) -> Resp {
-    if ctx.account.is_none() {
-        return Ok(login_first(&ctx));
-    }
-    let Some(license) = owned(&web, &ctx, &number) else {
-        return Ok(not_found(&web, &ctx));
+    let license = match for_get(&web, &ctx, &number) {
+        Ok(l) => l,
+        Err(refused) => return Ok(*refused),
     };
     let de = ctx.lang.is_de();
     let lang = ctx.lang;
@@ -312,11 +333,9 @@ fn edit_page(
 }
 
 pub async fn edit_get(web: Arc<Web>, ctx: Ctx, number: String) -> Resp {
-    if ctx.account.is_none() {
-        return Ok(login_first(&ctx));
-    }
-    let Some(license) = owned(&web, &ctx, &number) else {
-        return Ok(not_found(&web, &ctx));
+    let license = match for_get(&web, &ctx, &number) {
+        Ok(l) => l,
+        Err(refused) => return Ok(*refused),
     };
     Ok(edit_page(
         &web,
@@ -404,11 +423,9 @@ fn actor_for(ctx: &Ctx, license: &License) -> Actor {
 /// only, once the vendor entered the dongle serial. The stored grant is verified
 /// against the server's key before it leaves.
 pub async fn download(web: Arc<Web>, ctx: Ctx, number: String) -> Resp {
-    if ctx.account.is_none() {
-        return Ok(login_first(&ctx));
-    }
-    let Some(license) = owned(&web, &ctx, &number) else {
-        return Ok(not_found(&web, &ctx));
+    let license = match for_get(&web, &ctx, &number) {
+        Ok(l) => l,
+        Err(refused) => return Ok(*refused),
     };
     let de = ctx.lang.is_de();
     let title = tr(de, "Lizenz herunterladen", "Download license");
@@ -493,11 +510,9 @@ fn hard_dongle_reset(web: &Web, ctx: &Ctx) -> Response<Body> {
 }
 
 pub async fn reset_get(web: Arc<Web>, ctx: Ctx, number: String) -> Resp {
-    if ctx.account.is_none() {
-        return Ok(login_first(&ctx));
-    }
-    let Some(license) = owned(&web, &ctx, &number) else {
-        return Ok(not_found(&web, &ctx));
+    let license = match for_get(&web, &ctx, &number) {
+        Ok(l) => l,
+        Err(refused) => return Ok(*refused),
     };
     if license.protection == Protection::HardDongle {
         return Ok(hard_dongle_reset(&web, &ctx));
@@ -511,15 +526,10 @@ pub async fn reset_get(web: Arc<Web>, ctx: Ctx, number: String) -> Resp {
 
 /// Releases the hardware binding (manual 7).
 pub async fn reset_post(web: Arc<Web>, ctx: Ctx, number: String, form: Form) -> Resp {
-    if ctx.account.is_none() {
-        return Ok(login_first(&ctx));
-    }
-    let Some(license) = owned(&web, &ctx, &number) else {
-        return Ok(not_found(&web, &ctx));
+    let license = match for_post(&web, &ctx, &number, &form) {
+        Ok(l) => l,
+        Err(refused) => return Ok(*refused),
     };
-    if !ctx.csrf_ok(&web, &form) {
-        return Ok(csrf_refused(&web, &ctx));
-    }
     let de = ctx.lang.is_de();
     let actor = actor_for(&ctx, &license);
     match web
@@ -571,11 +581,9 @@ fn upgrade_refusal(web: &Web, license: &License, de: bool) -> Option<String> {
 }
 
 pub async fn upgrade_get(web: Arc<Web>, ctx: Ctx, number: String) -> Resp {
-    if ctx.account.is_none() {
-        return Ok(login_first(&ctx));
-    }
-    let Some(license) = owned(&web, &ctx, &number) else {
-        return Ok(not_found(&web, &ctx));
+    let license = match for_get(&web, &ctx, &number) {
+        Ok(l) => l,
+        Err(refused) => return Ok(*refused),
     };
     let de = ctx.lang.is_de();
     if let Some(why) = upgrade_refusal(&web, &license, de) {
@@ -603,15 +611,10 @@ pub async fn upgrade_get(web: Arc<Web>, ctx: Ctx, number: String) -> Resp {
 
 /// "Next", "Back", "Get quote" and "Order now" of the upgrade form.
 pub async fn upgrade_post(web: Arc<Web>, ctx: Ctx, number: String, form: Form) -> Resp {
-    if ctx.account.is_none() {
-        return Ok(login_first(&ctx));
-    }
-    let Some(license) = owned(&web, &ctx, &number) else {
-        return Ok(not_found(&web, &ctx));
+    let license = match for_post(&web, &ctx, &number, &form) {
+        Ok(l) => l,
+        Err(refused) => return Ok(*refused),
     };
-    if !ctx.csrf_ok(&web, &form) {
-        return Ok(csrf_refused(&web, &ctx));
-    }
     let de = ctx.lang.is_de();
     if let Some(why) = upgrade_refusal(&web, &license, de) {
         return Ok(conflict(&web, &ctx, "Upgrade", &why));
@@ -739,15 +742,10 @@ fn upgrade_form(
 /// renewal mutation, activated at once; the daemon receives the new grant at its
 /// next check.
 pub async fn renew(web: Arc<Web>, ctx: Ctx, number: String, form: Form) -> Resp {
-    if ctx.account.is_none() {
-        return Ok(login_first(&ctx));
-    }
-    let Some(license) = owned(&web, &ctx, &number) else {
-        return Ok(not_found(&web, &ctx));
+    let license = match for_post(&web, &ctx, &number, &form) {
+        Ok(l) => l,
+        Err(refused) => return Ok(*refused),
     };
-    if !ctx.csrf_ok(&web, &form) {
-        return Ok(csrf_refused(&web, &ctx));
-    }
     let de = ctx.lang.is_de();
     let now = web.clock.now();
     if !domain::is_active(&license) || !domain::renewal_offered(&license, now) {

@@ -1550,20 +1550,9 @@ pub async fn quote_order(web: Arc<Web>, ctx: Ctx, number: String, n: u32, form: 
     if !ctx.csrf_ok(&web, &form) {
         return Ok(csrf_refused(&web, &ctx));
     }
-    let de = ctx.lang.is_de();
     let now = web.clock.now();
     if quote_expired(&m, now) {
-        return Ok(pages::message(
-            &web,
-            &ctx,
-            StatusCode::CONFLICT,
-            tr(de, "Angebot abgelaufen", "Quote expired"),
-            tr(
-                de,
-                "Dieses Angebot ist nicht mehr gültig und kann nicht bestellt werden. Bitte holen Sie ein neues Angebot ein.",
-                "This quote is no longer valid and cannot be ordered. Please ask for a new quote.",
-            ),
-        ));
+        return Ok(quote_expired_page(&web, &ctx));
     }
     let ordered = web.store.order_mutation(
         &license.number,
@@ -1593,19 +1582,12 @@ pub fn finish_order(
                     tracing::error!(error = %e, order = %m.id(), "activation email not queued");
                 }
             }
-            Ok(redirect(&format!("/licenses/{}?ordered={}", m.license, m.number), &[]))
+            Ok(redirect(
+                &format!("/licenses/{}?ordered={}", m.license, m.number),
+                &[],
+            ))
         }
-        Err(crate::store::LicenseError::QuoteExpired(_)) => Ok(pages::message(
-            web,
-            ctx,
-            StatusCode::CONFLICT,
-            tr(de, "Angebot abgelaufen", "Quote expired"),
-            tr(
-                de,
-                "Dieses Angebot ist nicht mehr gültig und kann nicht bestellt werden. Bitte holen Sie ein neues Angebot ein.",
-                "This quote is no longer valid and cannot be ordered. Please ask for a new quote.",
-            ),
-        )),
+        Err(crate::store::LicenseError::QuoteExpired(_)) => Ok(quote_expired_page(web, ctx)),
         Err(crate::store::LicenseError::Transition { .. }) => Ok(pages::message(
             web,
             ctx,
@@ -1626,6 +1608,21 @@ pub fn finish_order(
         )),
         Err(e) => Ok(internal_error(web, ctx, "ordering", e)),
     }
+}
+
+fn quote_expired_page(web: &Web, ctx: &Ctx) -> Response<Body> {
+    let de = ctx.lang.is_de();
+    pages::message(
+        web,
+        ctx,
+        StatusCode::CONFLICT,
+        tr(de, "Angebot abgelaufen", "Quote expired"),
+        tr(
+            de,
+            "Dieses Angebot ist nicht mehr gültig und kann nicht bestellt werden. Bitte holen Sie ein neues Angebot ein.",
+            "This quote is no longer valid and cannot be ordered. Please ask for a new quote.",
+        ),
+    )
 }
 
 /// Deletes a quote (not an order).

@@ -94,7 +94,13 @@ impl Portal {
 
     async fn verify_latest(&self, b: &mut Browser) -> browser::Reply {
         let mails = self.deliver().await;
-        let mail = mails.last().expect("a verification email");
+        // The newest verification email (other emails may be delivered in the same
+        // batch, with the same modification time).
+        let mail = mails
+            .iter()
+            .rev()
+            .find(|m| m.text.contains("/verify?token="))
+            .expect("a verification email");
         let token = between(&mail.text, "/verify?token=", "\n")
             .expect("link")
             .trim()

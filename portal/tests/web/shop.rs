@@ -834,11 +834,40 @@ async fn upgrade_only_while_stopped_only_upwards_and_reset_moves_the_license() {
     let host_b = HardwareId::from_bytes([0xb; 16]);
     p.daemon_reports(&number, &host_b, true)
         .expect("B licensed");
-    assert!(b
-        .get(&format!("/licenses/{number}"))
-        .await
-        .body
-        .contains(&host_b.to_string()));
+    let page = b.get(&format!("/licenses/{number}")).await;
+    assert!(page.body.contains(&host_b.to_string()));
+    assert!(
+        !page.body.contains("id=\"via\""),
+        "a direct check shows no peer"
+    );
+
+    // B's next check comes through a peer (issue 8): the service records the path
+    // as "<address> via relay <peer hardware ID>" and the status shows it.
+    let peer = HardwareId::from_bytes([0xc; 16]);
+    p.web
+        .store
+        .check_host(
+            &HostCheck {
+                license: &number,
+                hardware_id: &host_b,
+                held_serial: None,
+                running: true,
+                ge_seats: 0,
+                pwa_seats: 0,
+                daemon_version: "test",
+                from: format!("10.0.0.1:4433 via relay {peer}"),
+            },
+            p.web.clock.now(),
+        )
+        .expect("store")
+        .expect("licensed");
+    let page = b.get(&format!("/licenses/{number}")).await;
+    assert!(
+        page.body
+            .contains(&format!("<td id=\"via\">über Peer {peer}</td>")),
+        "{}",
+        page.body
+    );
 }
 
 #[tokio::test]

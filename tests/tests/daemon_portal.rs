@@ -198,23 +198,43 @@ impl Licd {
         d
     }
 
+    /// Starts the daemon in this process. A restart right after `down` can find
+    /// the cache still locked by a task of the previous run that has not let go
+    /// yet (a separate process would have released it by exiting); then the
+    /// start is retried, and any other early end of the daemon fails the test.
     async fn up(&mut self) {
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        self.task = Some(tokio::spawn(daemon::run(
-            self.config.clone(),
-            Arc::new(self.clock.clone()),
-            async move {
-                let _ = rx.await;
-            },
-        )));
-        self.stop = Some(tx);
         let deadline = tokio::time::Instant::now() + WAIT;
-        while SocketClient::connect(&self.socket).await.is_err() {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "daemon socket never came up"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        loop {
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            let task = tokio::spawn(daemon::run(
+                self.config.clone(),
+                Arc::new(self.clock.clone()),
+                async move {
+                    let _ = rx.await;
+                },
+            ));
+            loop {
+                if SocketClient::connect(&self.socket).await.is_ok() {
+                    self.task = Some(task);
+                    self.stop = Some(tx);
+                    return;
+                }
+                if task.is_finished() {
+                    let ended = task.await.expect("join");
+                    let e = ended.err().map(|e| e.to_string()).unwrap_or_default();
+                    assert!(
+                        e.contains("lock") && tokio::time::Instant::now() < deadline,
+                        "daemon ended at start: {e}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    break;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "daemon socket never came up"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
         }
     }
 

@@ -96,12 +96,7 @@ pub async fn index(web: Arc<Web>, ctx: Ctx) -> Resp {
                     .ordered_at
                     .map(|t| pages::date(t, ctx.lang))
                     .unwrap_or_default(),
-                price: m
-                    .price_net
-                    .as_deref()
-                    .and_then(|p| p.parse().ok())
-                    .map(|p| pricing::money::eur(p, de))
-                    .unwrap_or_default(),
+                price: shop::shown_price(&m, de),
             },
         ));
     }
@@ -258,11 +253,8 @@ fn license_matches(l: &License, email: &str, q: &str) -> bool {
     .any(|f| f.to_lowercase().contains(q))
 }
 
-pub async fn licenses(web: Arc<Web>, ctx: Ctx, q: HashMap<String, String>) -> Resp {
-    if admin(&ctx).is_none() {
-        return Ok(not_for_you(&web, &ctx));
-    }
-    let de = ctx.lang.is_de();
+/// The lowercased search `q` and the 1-based `page` of a list's query string.
+fn search_and_page(q: &HashMap<String, String>) -> (String, usize) {
     let search = q
         .get("q")
         .map(|s| s.trim().to_lowercase())
@@ -272,6 +264,15 @@ pub async fn licenses(web: Arc<Web>, ctx: Ctx, q: HashMap<String, String>) -> Re
         .and_then(|p| p.parse::<usize>().ok())
         .unwrap_or(1)
         .max(1);
+    (search, page)
+}
+
+pub async fn licenses(web: Arc<Web>, ctx: Ctx, q: HashMap<String, String>) -> Resp {
+    if admin(&ctx).is_none() {
+        return Ok(not_for_you(&web, &ctx));
+    }
+    let de = ctx.lang.is_de();
+    let (search, page) = search_and_page(&q);
     let emails: HashMap<AccountId, String> = web
         .store
         .accounts()
@@ -413,18 +414,9 @@ fn license_detail(
         .map(|m| AdminMutationRow {
             id: m.id(),
             kind: kind_text(m.kind, de).into(),
-            state: if shop::quote_expired(&m, now) {
-                shop::state_name(MutationState::Expired, de).into()
-            } else {
-                shop::state_name(m.state, de).into()
-            },
+            state: shop::shown_state(&m, now, de).into(),
             created: pages::date(m.created_at, lang),
-            price: m
-                .price_net
-                .as_deref()
-                .and_then(|p| p.parse().ok())
-                .map(|p| pricing::money::eur(p, de))
-                .unwrap_or_default(),
+            price: shop::shown_price(&m, de),
             paid_path: (m.state == MutationState::Ordered)
                 .then(|| format!("/admin/orders/{}/{}/paid", m.license, m.number)),
         })
@@ -596,15 +588,7 @@ pub async fn customers(web: Arc<Web>, ctx: Ctx, q: HashMap<String, String>) -> R
         return Ok(not_for_you(&web, &ctx));
     }
     let de = ctx.lang.is_de();
-    let search = q
-        .get("q")
-        .map(|s| s.trim().to_lowercase())
-        .unwrap_or_default();
-    let page = q
-        .get("page")
-        .and_then(|p| p.parse::<usize>().ok())
-        .unwrap_or(1)
-        .max(1);
+    let (search, page) = search_and_page(&q);
     let accounts = match web.store.accounts() {
         Ok(a) => a,
         Err(e) => return Ok(internal_error(&web, &ctx, "admin customers", e)),

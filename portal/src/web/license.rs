@@ -260,18 +260,9 @@ pub async fn page(web: Arc<Web>, ctx: Ctx, number: String, q: HashMap<String, St
                     MutationKind::Upgrade => "Upgrade".into(),
                     MutationKind::Renewal => tr(de, "Verlängerung", "Renewal").into(),
                 },
-                state: if shop::quote_expired(m, now) {
-                    shop::state_name(MutationState::Expired, de).into()
-                } else {
-                    shop::state_name(m.state, de).into()
-                },
+                state: shop::shown_state(m, now, de).into(),
                 created: pages::date(m.created_at, lang),
-                price: m
-                    .price_net
-                    .as_deref()
-                    .and_then(|p| p.parse().ok())
-                    .map(|p| pricing::money::eur(p, de))
-                    .unwrap_or_default(),
+                price: shop::shown_price(m, de),
             })
             .collect(),
         can_download: license.protection == Protection::HardDongle

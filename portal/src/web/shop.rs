@@ -180,13 +180,10 @@ impl Entered {
         }
     }
 
-    /// Every value as hidden form fields, for the summary's "Back" and "Get quote".
-    pub fn hidden_fields(&self) -> Vec<(String, String)> {
-        let mut out: Vec<(String, String)> = vec![];
-        let mut put = |k: &str, v: &str| out.push((k.to_owned(), v.to_owned()));
-        put("protection", &self.protection);
+    /// The licensee and license data fields, all required: (form field, value).
+    fn master_fields(&self) -> [(&'static str, &String); 13] {
         let l = &self.licensee;
-        for (k, v) in [
+        [
             ("company", &l.company),
             ("first_name", &l.first_name),
             ("last_name", &l.last_name),
@@ -200,6 +197,18 @@ impl Entered {
             ("data_name", &self.data.name),
             ("data_postcode", &self.data.postcode),
             ("data_city", &self.data.city),
+        ]
+    }
+
+    /// Every value as hidden form fields, for the summary's "Back" and "Get quote".
+    pub fn hidden_fields(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = vec![];
+        let mut put = |k: &str, v: &str| out.push((k.to_owned(), v.to_owned()));
+        put("protection", &self.protection);
+        for (k, v) in self.master_fields() {
+            put(k, v);
+        }
+        for (k, v) in [
             ("ge_users", &self.ge_users),
             ("pwa_users", &self.pwa_users),
             ("remarks", &self.remarks),
@@ -292,21 +301,7 @@ impl Entered {
         let required = tr(de, "Bitte ausfüllen.", "Please fill in.");
         let too_long = tr(de, "Höchstens 200 Zeichen.", "At most 200 characters.");
         let l = &self.licensee;
-        for (k, v) in [
-            ("company", &l.company),
-            ("first_name", &l.first_name),
-            ("last_name", &l.last_name),
-            ("street", &l.street),
-            ("postcode", &l.postcode),
-            ("city", &l.city),
-            ("state", &l.state),
-            ("country", &l.country),
-            ("email", &l.email),
-            ("phone", &l.phone),
-            ("data_name", &self.data.name),
-            ("data_postcode", &self.data.postcode),
-            ("data_city", &self.data.city),
-        ] {
+        for (k, v) in self.master_fields() {
             if v.is_empty() {
                 errors.insert(k.into(), required.into());
             } else if v.chars().count() > MAX_FIELD {
@@ -1453,6 +1448,23 @@ pub struct QuotePage {
     pub licensee_line: String,
     pub s: Option<SummaryView>,
     pub remarks: String,
+}
+
+/// A mutation's state as lists show it: an open quote past its validity is expired.
+pub fn shown_state(m: &Mutation, now: keys::UnixTime, de: bool) -> &'static str {
+    if quote_expired(m, now) {
+        state_name(MutationState::Expired, de)
+    } else {
+        state_name(m.state, de)
+    }
+}
+
+/// A mutation's net price as lists show it ("" if it has none).
+pub fn shown_price(m: &Mutation, de: bool) -> String {
+    m.price_net
+        .as_deref()
+        .map(|p| eur_text(p, de))
+        .unwrap_or_default()
 }
 
 pub fn state_name(state: MutationState, de: bool) -> &'static str {

@@ -13,6 +13,10 @@
 //! max_connections_per_source = 256
 //! activations_per_source_per_minute = 30
 //!
+//! [metrics]
+//! enabled = true
+//! listen = "127.0.0.1:9464"
+//!
 //! [log]
 //! filter = "info"
 //! json = false
@@ -21,7 +25,7 @@
 //! Environment overrides (applied after the file): `PLS_DATA_DIR`, `PLS_QUIC_LISTEN`,
 //! `PLS_QUIC_SERVER_NAMES` (comma separated), `PLS_QUIC_MAX_CONNECTIONS_PER_SOURCE`,
 //! `PLS_QUIC_ACTIVATIONS_PER_SOURCE_PER_MINUTE`, `PLS_PRICES` (path of the price
-//! list), `PLS_LOG` (a tracing filter such as
+//! list), `PLS_METRICS_LISTEN` (an address, or `off`), `PLS_LOG` (a tracing filter such as
 //! `info,portal=debug`), `PLS_LOG_JSON` (`1`/`true`).
 
 use serde::{Deserialize, Serialize};
@@ -43,6 +47,8 @@ pub struct Config {
     /// The price list (a `prices.toml` like `pricing/prices.toml`); the list compiled
     /// into `pls` when unset.
     pub prices: Option<PathBuf>,
+    /// The Prometheus metrics listener (loopback by default).
+    pub metrics: crate::metrics::MetricsConfig,
     pub log: LogConfig,
 }
 
@@ -88,6 +94,7 @@ impl Default for Config {
             http: crate::web::HttpConfig::default(),
             smtp: None,
             prices: None,
+            metrics: crate::metrics::MetricsConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -213,14 +220,17 @@ impl Config {
             "PLS_SMTP_USERNAME" => self.smtp_mut().username = Some(value.to_owned()),
             "PLS_SMTP_PASSWORD" => self.smtp_mut().password = Some(value.to_owned()),
             "PLS_PRICES" => self.prices = Some(PathBuf::from(value)),
-            "PLS_LOG" => self.log.filter = value.to_owned(),
-            "PLS_LOG_JSON" => {
-                self.log.json = match value.trim() {
-                    "1" | "true" | "yes" => true,
-                    "0" | "false" | "no" | "" => false,
-                    other => return Err(bad(format!("{other:?} is not a boolean"))),
+            "PLS_METRICS_LISTEN" => match value.trim() {
+                "off" | "" => self.metrics.enabled = false,
+                addr => {
+                    self.metrics.enabled = true;
+                    self.metrics.listen = addr.parse().map_err(|e: std::net::AddrParseError| {
+                        bad(format!("{e}; give an address like 127.0.0.1:9464, or off"))
+                    })?
                 }
-            }
+            },
+            "PLS_LOG" => self.log.filter = value.to_owned(),
+            "PLS_LOG_JSON" => self.log.json = flag(value).map_err(bad)?,
             _ => {}
         }
         Ok(())
@@ -297,6 +307,34 @@ mod tests {
             Config::default()
         );
         assert_eq!(Config::default().quic.listen.port(), 4433);
+    }
+
+    #[test]
+    fn the_metrics_listener_is_on_loopback_by_default_and_can_be_moved_or_switched_off() {
+        let c = Config::default();
+        assert!(c.metrics.enabled);
+        assert!(c.metrics.listen.ip().is_loopback());
+        let moved = Config::load(
+            None,
+            vec![("PLS_METRICS_LISTEN".into(), "0.0.0.0:9000".into())],
+        )
+        .expect("moved");
+        assert_eq!(moved.metrics.listen, "0.0.0.0:9000".parse().expect("addr"));
+        let off =
+            Config::load(None, vec![("PLS_METRICS_LISTEN".into(), "off".into())]).expect("off");
+        assert!(!off.metrics.enabled);
+        let e = Config::load(None, vec![("PLS_METRICS_LISTEN".into(), "9464".into())])
+            .expect_err("a port alone is not an address");
+        assert!(e.to_string().contains("127.0.0.1:9464, or off"), "{e}");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("pls.toml");
+        std::fs::write(&file, "[metrics]\nenabled = false\n").expect("write");
+        assert!(
+            !Config::load(Some(&file), vec![])
+                .expect("file")
+                .metrics
+                .enabled
+        );
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! - [`store`]: the sled database, one transaction per lifecycle write, backups;
 //! - [`service`]: answers daemon requests (signed grants, receipts, refusals);
 //! - [`quic`]: the quinn endpoint and its limits, and a small pinned client;
-//! - [`admin`]: the vendor's commands and the local admin socket.
+//! - [`admin`]: the vendor's commands and the local admin socket;
+//! - [`metrics`]: Prometheus metrics on their own (loopback) listener.
 //!
 //! [`Server::bind`] then [`Server::run`] (or [`run`]) is the whole server; `main.rs`
 //! only parses the command line. The web portal ([`web`], with [`mail`]) runs in
@@ -21,6 +22,7 @@ pub mod demo;
 pub mod domain;
 pub mod identity;
 pub mod mail;
+pub mod metrics;
 pub mod quic;
 pub mod service;
 pub mod store;
@@ -58,6 +60,8 @@ pub enum StartError {
     Prices(String),
     #[error("cannot listen for the web portal on {addr}: {reason}")]
     Http { addr: SocketAddr, reason: String },
+    #[error("cannot listen for metrics on {addr}: {reason} (set [metrics] listen or PLS_METRICS_LISTEN to a free address, or off)")]
+    Metrics { addr: SocketAddr, reason: String },
     #[error("cannot listen on the admin socket {path}: {source}")]
     AdminSocket {
         path: String,
@@ -77,6 +81,7 @@ pub struct Server {
     admin: tokio::net::UnixListener,
     web: Arc<web::Web>,
     http: web::HttpListener,
+    metrics: Option<web::HttpListener>,
 }
 
 impl Server {
@@ -86,12 +91,16 @@ impl Server {
         let identity = Identity::load_or_create(&config)?;
         let _ = std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o700));
         let store = Arc::new(Store::open(&config.db_dir())?);
-        let service = Arc::new(Service::new(
-            Arc::clone(&store),
-            Arc::clone(&identity.key),
-            Arc::clone(&clock),
-            config.quic.activations_per_source_per_minute,
-        ));
+        let registry = Arc::new(metrics::Metrics::new());
+        let service = Arc::new(
+            Service::new(
+                Arc::clone(&store),
+                Arc::clone(&identity.key),
+                Arc::clone(&clock),
+                config.quic.activations_per_source_per_minute,
+            )
+            .with_metrics(Arc::clone(&registry)),
+        );
         let endpoint = quic::bind(&identity, &config.quic)?;
         let sock = config.admin_socket_path();
         // We hold the database lock, so a socket file left here is stale.
@@ -119,7 +128,8 @@ impl Server {
             config.outbox_dir(),
             Arc::clone(&clock),
         )
-        .map_err(|e| StartError::Mail(e.to_string()))?;
+        .map_err(|e| StartError::Mail(e.to_string()))?
+        .with_metrics(Arc::clone(&registry));
         let web = Arc::new(
             web::Web::new(
                 Arc::clone(&store),
@@ -129,12 +139,24 @@ impl Server {
                 Arc::clone(&identity.key),
             )
             .map_err(|e| StartError::Mail(e.to_string()))?
-            .with_prices(prices),
+            .with_prices(prices)
+            .with_metrics(Arc::clone(&registry)),
         );
         let http = web::HttpListener::bind(Arc::clone(&web)).map_err(|e| StartError::Http {
             addr: config.http.listen,
             reason: e.to_string(),
         })?;
+        let metrics = match config.metrics.enabled {
+            false => None,
+            true => Some(
+                web::HttpListener::bind_metrics(config.metrics.listen, Arc::clone(&web)).map_err(
+                    |e| StartError::Metrics {
+                        addr: config.metrics.listen,
+                        reason: e.to_string(),
+                    },
+                )?,
+            ),
+        };
         Ok(Server {
             config,
             identity,
@@ -145,7 +167,13 @@ impl Server {
             admin,
             web,
             http,
+            metrics,
         })
+    }
+
+    /// The address metrics are served on (the real port when bound to 0).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|m| m.addr)
     }
 
     /// The address the web portal listens on (the real port when bound to 0).
@@ -189,6 +217,7 @@ impl Server {
         tracing::info!(
             http = %self.http_addr(),
             quic = %self.quic_addr(),
+            metrics = %self.metrics_addr().map_or("off".to_owned(), |a| a.to_string()),
             key_id = %self.identity.key.key_id(),
             cert_sha256 = %self.identity.cert_fingerprint(),
             licenses = self.store.license_count(),
@@ -223,10 +252,15 @@ impl Server {
             let _ = mail_stop_rx.await;
         }));
         let (http_stop, http_task) = self.http.spawn();
+        let metrics = self.metrics.map(web::HttpListener::spawn);
         shutdown.await;
         tracing::info!("shutting down");
         let _ = http_stop.send(());
         let _ = http_task.await;
+        if let Some((stop, task)) = metrics {
+            let _ = stop.send(());
+            let _ = task.await;
+        }
         let _ = mail_stop_tx.send(());
         let _ = mail_task.await;
         let _ = stop_tx.send(true);

@@ -7,6 +7,7 @@
 //! retried with exponential backoff (30 s, 1 min, 2 min, ... capped at 1 hour) for
 //! as long as it takes; admins see failing messages on the admin page.
 
+use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 use keys::{Clock, UnixTime};
 use lettre::message::{Mailbox, MultiPart};
@@ -96,6 +97,7 @@ pub struct Mailer {
     clock: Arc<dyn Clock>,
     wake: tokio::sync::Notify,
     outbox: Option<PathBuf>,
+    metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for Mailer {
@@ -160,7 +162,14 @@ impl Mailer {
             clock,
             wake: tokio::sync::Notify::new(),
             outbox,
+            metrics: Arc::new(Metrics::new()),
         })
+    }
+
+    /// Counts deliveries into `metrics` (the server's registry).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// The file outbox directory, when mail goes there.
@@ -262,6 +271,7 @@ impl Mailer {
                     let _ = self.queue.remove(job.id.to_be_bytes());
                     let _ = self.queue.flush_async().await;
                     tracing::info!(mail_id = job.id, subject = %job.email.subject, "email delivered");
+                    self.metrics.email_delivery(true);
                     sent += 1;
                 }
                 Err(e) => {
@@ -271,6 +281,7 @@ impl Mailer {
                         .min(MAX_RETRY_SECS);
                     job.next_attempt = now.plus_secs(backoff);
                     tracing::warn!(mail_id = job.id, attempts = job.attempts, retry_in_secs = backoff, error = %e, "email delivery failed");
+                    self.metrics.email_delivery(false);
                     job.last_error = Some(e);
                     let _ = self.queue.insert(
                         job.id.to_be_bytes(),

@@ -288,14 +288,22 @@ async fn real_main(cli: Cli) -> Result<()> {
     }
 }
 
+/// Logs to stderr: text by default, one JSON object per line with `log.json`.
+/// Under systemd (`JOURNAL_STREAM` set) the text has no timestamps or colours,
+/// since journald adds its own time and keeps lines as they are.
 fn init_logging(config: &Config) -> Result<()> {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log.filter)
         .with_context(|| format!("log filter {:?} is not valid", config.log.filter))?;
+    let journald = std::env::var_os("JOURNAL_STREAM").is_some();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal() && !journald)
         .with_writer(std::io::stderr);
     if config.log.json {
         builder.json().init();
+    } else if journald {
+        builder.without_time().init();
     } else {
         builder.init();
     }

@@ -152,6 +152,7 @@ pub async fn serve(
         let remote = incoming.remote_address();
         let Some(slot) = per_source.try_add(remote.ip(), config.max_connections_per_source) else {
             tracing::warn!(from = %remote, "too many connections from this address; refused");
+            service.metrics().quic_connection("refused_per_source");
             incoming.refuse();
             continue;
         };
@@ -159,8 +160,15 @@ pub async fn serve(
         tokio::spawn(async move {
             let _slot = slot;
             match incoming.await {
-                Ok(conn) => connection(conn, service).await,
-                Err(e) => tracing::debug!(from = %remote, error = %e, "handshake failed"),
+                Ok(conn) => {
+                    service.metrics().quic_connection("accepted");
+                    let _open = service.metrics().quic_open();
+                    connection(conn, service).await
+                }
+                Err(e) => {
+                    service.metrics().quic_connection("handshake_failed");
+                    tracing::debug!(from = %remote, error = %e, "handshake failed")
+                }
             }
         });
     }
@@ -249,16 +257,22 @@ async fn stream(
         }
         Ok(_) => {
             tracing::warn!(from = %remote, len = bytes.len(), "stream did not hold exactly one frame");
-            (
-                Response::Error(ErrorReply::Malformed(
-                    "the stream must hold exactly one frame".into(),
-                )),
-                false,
+            framing_error(
+                &service,
+                (
+                    Response::Error(ErrorReply::Malformed(
+                        "the stream must hold exactly one frame".into(),
+                    )),
+                    false,
+                ),
             )
         }
         Err(e) => {
             tracing::warn!(from = %remote, error = %e, "bad frame");
-            (Response::Error(ErrorReply::Malformed(e.to_string())), false)
+            framing_error(
+                &service,
+                (Response::Error(ErrorReply::Malformed(e.to_string())), false),
+            )
         }
     };
     match codec::encode_frame(&response) {
@@ -272,6 +286,14 @@ async fn stream(
         Err(e) => tracing::error!(error = %e, "cannot encode a response"),
     }
     ok
+}
+
+/// Counts an answer to a stream the service never saw (no single whole frame).
+fn framing_error(service: &Service, answer: (Response, bool)) -> (Response, bool) {
+    service
+        .metrics()
+        .daemon_request("undecodable", &answer.0, Duration::ZERO);
+    answer
 }
 
 /// A minimal daemon-side client: the integration tests, the benchmark and

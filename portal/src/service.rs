@@ -8,11 +8,13 @@
 //! a daemon believes about its license.
 
 use crate::domain::CHECK_INTERVAL_SECS;
+use crate::metrics::{request_kind, Metrics};
 use crate::store::{HostActivation, HostCheck, Store};
 use keys::{Clock, HardwareId, LicenseNumber, Signed, SigningKeyPair};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 use wire::codec::{self, DecodeError};
 use wire::{
     CheckReceipt, ErrorReply, Nonce, Refusal, RefusalReason, RelayEnvelope, Request, Response,
@@ -39,6 +41,7 @@ pub struct Service {
     activations_per_minute: u32,
     /// Activation attempts per source address in the current minute.
     attempts: Mutex<HashMap<IpAddr, (u64, u32)>>,
+    metrics: Arc<Metrics>,
 }
 
 impl Service {
@@ -54,13 +57,26 @@ impl Service {
             clock,
             activations_per_minute,
             attempts: Mutex::new(HashMap::new()),
+            metrics: Arc::new(Metrics::new()),
         }
+    }
+
+    /// Counts requests into `metrics` (the server's registry) instead of a
+    /// private one.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// Decodes one frame body and answers it. Never panics on any input.
     pub fn handle_body(&self, body: &[u8], source: &Source) -> Response {
-        match codec::decode_body::<Request>(body) {
-            Ok(request) => self.handle(request, source),
+        let started = Instant::now();
+        let response = match codec::decode_body::<Request>(body) {
+            Ok(request) => return self.handle(request, source),
             Err(DecodeError::UnsupportedVersion(v)) => {
                 tracing::info!(from = %source.label, version = v, "request in an unsupported protocol version");
                 Response::Error(ErrorReply::UnsupportedProtocolVersion {
@@ -72,11 +88,23 @@ impl Service {
                 tracing::warn!(from = %source.label, error = %e, "malformed request");
                 Response::Error(ErrorReply::Malformed(e.to_string()))
             }
-        }
+        };
+        self.metrics
+            .daemon_request("undecodable", &response, started.elapsed());
+        response
     }
 
     /// Answers one decoded request.
     pub fn handle(&self, request: Request, source: &Source) -> Response {
+        let started = Instant::now();
+        let kind = request_kind(&request);
+        let response = self.answer(request, source);
+        self.metrics
+            .daemon_request(kind, &response, started.elapsed());
+        response
+    }
+
+    fn answer(&self, request: Request, source: &Source) -> Response {
         match request {
             Request::Hello(h) => {
                 tracing::debug!(from = %source.label, agent = %h.agent, "hello");
@@ -239,6 +267,7 @@ impl Service {
         source: &Source,
     ) -> Response {
         tracing::info!(license = %license, host = %host, from = %source.label, reason = reason.key(), "refused");
+        self.metrics.refusal(reason);
         let refusal = Refusal {
             reason,
             license_number: license.clone(),

@@ -954,6 +954,15 @@ impl Store {
         self.t.licenses.len()
     }
 
+    pub fn account_count(&self) -> usize {
+        self.t.accounts.len()
+    }
+
+    /// The database's size on disk in bytes (0 if sled cannot tell).
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+
     pub fn licenses_of_account(&self, id: AccountId) -> Result<Vec<License>, StoreError> {
         let mut out = vec![];
         for key in self

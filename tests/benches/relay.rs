@@ -66,6 +66,7 @@ async fn site(dir: &Path, n: usize) -> Site {
     };
     config.quic.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     config.http.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.metrics.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     config.quic.activations_per_source_per_minute = 100_000;
     let server = portal::Server::bind(config, Arc::new(clock.clone()))
         .await

@@ -297,6 +297,7 @@ impl Pls {
         };
         config.quic.listen = listen;
         config.http.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        config.metrics.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         config.quic.activations_per_source_per_minute = 1000;
         let server = portal::Server::bind(config, Arc::new(clock))
             .await

@@ -23,6 +23,7 @@ pub mod tokens;
 
 use crate::domain::{Account, AccountId};
 use crate::mail::Mailer;
+use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 use i18n::Lang;
 use keys::{Clock, SigningKeyPair};
@@ -83,6 +84,8 @@ pub struct Web {
     prefs: sled::Tree,
     /// Renewal reminders already sent: `<license>:<valid_until>:<days>`.
     reminders: sled::Tree,
+    /// Requests by route and status (the server's registry, see [`Web::with_metrics`]).
+    pub metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for Web {
@@ -114,7 +117,14 @@ impl Web {
             cfg,
             key,
             prices: Arc::new(PriceList::embedded()),
+            metrics: Arc::new(Metrics::new()),
         })
+    }
+
+    /// Counts requests into `metrics` (the server's registry).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     pub fn with_prices(mut self, prices: PriceList) -> Self {
@@ -715,13 +725,52 @@ impl std::fmt::Debug for HttpListener {
 impl HttpListener {
     /// Binds `web.cfg.listen`.
     pub fn bind(web: Arc<Web>) -> Result<Self, warp::Error> {
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let (addr, server) = warp::serve(routes(web.clone())).try_bind_with_graceful_shutdown(
-            web.cfg.listen,
+        let metrics = Arc::clone(&web.metrics);
+        let counted = routes(web.clone()).with(warp::log::custom(move |info| {
+            metrics.http_request(
+                info.method().as_str(),
+                info.path(),
+                info.status().as_u16(),
+                info.elapsed(),
+            )
+        }));
+        Self::serve_on(web.cfg.listen, counted)
+    }
+
+    /// Binds the metrics listener: `GET /metrics` in the OpenMetrics text format,
+    /// with the stored-state gauges read at each scrape. Nothing else is served.
+    pub fn bind_metrics(listen: SocketAddr, web: Arc<Web>) -> Result<Self, warp::Error> {
+        let scrape = warp::get().and(warp::path!("metrics")).then(move || {
+            let web = Arc::clone(&web);
             async move {
-                let _ = stopped.await;
-            },
-        )?;
+                let text = tokio::task::spawn_blocking(move || {
+                    web.metrics.render(crate::metrics::Snapshot {
+                        store_bytes: web.store.size_on_disk(),
+                        licenses: web.store.license_count() as u64,
+                        accounts: web.store.account_count() as u64,
+                        email_queue: web.mailer.queue_len() as u64,
+                        email_failing: web.mailer.failing().len() as u64,
+                    })
+                })
+                .await
+                .unwrap_or_default();
+                warp::reply::with_header(text, header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)
+            }
+        });
+        let not_found = warp::any().map(|| StatusCode::NOT_FOUND);
+        Self::serve_on(listen, scrape.or(not_found))
+    }
+
+    /// Binds `listen` for `filter`, to be served by [`HttpListener::spawn`].
+    fn serve_on<F>(listen: SocketAddr, filter: F) -> Result<Self, warp::Error>
+    where
+        F: Filter<Error = Infallible> + Clone + Send + Sync + 'static,
+        F::Extract: Reply,
+    {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (addr, server) = warp::serve(filter).try_bind_with_graceful_shutdown(listen, async move {
+            let _ = stopped.await;
+        })?;
         Ok(HttpListener {
             addr,
             server: Box::pin(server),

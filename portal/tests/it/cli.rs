@@ -222,6 +222,7 @@ fn serve_prints_identity_answers_admin_socket_and_stops_on_sigterm() {
         .arg("serve")
         .env("PLS_QUIC_LISTEN", "127.0.0.1:0")
         .env("PLS_HTTP_LISTEN", "127.0.0.1:0")
+        .env("PLS_METRICS_LISTEN", "127.0.0.1:0")
         .env("PLS_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -2,6 +2,7 @@
 
 mod cli;
 mod crash;
+mod metrics;
 mod model;
 mod quic;
 mod util;

@@ -22,6 +22,8 @@ pub const START: UnixTime = UnixTime(1_767_225_600);
 
 pub struct TestServer {
     pub addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub metrics_addr: Option<SocketAddr>,
     pub fingerprint: String,
     pub trusted: TrustedKeys,
     pub store: Arc<Store>,
@@ -45,6 +47,7 @@ impl TestServer {
         };
         config.quic.listen = "127.0.0.1:0".parse().expect("addr");
         config.http.listen = "127.0.0.1:0".parse().expect("addr");
+        config.metrics.listen = "127.0.0.1:0".parse().expect("addr");
         tune(&mut config);
         let clock = SimClock::at(START);
         let server = portal::Server::bind(config, Arc::new(clock.clone()))
@@ -53,6 +56,8 @@ impl TestServer {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let ts = TestServer {
             addr: server.quic_addr(),
+            http_addr: server.http_addr(),
+            metrics_addr: server.metrics_addr(),
             fingerprint: server.identity().cert_fingerprint(),
             trusted: TrustedKeys::with([server.identity().public_key()]),
             store: server.store(),

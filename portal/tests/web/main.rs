@@ -783,6 +783,7 @@ async fn the_server_serves_the_portal_and_create_admin_bootstraps_an_admin() {
     };
     config.quic.listen = "127.0.0.1:0".parse().expect("addr");
     config.http.listen = "127.0.0.1:0".parse().expect("addr");
+    config.metrics.listen = "127.0.0.1:0".parse().expect("addr");
     config.http.public_url = "http://pls.test".into();
     let clock = SimClock::at(START);
     let server = portal::Server::bind(config.clone(), Arc::new(clock.clone()))

@@ -18,6 +18,8 @@
 //! check_attempts = 4                          # attempts per check, backoff with jitter between
 //! attempt_timeout_secs = 15                   # one attempt's time limit
 //!
+//! metrics_listen = "127.0.0.1:9465"             # Prometheus metrics; default: none
+//!
 //! [dongle]
 //! backend = "hidapi"                          # or "simulated" (tests and demos only)
 //! vendor_id = "0x096e"                        # USB ids of the ProMoS dongle
@@ -41,7 +43,9 @@
 //! `PROMOS_LICD_DONGLE_VENDOR_ID`, `PROMOS_LICD_DONGLE_PRODUCT_ID`,
 //! `PROMOS_LICD_SIMULATED_DONGLE_FILE`, `PROMOS_LICD_PEER_LISTEN`,
 //! `PROMOS_LICD_PEERS` (`address=public_key` pairs, comma-separated; replaces
-//! the file's list).
+//! the file's list), `PROMOS_LICD_METRICS_LISTEN` (an address, or `off`). Logging
+//! is set before the file is read: `PROMOS_LICD_LOG` (a tracing filter) and
+//! `PROMOS_LICD_LOG_JSON=1` (one JSON object per line).
 //!
 //! `PROMOS_LICD_TEST_HARDWARE_ID` is **test-only**: it replaces the computed
 //! hardware ID so end-to-end tests can run two daemons on one machine. It has no
@@ -131,6 +135,8 @@ pub struct Config {
     pub peer_listen: Option<std::net::SocketAddr>,
     /// The site's other daemons: the only ones it talks to as peers.
     pub peers: Vec<PeerEntry>,
+    /// Where Prometheus metrics are served (none: no metrics listener).
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// TEST-ONLY: the wall clock is read from this file (see the module doc).
     pub test_clock_file: Option<PathBuf>,
 }
@@ -154,6 +160,7 @@ struct FileConfig {
     tick_secs: Option<u64>,
     check_attempts: Option<u32>,
     attempt_timeout_secs: Option<u64>,
+    metrics_listen: Option<String>,
     #[serde(default)]
     dongle: FileDongle,
     #[serde(default)]
@@ -209,6 +216,7 @@ impl Config {
             test_hardware_id: None,
             peer_listen: None,
             peers: Vec::new(),
+            metrics_listen: None,
             test_clock_file: None,
         }
     }
@@ -352,13 +360,12 @@ impl Config {
             })?;
         let peer_listen = e("PROMOS_LICD_PEER_LISTEN")
             .or(f.peers.listen)
-            .map(|a| {
-                a.parse::<std::net::SocketAddr>()
-                    .map_err(|err| ConfigError::Invalid {
-                        key: "peers.listen",
-                        message: format!("{a:?}: {err} (expected ip:port)"),
-                    })
-            })
+            .map(|a| socket_addr("peers.listen", &a))
+            .transpose()?;
+        let metrics_listen = e("PROMOS_LICD_METRICS_LISTEN")
+            .or(f.metrics_listen)
+            .filter(|a| a != "off")
+            .map(|a| socket_addr("metrics_listen", &a))
             .transpose()?;
         let peer_pairs: Vec<(String, String)> = match e("PROMOS_LICD_PEERS") {
             Some(list) => list
@@ -401,6 +408,7 @@ impl Config {
         Ok(Config {
             peer_listen,
             peers,
+            metrics_listen,
             test_clock_file: e(TEST_CLOCK_FILE_ENV).map(PathBuf::from),
             server,
             server_name,
@@ -474,6 +482,14 @@ pub fn normalize_server(s: &str) -> String {
     } else {
         format!("{s}:4433")
     }
+}
+
+/// An `ip:port` value of `key`.
+fn socket_addr(key: &'static str, a: &str) -> Result<std::net::SocketAddr, ConfigError> {
+    a.parse().map_err(|err| ConfigError::Invalid {
+        key,
+        message: format!("{a:?}: {err} (expected ip:port)"),
+    })
 }
 
 fn host_part(server: &str) -> String {

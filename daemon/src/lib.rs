@@ -13,7 +13,8 @@
 //! - [`config`]: TOML plus `PROMOS_LICD_*` environment overrides;
 //! - [`hwid`]: the hardware ID; [`dongle`]: hidapi and simulated dongles;
 //! - [`licinfo`]: `lic/licinfo.cfg`; [`doctor`]: the manual's chapter 11;
-//! - [`notify`]: `sd_notify` for `Type=notify`;
+//! - [`notify`]: `sd_notify` for `Type=notify`; [`metrics`]: the optional
+//!   Prometheus listener;
 //! - [`peer`]: peer identity, mutual TLS and the QUIC endpoint for the site's
 //!   other daemons; [`relay`]: what a daemon keeps for its peers (store and
 //!   forward queue, site grants, rate limits).
@@ -27,6 +28,7 @@ pub mod doctor;
 pub mod dongle;
 pub mod hwid;
 pub mod licinfo;
+pub mod metrics;
 pub mod notify;
 pub mod peer;
 pub mod relay;

@@ -78,15 +78,35 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     Config::load(cli.config.as_deref(), &env_map()).context("reading the configuration")
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    tracing_subscriber::fmt()
+/// Logs to stderr: text by default, one JSON object per line with
+/// `PROMOS_LICD_LOG_JSON=1`. Under systemd (`JOURNAL_STREAM` set) the text has no
+/// timestamps or colours, since journald adds its own time.
+fn init_logging() {
+    use std::io::IsTerminal;
+    let journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    let json = matches!(
+        std::env::var("PROMOS_LICD_LOG_JSON").as_deref(),
+        Ok("1" | "true" | "yes")
+    );
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("PROMOS_LICD_LOG")
                 .unwrap_or_else(|_| "info".into()),
         )
-        .with_writer(std::io::stderr)
-        .init();
+        .with_ansi(std::io::stderr().is_terminal() && !journald)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else if journald {
+        builder.without_time().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logging();
     match &cli.command {
         Command::Hwid { facts } => {
             let id = match std::env::var(daemon::config::TEST_HARDWARE_ID_ENV) {

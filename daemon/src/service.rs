@@ -40,6 +40,11 @@ pub enum RunError {
     PeerIdentity(#[from] crate::peer::IdentityError),
     #[error(transparent)]
     PeerSetup(#[from] crate::peer::PeerSetupError),
+    #[error("cannot listen for metrics on {addr}: {source} (change metrics_listen or PROMOS_LICD_METRICS_LISTEN, or set it to off)")]
+    Metrics {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// TEST-ONLY wall clock: the Unix time written in a file, re-read at every
@@ -709,6 +714,16 @@ pub async fn run(
     }
 
     let listener = bind_socket(&config)?;
+    let metrics = match config.metrics_listen {
+        None => None,
+        Some(addr) => {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| RunError::Metrics { addr, source })?;
+            tracing::info!(listen = %l.local_addr().unwrap_or(addr), "metrics listener ready");
+            Some(tokio::spawn(crate::metrics::serve(l, shared.clone())))
+        }
+    };
     tracing::info!(socket = %config.socket_path.display(), hardware_id = %shared.hardware_id, "promos-licd ready");
     crate::notify::notify("READY=1");
 
@@ -778,7 +793,7 @@ pub async fn run(
     let _ = acceptor.await;
     checker.abort();
     let _ = checker.await;
-    if let Some(t) = peer_server {
+    for t in [peer_server, metrics].into_iter().flatten() {
         t.abort();
         let _ = t.await;
     }

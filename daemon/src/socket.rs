@@ -41,7 +41,8 @@
 //!  "license_data":{"name":"Muster AG","postcode":"3000","city":"Bern"},
 //!  "entitlements":{"drivers":{"modbus":10010,...},"malm":["email"],"mystrom":false,
 //!                  "philips_hue":false,"ge_users":1,"pwa_users":5},
-//!  "grant_serial":3,"hardware_id":"...","server":"license.promosnt.com:4433","last_check":"2026-11-29T10:00:00Z",
+//!  "grant_serial":3,"hardware_id":"...","server":"license.promosnt.com:4433",
+//!  "last_check":"2026-11-29T10:00:00Z","last_check_unix":1795946400,"last_check_failure":null,
 //!  "runtime":"running","seats":{"ge":{"used":0,"limit":1},"pwa":{"used":2,"limit":5}},
 //!  "now":"2026-12-20T10:00:00Z"}
 //! ```
@@ -119,7 +120,7 @@ pub fn status_json(shared: &Shared) -> Value {
     } else {
         "stopped"
     };
-    let last_check = inner.machine.last_check().map(|t| t.to_string());
+    let last_check = inner.machine.last_check();
     let last_failure = inner.machine.last_failure().map(str::to_owned);
     drop(inner);
     json!({
@@ -140,7 +141,8 @@ pub fn status_json(shared: &Shared) -> Value {
         "grant_serial": grant.as_ref().map(|g| g.serial),
         "hardware_id": shared.hardware_id.as_str(),
         "server": shared.server_address(),
-        "last_check": last_check,
+        "last_check": last_check.map(|t| t.to_string()),
+        "last_check_unix": last_check.map(|t| t.secs()),
         "last_check_failure": last_failure,
         "runtime": runtime,
         "seats": seats,

@@ -230,6 +230,20 @@ pub enum Phase {
 }
 
 impl Phase {
+    pub const ALL: [Phase; 11] = [
+        Phase::NotActivated,
+        Phase::Licensed,
+        Phase::ServerUnreachable,
+        Phase::OfflineStartHour,
+        Phase::DongleRemoved,
+        Phase::Stopped,
+        Phase::Refused,
+        Phase::Expired,
+        Phase::DongleMissing,
+        Phase::InvalidLicenseFile,
+        Phase::WrongHost,
+    ];
+
     pub fn is_licensed(self) -> bool {
         matches!(
             self,

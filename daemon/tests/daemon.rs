@@ -57,11 +57,19 @@ struct Daemon {
     clock: SimClock,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<Result<(), daemon::service::RunError>>>,
+    metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl Daemon {
     /// A hard-dongle host with its dongle plugged in.
     async fn hard(pwa_users: u32) -> Daemon {
+        Self::hard_with_metrics(pwa_users, None).await
+    }
+
+    async fn hard_with_metrics(
+        pwa_users: u32,
+        metrics_listen: Option<std::net::SocketAddr>,
+    ) -> Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
         let project = dir.path().join("project");
         std::fs::create_dir_all(project.join("lic")).expect("lic");
@@ -75,6 +83,7 @@ impl Daemon {
             clock: SimClock::at(T0),
             stop: None,
             task: None,
+            metrics_listen,
         };
         d.start().await;
         d
@@ -90,6 +99,7 @@ impl Daemon {
             file: self.dongle.clone(),
         };
         c.test_hardware_id = Some("0123456789abcdef0123456789abcdef".parse().expect("hwid"));
+        c.metrics_listen = self.metrics_listen;
         c
     }
 
@@ -413,6 +423,7 @@ async fn no_license_at_all_says_how_to_activate_and_doctor_findings_show() {
         clock: SimClock::at(T0),
         stop: None,
         task: None,
+        metrics_listen: None,
     };
     d.start().await;
     let s = d.status().await;
@@ -647,5 +658,82 @@ async fn the_socket_belongs_to_the_configured_group() {
     assert!(
         err.to_string().contains("no-such-group-promos-test"),
         "{err}"
+    );
+}
+
+/// A plain HTTP/1.1 GET; returns the status line and the body.
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .expect("send");
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).await.expect("read");
+    let (head, body) = raw.split_once("\r\n\r\n").expect("a whole response");
+    (
+        head.lines().next().unwrap_or("").to_owned(),
+        body.to_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metrics_listener_shows_state_seats_and_the_time_to_a_forced_stop() {
+    let addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+        l.local_addr().expect("addr")
+    };
+    let mut d = Daemon::hard_with_metrics(3, Some(addr)).await;
+    let mut c = d.client().await;
+    let v = c
+        .call(&json!({"cmd": "acquire_seat", "program": "pwa"}))
+        .await
+        .expect("seat");
+    assert_eq!(v["ok"], json!(true), "{v}");
+
+    let (status, text) = http_get(addr, "/metrics").await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    for line in [
+        "promos_licd_licensed 1",
+        "promos_licd_state{state=\"licensed\"} 1",
+        "promos_licd_state{state=\"dongle_removed\"} 0",
+        "promos_licd_seats_used{program=\"pwa\"} 1",
+        "promos_licd_seats_limit{program=\"pwa\"} 3",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in\n{text}"
+        );
+    }
+    assert!(!text.contains("promos_licd_seconds_until_stop "), "{text}");
+
+    // Pull the (simulated) dongle: a stop one hour later is scheduled.
+    std::fs::remove_file(&d.dongle).expect("unplug");
+    d.wait_status("dongle removed", |s| s["state"] == json!("dongle_removed"))
+        .await;
+    let (_, text) = http_get(addr, "/metrics").await;
+    assert!(
+        text.lines()
+            .any(|l| l == "promos_licd_state{state=\"dongle_removed\"} 1"),
+        "{text}"
+    );
+    let until_stop: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("promos_licd_seconds_until_stop "))
+        .expect("a stop is scheduled")
+        .parse()
+        .expect("number");
+    assert_eq!(
+        until_stop, 3600.0,
+        "one hour after the dongle was last seen"
+    );
+
+    let (status, _) = http_get(addr, "/").await;
+    assert_eq!(status, "HTTP/1.1 404 Not Found");
+    drop(c);
+    d.stop().await;
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "the listener closes with the daemon"
     );
 }

@@ -164,12 +164,15 @@ fn seats_json(inner: &mut crate::service::Inner) -> Value {
 /// the `id` if the line had one. Pure and total: untrusted bytes from any local
 /// client (fuzzed by `fuzz/fuzz_targets/socket_request.rs`).
 pub fn parse_request(line: &[u8]) -> Result<(Option<Value>, Command), Value> {
-    let mut value: Value = match serde_json::from_slice(line) {
-        Ok(v) => v,
+    let mut request = match serde_json::from_slice(line) {
+        Ok(Value::Object(request)) => request,
+        // serde would also read an internally tagged enum from an array
+        // (`["acquire_seat","pwa"]`), which could carry no id.
+        Ok(_) => return Err(error("bad_request", "a request is a JSON object")),
         Err(e) => return Err(error("bad_request", format!("not JSON: {e}"))),
     };
-    let id = value.as_object_mut().and_then(|o| o.remove("id"));
-    match serde_json::from_value(value) {
+    let id = request.remove("id");
+    match serde_json::from_value(Value::Object(request)) {
         Ok(cmd) => Ok((id, cmd)),
         Err(e) => {
             let mut v = error("bad_request", e.to_string());
@@ -409,5 +412,28 @@ mod tests {
         assert_eq!(reply["error"], json!("bad_request"));
         assert!(reply.get("id").is_none());
         assert!(reply["message"].as_str().unwrap().starts_with("not JSON: "));
+    }
+
+    /// Regression (found with the fuzz target `socket_request`): serde reads an internally
+    /// tagged enum from an array too, so `["acquire_seat","pwa"]` took a seat.
+    #[test]
+    fn parse_request_refuses_commands_that_are_not_objects() {
+        for line in [
+            &br#"["status"]"#[..],
+            br#"["acquire_seat","pwa"]"#,
+            br#"["runtime_started"]"#,
+            b"[1,2,3]",
+            b"\"status\"",
+            b"42",
+            b"null",
+        ] {
+            let reply = parse_request(line).unwrap_err();
+            assert_eq!(
+                reply,
+                json!({"ok": false, "error": "bad_request", "message": "a request is a JSON object"}),
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+        }
     }
 }

@@ -82,9 +82,10 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWrite
 /// the daemon hold.
 pub const MAX_LINE: usize = 64 * 1024;
 
+/// One request of the protocol, as [`parse_request`] reads it.
 #[derive(Debug, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
-enum Command {
+pub enum Command {
     Status {},
     Seats {},
     AcquireSeat {
@@ -159,23 +160,37 @@ fn seats_json(inner: &mut crate::service::Inner) -> Value {
     })
 }
 
-/// Answers one request line. `subscribed` is set by `subscribe`.
-async fn answer(shared: &Arc<Shared>, conn: ConnId, line: &[u8], subscribed: &mut bool) -> Value {
-    let value: Value = match serde_json::from_slice(line) {
-        Ok(v) => v,
-        Err(e) => return error("bad_request", format!("not JSON: {e}")),
+/// Parses one request line (without its `\n`): its `id` (any JSON value, echoed
+/// in the answer) and its command. A line that is not a request gives the
+/// complete error answer instead: `{"ok":false,"error":"bad_request",...}`, with
+/// the `id` if the line had one. Pure and total: untrusted bytes from any local
+/// client (fuzzed by `fuzz/fuzz_targets/socket_request.rs`).
+pub fn parse_request(line: &[u8]) -> Result<(Option<Value>, Command), Value> {
+    let mut request = match serde_json::from_slice(line) {
+        Ok(Value::Object(request)) => request,
+        // serde would also read an internally tagged enum from an array
+        // (`["acquire_seat","pwa"]`), which could carry no id.
+        Ok(_) => return Err(error("bad_request", "a request is a JSON object")),
+        Err(e) => return Err(error("bad_request", format!("not JSON: {e}"))),
     };
-    let mut value = value;
-    let id = value.as_object_mut().and_then(|o| o.remove("id"));
-    let cmd: Command = match serde_json::from_value(value) {
-        Ok(c) => c,
+    let id = request.remove("id");
+    match serde_json::from_value(Value::Object(request)) {
+        Ok(cmd) => Ok((id, cmd)),
         Err(e) => {
             let mut v = error("bad_request", e.to_string());
             if let Some(id) = id {
                 v["id"] = id;
             }
-            return v;
+            Err(v)
         }
+    }
+}
+
+/// Answers one request line. `subscribed` is set by `subscribe`.
+async fn answer(shared: &Arc<Shared>, conn: ConnId, line: &[u8], subscribed: &mut bool) -> Value {
+    let (id, cmd) = match parse_request(line) {
+        Ok(parsed) => parsed,
+        Err(reply) => return reply,
     };
     let mut reply = match cmd {
         Command::Status {} => json!({"ok": true, "status": status_json(shared)}),
@@ -365,5 +380,62 @@ impl SocketClient {
     pub async fn call(&mut self, request: &Value) -> std::io::Result<Value> {
         self.send_line(&request.to_string()).await?;
         self.next().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_request_takes_the_id_out_and_reads_the_command() {
+        let (id, cmd) =
+            parse_request(br#"{"cmd":"acquire_seat","program":"pwa","id":[1,"a"]}"#).unwrap();
+        assert_eq!(id, Some(json!([1, "a"])));
+        assert!(matches!(
+            cmd,
+            Command::AcquireSeat {
+                program: Program::Pwa
+            }
+        ));
+        let (id, cmd) = parse_request(br#"{"cmd":"status"}"#).unwrap();
+        assert_eq!(id, None);
+        assert!(matches!(cmd, Command::Status {}));
+    }
+
+    #[test]
+    fn parse_request_answers_bad_lines_with_the_id() {
+        let reply = parse_request(br#"{"cmd":"fly","id":7}"#).unwrap_err();
+        assert_eq!(reply["ok"], json!(false));
+        assert_eq!(reply["error"], json!("bad_request"));
+        assert_eq!(reply["id"], json!(7));
+        assert!(reply["message"].is_string());
+        let reply = parse_request(b"\xff{").unwrap_err();
+        assert_eq!(reply["error"], json!("bad_request"));
+        assert!(reply.get("id").is_none());
+        assert!(reply["message"].as_str().unwrap().starts_with("not JSON: "));
+    }
+
+    /// Regression (found with the fuzz target `socket_request`): serde reads an internally
+    /// tagged enum from an array too, so `["acquire_seat","pwa"]` took a seat.
+    #[test]
+    fn parse_request_refuses_commands_that_are_not_objects() {
+        for line in [
+            &br#"["status"]"#[..],
+            br#"["acquire_seat","pwa"]"#,
+            br#"["runtime_started"]"#,
+            b"[1,2,3]",
+            b"\"status\"",
+            b"42",
+            b"null",
+        ] {
+            let reply = parse_request(line).unwrap_err();
+            assert_eq!(
+                reply,
+                json!({"ok": false, "error": "bad_request", "message": "a request is a JSON object"}),
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+        }
     }
 }

@@ -20,6 +20,8 @@ pub mod admin;
 pub mod config;
 pub mod demo;
 pub mod domain;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod identity;
 pub mod mail;
 pub mod metrics;

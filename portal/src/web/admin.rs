@@ -254,7 +254,7 @@ fn license_matches(l: &License, email: &str, q: &str) -> bool {
 }
 
 /// The lowercased search `q` and the 1-based `page` of a list's query string.
-fn search_and_page(q: &HashMap<String, String>) -> (String, usize) {
+pub fn search_and_page(q: &HashMap<String, String>) -> (String, usize) {
     let search = q
         .get("q")
         .map(|s| s.trim().to_lowercase())

@@ -23,7 +23,7 @@ type Resp = Result<Response<Body>, Infallible>;
 /// Longest accepted name-like field; longer input is a field error, not truncated.
 const MAX_FIELD: usize = 200;
 
-fn valid_email(e: &str) -> bool {
+pub fn valid_email(e: &str) -> bool {
     e.len() <= 254 && e.parse::<lettre::Address>().is_ok()
 }
 
@@ -87,7 +87,7 @@ pub fn login_first(ctx: &Ctx) -> Response<Body> {
     )
 }
 
-fn urlencode(s: &str) -> String {
+pub fn urlencode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {
@@ -256,11 +256,9 @@ fn send_link_email(
     Ok(())
 }
 
-pub async fn register_post(web: Arc<Web>, ctx: Ctx, form: Form) -> Resp {
-    if !ctx.csrf_ok(&web, &form) {
-        return Ok(csrf_refused(&web, &ctx));
-    }
-    let t = ctx.lang.t();
+/// The registration form's values and field errors (the password is checked,
+/// never kept).
+pub fn register_form(form: &Form, t: &super::i18n::Texts) -> (RegisterValues, RegisterErrors) {
     let v = RegisterValues {
         email: form.get("email").to_owned(),
         company: form.get("company").to_owned(),
@@ -268,7 +266,7 @@ pub async fn register_post(web: Arc<Web>, ctx: Ctx, form: Form) -> Resp {
         last_name: form.get("last_name").to_owned(),
     };
     let pw = form.raw("password");
-    let mut errors = RegisterErrors {
+    let errors = RegisterErrors {
         email: if v.email.is_empty() {
             Some(t.err_required.into())
         } else if !valid_email(&v.email) {
@@ -288,6 +286,16 @@ pub async fn register_post(web: Arc<Web>, ctx: Ctx, form: Form) -> Resp {
         first_name: required(t, &v.first_name),
         last_name: required(t, &v.last_name),
     };
+    (v, errors)
+}
+
+pub async fn register_post(web: Arc<Web>, ctx: Ctx, form: Form) -> Resp {
+    if !ctx.csrf_ok(&web, &form) {
+        return Ok(csrf_refused(&web, &ctx));
+    }
+    let t = ctx.lang.t();
+    let (v, mut errors) = register_form(&form, t);
+    let pw = form.raw("password");
     let show = |web: &Web, ctx: &Ctx, v: RegisterValues, errors: RegisterErrors| {
         let page = RegisterPage {
             c: Chrome::new(web, ctx, t.registration),

@@ -338,18 +338,8 @@ pub async fn edit_get(web: Arc<Web>, ctx: Ctx, number: String) -> Resp {
     ))
 }
 
-/// Saves name, postcode and city (manual 5: nothing else can change after ordering).
-pub async fn edit_post(web: Arc<Web>, ctx: Ctx, number: String, form: Form) -> Resp {
-    let Some(account) = ctx.account.clone() else {
-        return Ok(login_first(&ctx));
-    };
-    let Some(license) = owned(&web, &ctx, &number) else {
-        return Ok(not_found(&web, &ctx));
-    };
-    if !ctx.csrf_ok(&web, &form) {
-        return Ok(csrf_refused(&web, &ctx));
-    }
-    let de = ctx.lang.is_de();
+/// The edit form's license data (name, postcode, city) and its field errors.
+pub fn license_data_form(form: &Form, de: bool) -> (LicenseData, Errors) {
     let data = LicenseData {
         name: form.get("data_name").to_owned(),
         postcode: form.get("data_postcode").to_owned(),
@@ -373,6 +363,22 @@ pub async fn edit_post(web: Arc<Web>, ctx: Ctx, number: String, form: Form) -> R
             );
         }
     }
+    (data, errors)
+}
+
+/// Saves name, postcode and city (manual 5: nothing else can change after ordering).
+pub async fn edit_post(web: Arc<Web>, ctx: Ctx, number: String, form: Form) -> Resp {
+    let Some(account) = ctx.account.clone() else {
+        return Ok(login_first(&ctx));
+    };
+    let Some(license) = owned(&web, &ctx, &number) else {
+        return Ok(not_found(&web, &ctx));
+    };
+    if !ctx.csrf_ok(&web, &form) {
+        return Ok(csrf_refused(&web, &ctx));
+    }
+    let de = ctx.lang.is_de();
+    let (data, errors) = license_data_form(&form, de);
     if !errors.is_empty() {
         return Ok(edit_page(
             &web,
@@ -618,7 +624,13 @@ pub async fn upgrade_post(web: Arc<Web>, ctx: Ctx, number: String, form: Form) -
         _ => "soft_dongle".into(),
     };
     let current = license.entitlements.clone();
-    let mut result = shop::evaluate(&web, &entered, LicenseType::Standard, Some(&current), de);
+    let mut result = shop::evaluate(
+        &web.prices,
+        &entered,
+        LicenseType::Standard,
+        Some(&current),
+        de,
+    );
     if let Ok(p) = &result {
         if Entitlements::none().covers(&p.added) {
             let mut errors = Errors::new();

@@ -1035,7 +1035,7 @@ pub async fn form_get(web: Arc<Web>, ctx: Ctx, kind: String) -> Resp {
 /// Validates and prices a submitted order form. `Err` carries the errors and
 /// whatever could be priced, for showing the form again.
 pub fn evaluate(
-    web: &Web,
+    prices: &PriceList,
     entered: &Entered,
     license_type: LicenseType,
     current: Option<&Entitlements>,
@@ -1043,7 +1043,7 @@ pub fn evaluate(
 ) -> Result<Priced, Box<(Errors, Option<Priced>)>> {
     let (sel, mut errors) = entered.selection(license_type, de);
     if current.is_none() {
-        entered.check_master_data(&web.prices, de, &mut errors);
+        entered.check_master_data(prices, de, &mut errors);
     } else if entered.remarks.chars().count() > MAX_REMARKS {
         errors.insert(
             "remarks".into(),
@@ -1052,7 +1052,7 @@ pub fn evaluate(
     }
     let country = (!entered.licensee.country.is_empty() && !errors.contains_key("country"))
         .then_some(entered.licensee.country.as_str());
-    let priced = price(&web.prices, current, &sel, country, de, &mut errors);
+    let priced = price(prices, current, &sel, country, de, &mut errors);
     if errors.is_empty() {
         priced.ok_or_else(|| Box::new((errors, None)))
     } else {
@@ -1077,7 +1077,7 @@ pub async fn form_post(web: Arc<Web>, ctx: Ctx, kind: String, form: Form) -> Res
         entered.protection = "engineering".into();
     }
     let step = form.get("step");
-    let priced = match evaluate(&web, &entered, license_type, None, de) {
+    let priced = match evaluate(&web.prices, &entered, license_type, None, de) {
         Ok(p) => p,
         Err(e) => {
             let (errors, partial) = *e;
@@ -1214,12 +1214,6 @@ pub fn internal_error(
 /// that license (its owner only). Never stores anything.
 pub async fn price_api(web: Arc<Web>, ctx: Ctx, q: Vec<(String, String)>) -> Resp {
     let form = Form::from_pairs(q);
-    let de = ctx.lang.is_de();
-    let license_type = if form.get("kind") == "engineering" {
-        LicenseType::Engineering
-    } else {
-        LicenseType::Standard
-    };
     let current = if form.has("license") {
         match super::license::owned(&web, &ctx, form.get("license")) {
             Some(l) => Some(l.entitlements),
@@ -1233,24 +1227,34 @@ pub async fn price_api(web: Arc<Web>, ctx: Ctx, q: Vec<(String, String)>) -> Res
     } else {
         None
     };
-    let entered = Entered::from_form(&form);
+    let body = price_answer(&web.prices, &form, current.as_ref(), ctx.lang.is_de());
+    Ok(json(StatusCode::OK, &body))
+}
+
+/// The JSON answer of [`price_api`] for its query `form`; `current` is the
+/// entitlements of the license to upgrade.
+pub fn price_answer(
+    prices: &PriceList,
+    form: &Form,
+    current: Option<&Entitlements>,
+    de: bool,
+) -> serde_json::Value {
+    let license_type = if form.get("kind") == "engineering" {
+        LicenseType::Engineering
+    } else {
+        LicenseType::Standard
+    };
+    let entered = Entered::from_form(form);
     let (sel, mut errors) = entered.selection(license_type, de);
     let country = (!entered.licensee.country.is_empty()
-        && web.prices.vat_percent(&entered.licensee.country).is_some())
+        && prices.vat_percent(&entered.licensee.country).is_some())
     .then_some(entered.licensee.country.as_str());
-    let priced = price(
-        &web.prices,
-        current.as_ref(),
-        &sel,
-        country,
-        de,
-        &mut errors,
-    );
+    let priced = price(prices, current, &sel, country, de, &mut errors);
     let view = SelectionView::build(
-        &web.prices,
+        prices,
         &entered,
         priced.as_ref(),
-        current.as_ref(),
+        current,
         license_type == LicenseType::Engineering,
         &errors,
         de,
@@ -1269,7 +1273,7 @@ pub async fn price_api(web: Arc<Web>, ctx: Ctx, q: Vec<(String, String)>) -> Res
             )
         })
         .collect();
-    let body = serde_json::json!({
+    serde_json::json!({
         "ok": priced.is_some(),
         "net": priced.as_ref().map(|p| money::eur(p.net, de)),
         "net_value": priced.as_ref().map(|p| p.net.normalize().to_string()),
@@ -1277,8 +1281,7 @@ pub async fn price_api(web: Arc<Web>, ctx: Ctx, q: Vec<(String, String)>) -> Res
         "gross": priced.as_ref().and_then(|p| p.vat_percent.map(|_| money::eur(p.gross, de))),
         "drivers": drivers,
         "errors": errors,
-    });
-    Ok(json(StatusCode::OK, &body))
+    })
 }
 
 fn json(status: StatusCode, v: &serde_json::Value) -> Response<Body> {

@@ -1,6 +1,7 @@
 //! The short load run of issue 9 (the 10-minute soak is the same binary, see
 //! README "Load and soak"): `pls-load` starts one real `pls serve`, drives 1,000
-//! simulated daemons over QUIC and 32 portal users over HTTP against it for 45 s,
+//! simulated daemons over QUIC and 32 portal users over HTTP against it for 60 s
+//! (each daemon activates, then checks 30 s later),
 //! stops it and checks the store. Here we assert its verdict and that the
 //! counts are what that much load must produce.
 
@@ -46,7 +47,7 @@ fn ok(report: &Value, name: &str) -> u64 {
 }
 
 #[test]
-fn a_thousand_daemons_and_32_users_for_45_s_lose_nothing() {
+fn a_thousand_daemons_and_32_users_for_a_minute_lose_nothing() {
     let pls = binary("portal", "pls");
     let dir = tempfile::tempdir().expect("tempdir");
     let json = dir.path().join("report.json");
@@ -55,7 +56,7 @@ fn a_thousand_daemons_and_32_users_for_45_s_lose_nothing() {
         .arg(&pls)
         .args(["--daemons", &DAEMONS.to_string()])
         .args(["--users", &USERS.to_string()])
-        .args(["--duration", "45s", "--check-interval", "15s"])
+        .args(["--duration", "60s", "--check-interval", "30s"])
         .arg("--data-dir")
         .arg(dir.path().join("run"))
         .arg("--json")
@@ -72,12 +73,16 @@ fn a_thousand_daemons_and_32_users_for_45_s_lose_nothing() {
     assert_eq!(report["lost"], 0, "lost: {stdout}");
     assert_eq!(report["server_stop"], "exited 0 after SIGTERM");
 
-    // Every daemon activated once, and (15 s apart over 45 s) checked at least once.
+    // Every daemon activated once; (nearly) every one checked 30 s later (the
+    // last ones are due just before the end); pls-load verified each of them.
     assert_eq!(ok(&report, "activate"), DAEMONS);
     let checks = ok(&report, "check");
-    assert!(checks >= DAEMONS, "{checks} checks");
+    assert!(
+        checks >= DAEMONS * 9 / 10 && checks <= DAEMONS,
+        "{checks} checks"
+    );
     assert_eq!(report["verified"]["activations"], DAEMONS);
-    assert_eq!(report["verified"]["check-ins"], DAEMONS);
+    assert_eq!(report["verified"]["check-ins"], checks);
     // Every user logged in once, quoted, and every second quote was ordered.
     assert_eq!(ok(&report, "login"), USERS);
     let quotes = report["verified"]["quotes"].as_u64().expect("quotes");

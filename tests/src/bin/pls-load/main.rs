@@ -270,6 +270,15 @@ struct Sample {
     cpu_pct: f64,
     daemon_ops_per_sec: f64,
     portal_ops_per_sec: f64,
+    /// The machine's 1-minute load average (other work on the same cores).
+    load_avg: f64,
+}
+
+fn load_avg() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(0.0)
 }
 
 // ----- seeding ---------------------------------------------------------------------
@@ -1057,6 +1066,7 @@ async fn run(args: Args) -> Result<bool, String> {
                     cpu_pct: (ticks - prev.1) as f64 / ticks_per_sec / dt * 100.0,
                     daemon_ops_per_sec: (counts.0 - prev.2 .0) as f64 / dt,
                     portal_ops_per_sec: (counts.1 - prev.2 .1) as f64 / dt,
+                    load_avg: load_avg(),
                 });
                 prev = (now, ticks, counts);
                 if now >= end {
@@ -1189,6 +1199,7 @@ async fn run(args: Args) -> Result<bool, String> {
         "samples": samples.iter().map(|s| json!({
             "at_secs": s.at_secs, "rss_kib": s.rss_kib, "cpu_pct": s.cpu_pct,
             "daemon_ops_per_sec": s.daemon_ops_per_sec, "portal_ops_per_sec": s.portal_ops_per_sec,
+            "load_avg": s.load_avg,
         })).collect::<Vec<_>>(),
         "passed": passed,
     });
@@ -1275,16 +1286,17 @@ fn print_report(r: &Value) {
     for e in r["lost_examples"].as_array().into_iter().flatten() {
         println!("- lost: {}", e.as_str().unwrap_or(""));
     }
-    println!("\n| t (s) | server RSS | server CPU (% of one core) | daemon requests/s | portal requests/s |");
-    println!("| ---: | ---: | ---: | ---: | ---: |");
+    println!("\n| t (s) | server RSS | server CPU (% of one core) | daemon requests/s | portal requests/s | machine load |");
+    println!("| ---: | ---: | ---: | ---: | ---: | ---: |");
     for s in r["samples"].as_array().into_iter().flatten() {
         println!(
-            "| {:.0} | {:.1} MiB | {:.0} % | {:.1} | {:.1} |",
+            "| {:.0} | {:.1} MiB | {:.0} % | {:.1} | {:.1} | {:.1} |",
             f(&s["at_secs"]),
             f(&s["rss_kib"]) / 1024.0,
             f(&s["cpu_pct"]),
             f(&s["daemon_ops_per_sec"]),
-            f(&s["portal_ops_per_sec"])
+            f(&s["portal_ops_per_sec"]),
+            f(&s["load_avg"])
         );
     }
     println!(

@@ -63,6 +63,19 @@ fn binary(package: &str, bin: &str) -> PathBuf {
     profile_dir.join(bin)
 }
 
+/// GET over plain HTTP/1.1: the body of a 200 answer.
+async fn http_get(addr: (&str, u16), path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    s.write_all(request.as_bytes()).await.expect("send");
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).await.expect("read");
+    let (head, body) = raw.split_once("\r\n\r\n").expect("a whole response");
+    assert!(head.starts_with("HTTP/1.1 200"), "{path}: {head}");
+    body.to_owned()
+}
+
 fn free_tcp_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -365,6 +378,7 @@ async fn journey() {
 
     // The license server, a real process.
     let http_port = free_tcp_port();
+    let metrics_port = free_tcp_port();
     let quic = SocketAddr::from(([127, 0, 0, 1], free_udp_port()));
     let pls_data = dir.path().join("pls");
     let base = format!("http://127.0.0.1:{http_port}");
@@ -374,7 +388,9 @@ async fn journey() {
             .env("PLS_HTTP_LISTEN", format!("127.0.0.1:{http_port}"))
             .env("PLS_PUBLIC_URL", &base)
             .env("PLS_QUIC_LISTEN", quic.to_string())
-            .env("PLS_LOG", "info");
+            .env("PLS_METRICS_LISTEN", format!("127.0.0.1:{metrics_port}"))
+            // Debug level for our own crates: more lines that must not hold a secret.
+            .env("PLS_LOG", "info,portal=debug");
     };
     let mut cmd = Command::new(&pls_bin);
     cmd.arg("serve")
@@ -643,10 +659,17 @@ async fn journey() {
     std::fs::write(project.join("lic/promos.json"), file).expect("promos.json");
     std::fs::create_dir_all(dir.path().join("d")).expect("d");
     std::fs::write(dir.path().join("d/dongle"), "JOURNEY-DONGLE-7").expect("dongle plugged in");
+    let d_metrics_port = free_tcp_port();
     let dd = site.daemon(
         "d",
         HOST_D,
-        &[("PROMOS_LICD_PROJECT_DIR", project.display().to_string())],
+        &[
+            ("PROMOS_LICD_PROJECT_DIR", project.display().to_string()),
+            (
+                "PROMOS_LICD_METRICS_LISTEN",
+                format!("127.0.0.1:{d_metrics_port}"),
+            ),
+        ],
     );
     dd.wait_for("licensed", |s| s["licensed"] == true).await;
     let removed = now_secs();
@@ -673,9 +696,60 @@ async fn journey() {
         "admin browser console: {:?}",
         a.console_errors
     );
+    // The session ids the browsers hold: they must not be logged either.
+    let sessions: Vec<String> = [c.cookie("pls_session").await, a.cookie("pls_session").await]
+        .into_iter()
+        .map(|id| id.expect("both browsers are logged in"))
+        .collect();
     c.close().await;
     a.close().await;
-    // No secret of the journey in any log: license tokens and passwords.
+
+    // The server's metrics saw the journey: activations, checks, the reset's
+    // refusal, portal pages by route.
+    let metrics = http_get(("127.0.0.1", metrics_port), "/metrics").await;
+    for (series, at_least) in [
+        (
+            "pls_daemon_requests_total{kind=\"activate\",outcome=\"ok\"}",
+            3.0,
+        ),
+        (
+            "pls_daemon_requests_total{kind=\"check\",outcome=\"ok\"}",
+            1.0,
+        ),
+        ("pls_refusals_total{reason=\"license_was_reset\"}", 1.0),
+        (
+            "pls_http_requests_total{method=\"GET\",route=\"/quote\",status=\"200\"}",
+            1.0,
+        ),
+        (
+            "pls_http_requests_total{method=\"POST\",route=\"/login\",status=\"303\"}",
+            2.0,
+        ),
+        ("pls_licenses", 2.0),
+    ] {
+        let v: f64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{metrics}"));
+        assert!(
+            v >= at_least,
+            "{series} = {v}, expected at least {at_least}"
+        );
+    }
+    // The daemon with the pulled dongle shows its forced stop in its metrics.
+    let d_metrics = http_get(("127.0.0.1", d_metrics_port), "/metrics").await;
+    assert!(
+        d_metrics
+            .lines()
+            .any(|l| l == "promos_licd_state{state=\"dongle_removed\"} 1"),
+        "{d_metrics}"
+    );
+    assert!(
+        d_metrics.contains("promos_licd_seconds_until_stop "),
+        "{d_metrics}"
+    );
+
+    // No secret of the journey in any log: license tokens, passwords, session ids.
     drop(da);
     drop(dd);
     for log in [
@@ -691,7 +765,10 @@ async fn journey() {
             "{} is empty",
             log.display()
         );
-        for secret in [token.as_str(), eng_token.as_str(), PW, ADMIN_PW] {
+        let secrets = [token.as_str(), eng_token.as_str(), PW, ADMIN_PW]
+            .into_iter()
+            .chain(sessions.iter().map(String::as_str));
+        for secret in secrets {
             assert!(
                 !text.contains(secret),
                 "{} contains a secret",

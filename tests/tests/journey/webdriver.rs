@@ -322,6 +322,12 @@ impl Session {
         }
     }
 
+    /// The value of cookie `name` for the current page's site, if it is set.
+    pub async fn cookie(&self, name: &str) -> Option<String> {
+        let v = self.cmd("GET", &format!("/cookie/{name}"), None).await;
+        v["value"].as_str().map(str::to_owned)
+    }
+
     pub async fn close(self) {
         let _ = self.cmd("DELETE", "", None).await;
     }

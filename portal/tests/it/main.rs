@@ -2,6 +2,7 @@
 
 mod cli;
 mod crash;
+mod fuzz_seeds;
 mod metrics;
 mod model;
 mod quic;

@@ -72,6 +72,9 @@ fn a_thousand_daemons_and_32_users_for_a_minute_lose_nothing() {
     assert_eq!(report["errors"], 0, "errors: {stdout}");
     assert_eq!(report["lost"], 0, "lost: {stdout}");
     assert_eq!(report["server_stop"], "exited 0 after SIGTERM");
+    // The server's metrics counted at least every answer the daemons acknowledged.
+    assert_eq!(report["server_metrics_consistent"], true, "{stdout}");
+    assert_eq!(report["server_metrics"]["activate"]["served"], DAEMONS);
 
     // Every daemon activated once; (nearly) every one checked 30 s later (the
     // last ones are due just before the end); pls-load verified each of them.

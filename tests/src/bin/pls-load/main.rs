@@ -997,6 +997,7 @@ async fn run(args: Args) -> Result<bool, String> {
     );
 
     let http_port = free_tcp_port();
+    let metrics_addr = SocketAddr::from(([127, 0, 0, 1], free_tcp_port()));
     let quic = SocketAddr::from(([127, 0, 0, 1], free_udp_port()));
     let http = SocketAddr::from(([127, 0, 0, 1], http_port));
     let log_path = base.join("pls.log");
@@ -1007,6 +1008,7 @@ async fn run(args: Args) -> Result<bool, String> {
         .env("PLS_HTTP_LISTEN", http.to_string())
         .env("PLS_PUBLIC_URL", format!("http://{http}"))
         .env("PLS_QUIC_LISTEN", quic.to_string())
+        .env("PLS_METRICS_LISTEN", metrics_addr.to_string())
         // Every simulated daemon comes from 127.0.0.1.
         .env("PLS_QUIC_MAX_CONNECTIONS_PER_SOURCE", "100000")
         .env("PLS_QUIC_ACTIVATIONS_PER_SOURCE_PER_MINUTE", "100000")
@@ -1132,6 +1134,32 @@ async fn run(args: Args) -> Result<bool, String> {
         .unwrap_or(0);
     let cpu_total = proc_sample(pid).map_or(0.0, |s| s.0 as f64 / ticks_per_sec);
 
+    // The server's own count of what it answered, from its metrics: at least what
+    // the daemons had acknowledged (more if an answer was lost on the way).
+    let scrape = http::Browser::new(metrics_addr)
+        .get("/metrics")
+        .await
+        .map(|r| r.body)
+        .unwrap_or_default();
+    let served = |kind: &str| {
+        let series = format!("pls_daemon_requests_total{{kind=\"{kind}\",outcome=\"ok\"}} ");
+        scrape
+            .lines()
+            .find_map(|l| l.strip_prefix(series.as_str())?.parse::<f64>().ok())
+            .unwrap_or(0.0) as u64
+    };
+    let acknowledged = |class: &str| {
+        let classes = stats.0.lock().unwrap_or_else(|p| p.into_inner());
+        classes.get(class).map_or(0, |c| c.lat_us.len() as u64)
+    };
+    let metrics_counts = json!({
+        "activate": {"served": served("activate"), "acknowledged": acknowledged("activate")},
+        "check": {"served": served("check"), "acknowledged": acknowledged("check")},
+    });
+    let metrics_ok = ["activate", "check"].iter().all(|k| {
+        metrics_counts[k]["served"].as_u64() >= metrics_counts[k]["acknowledged"].as_u64()
+    }) && acknowledged("check") > 0;
+
     eprintln!("load done after {:.1} s; stopping pls", wall.as_secs_f64());
     let stopped = server.stop();
     let log_text = std::fs::read_to_string(&log_path).unwrap_or_default();
@@ -1175,7 +1203,7 @@ async fn run(args: Args) -> Result<bool, String> {
         Ok(false) => (false, "exited with an error after SIGTERM".to_owned()),
         Err(e) => (false, e.clone()),
     };
-    let passed = error_total == 0 && lost_total == 0 && stop_ok;
+    let passed = error_total == 0 && lost_total == 0 && stop_ok && metrics_ok;
     let report = json!({
         "daemons": args.daemons,
         "users": args.users,
@@ -1192,6 +1220,8 @@ async fn run(args: Args) -> Result<bool, String> {
         "lost_by_kind": verification.lost,
         "lost_examples": verification.examples,
         "server_stop": stop_msg,
+        "server_metrics": metrics_counts,
+        "server_metrics_consistent": metrics_ok,
         "server_log_warnings": problems.len(),
         "server_log_first_warnings": problems.iter().take(10).collect::<Vec<_>>(),
         "server_cpu_secs": cpu_total,
@@ -1282,6 +1312,13 @@ fn print_report(r: &Value) {
     println!(
         "Verified in the store after the stop: {}; lost: {}.",
         r["verified"], r["lost"]
+    );
+    println!(
+        "Server metrics (answered ok / acknowledged by the daemons): activate {} / {}, check {} / {}.",
+        r["server_metrics"]["activate"]["served"],
+        r["server_metrics"]["activate"]["acknowledged"],
+        r["server_metrics"]["check"]["served"],
+        r["server_metrics"]["check"]["acknowledged"],
     );
     for e in r["lost_examples"].as_array().into_iter().flatten() {
         println!("- lost: {}", e.as_str().unwrap_or(""));

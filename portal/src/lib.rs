@@ -22,6 +22,7 @@ pub mod domain;
 pub mod identity;
 pub mod mail;
 pub mod quic;
+pub mod search;
 pub mod service;
 pub mod store;
 pub mod web;

@@ -4,4 +4,6 @@ mod cli;
 mod crash;
 mod model;
 mod quic;
+mod search;
+mod upgrade;
 mod util;

@@ -478,11 +478,10 @@ impl Server {
     }
 }
 
-fn public_key_line(stdout: &str) -> String {
-    stdout
-        .lines()
+fn public_key_line(text: &str) -> String {
+    text.lines()
         .find(|l| l.contains("promos-ed25519-public:"))
-        .unwrap_or_else(|| panic!("no public key in {stdout}"))
+        .unwrap_or_else(|| panic!("no public key in {text}"))
         .trim()
         .to_owned()
 }
@@ -577,6 +576,8 @@ fn a_backup_taken_while_the_server_writes_restores_on_a_new_machine() {
     let all: BTreeSet<String> = acked.lock().expect("lock").iter().cloned().collect();
     assert_eq!(license_numbers(&old), all);
     let (old_stdout, _) = server.stop();
+    let old_identity = ok(&pls(&old, &["admin", "identity"]));
+    assert_eq!(public_key_line(&old_stdout), public_key_line(&old_identity));
 
     // Each backup is one consistent moment: it restores, verifies, and holds every
     // license acknowledged before it started, and only licenses that exist.
@@ -615,10 +616,27 @@ fn a_backup_taken_while_the_server_writes_restores_on_a_new_machine() {
     assert!(ok(&pls(&new, &["admin", "show", number])).contains("Live Site"));
     assert!(ok(&pls(&new, &["admin", "schema"])).contains("up to date"));
     let (new_stdout, _) = server.stop();
+    assert!(
+        !new_stdout.contains("promos-ed25519-public:"),
+        "the copied identity is used, not a new one: {new_stdout}"
+    );
+    // Key, key id and certificate fingerprint; not the certificate's path.
+    let keys_of = |notice: &str| -> Vec<String> {
+        notice
+            .lines()
+            .filter(|l| !l.contains("QUIC certificate:"))
+            .map(String::from)
+            .collect()
+    };
+    let new_identity = ok(&pls(&new, &["admin", "identity"]));
+    assert!(
+        new_identity.contains("certificate SHA-256"),
+        "{new_identity}"
+    );
     assert_eq!(
-        public_key_line(&new_stdout),
-        public_key_line(&old_stdout),
-        "daemons keep trusting the new machine"
+        keys_of(&new_identity),
+        keys_of(&old_identity),
+        "same key and certificate: daemons keep trusting the new machine"
     );
 }
 
@@ -668,6 +686,7 @@ fn upgrade_migrates_on_start_and_rollback_restores_the_schema_1_store() {
     assert!(emails >= 2, "{emails} emails in the outbox");
     // A second start has nothing to migrate.
     let server = Server::start(&data, "again");
+    assert!(ok(&pls(&data, &["admin", "schema"])).contains("up to date"));
     let (_, log) = server.stop();
     assert!(!log.contains("migrating schema"), "{log}");
 

@@ -7,15 +7,21 @@
 //! - `GET /admin/licenses` (an admin's license list, first page, and a search),
 //!   logged in as an admin.
 //!
+//! Issue 9 adds, before the HTTP runs: the time `Store::open` takes to migrate
+//! those 10,000 licenses from schema 1 to 2 (building the search index), and the
+//! admin search at the store, one thread, the schema-1 way (text pre-filter over
+//! every record) against the index, on the same data.
+//!
 //! Prints p50/p99 latency and throughput per endpoint as a Markdown table for
 //! BENCHMARKS.md. The portal runs in this process on a multi-threaded runtime;
 //! the clients share it, as they would share the machine.
 
 use keys::{LicenseData, LicenseType, Protection, SigningKeyPair, SystemClock};
-use portal::domain::{Actor, Licensee, NewAccount, NewLicense};
+use portal::domain::{AccountId, Actor, License, Licensee, NewAccount, NewLicense};
 use portal::mail::Mailer;
 use portal::store::Store;
 use portal::web::{self, password, HttpConfig, Web};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -149,6 +155,47 @@ fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
 
+/// The schema-1 admin search (as `web::admin::licenses` did it before issue 9):
+/// text pre-filter over every stored record, the licenses of customers whose
+/// email matches, then the field check.
+fn schema1_search(store: &Store, q: &str) -> Vec<License> {
+    let emails: HashMap<AccountId, String> = store
+        .accounts()
+        .expect("accounts")
+        .into_iter()
+        .map(|a| (a.id, a.email))
+        .collect();
+    let mut found = store.licenses_containing(q).expect("scan");
+    for (id, email) in &emails {
+        if email.to_lowercase().contains(q) {
+            found.extend(store.licenses_of_account(*id).expect("of account"));
+        }
+    }
+    found.sort_by(|a, b| a.number.as_str().cmp(b.number.as_str()));
+    found.dedup_by(|a, b| a.number == b.number);
+    found.retain(|l| {
+        let email = l
+            .account
+            .and_then(|a| emails.get(&a).cloned())
+            .unwrap_or_default();
+        portal::search::matches(l, &email, q)
+    });
+    found
+}
+
+/// Median of `runs` timings of `f`, and its last result.
+fn median_of<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
+    let mut times = vec![];
+    let mut last = None;
+    for _ in 0..runs {
+        let t = Instant::now();
+        last = Some(f());
+        times.push(t.elapsed());
+    }
+    times.sort();
+    (times[runs / 2], last.expect("runs > 0"))
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -206,6 +253,58 @@ fn main() {
                 .expect("license");
         }
         eprintln!("{LICENSES} licenses created in {:.1} s", t.elapsed().as_secs_f64());
+
+        // Issue 9: make it a schema-1 database again (no index, version 1) and time
+        // the migration that `Store::open` runs.
+        let db_path = dir.path().join("db");
+        drop(Arc::try_unwrap(store).expect("only handle"));
+        let reopen_raw = || loop {
+            match sled::open(&db_path) {
+                Ok(d) => break d,
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        };
+        {
+            let raw = reopen_raw();
+            let index = raw.open_tree("license_search").expect("index");
+            let entries = index.len();
+            index.clear().expect("clear");
+            raw.open_tree("meta")
+                .expect("meta")
+                .insert("schema_version", &1u32.to_be_bytes())
+                .expect("v1");
+            raw.flush().expect("flush");
+            eprintln!("index entries for {LICENSES} licenses: {entries}");
+        }
+        let t = Instant::now();
+        let store = loop {
+            match Store::open(&db_path) {
+                Err(portal::store::OpenError::Locked { .. }) => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                other => break Arc::new(other.expect("store")),
+            }
+        };
+        assert_eq!(store.migrated_from(), Some(1));
+        println!(
+            "migration schema 1 -> 2 of {LICENSES} licenses (Store::open): {:.2} s",
+            t.elapsed().as_secs_f64()
+        );
+        println!();
+        println!("| store search, one thread, {LICENSES} licenses | found | schema 1 (scan), median | index, median | ratio |");
+        println!("| --- | --- | --- | --- | --- |");
+        for q in ["muster4711", "site 47", "hanau"] {
+            let (old, a) = median_of(21, || schema1_search(&store, q).len());
+            let (new, b) = median_of(21, || store.search_licenses(q).expect("search").len());
+            assert_eq!(a, b, "{q}: same answer");
+            println!(
+                "| `{q}` | {a} | {} | {} | {:.1}x |",
+                ms(old),
+                ms(new),
+                old.as_secs_f64() / new.as_secs_f64()
+            );
+        }
+        println!();
         let mailer = Arc::new(
             Mailer::new(
                 &store,

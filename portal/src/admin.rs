@@ -92,6 +92,8 @@ pub enum AdminRequest {
     },
     Identity,
     Verify,
+    /// The database's schema version and the one this server writes.
+    Schema,
 }
 
 /// Who sends the command.
@@ -132,6 +134,31 @@ pub struct AdminContext {
     pub clock: Arc<dyn Clock>,
     /// The operator notice (public key, certificate fingerprint).
     pub identity: String,
+}
+
+/// What `pls admin schema` prints for a database of schema version `found`
+/// (`None`: no database yet), compared with this build's
+/// [`crate::store::SCHEMA_VERSION`].
+pub fn schema_reply(found: Option<u32>) -> AdminReply {
+    let supported = crate::store::SCHEMA_VERSION;
+    let text = match found {
+        None => format!("no database yet; this pls writes schema version {supported}\n"),
+        Some(v) if v == supported => format!(
+            "database schema version {v}; this pls writes version {supported}: up to date\n"
+        ),
+        Some(v) if v < supported => format!(
+            "database schema version {v}; this pls writes version {supported}: the next \
+             start of this pls migrates it (take a backup first: pls admin backup FILE)\n"
+        ),
+        Some(v) => format!(
+            "database schema version {v}; this pls writes version {supported}: the \
+             database is newer than this pls, which refuses to open it; use a newer pls\n"
+        ),
+    };
+    AdminReply {
+        text,
+        data: serde_json::json!({"database": found, "pls": supported}),
+    }
 }
 
 /// Runs one command.
@@ -386,6 +413,10 @@ pub fn execute(ctx: &AdminContext, envelope: AdminEnvelope) -> Result<AdminReply
             text: ctx.identity.clone(),
             data: serde_json::json!({"notice": ctx.identity}),
         }),
+        AdminRequest::Schema => {
+            let found = store.schema_version()?;
+            Ok(schema_reply(Some(found)))
+        }
         AdminRequest::Verify => {
             let problems = store.verify()?;
             let text = if problems.is_empty() {

@@ -26,6 +26,7 @@ pub mod identity;
 pub mod mail;
 pub mod metrics;
 pub mod quic;
+pub mod search;
 pub mod service;
 pub mod store;
 pub mod web;

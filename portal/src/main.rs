@@ -107,8 +107,18 @@ enum AdminCommand {
     /// Write a consistent backup of the database (works while the server runs).
     Backup { file: PathBuf },
     /// Restore a backup (the server must be stopped; the current database is kept
-    /// aside as db.before-restore-<time>).
-    Restore { file: PathBuf },
+    /// aside as db.before-restore-<time>). A backup of an older schema is
+    /// migrated to this pls's schema.
+    Restore {
+        file: PathBuf,
+        /// Keep the backup's schema version instead of migrating, for going back
+        /// to the older pls that wrote it (a rollback).
+        #[arg(long)]
+        keep_schema: bool,
+    },
+    /// Print the database's schema version and the one this pls writes (reads
+    /// only; migrates nothing).
+    Schema,
     /// Print the public key and certificate fingerprint to give to daemons.
     Identity,
     /// Check the database's internal consistency.
@@ -358,19 +368,24 @@ async fn demo(config: Config) -> Result<()> {
     Ok(())
 }
 
-/// Completes on SIGTERM (systemd stop) or Ctrl-C.
-async fn shutdown_signal() {
+/// Completes on SIGTERM (systemd stop) or Ctrl-C. The SIGTERM handler is
+/// installed when this is called, before the server starts, so a stop right
+/// after the start is a clean shutdown too.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
+    let term = signal(SignalKind::terminate());
+    async move {
+        match term {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
             }
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch SIGTERM; stopping on Ctrl-C only");
-            let _ = tokio::signal::ctrl_c().await;
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch SIGTERM; stopping on Ctrl-C only");
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
     }
 }
@@ -388,7 +403,10 @@ fn number(s: &str) -> Result<LicenseNumber> {
 
 async fn admin_command(config: Config, json: bool, command: AdminCommand) -> Result<()> {
     let request = match command {
-        AdminCommand::Restore { file } => return restore(&config, &file).await,
+        AdminCommand::Restore { file, keep_schema } => {
+            return restore(&config, &file, keep_schema).await
+        }
+        AdminCommand::Schema => return schema(&config, json).await,
         AdminCommand::CreateLicense(c) => {
             let license_type = match c.license_type {
                 TypeArg::Standard => LicenseType::Standard,
@@ -549,7 +567,28 @@ fn direct_context(config: &Config) -> Result<AdminContext> {
     })
 }
 
-async fn restore(config: &Config, file: &Path) -> Result<()> {
+/// `pls admin schema`: asks the running server, or reads the stopped server's
+/// database without opening it as a store (which would migrate it).
+async fn schema(config: &Config, json: bool) -> Result<()> {
+    let envelope = AdminEnvelope {
+        operator: operator(),
+        request: AdminRequest::Schema,
+    };
+    let reply = match admin::send(&config.admin_socket_path(), &envelope)
+        .await
+        .ok()
+        .flatten()
+    {
+        Some(reply) => reply.map_err(|e| {
+            anyhow::anyhow!("the running server cannot answer `schema` (an older pls?): {e}")
+        })?,
+        None => admin::schema_reply(Store::schema_version_at(&config.db_dir())?),
+    };
+    print_reply(&reply, json);
+    Ok(())
+}
+
+async fn restore(config: &Config, file: &Path, keep_schema: bool) -> Result<()> {
     let probe = AdminEnvelope {
         operator: operator(),
         request: AdminRequest::Identity,
@@ -572,7 +611,11 @@ async fn restore(config: &Config, file: &Path) -> Result<()> {
         std::fs::rename(&db, &aside).with_context(|| format!("moving {} aside", db.display()))?;
         println!("the current database was moved to {}", aside.display());
     }
-    let summary = Store::restore(file, &db)?;
+    let summary = if keep_schema {
+        Store::restore_keeping_schema(file, &db)?
+    } else {
+        Store::restore(file, &db)?
+    };
     println!(
         "restored {} entries ({} licenses, schema version {}) from {} into {}",
         summary.entries,
@@ -581,6 +624,13 @@ async fn restore(config: &Config, file: &Path) -> Result<()> {
         file.display(),
         db.display()
     );
+    let now = Store::schema_version_at(&db)?.unwrap_or(summary.schema_version);
+    if now != summary.schema_version {
+        println!(
+            "migrated from schema version {} to {now}",
+            summary.schema_version
+        );
+    }
     Ok(())
 }
 

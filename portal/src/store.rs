@@ -17,6 +17,13 @@
 //! | `audit_by_license` | number + sequence | empty |
 //! | `checkins` | number | the latest [`CheckIn`] |
 //! | `checkin_history` | number + sequence | [`CheckIn`], only when something changed |
+//! | `license_search` | trigram length (u8) + trigram (UTF-8) + number | empty (schema 2) |
+//!
+//! Schema versions: 1 is the trees above without `license_search`; 2 adds
+//! `license_search`, the trigram index of the admin license search
+//! ([`crate::search`]), written in the same transaction as every license record
+//! and built from the existing records by the 1 -> 2 migration. The index is
+//! derived data: backups leave it out and a restore rebuilds it.
 //!
 //! Durability: every lifecycle write runs as one sled transaction over the trees it
 //! touches and returns only after [`sled::Db::flush`], so a returned write survives
@@ -35,6 +42,7 @@ use crate::domain::{
     License, LicenseToken, Mutation, MutationKind, MutationRuleError, MutationState, NewAccount,
     NewLicense, ResetError,
 };
+use crate::search;
 use keys::{
     Binding, DongleSerial, Entitlements, HardwareId, LicenseData, LicenseGrant, LicenseNumber,
     Protection, Signed, SigningKeyPair, UnixTime,
@@ -46,19 +54,70 @@ use sled::transaction::{
     ConflictableTransactionError, TransactionError, TransactionalTree, UnabortableTransactionError,
 };
 use sled::Transactional;
+use std::collections::HashMap;
 use std::io::{BufRead, Write};
 use std::path::Path;
 use std::sync::RwLock;
 use wire::RefusalReason;
 
 /// The schema this build writes. Raise it with a migration in [`MIGRATIONS`].
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Migrations from version `n` to `n + 1`, in order: `MIGRATIONS[i]` upgrades
 /// version `i + 1`. Each runs in its own step and the version is written after it,
-/// so an interrupted migration is re-run from its start on the next open.
-type Migration = fn(&sled::Db) -> Result<(), sled::Error>;
-const MIGRATIONS: &[Migration] = &[];
+/// so an interrupted migration is re-run from its start on the next open: every
+/// migration must be idempotent.
+type Migration = fn(&sled::Db) -> Result<(), StoreError>;
+const MIGRATIONS: &[Migration] = &[
+    // 1 -> 2: the license search index.
+    migrate_1_to_2,
+];
+
+/// Schema 1 -> 2: builds `license_search` from the license records. Clears the
+/// tree first, so a re-run after an interruption starts over.
+fn migrate_1_to_2(db: &sled::Db) -> Result<(), StoreError> {
+    rebuild_search_index(&Trees::open(db)?)?;
+    Ok(())
+}
+
+/// Clears `license_search` and builds it from every license record; returns the
+/// number of index entries.
+fn rebuild_search_index(t: &Trees) -> Result<u64, StoreError> {
+    t.license_search.clear()?;
+    let emails = account_emails(t)?;
+    let mut batch = sled::Batch::default();
+    let (mut entries, mut in_batch) = (0u64, 0usize);
+    for v in t.licenses.iter().values() {
+        let l: License = from_json("license", &v?)?;
+        for k in search::index_keys(&l, email_of(&emails, l.account)) {
+            batch.insert(k, &[]);
+            entries += 1;
+        }
+        in_batch += 1;
+        if in_batch == 500 {
+            t.license_search.apply_batch(std::mem::take(&mut batch))?;
+            in_batch = 0;
+        }
+    }
+    t.license_search.apply_batch(batch)?;
+    Ok(entries)
+}
+
+/// Every account's email by id.
+fn account_emails(t: &Trees) -> Result<HashMap<AccountId, String>, StoreError> {
+    t.accounts
+        .iter()
+        .values()
+        .map(|v| from_json::<Account>("account", &v?).map(|a| (a.id, a.email)))
+        .collect()
+}
+
+fn email_of(emails: &HashMap<AccountId, String>, account: Option<AccountId>) -> &str {
+    account
+        .and_then(|a| emails.get(&a))
+        .map(String::as_str)
+        .unwrap_or_default()
+}
 const _: () = assert!(
     MIGRATIONS.len() as u32 + 1 == SCHEMA_VERSION,
     "one migration per schema version"
@@ -84,6 +143,7 @@ const TREES: [&str; 11] = [
 
 /// Runs `migrations[v - 1]` for every version `v` from `version` up to
 /// `migrations.len() + 1`, writing and flushing the new version after each.
+/// Logs each step ("migrating schema 1 → 2").
 fn migrate(
     db: &sled::Db,
     meta: &sled::Tree,
@@ -97,10 +157,18 @@ fn migrate(
             from,
             source,
         };
+        let started = std::time::Instant::now();
+        tracing::info!(database = p, "migrating schema {from} → {}", from + 1);
         migrations[(from - 1) as usize](db).map_err(step)?;
         meta.insert(SCHEMA_KEY, &(from + 1).to_be_bytes())
-            .map_err(step)?;
-        db.flush().map_err(step)?;
+            .map_err(|e| step(e.into()))?;
+        db.flush().map_err(|e| step(e.into()))?;
+        tracing::info!(
+            database = p,
+            "schema {} reached in {} ms",
+            from + 1,
+            started.elapsed().as_millis()
+        );
     }
     Ok(())
 }
@@ -121,11 +189,11 @@ pub enum OpenError {
     },
     #[error("cannot open the database at {path}: {source}")]
     Db { path: String, source: sled::Error },
-    #[error("migrating the database at {path} from schema version {from} failed: {source}")]
+    #[error("migrating the database at {path} from schema version {from} failed (it stays at version {from}; the next start tries again): {source}")]
     Migration {
         path: String,
         from: u32,
-        source: sled::Error,
+        source: StoreError,
     },
 }
 
@@ -285,6 +353,8 @@ struct Trees {
     audit_by_license: sled::Tree,
     checkins: sled::Tree,
     checkin_history: sled::Tree,
+    /// Derived (schema 2): not in backups, rebuilt by a restore.
+    license_search: sled::Tree,
 }
 
 impl Trees {
@@ -301,6 +371,7 @@ impl Trees {
             audit_by_license: db.open_tree("audit_by_license")?,
             checkins: db.open_tree("checkins")?,
             checkin_history: db.open_tree("checkin_history")?,
+            license_search: db.open_tree("license_search")?,
         })
     }
 
@@ -332,6 +403,7 @@ struct Tx<'a> {
     grants: &'a TransactionalTree,
     audit: &'a TransactionalTree,
     audit_by_license: &'a TransactionalTree,
+    license_search: &'a TransactionalTree,
 }
 
 type TxResult<A, E> = Result<A, ConflictableTransactionError<E>>;
@@ -392,8 +464,44 @@ impl Tx<'_> {
             })
     }
 
+    /// Writes the license record and brings its search index entries in line
+    /// with it, in the same transaction.
     fn put_license(&self, license: &License) -> Result<(), UnabortableTransactionError> {
-        self.put(self.licenses, license.number.as_str().as_bytes(), license)
+        let key = license.number.as_str().as_bytes();
+        // A record that no longer decodes leaves its old entries behind: extra
+        // candidates only, which the search checks away (and `verify` reports).
+        let old: Option<License> = self
+            .licenses
+            .get(key)?
+            .and_then(|v| serde_json::from_slice(&v).ok());
+        let new_keys = search::index_keys(license, &self.customer_email(license.account)?);
+        let old_keys = match old {
+            Some(o) => search::index_keys(&o, &self.customer_email(o.account)?),
+            None => Default::default(),
+        };
+        for k in old_keys.difference(&new_keys) {
+            self.license_search.remove(k.as_slice())?;
+        }
+        for k in new_keys.difference(&old_keys) {
+            self.license_search.insert(k.as_slice(), &[])?;
+        }
+        self.put(self.licenses, key, license)
+    }
+
+    /// The email of the account owning a license ("" for none).
+    fn customer_email(
+        &self,
+        account: Option<AccountId>,
+    ) -> Result<String, UnabortableTransactionError> {
+        let Some(id) = account else {
+            return Ok(String::new());
+        };
+        Ok(self
+            .accounts
+            .get(id.0.to_be_bytes())?
+            .and_then(|v| serde_json::from_slice::<Account>(&v).ok())
+            .map(|a| a.email)
+            .unwrap_or_default())
     }
 
     fn put_mutation(&self, m: &Mutation) -> Result<(), UnabortableTransactionError> {
@@ -476,6 +584,26 @@ fn account_license_key(a: AccountId, n: &LicenseNumber) -> Vec<u8> {
     k
 }
 
+/// Opens the sled database in `path`, telling a lock held by another process
+/// apart from other failures.
+fn open_db(path: &Path, p: &str) -> Result<sled::Db, OpenError> {
+    sled::Config::new()
+        .path(path)
+        .open()
+        .map_err(|source| match &source {
+            sled::Error::Io(io)
+                if io.kind() == std::io::ErrorKind::WouldBlock
+                    || io.to_string().contains("lock") =>
+            {
+                OpenError::Locked { path: p.to_owned() }
+            }
+            _ => OpenError::Db {
+                path: p.to_owned(),
+                source,
+            },
+        })
+}
+
 /// The server's database.
 #[derive(Debug)]
 pub struct Store {
@@ -484,6 +612,8 @@ pub struct Store {
     gate: RwLock<()>,
     /// Flush after every lifecycle write (the default). Off only for bulk loads.
     flush_each_write: std::sync::atomic::AtomicBool,
+    /// The schema version this open migrated from, if it migrated.
+    migrated_from: Option<u32>,
 }
 
 impl std::fmt::Debug for Trees {
@@ -497,21 +627,7 @@ impl Store {
     /// schema up to [`SCHEMA_VERSION`].
     pub fn open(path: &Path) -> Result<Store, OpenError> {
         let p = path.display().to_string();
-        let db = sled::Config::new()
-            .path(path)
-            .open()
-            .map_err(|source| match &source {
-                sled::Error::Io(io)
-                    if io.kind() == std::io::ErrorKind::WouldBlock
-                        || io.to_string().contains("lock") =>
-                {
-                    OpenError::Locked { path: p.clone() }
-                }
-                _ => OpenError::Db {
-                    path: p.clone(),
-                    source,
-                },
-            })?;
+        let db = open_db(path, &p)?;
         Self::from_db(db, &p)
     }
 
@@ -557,7 +673,33 @@ impl Store {
             t,
             gate: RwLock::new(()),
             flush_each_write: std::sync::atomic::AtomicBool::new(true),
+            migrated_from: (version < SCHEMA_VERSION).then_some(version),
         })
+    }
+
+    /// The schema version of the database in directory `path`, read without
+    /// migrating or writing anything; `None` if there is no database. Fails with
+    /// [`OpenError::Locked`] while a server holds it.
+    pub fn schema_version_at(path: &Path) -> Result<Option<u32>, OpenError> {
+        let p = path.display().to_string();
+        if !path.join("conf").exists() {
+            return Ok(None);
+        }
+        let db = open_db(path, &p)?;
+        let version = db
+            .open_tree("meta")
+            .and_then(|meta| meta.get(SCHEMA_KEY))
+            .map_err(|source| OpenError::Db {
+                path: p.clone(),
+                source,
+            })?;
+        Ok(version.map(|v| u32::from_be_bytes(v.as_ref().try_into().unwrap_or([0xff; 4]))))
+    }
+
+    /// The schema version this open migrated the database from; `None` if it was
+    /// already current (or new).
+    pub fn migrated_from(&self) -> Option<u32> {
+        self.migrated_from
     }
 
     /// A tree for the web portal's own short-lived state (sessions, email tokens,
@@ -641,6 +783,7 @@ impl Store {
             &t.grants,
             &t.audit,
             &t.audit_by_license,
+            &t.license_search,
         )
             .transaction(
                 |(
@@ -652,6 +795,7 @@ impl Store {
                     grants,
                     audit,
                     audit_by_license,
+                    license_search,
                 )| {
                     f(&Tx {
                         accounts,
@@ -662,6 +806,7 @@ impl Store {
                         grants,
                         audit,
                         audit_by_license,
+                        license_search,
                     })
                 },
             )
@@ -935,9 +1080,59 @@ impl Store {
             .collect()
     }
 
+    /// The admin license search: every license matching `q` ([`search::matches`]:
+    /// a field contains it, case-insensitively), in number order. Looks up the
+    /// candidates in the trigram index and checks each; a query shorter than three
+    /// characters looks at every license ([`Store::search_licenses_by_scan`]).
+    pub fn search_licenses(&self, q: &str) -> Result<Vec<License>, StoreError> {
+        let q = search::normalize(q);
+        let grams = search::grams(&q);
+        if grams.is_empty() {
+            return self.search_licenses_by_scan(&q);
+        }
+        let prefixes: Vec<Vec<u8>> = grams.into_iter().map(search::gram_prefix).collect();
+        // Index and records as of one moment: writes take the write half.
+        let _guard = self.read_lock();
+        let mut emails: HashMap<AccountId, String> = HashMap::new();
+        let mut out = vec![];
+        for number in intersect_postings(&self.t.license_search, &prefixes)? {
+            let Some(v) = self.t.licenses.get(&number)? else {
+                continue;
+            };
+            let l: License = from_json("license", &v)?;
+            let email = match l.account {
+                Some(a) => match emails.get(&a) {
+                    Some(e) => e.clone(),
+                    None => {
+                        let e = self.account(a)?.map(|a| a.email).unwrap_or_default();
+                        emails.insert(a, e.clone());
+                        e
+                    }
+                },
+                None => String::new(),
+            };
+            if search::matches(&l, &email, &q) {
+                out.push(l);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The admin license search without the index: decodes every license and
+    /// checks it. The definition [`Store::search_licenses`] is tested against, and
+    /// its answer to queries shorter than three characters.
+    pub fn search_licenses_by_scan(&self, q: &str) -> Result<Vec<License>, StoreError> {
+        let q = search::normalize(q);
+        let emails = account_emails(&self.t)?;
+        let mut out = self.licenses()?;
+        out.retain(|l| search::matches(l, email_of(&emails, l.account), &q));
+        Ok(out)
+    }
+
     /// Licenses whose stored record contains `needle` (compared case-insensitively).
-    /// A cheap pre-filter for searches: the caller still checks the fields it means,
-    /// but decodes only the candidates.
+    /// The schema-1 search's pre-filter, kept as the reference the index was
+    /// measured and tested against; it misses matches whose text JSON escapes
+    /// (`"`, `\`).
     pub fn licenses_containing(&self, needle: &str) -> Result<Vec<License>, StoreError> {
         let needle = needle.to_lowercase();
         let mut out = vec![];
@@ -1638,9 +1833,25 @@ impl Store {
     }
 
     /// Restores a backup into a new database directory `db_path` (which must not
-    /// hold a database yet). The backup is verified completely before anything is
-    /// written.
+    /// hold a database yet) and brings it to [`SCHEMA_VERSION`]: a backup of an
+    /// older schema is migrated. The backup is verified completely before anything
+    /// is written.
     pub fn restore(backup: &Path, db_path: &Path) -> Result<BackupSummary, BackupError> {
+        let summary = Self::restore_keeping_schema(backup, db_path)?;
+        // Opening runs any migration the backup's schema needs.
+        let store = Store::open(db_path)?;
+        store.flush()?;
+        Ok(summary)
+    }
+
+    /// Restores a backup as it is, without migrating: the database keeps the
+    /// backup's schema version, for the `pls` that wrote it (a rollback after an
+    /// upgrade). Derived trees of that schema (the search index from 2 on) are
+    /// rebuilt; everything else is the backup's bytes.
+    pub fn restore_keeping_schema(
+        backup: &Path,
+        db_path: &Path,
+    ) -> Result<BackupSummary, BackupError> {
         let p = backup.display().to_string();
         let invalid = |reason: String| BackupError::Invalid {
             path: p.clone(),
@@ -1739,13 +1950,11 @@ impl Store {
             };
             tree.insert(k, v)?;
         }
+        if schema >= 2 {
+            rebuild_search_index(&trees)?;
+        }
         db.flush()?;
         let licenses = trees.licenses.len() as u64;
-        drop(trees);
-        drop(db);
-        // Opening runs any migration the backup's schema needs.
-        let store = Store::open(db_path)?;
-        store.flush()?;
         Ok(BackupSummary {
             entries: count,
             licenses,
@@ -1833,7 +2042,65 @@ impl Store {
                 problems.push(format!("mutation of unknown license {n}"));
             }
         }
+        if self.schema_version()? >= 2 {
+            let emails = account_emails(&self.t)?;
+            let mut expected = std::collections::BTreeSet::new();
+            for l in &licenses {
+                expected.extend(search::index_keys(l, email_of(&emails, l.account)));
+            }
+            let mut stale = 0usize;
+            for key in self.t.license_search.iter().keys() {
+                if !expected.remove(key?.as_ref()) {
+                    stale += 1;
+                }
+            }
+            if stale > 0 || !expected.is_empty() {
+                problems.push(format!(
+                    "the license search index has {} entries missing and {stale} left over",
+                    expected.len()
+                ));
+            }
+        }
         Ok(problems)
+    }
+}
+
+/// The license numbers (their key bytes) listed under every prefix of
+/// `prefixes`, in order. A leapfrog intersection: each list is sought to the
+/// largest number seen so far, so the cost follows the shortest list, not the
+/// longest.
+fn intersect_postings(tree: &sled::Tree, prefixes: &[Vec<u8>]) -> Result<Vec<Vec<u8>>, StoreError> {
+    let mut out = vec![];
+    if prefixes.is_empty() {
+        return Ok(out);
+    }
+    let mut target: Vec<u8> = vec![];
+    let mut agreed = 0;
+    let mut i = 0;
+    loop {
+        let prefix = &prefixes[i];
+        let mut start = prefix.clone();
+        start.extend_from_slice(&target);
+        let Some(kv) = tree.range(start..).next() else {
+            return Ok(out);
+        };
+        let (k, _) = kv?;
+        let Some(number) = k.strip_prefix(prefix.as_slice()) else {
+            return Ok(out);
+        };
+        if number == target.as_slice() {
+            agreed += 1;
+        } else {
+            target = number.to_vec();
+            agreed = 1;
+        }
+        if agreed == prefixes.len() {
+            out.push(target.clone());
+            // From now on, only numbers after this one.
+            target.push(0);
+            agreed = 0;
+        }
+        i = (i + 1) % prefixes.len();
     }
 }
 
@@ -1950,14 +2217,14 @@ mod tests {
         let db = sled::Config::new().temporary(true).open().expect("db");
         let meta = db.open_tree("meta").expect("meta");
         meta.insert(SCHEMA_KEY, &1u32.to_be_bytes()).expect("v1");
-        fn to_v2(db: &sled::Db) -> Result<(), sled::Error> {
+        fn to_v2(db: &sled::Db) -> Result<(), StoreError> {
             db.open_tree("licenses")?.insert("added-by-v2", "1")?;
             Ok(())
         }
-        fn to_v3_fails(_: &sled::Db) -> Result<(), sled::Error> {
-            Err(sled::Error::Unsupported("interrupted".into()))
+        fn to_v3_fails(_: &sled::Db) -> Result<(), StoreError> {
+            Err(sled::Error::Unsupported("interrupted".into()).into())
         }
-        fn to_v3(db: &sled::Db) -> Result<(), sled::Error> {
+        fn to_v3(db: &sled::Db) -> Result<(), StoreError> {
             db.open_tree("licenses")?.insert("added-by-v3", "1")?;
             Ok(())
         }

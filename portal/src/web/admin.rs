@@ -224,35 +224,6 @@ pub struct LicensesPage {
     pub pages: usize,
 }
 
-/// Whether `license` matches the lowercased search `q` (number, licensee, license
-/// data, customer email, dongle serial, bound hardware ID).
-fn license_matches(l: &License, email: &str, q: &str) -> bool {
-    if q.is_empty() {
-        return true;
-    }
-    let li = &l.licensee;
-    let bound = match &l.binding {
-        Some(Binding::HardwareId(h)) => h.to_string(),
-        Some(Binding::DongleSerial(s)) => s.to_string(),
-        None => String::new(),
-    };
-    [
-        l.number.as_str(),
-        &li.company,
-        &li.first_name,
-        &li.last_name,
-        &li.city,
-        &li.email,
-        &l.license_data.name,
-        &l.license_data.city,
-        &l.license_data.postcode,
-        email,
-        &bound,
-    ]
-    .iter()
-    .any(|f| f.to_lowercase().contains(q))
-}
-
 /// The lowercased search `q` and the 1-based `page` of a list's query string.
 pub fn search_and_page(q: &HashMap<String, String>) -> (String, usize) {
     let search = q
@@ -285,9 +256,9 @@ pub async fn licenses(web: Arc<Web>, ctx: Ctx, q: HashMap<String, String>) -> Re
             .and_then(|a| emails.get(&a).cloned())
             .unwrap_or_default()
     };
-    // Without a search only the page is decoded; with one, the stored records are
-    // pre-filtered as text and the candidates checked field by field, plus the
-    // licenses of customers whose email matches.
+    // Without a search only the page is decoded; with one, the store's search
+    // index gives the candidates and only those are decoded and checked
+    // (`crate::search`: number, licensee, license data, customer email, binding).
     let (total, listed) = if search.is_empty() {
         let total = web.store.license_count();
         let page = page.min(total.div_ceil(PAGE_SIZE).max(1));
@@ -296,18 +267,10 @@ pub async fn licenses(web: Arc<Web>, ctx: Ctx, q: HashMap<String, String>) -> Re
             Err(e) => return Ok(internal_error(&web, &ctx, "admin license list", e)),
         }
     } else {
-        let mut found = match web.store.licenses_containing(&search) {
+        let found = match web.store.search_licenses(&search) {
             Ok(l) => l,
             Err(e) => return Ok(internal_error(&web, &ctx, "admin license search", e)),
         };
-        for (id, email) in &emails {
-            if email.to_lowercase().contains(&search) {
-                found.extend(web.store.licenses_of_account(*id).unwrap_or_default());
-            }
-        }
-        found.sort_by(|a, b| a.number.as_str().cmp(b.number.as_str()));
-        found.dedup_by(|a, b| a.number == b.number);
-        found.retain(|l| license_matches(l, &email_of(l), &search));
         let total = found.len();
         let page = page.min(total.div_ceil(PAGE_SIZE).max(1));
         let listed = found

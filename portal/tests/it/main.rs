@@ -6,4 +6,6 @@ mod fuzz_seeds;
 mod metrics;
 mod model;
 mod quic;
+mod search;
+mod upgrade;
 mod util;

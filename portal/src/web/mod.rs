@@ -768,9 +768,10 @@ impl HttpListener {
         F::Extract: Reply,
     {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let (addr, server) = warp::serve(filter).try_bind_with_graceful_shutdown(listen, async move {
-            let _ = stopped.await;
-        })?;
+        let (addr, server) =
+            warp::serve(filter).try_bind_with_graceful_shutdown(listen, async move {
+                let _ = stopped.await;
+            })?;
         Ok(HttpListener {
             addr,
             server: Box::pin(server),

@@ -159,6 +159,7 @@ fn start_server(data: &Path, port: u16) -> Child {
         .arg("serve")
         .env("PLS_QUIC_LISTEN", format!("127.0.0.1:{port}"))
         .env("PLS_QUIC_MAX_CONNECTIONS_PER_SOURCE", "2000")
+        .env("PLS_METRICS_LISTEN", "off")
         .env("PLS_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())

@@ -395,6 +395,8 @@ fn pls(data: &Path, args: &[&str]) -> Output {
         .arg(data)
         .args(args)
         .env("PLS_QUIC_LISTEN", "127.0.0.1:0")
+        .env("PLS_HTTP_LISTEN", "127.0.0.1:0")
+        .env("PLS_METRICS_LISTEN", "127.0.0.1:0")
         .output()
         .expect("run pls")
 }
@@ -436,6 +438,7 @@ impl Server {
             .arg("serve")
             .env("PLS_QUIC_LISTEN", "127.0.0.1:0")
             .env("PLS_HTTP_LISTEN", "127.0.0.1:0")
+            .env("PLS_METRICS_LISTEN", "127.0.0.1:0")
             .env("PLS_LOG", "info")
             .stdout(std::fs::File::create(&out).expect("stdout file"))
             .stderr(std::fs::File::create(&err).expect("stderr file"))

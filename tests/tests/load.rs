@@ -6,34 +6,10 @@
 //! counts are what that much load must produce.
 
 use serde_json::Value;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const DAEMONS: u64 = 1000;
 const USERS: u64 = 32;
-
-/// A binary of this build, built here if needed (a test of the `e2e` package
-/// cannot name another package's binary); as in the journey test.
-fn binary(package: &str, bin: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps");
-    let mut cmd = Command::new(env!("CARGO"));
-    cmd.args(["build", "-q", "-p", package, "--bin", bin]);
-    if profile_dir.file_name().is_some_and(|n| n == "release") {
-        cmd.arg("--release");
-    }
-    if let Some(target) = profile_dir.parent() {
-        cmd.env("CARGO_TARGET_DIR", target);
-    }
-    assert!(
-        cmd.status().expect("cargo build").success(),
-        "building {bin} failed"
-    );
-    profile_dir.join(bin)
-}
 
 fn class<'a>(report: &'a Value, name: &str) -> &'a Value {
     report["classes"]
@@ -48,7 +24,7 @@ fn ok(report: &Value, name: &str) -> u64 {
 
 #[test]
 fn a_thousand_daemons_and_32_users_for_a_minute_lose_nothing() {
-    let pls = binary("portal", "pls");
+    let pls = e2e::binary("portal", "pls");
     let dir = tempfile::tempdir().expect("tempdir");
     let json = dir.path().join("report.json");
     let out = Command::new(env!("CARGO_BIN_EXE_pls-load"))

@@ -24,8 +24,9 @@
 
 mod webdriver;
 
+use e2e::{free_tcp_port, free_udp_port};
 use serde_json::{json, Value};
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -40,29 +41,6 @@ const HOST_B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
 const HOST_C: &str = "cccccccccccccccccccccccccccccccc";
 const HOST_D: &str = "dddddddddddddddddddddddddddddddd";
 
-/// A binary of this build, built here if needed (a test of the `e2e` package
-/// cannot name another package's binary).
-fn binary(package: &str, bin: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps");
-    let mut cmd = Command::new(env!("CARGO"));
-    cmd.args(["build", "-q", "-p", package, "--bin", bin]);
-    if profile_dir.file_name().is_some_and(|n| n == "release") {
-        cmd.arg("--release");
-    }
-    if let Some(target) = profile_dir.parent() {
-        cmd.env("CARGO_TARGET_DIR", target);
-    }
-    assert!(
-        cmd.status().expect("cargo build").success(),
-        "building {bin} failed"
-    );
-    profile_dir.join(bin)
-}
-
 /// GET over plain HTTP/1.1: the body of a 200 answer.
 async fn http_get(addr: (&str, u16), path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -74,20 +52,6 @@ async fn http_get(addr: (&str, u16), path: &str) -> String {
     let (head, body) = raw.split_once("\r\n\r\n").expect("a whole response");
     assert!(head.starts_with("HTTP/1.1 200"), "{path}: {head}");
     body.to_owned()
-}
-
-fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port()
-}
-
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("port")
-        .port()
 }
 
 fn now_secs() -> i64 {
@@ -369,8 +333,8 @@ fn the_whole_journey_in_a_real_browser() {
 }
 
 async fn journey() {
-    let pls_bin = binary("portal", "pls");
-    let licd = binary("daemon", "promos-licd");
+    let pls_bin = e2e::binary("portal", "pls");
+    let licd = e2e::binary("daemon", "promos-licd");
     let dir = tempfile::tempdir().expect("tempdir");
     let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("journey-screenshots");
     let _ = std::fs::remove_dir_all(&shots);

@@ -37,6 +37,7 @@ mod http;
 use clap::Parser;
 use daemon::client::{RequestError, ServerClient};
 use daemon::config::CertPin;
+use e2e::{free_tcp_port, free_udp_port};
 use http::{between, hidden_fields, Browser};
 use keys::{
     Binding, Entitlements, HardwareId, LicenseData, LicenseNumber, LicenseType, Protection,
@@ -50,7 +51,7 @@ use portal::identity::Identity;
 use portal::store::{NewMutation, Store};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::{Arc, Mutex};
@@ -175,20 +176,6 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 }
 
 // ----- the server process ----------------------------------------------------------
-
-fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port()
-}
-
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("port")
-        .port()
-}
 
 /// The `pls serve` child; killed if the harness ends early.
 struct Server {

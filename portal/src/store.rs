@@ -584,9 +584,28 @@ fn account_license_key(a: AccountId, n: &LicenseNumber) -> Vec<u8> {
     k
 }
 
+/// How long an open waits for a lock to go away, and in what steps: a handle this
+/// process just closed keeps its file lock until sled's flusher thread ends a
+/// moment later (restore, then open to migrate, is such a close-and-reopen).
+const RELOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+const RELOCK_STEP: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Opens the sled database in `path`, telling a lock held by another process
-/// apart from other failures.
+/// apart from other failures (after waiting [`RELOCK_WAIT`] for it to go away).
 fn open_db(path: &Path, p: &str) -> Result<sled::Db, OpenError> {
+    let mut waited = std::time::Duration::ZERO;
+    loop {
+        match open_db_once(path, p) {
+            Err(OpenError::Locked { .. }) if waited < RELOCK_WAIT => {
+                std::thread::sleep(RELOCK_STEP);
+                waited += RELOCK_STEP;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn open_db_once(path: &Path, p: &str) -> Result<sled::Db, OpenError> {
     sled::Config::new()
         .path(path)
         .open()

@@ -416,6 +416,20 @@ mod tests {
         assert!(reply["message"].as_str().unwrap().starts_with("not JSON: "));
     }
 
+    /// Regression (crash of the `socket_request` campaign): the id is echoed in the
+    /// answer, and a float id such as `5E110` came back as a different number
+    /// (serde_json parsed it one ulp off) until `float_roundtrip` was enabled.
+    #[test]
+    fn a_float_id_is_echoed_as_exactly_the_number_sent() {
+        let line = br#"{"id":[5E110,2]}"#;
+        let reply = parse_request(line).expect_err("no cmd");
+        let text = serde_json::to_string(&reply).expect("json");
+        let again: Value = serde_json::from_str(&text).expect("parses back");
+        assert_eq!(again, reply);
+        let sent: Value = serde_json::from_slice(line).expect("json");
+        assert_eq!(reply["id"], sent["id"]);
+    }
+
     /// Regression (found with the fuzz target `socket_request`): serde reads an internally
     /// tagged enum from an array too, so `["acquire_seat","pwa"]` took a seat.
     #[test]

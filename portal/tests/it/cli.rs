@@ -2,37 +2,10 @@
 //! commands through the admin socket of a running server, backup and restore,
 //! first-start output and clean shutdown on SIGTERM.
 
+use crate::util::{fails, ok, pls};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
-
-fn pls(data: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pls"))
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .env("PLS_QUIC_LISTEN", "127.0.0.1:0")
-        .output()
-        .expect("run pls")
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "pls failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn fails(out: &Output) -> String {
-    assert!(
-        !out.status.success(),
-        "pls should fail; stdout: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 const CREATE: &[&str] = &[
     "admin",

@@ -8,11 +8,12 @@ use portal::mail::Mailer;
 use portal::store::{OpenError, Store, SCHEMA_VERSION};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::search::{assert_search_agrees, numbers, schema1_search};
+use crate::util::{fails, ok, pls};
 
 /// The trees a backup holds (store.rs `TREES`).
 const BACKED_UP: [&str; 11] = [
@@ -388,36 +389,6 @@ fn the_schema_1_backup_restores_migrated_or_as_it_was() {
 }
 
 // ----- with the pls binary --------------------------------------------------------
-
-fn pls(data: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pls"))
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .env("PLS_QUIC_LISTEN", "127.0.0.1:0")
-        .env("PLS_HTTP_LISTEN", "127.0.0.1:0")
-        .env("PLS_METRICS_LISTEN", "127.0.0.1:0")
-        .output()
-        .expect("run pls")
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "pls failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn fails(out: &Output) -> String {
-    assert!(
-        !out.status.success(),
-        "pls should fail; stdout: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 /// A running `pls serve`; stdout and stderr go to files in the data directory's
 /// parent.

@@ -11,6 +11,8 @@ use portal::domain::Licensee;
 use portal::quic::client;
 use portal::store::Store;
 use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Output};
 use std::sync::Arc;
 use wire::{
     Activate, Check, CheckReceipt, Nonce, Refusal, RefusalReason, Request, Response, RuntimeState,
@@ -260,4 +262,37 @@ impl Daemon {
             other => panic!("unexpected answer {other:?}"),
         }
     }
+}
+
+// ----- the pls binary -----------------------------------------------------------
+
+/// Runs `pls --data-dir DATA ARGS...` (off the fixed default ports).
+pub fn pls(data: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pls"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .env("PLS_QUIC_LISTEN", "127.0.0.1:0")
+        .env("PLS_HTTP_LISTEN", "127.0.0.1:0")
+        .env("PLS_METRICS_LISTEN", "127.0.0.1:0")
+        .output()
+        .expect("run pls")
+}
+
+pub fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "pls failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn fails(out: &Output) -> String {
+    assert!(
+        !out.status.success(),
+        "pls should fail; stdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }

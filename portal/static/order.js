@@ -43,7 +43,7 @@
   function update() {
     var mine = ++seq;
     fetch("/api/price?" + params().toString(), { credentials: "same-origin" })
-      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (r) { return (r.ok || r.status === 422) ? r.json() : null; })
       .then(function (data) {
         if (!data || mine !== seq) { return; }
         setText("total", data.net || "–");

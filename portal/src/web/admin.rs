@@ -8,7 +8,7 @@
 //! `Actor::Admin(<admin email>)` into the audit trail.
 
 use super::pages::{self, Chrome, MailRow};
-use super::shop::{self, csrf_refused, internal_error, tr};
+use super::shop::{self, internal_error, tr};
 use super::{redirect, Ctx, Form, Web};
 use crate::domain::{self, Account, AccountId, Actor, License, MutationState};
 use crate::store::LicenseError;
@@ -140,12 +140,9 @@ fn customer_email(web: &Web, l: &License) -> String {
         .unwrap_or_else(|| "–".into())
 }
 
-pub async fn retry_mail(web: Arc<Web>, ctx: Ctx, id: u64, form: Form) -> Resp {
+pub async fn retry_mail(web: Arc<Web>, ctx: Ctx, id: u64) -> Resp {
     if admin(&ctx).is_none() {
         return Ok(not_for_you(&web, &ctx));
-    }
-    if !ctx.csrf_ok(&web, &form) {
-        return Ok(csrf_refused(&web, &ctx));
     }
     let _ = web.mailer.retry_now(id);
     Ok(redirect("/admin", &[]))
@@ -157,9 +154,6 @@ pub async fn mark_paid(web: Arc<Web>, ctx: Ctx, number: String, n: u32, form: Fo
     let Some(me) = admin(&ctx) else {
         return Ok(not_for_you(&web, &ctx));
     };
-    if !ctx.csrf_ok(&web, &form) {
-        return Ok(csrf_refused(&web, &ctx));
-    }
     let Ok(number) = number.parse::<LicenseNumber>() else {
         return Ok(not_for_you(&web, &ctx));
     };
@@ -177,7 +171,7 @@ pub async fn mark_paid(web: Arc<Web>, ctx: Ctx, number: String, n: u32, form: Fo
             }
             let back = form.get("back");
             Ok(redirect(
-                super::safe_local_path(back).unwrap_or("/admin"),
+                super::input::redirect_target(back, "/admin"),
                 &[],
             ))
         }
@@ -468,9 +462,6 @@ pub async fn set_dongle(web: Arc<Web>, ctx: Ctx, number: String, form: Form) -> 
     let Some(me) = admin(&ctx) else {
         return Ok(not_for_you(&web, &ctx));
     };
-    if !ctx.csrf_ok(&web, &form) {
-        return Ok(csrf_refused(&web, &ctx));
-    }
     let de = ctx.lang.is_de();
     let Ok(n) = number.parse::<LicenseNumber>() else {
         return Ok(not_for_you(&web, &ctx));
@@ -603,9 +594,6 @@ pub async fn set_trusted(web: Arc<Web>, ctx: Ctx, id: u64, form: Form) -> Resp {
     let Some(me) = admin(&ctx) else {
         return Ok(not_for_you(&web, &ctx));
     };
-    if !ctx.csrf_ok(&web, &form) {
-        return Ok(csrf_refused(&web, &ctx));
-    }
     let trusted = form.get("trusted") == "1";
     match web.store.set_trusted(
         AccountId(id),
@@ -614,7 +602,7 @@ pub async fn set_trusted(web: Arc<Web>, ctx: Ctx, id: u64, form: Form) -> Resp {
         web.clock.now(),
     ) {
         Ok(_) => Ok(redirect(
-            super::safe_local_path(form.get("back")).unwrap_or("/admin/customers"),
+            super::input::redirect_target(form.get("back"), "/admin/customers"),
             &[],
         )),
         Err(crate::store::AccountError::UnknownAccount(_)) => Ok(not_for_you(&web, &ctx)),

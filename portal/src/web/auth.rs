@@ -6,9 +6,9 @@ use super::pages::{
     RegisterValues, ResetPage,
 };
 use super::session::{self, cookie, expired_cookie};
-use super::shop::{csrf_refused, internal_error};
+use super::shop::internal_error;
 use super::tokens::{Purpose, TokenCheck};
-use super::{i18n::Lang, password, redirect, safe_local_path, Ctx, Form, Web};
+use super::{i18n::Lang, input, password, redirect, Ctx, Form, Web};
 use crate::domain::{normalize_email, Account, Actor, NewAccount};
 use crate::mail::Email;
 use askama::Template;
@@ -61,12 +61,9 @@ fn login_page_with(
 /// The login form. `?next=/path` (a local path only) is where a successful
 /// login continues, so links from emails work for visitors who are logged out.
 pub async fn login_page(web: Arc<Web>, ctx: Ctx, q: HashMap<String, String>) -> Resp {
-    let next = q.get("next").and_then(|n| safe_local_path(n)).unwrap_or("");
+    let next = input::redirect_target(q.get("next").map(String::as_str).unwrap_or(""), "");
     if ctx.session.is_some() {
-        return Ok(redirect(
-            if next.is_empty() { "/licenses" } else { next },
-            &[],
-        ));
+        return Ok(redirect(input::redirect_target(next, "/licenses"), &[]));
     }
     Ok(login_page_with(
         &web,
@@ -101,14 +98,9 @@ pub fn urlencode(s: &str) -> String {
 }
 
 pub async fn login_post(web: Arc<Web>, ctx: Ctx, form: Form) -> Resp {
-    if !ctx.csrf_ok(&web, &form) {
-        return Ok(csrf_refused(&web, &ctx));
-    }
     let t = ctx.lang.t();
     let email = normalize_email(form.get("email"));
-    let next = safe_local_path(form.get("next"))
-        .unwrap_or("/licenses")
-        .to_owned();
+    let next = input::redirect_target(form.raw("next"), "/licenses").to_owned();
     let now = web.clock.now();
     if let Some(wait) = web.throttle.blocked_for(&email, &ctx.client, now) {
         let minutes = wait.div_ceil(60).max(1);
@@ -290,9 +282,6 @@ pub fn register_form(form: &Form, t: &super::i18n::Texts) -> (RegisterValues, Re
 }
 
 pub async fn register_post(web: Arc<Web>, ctx: Ctx, form: Form) -> Resp {
-    if !ctx.csrf_ok(&web, &form) {
-        return Ok(csrf_refused(&web, &ctx));
-    }
     let t = ctx.lang.t();
     let (v, mut errors) = register_form(&form, t);
     let pw = form.raw("password");
@@ -383,9 +372,6 @@ pub async fn verify(web: Arc<Web>, ctx: Ctx, q: HashMap<String, String>) -> Resp
 
 /// Sends a new verification link. Same answer whether or not the account exists.
 pub async fn resend_post(web: Arc<Web>, ctx: Ctx, form: Form) -> Resp {
-    if !ctx.csrf_ok(&web, &form) {
-        return Ok(csrf_refused(&web, &ctx));
-    }
     let t = ctx.lang.t();
     if let Ok(Some(a)) = web
         .store
@@ -417,9 +403,6 @@ pub async fn forgot_page(web: Arc<Web>, ctx: Ctx) -> Resp {
 
 /// Sends a reset link. Same answer whether or not the account exists.
 pub async fn forgot_post(web: Arc<Web>, ctx: Ctx, form: Form) -> Resp {
-    if !ctx.csrf_ok(&web, &form) {
-        return Ok(csrf_refused(&web, &ctx));
-    }
     let t = ctx.lang.t();
     if let Ok(Some(a)) = web
         .store
@@ -468,9 +451,6 @@ pub async fn reset_page(web: Arc<Web>, ctx: Ctx, q: HashMap<String, String>) -> 
 }
 
 pub async fn reset_post(web: Arc<Web>, ctx: Ctx, form: Form) -> Resp {
-    if !ctx.csrf_ok(&web, &form) {
-        return Ok(csrf_refused(&web, &ctx));
-    }
     let t = ctx.lang.t();
     let token = form.get("token").to_owned();
     let pw = form.raw("password").to_owned();
@@ -517,8 +497,13 @@ pub async fn reset_post(web: Arc<Web>, ctx: Ctx, form: Form) -> Resp {
     {
         return Ok(internal_error(&web, &ctx, "reset", e));
     }
+    // The new password ends every other reset link still outstanding.
+    let links_ended = match web.tokens.revoke_all(Purpose::Reset, id) {
+        Ok(n) => n,
+        Err(e) => return Ok(internal_error(&web, &ctx, "reset", e)),
+    };
     let ended = web.sessions.remove_all(id).unwrap_or(0);
-    tracing::info!(account = %id, sessions_ended = ended, "password reset");
+    tracing::info!(account = %id, sessions_ended = ended, links_ended, "password reset");
     let secure = web.secure_cookies();
     let mut resp = pages::message_with(
         &web,
@@ -535,10 +520,7 @@ pub async fn reset_post(web: Arc<Web>, ctx: Ctx, form: Form) -> Resp {
     Ok(resp)
 }
 
-pub async fn logout(web: Arc<Web>, ctx: Ctx, form: Form) -> Resp {
-    if !ctx.csrf_ok(&web, &form) {
-        return Ok(csrf_refused(&web, &ctx));
-    }
+pub async fn logout(web: Arc<Web>, ctx: Ctx) -> Resp {
     if let Some(s) = &ctx.session {
         if let Err(e) = web.sessions.remove(&s.id) {
             return Ok(internal_error(&web, &ctx, "logout", e));
@@ -572,10 +554,7 @@ pub async fn switch_lang(
     if let Some(a) = &ctx.account {
         let _ = web.set_lang_pref(a.id, lang);
     }
-    let back = q
-        .get("back")
-        .and_then(|b| safe_local_path(b))
-        .unwrap_or("/");
+    let back = input::redirect_target(q.get("back").map(String::as_str).unwrap_or(""), "/");
     // A year: the language choice is not sensitive.
     Ok(redirect(
         back,

@@ -9,8 +9,8 @@
 use super::auth::login_first;
 use super::pages::{self, Chrome};
 use super::shop::{
-    self, csrf_refused, entitlement_lines, internal_error, option_lines, program_lines, tr,
-    Entered, Errors, FormState, SummaryPage, SummaryView,
+    self, entitlement_lines, internal_error, option_lines, program_lines, tr, Entered, Errors,
+    FormState, SummaryPage, SummaryView,
 };
 use super::{redirect, Ctx, Form, Web};
 use crate::domain::{
@@ -40,27 +40,13 @@ fn not_found(web: &Web, ctx: &Ctx) -> Response<Body> {
     super::admin::not_for_you(web, ctx)
 }
 
-/// The license of a page: the login page for visitors, the 404 for anyone who
+/// The license a page or form is about: the login page for visitors, the 404 for anyone who
 /// may not see it.
-fn for_get(web: &Web, ctx: &Ctx, number: &str) -> Result<License, Box<Response<Body>>> {
+fn license_for(web: &Web, ctx: &Ctx, number: &str) -> Result<License, Box<Response<Body>>> {
     if ctx.account.is_none() {
         return Err(Box::new(login_first(ctx)));
     }
     owned(web, ctx, number).ok_or_else(|| Box::new(not_found(web, ctx)))
-}
-
-/// The license a form changes: as [`for_get`], and the form's CSRF token must be valid.
-fn for_post(
-    web: &Web,
-    ctx: &Ctx,
-    number: &str,
-    form: &Form,
-) -> Result<License, Box<Response<Body>>> {
-    let license = for_get(web, ctx, number)?;
-    if !ctx.csrf_ok(web, form) {
-        return Err(Box::new(csrf_refused(web, ctx)));
-    }
-    Ok(license)
 }
 
 /// A mutation rule as the customer reads it.
@@ -146,7 +132,7 @@ fn kind_name(t: LicenseType, de: bool) -> &'static str {
 }
 
 pub async fn page(web: Arc<Web>, ctx: Ctx, number: String, q: HashMap<String, String>) -> Resp {
-    let license = match for_get(&web, &ctx, &number) {
+    let license = match license_for(&web, &ctx, &number) {
         Ok(l) => l,
         Err(refused) => return Ok(*refused),
     };
@@ -324,7 +310,7 @@ fn edit_page(
 }
 
 pub async fn edit_get(web: Arc<Web>, ctx: Ctx, number: String) -> Resp {
-    let license = match for_get(&web, &ctx, &number) {
+    let license = match license_for(&web, &ctx, &number) {
         Ok(l) => l,
         Err(refused) => return Ok(*refused),
     };
@@ -374,9 +360,6 @@ pub async fn edit_post(web: Arc<Web>, ctx: Ctx, number: String, form: Form) -> R
     let Some(license) = owned(&web, &ctx, &number) else {
         return Ok(not_found(&web, &ctx));
     };
-    if !ctx.csrf_ok(&web, &form) {
-        return Ok(csrf_refused(&web, &ctx));
-    }
     let de = ctx.lang.is_de();
     let (data, errors) = license_data_form(&form, de);
     if !errors.is_empty() {
@@ -420,7 +403,7 @@ fn actor_for(ctx: &Ctx, license: &License) -> Actor {
 /// only, once the vendor entered the dongle serial. The stored grant is verified
 /// against the server's key before it leaves.
 pub async fn download(web: Arc<Web>, ctx: Ctx, number: String) -> Resp {
-    let license = match for_get(&web, &ctx, &number) {
+    let license = match license_for(&web, &ctx, &number) {
         Ok(l) => l,
         Err(refused) => return Ok(*refused),
     };
@@ -507,7 +490,7 @@ fn hard_dongle_reset(web: &Web, ctx: &Ctx) -> Response<Body> {
 }
 
 pub async fn reset_get(web: Arc<Web>, ctx: Ctx, number: String) -> Resp {
-    let license = match for_get(&web, &ctx, &number) {
+    let license = match license_for(&web, &ctx, &number) {
         Ok(l) => l,
         Err(refused) => return Ok(*refused),
     };
@@ -522,8 +505,8 @@ pub async fn reset_get(web: Arc<Web>, ctx: Ctx, number: String) -> Resp {
 }
 
 /// Releases the hardware binding (manual 7).
-pub async fn reset_post(web: Arc<Web>, ctx: Ctx, number: String, form: Form) -> Resp {
-    let license = match for_post(&web, &ctx, &number, &form) {
+pub async fn reset_post(web: Arc<Web>, ctx: Ctx, number: String) -> Resp {
+    let license = match license_for(&web, &ctx, &number) {
         Ok(l) => l,
         Err(refused) => return Ok(*refused),
     };
@@ -578,7 +561,7 @@ fn upgrade_refusal(web: &Web, license: &License, de: bool) -> Option<String> {
 }
 
 pub async fn upgrade_get(web: Arc<Web>, ctx: Ctx, number: String) -> Resp {
-    let license = match for_get(&web, &ctx, &number) {
+    let license = match license_for(&web, &ctx, &number) {
         Ok(l) => l,
         Err(refused) => return Ok(*refused),
     };
@@ -608,7 +591,7 @@ pub async fn upgrade_get(web: Arc<Web>, ctx: Ctx, number: String) -> Resp {
 
 /// "Next", "Back", "Get quote" and "Order now" of the upgrade form.
 pub async fn upgrade_post(web: Arc<Web>, ctx: Ctx, number: String, form: Form) -> Resp {
-    let license = match for_post(&web, &ctx, &number, &form) {
+    let license = match license_for(&web, &ctx, &number) {
         Ok(l) => l,
         Err(refused) => return Ok(*refused),
     };
@@ -624,8 +607,9 @@ pub async fn upgrade_post(web: Arc<Web>, ctx: Ctx, number: String, form: Form) -
         _ => "soft_dongle".into(),
     };
     let current = license.entitlements.clone();
-    let mut result = shop::evaluate(
+    let mut result = shop::evaluate_submitted(
         &web.prices,
+        &form,
         &entered,
         LicenseType::Standard,
         Some(&current),
@@ -744,8 +728,8 @@ fn upgrade_form(
 /// The free renewal of an engineering license, from 60 days before its end: a
 /// renewal mutation, activated at once; the daemon receives the new grant at its
 /// next check.
-pub async fn renew(web: Arc<Web>, ctx: Ctx, number: String, form: Form) -> Resp {
-    let license = match for_post(&web, &ctx, &number, &form) {
+pub async fn renew(web: Arc<Web>, ctx: Ctx, number: String) -> Resp {
+    let license = match license_for(&web, &ctx, &number) {
         Ok(l) => l,
         Err(refused) => return Ok(*refused),
     };

@@ -13,6 +13,7 @@ pub mod admin;
 pub mod auth;
 pub mod emails;
 pub mod i18n;
+pub mod input;
 pub mod license;
 pub mod pages;
 pub mod password;
@@ -225,28 +226,65 @@ impl Ctx {
     }
 }
 
-/// A submitted form: field name to (trimmed) value.
+/// A submitted form: field name to value, in the order sent. A field sent more
+/// than once keeps its first value and is listed by [`Form::repeated`], so a
+/// handler that validates the whole form can refuse it.
 #[derive(Clone, Debug, Default)]
-pub struct Form(HashMap<String, String>);
+pub struct Form {
+    fields: HashMap<String, String>,
+    order: Vec<String>,
+    repeated: Vec<String>,
+}
 
 impl Form {
     pub fn from_pairs(pairs: Vec<(String, String)>) -> Self {
-        let mut map = HashMap::new();
+        let mut form = Form::default();
         for (k, v) in pairs {
-            map.entry(k).or_insert(v);
+            match form.fields.entry(k) {
+                std::collections::hash_map::Entry::Occupied(e) => {
+                    if !form.repeated.contains(e.key()) {
+                        form.repeated.push(e.key().clone());
+                    }
+                }
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    form.order.push(e.key().clone());
+                    e.insert(v);
+                }
+            }
         }
-        Form(map)
+        form
     }
     /// The field's value, trimmed; "" if missing.
     pub fn get(&self, name: &str) -> &str {
-        self.0.get(name).map(|s| s.trim()).unwrap_or("")
+        self.fields.get(name).map(|s| s.trim()).unwrap_or("")
     }
     /// The field's raw value (passwords are not trimmed).
     pub fn raw(&self, name: &str) -> &str {
-        self.0.get(name).map(|s| s.as_str()).unwrap_or("")
+        self.fields.get(name).map(|s| s.as_str()).unwrap_or("")
     }
     pub fn has(&self, name: &str) -> bool {
-        self.0.contains_key(name)
+        self.fields.contains_key(name)
+    }
+    /// Every field name, in the order first sent.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.order.iter().map(String::as_str)
+    }
+    /// Every (name, raw value), in the order first sent.
+    pub fn fields(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.order.iter().map(|k| {
+            (
+                k.as_str(),
+                self.fields.get(k).map(String::as_str).unwrap_or(""),
+            )
+        })
+    }
+    /// The names sent more than once.
+    pub fn repeated(&self) -> &[String] {
+        &self.repeated
+    }
+    /// True if no field was sent.
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
     }
 }
 
@@ -307,8 +345,11 @@ fn ctx(web: Arc<Web>) -> impl Filter<Extract = (Ctx,), Error = Rejection> + Clon
         )
 }
 
-/// Form bodies are small; 64 KiB bounds what a client can make us buffer.
-const FORM_LIMIT: u64 = 64 * 1024;
+/// The largest form body read. A form's own fields are far smaller (the longest,
+/// the remarks, is 2,000 characters), but a body up to this size is read so that
+/// an overlong field can be named in the answer ([`input::MAX_FIELD_CHARS`]);
+/// beyond it the body is refused unread (413) and no field can be named.
+const FORM_LIMIT: u64 = 1024 * 1024;
 
 fn form() -> impl Filter<Extract = (Form,), Error = Rejection> + Clone {
     warp::body::content_length_limit(FORM_LIMIT)
@@ -331,8 +372,17 @@ pub fn html(web: &Web, ctx: &Ctx, status: StatusCode, body: String) -> Response<
     b.body(Body::from(body)).unwrap_or_default()
 }
 
-/// A 303 redirect (after a POST) with optional cookies.
+/// A 303 redirect (after a POST) with optional cookies. Every redirect of the
+/// portal passes here, and only to a [`input::local_path`]: anything else goes to
+/// `/` (and is logged, since our own targets are always local).
 pub fn redirect(to: &str, cookies: &[String]) -> Response<Body> {
+    let to = input::local_path(to).unwrap_or_else(|| {
+        tracing::error!(
+            target_len = to.len(),
+            "redirect to a non-local target refused"
+        );
+        "/"
+    });
     let mut b = Response::builder()
         .status(StatusCode::SEE_OTHER)
         .header(header::LOCATION, to);
@@ -340,11 +390,6 @@ pub fn redirect(to: &str, cookies: &[String]) -> Response<Body> {
         b = b.header(header::SET_COOKIE, c);
     }
     b.body(Body::empty()).unwrap_or_default()
-}
-
-/// Only local paths may be redirect targets (no open redirects).
-pub fn safe_local_path(p: &str) -> Option<&str> {
-    (p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') && p.len() < 512).then_some(p)
 }
 
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
@@ -380,7 +425,15 @@ pub fn routes(
     });
     let c = ctx(web.clone());
     let get = warp::get().and(w.clone()).and(c.clone());
-    let post = warp::post().and(w.clone()).and(c.clone());
+    // Every POST: the route, then the form, then one dispatch that checks the
+    // field sizes and the CSRF token before any handler runs.
+    let posts = warp::post()
+        .and(post_route())
+        .and(w.clone())
+        .and(c.clone())
+        .and(form())
+        .and_then(dispatch_post)
+        .boxed();
 
     let static_files = warp::get()
         .and(warp::path!("static" / "style.css"))
@@ -403,12 +456,6 @@ pub fn routes(
             .and(warp::path!("quote" / String))
             .and_then(shop::form_get))
         .unify()
-        .or(post
-            .clone()
-            .and(warp::path!("quote" / String))
-            .and(form())
-            .and_then(shop::form_post))
-        .unify()
         .or(get
             .clone()
             .and(warp::path!("api" / "price"))
@@ -426,18 +473,6 @@ pub fn routes(
             .and(warp::path!("quotes" / String / u32))
             .and_then(shop::quote_show))
         .unify()
-        .or(post
-            .clone()
-            .and(warp::path!("quotes" / String / u32 / "order"))
-            .and(form())
-            .and_then(shop::quote_order))
-        .unify()
-        .or(post
-            .clone()
-            .and(warp::path!("quotes" / String / u32 / "delete"))
-            .and(form())
-            .and_then(shop::quote_delete))
-        .unify()
         .boxed();
 
     let license_routes = get
@@ -450,12 +485,6 @@ pub fn routes(
             .and(warp::path!("licenses" / String / "edit"))
             .and_then(license::edit_get))
         .unify()
-        .or(post
-            .clone()
-            .and(warp::path!("licenses" / String / "edit"))
-            .and(form())
-            .and_then(license::edit_post))
-        .unify()
         .or(get
             .clone()
             .and(warp::path!("licenses" / String / "download"))
@@ -466,28 +495,10 @@ pub fn routes(
             .and(warp::path!("licenses" / String / "reset"))
             .and_then(license::reset_get))
         .unify()
-        .or(post
-            .clone()
-            .and(warp::path!("licenses" / String / "reset"))
-            .and(form())
-            .and_then(license::reset_post))
-        .unify()
         .or(get
             .clone()
             .and(warp::path!("licenses" / String / "upgrade"))
             .and_then(license::upgrade_get))
-        .unify()
-        .or(post
-            .clone()
-            .and(warp::path!("licenses" / String / "upgrade"))
-            .and(form())
-            .and_then(license::upgrade_post))
-        .unify()
-        .or(post
-            .clone()
-            .and(warp::path!("licenses" / String / "renew"))
-            .and(form())
-            .and_then(license::renew))
         .unify()
         .boxed();
 
@@ -501,22 +512,10 @@ pub fn routes(
             .and(warp::query::<HashMap<String, String>>())
             .and_then(auth::login_page))
         .unify()
-        .or(post
-            .clone()
-            .and(warp::path!("login"))
-            .and(form())
-            .and_then(auth::login_post))
-        .unify()
         .or(get
             .clone()
             .and(warp::path!("register"))
             .and_then(auth::register_page))
-        .unify()
-        .or(post
-            .clone()
-            .and(warp::path!("register"))
-            .and(form())
-            .and_then(auth::register_post))
         .unify()
         .or(get
             .clone()
@@ -524,40 +523,16 @@ pub fn routes(
             .and(warp::query::<HashMap<String, String>>())
             .and_then(auth::verify))
         .unify()
-        .or(post
-            .clone()
-            .and(warp::path!("verify" / "resend"))
-            .and(form())
-            .and_then(auth::resend_post))
-        .unify()
         .or(get
             .clone()
             .and(warp::path!("password" / "forgot"))
             .and_then(auth::forgot_page))
-        .unify()
-        .or(post
-            .clone()
-            .and(warp::path!("password" / "forgot"))
-            .and(form())
-            .and_then(auth::forgot_post))
         .unify()
         .or(get
             .clone()
             .and(warp::path!("password" / "reset"))
             .and(warp::query::<HashMap<String, String>>())
             .and_then(auth::reset_page))
-        .unify()
-        .or(post
-            .clone()
-            .and(warp::path!("password" / "reset"))
-            .and(form())
-            .and_then(auth::reset_post))
-        .unify()
-        .or(post
-            .clone()
-            .and(warp::path!("logout"))
-            .and(form())
-            .and_then(auth::logout))
         .unify()
         .or(get
             .clone()
@@ -586,18 +561,6 @@ pub fn routes(
         .clone()
         .and(warp::path!("admin"))
         .and_then(admin::index)
-        .or(post
-            .clone()
-            .and(warp::path!("admin" / "mail" / u64 / "retry"))
-            .and(form())
-            .and_then(admin::retry_mail))
-        .unify()
-        .or(post
-            .clone()
-            .and(warp::path!("admin" / "orders" / String / u32 / "paid"))
-            .and(form())
-            .and_then(admin::mark_paid))
-        .unify()
         .or(get
             .clone()
             .and(warp::path!("admin" / "licenses"))
@@ -609,23 +572,11 @@ pub fn routes(
             .and(warp::path!("admin" / "licenses" / String))
             .and_then(admin::license))
         .unify()
-        .or(post
-            .clone()
-            .and(warp::path!("admin" / "licenses" / String / "dongle"))
-            .and(form())
-            .and_then(admin::set_dongle))
-        .unify()
         .or(get
             .clone()
             .and(warp::path!("admin" / "customers"))
             .and(warp::query::<HashMap<String, String>>())
             .and_then(admin::customers))
-        .unify()
-        .or(post
-            .clone()
-            .and(warp::path!("admin" / "customers" / u64 / "trusted"))
-            .and(form())
-            .and_then(admin::set_trusted))
         .unify()
         .boxed();
 
@@ -638,6 +589,8 @@ pub fn routes(
         .boxed();
 
     static_files
+        .or(posts)
+        .unify()
         .or(account_routes)
         .unify()
         .or(shop_routes)
@@ -654,6 +607,144 @@ pub fn routes(
         })
         .unify()
         .map(with_security_headers)
+}
+
+/// Every POST route of the portal. They all pass [`dispatch_post`], which checks
+/// the form once for every one of them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PostRoute {
+    Login,
+    Register,
+    VerifyResend,
+    PasswordForgot,
+    PasswordReset,
+    Logout,
+    Quote(String),
+    QuoteOrder(String, u32),
+    QuoteDelete(String, u32),
+    LicenseEdit(String),
+    LicenseReset(String),
+    LicenseUpgrade(String),
+    LicenseRenew(String),
+    AdminMailRetry(u64),
+    AdminMarkPaid(String, u32),
+    AdminDongle(String),
+    AdminTrusted(u64),
+}
+
+impl PostRoute {
+    /// The field names the route's form has besides `csrf`; `None` where the
+    /// handler checks the names itself and shows the errors in its form (the
+    /// order and upgrade forms).
+    fn fields(&self) -> Option<&'static [&'static str]> {
+        use PostRoute as P;
+        Some(match self {
+            P::Quote(_) | P::LicenseUpgrade(_) => return None,
+            P::Login => &["email", "password", "remember", "next"],
+            P::Register => &[
+                "email",
+                "password",
+                "password2",
+                "company",
+                "first_name",
+                "last_name",
+            ],
+            P::VerifyResend | P::PasswordForgot => &["email"],
+            P::PasswordReset => &["token", "password", "password2"],
+            P::LicenseEdit(_) => &["data_name", "data_postcode", "data_city"],
+            P::AdminMarkPaid(..) => &["back"],
+            P::AdminDongle(_) => &["serial"],
+            P::AdminTrusted(_) => &["trusted", "back"],
+            P::Logout
+            | P::QuoteOrder(..)
+            | P::QuoteDelete(..)
+            | P::LicenseReset(_)
+            | P::LicenseRenew(_)
+            | P::AdminMailRetry(_) => &[],
+        })
+    }
+}
+
+/// Matches the path of a POST to its [`PostRoute`].
+fn post_route() -> impl Filter<Extract = (PostRoute,), Error = Rejection> + Clone {
+    use PostRoute as P;
+    let fixed = |route: P| move || route.clone();
+    warp::path!("login")
+        .map(fixed(P::Login))
+        .or(warp::path!("register").map(fixed(P::Register)))
+        .unify()
+        .or(warp::path!("verify" / "resend").map(fixed(P::VerifyResend)))
+        .unify()
+        .or(warp::path!("password" / "forgot").map(fixed(P::PasswordForgot)))
+        .unify()
+        .or(warp::path!("password" / "reset").map(fixed(P::PasswordReset)))
+        .unify()
+        .or(warp::path!("logout").map(fixed(P::Logout)))
+        .unify()
+        .or(warp::path!("quote" / String).map(P::Quote))
+        .unify()
+        .or(warp::path!("quotes" / String / u32 / "order").map(P::QuoteOrder))
+        .unify()
+        .or(warp::path!("quotes" / String / u32 / "delete").map(P::QuoteDelete))
+        .unify()
+        .or(warp::path!("licenses" / String / "edit").map(P::LicenseEdit))
+        .unify()
+        .or(warp::path!("licenses" / String / "reset").map(P::LicenseReset))
+        .unify()
+        .or(warp::path!("licenses" / String / "upgrade").map(P::LicenseUpgrade))
+        .unify()
+        .or(warp::path!("licenses" / String / "renew").map(P::LicenseRenew))
+        .unify()
+        .or(warp::path!("admin" / "mail" / u64 / "retry").map(P::AdminMailRetry))
+        .unify()
+        .or(warp::path!("admin" / "orders" / String / u32 / "paid").map(P::AdminMarkPaid))
+        .unify()
+        .or(warp::path!("admin" / "licenses" / String / "dongle").map(P::AdminDongle))
+        .unify()
+        .or(warp::path!("admin" / "customers" / u64 / "trusted").map(P::AdminTrusted))
+        .unify()
+}
+
+/// The one gate of every POST: a field longer than any form has is refused with
+/// 413 naming it, a missing, foreign or stale CSRF token with 403; only then
+/// does the route's handler see the form.
+async fn dispatch_post(route: PostRoute, web: Arc<Web>, ctx: Ctx, form: Form) -> Resp {
+    use PostRoute as P;
+    if let Some(field) = input::overlong_field(form.fields()) {
+        return Ok(pages::too_long(&web, &ctx, Some(field)));
+    }
+    if !ctx.csrf_ok(&web, &form) {
+        return Ok(shop::csrf_refused(&web, &ctx));
+    }
+    if let Some(allowed) = route.fields() {
+        let unknown = form
+            .repeated()
+            .first()
+            .map(String::as_str)
+            .or_else(|| form.names().find(|n| *n != "csrf" && !allowed.contains(n)));
+        if let Some(name) = unknown {
+            return Ok(pages::unknown_field(&web, &ctx, name));
+        }
+    }
+    match route {
+        P::Login => auth::login_post(web, ctx, form).await,
+        P::Register => auth::register_post(web, ctx, form).await,
+        P::VerifyResend => auth::resend_post(web, ctx, form).await,
+        P::PasswordForgot => auth::forgot_post(web, ctx, form).await,
+        P::PasswordReset => auth::reset_post(web, ctx, form).await,
+        P::Logout => auth::logout(web, ctx).await,
+        P::Quote(kind) => shop::form_post(web, ctx, kind, form).await,
+        P::QuoteOrder(number, n) => shop::quote_order(web, ctx, number, n).await,
+        P::QuoteDelete(number, n) => shop::quote_delete(web, ctx, number, n).await,
+        P::LicenseEdit(number) => license::edit_post(web, ctx, number, form).await,
+        P::LicenseReset(number) => license::reset_post(web, ctx, number).await,
+        P::LicenseUpgrade(number) => license::upgrade_post(web, ctx, number, form).await,
+        P::LicenseRenew(number) => license::renew(web, ctx, number).await,
+        P::AdminMailRetry(id) => admin::retry_mail(web, ctx, id).await,
+        P::AdminMarkPaid(number, n) => admin::mark_paid(web, ctx, number, n, form).await,
+        P::AdminDongle(number) => admin::set_dongle(web, ctx, number, form).await,
+        P::AdminTrusted(id) => admin::set_trusted(web, ctx, id, form).await,
+    }
 }
 
 async fn not_found(web: Arc<Web>, ctx: Ctx) -> Resp {
@@ -686,10 +777,13 @@ fn rejection_page(web: &Web, rej: Rejection) -> Response<Body> {
         path: String::new(),
         path_and_query: String::new(),
     };
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        return pages::too_long(web, &ctx, None);
+    }
     let t = ctx.lang.t();
     let (title, text) = match status {
         StatusCode::NOT_FOUND => (t.not_found_title, t.not_found_text),
-        _ => (t.forbidden_title, t.err_csrf),
+        _ => (t.error_title, t.err_unreadable_form),
     };
     pages::message(web, &ctx, status, title, text)
 }

@@ -182,6 +182,41 @@ pub fn message(
     message_with(web, ctx, status, title, vec![text.to_owned()], None, false)
 }
 
+/// The 413 page: the input is too long, naming the field where it is known.
+pub fn too_long(web: &Web, ctx: &Ctx, field: Option<&str>) -> Response<Body> {
+    let t = ctx.lang.t();
+    let text = match field {
+        Some(f) => t
+            .err_field_too_long
+            .replace("{field}", &f.chars().take(40).collect::<String>())
+            .replace("{max}", &super::input::MAX_FIELD_CHARS.to_string()),
+        None => t.err_body_too_long.to_owned(),
+    };
+    message(
+        web,
+        ctx,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        t.too_long_title,
+        &text,
+    )
+}
+
+/// The 422 page of a form that carries a field it does not have (or one field
+/// twice): nothing was changed.
+pub fn unknown_field(web: &Web, ctx: &Ctx, field: &str) -> Response<Body> {
+    let t = ctx.lang.t();
+    let text = t
+        .err_unknown_field
+        .replace("{field}", &field.chars().take(40).collect::<String>());
+    message(
+        web,
+        ctx,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        t.error_title,
+        &text,
+    )
+}
+
 pub fn message_with(
     web: &Web,
     ctx: &Ctx,

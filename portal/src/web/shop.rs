@@ -10,7 +10,7 @@
 
 use super::auth::login_first;
 use super::pages::{self, Chrome};
-use super::{redirect, Ctx, Form, Web};
+use super::{input, redirect, Ctx, Form, Web};
 use crate::domain::{
     AccountId, Actor, License, Licensee, Mutation, MutationKind, MutationState, NewLicense,
     PricedPosition, PricedSummary,
@@ -180,6 +180,49 @@ impl Entered {
         }
     }
 
+    /// Every field name the order and upgrade forms have (without `csrf` and
+    /// `step`, which the POST adds, and `kind`/`license`, which the live price adds).
+    pub fn field_names() -> &'static BTreeSet<String> {
+        static NAMES: std::sync::OnceLock<BTreeSet<String>> = std::sync::OnceLock::new();
+        NAMES.get_or_init(|| {
+            let mut names: BTreeSet<String> = Entered::default()
+                .master_fields()
+                .iter()
+                .map(|(k, _)| (*k).to_owned())
+                .collect();
+            for k in [
+                "protection",
+                "remarks",
+                "ge_users",
+                "pwa_users",
+                "mystrom",
+                "philips_hue",
+            ] {
+                names.insert(k.to_owned());
+            }
+            names.extend(Driver::ALL.iter().map(|d| format!("driver_{}", d.key())));
+            names.extend(MalmModule::ALL.iter().map(|m| format!("malm_{}", m.key())));
+            names
+        })
+    }
+
+    /// The form as a whole: a field name the form does not have, or one sent
+    /// twice, is a field error under that name (never ignored, never guessed at).
+    /// `extra` are the names the request adds to the form's own.
+    pub fn check_names(form: &Form, extra: &[&str], de: bool, errors: &mut Errors) {
+        let own = Entered::field_names();
+        for name in form.names() {
+            if !own.contains(name) && !extra.contains(&name) {
+                errors.insert(name.to_owned(), input::unknown_field_error(de).into());
+            }
+        }
+        for name in form.repeated() {
+            errors
+                .entry(name.clone())
+                .or_insert_with(|| input::repeated_field_error(de).into());
+        }
+    }
+
     /// The licensee and license data fields, all required: (form field, value).
     fn master_fields(&self) -> [(&'static str, &String); 13] {
         let l = &self.licensee;
@@ -256,20 +299,12 @@ impl Entered {
         let mut sel = Selection::standard_default(protection);
         for d in Driver::ALL {
             let raw = self.drivers.get(&d).map(String::as_str).unwrap_or("");
-            match parse_count(raw) {
+            match input::parse_count(raw, de) {
                 Some(n) => {
                     sel.drivers.insert(d, n);
                 }
                 None => {
-                    errors.insert(
-                        format!("driver_{}", d.key()),
-                        tr(
-                            de,
-                            "Bitte eine ganze Zahl eingeben (z.B. 6000).",
-                            "Please enter a whole number (e.g. 6000).",
-                        )
-                        .into(),
-                    );
+                    errors.insert(format!("driver_{}", d.key()), input::count_error(de).into());
                 }
             }
         }
@@ -280,7 +315,7 @@ impl Entered {
             ("ge_users", &self.ge_users, &mut sel.ge_users),
             ("pwa_users", &self.pwa_users, &mut sel.pwa_users),
         ] {
-            match parse_count(raw) {
+            match input::parse_count(raw, de) {
                 // Not sent (the live price before the selects exist): the included user.
                 Some(0) if raw.is_empty() => *slot = 1,
                 Some(n) => *slot = n,
@@ -337,22 +372,6 @@ impl Entered {
             );
         }
     }
-}
-
-/// A count as people type it: `6000`, `6.000`, `6,000`, `6 000`; empty is 0.
-pub fn parse_count(raw: &str) -> Option<u32> {
-    let digits: String = raw
-        .trim()
-        .chars()
-        .filter(|c| !matches!(c, '.' | ',' | ' ' | '\''))
-        .collect();
-    if digits.is_empty() {
-        return Some(0);
-    }
-    if digits.len() > 9 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok()
 }
 
 /// Prices `sel` (as a new license, or as an upgrade of `current`), adding the
@@ -603,7 +622,7 @@ impl SelectionView {
         ]
         .into_iter()
         .map(|(field, name, raw, had)| {
-            let chosen = parse_count(raw).unwrap_or(1).max(1);
+            let chosen = input::parse_count(raw, de).unwrap_or(1).max(1);
             let min = had.unwrap_or(1).max(1);
             UsersRow {
                 field,
@@ -847,6 +866,8 @@ pub struct OrderFormPage {
     pub remarks: String,
     pub remarks_error: Option<String>,
     pub has_errors: bool,
+    /// Errors of fields the form does not show (unknown or repeated names).
+    pub form_errors: Vec<(String, String)>,
 }
 
 impl OrderFormPage {
@@ -952,6 +973,14 @@ pub fn form_page(web: &Web, ctx: &Ctx, status: StatusCode, st: FormState<'_>) ->
         remarks: st.entered.remarks.clone(),
         remarks_error: st.errors.get("remarks").cloned(),
         has_errors: !st.errors.is_empty(),
+        form_errors: st
+            .errors
+            .iter()
+            .filter(|(k, _)| {
+                !Entered::field_names().contains(k.as_str()) && k.as_str() != "upgrade"
+            })
+            .map(|(k, v)| (k.chars().take(40).collect(), v.clone()))
+            .collect(),
     };
     pages::render(web, ctx, status, &page)
 }
@@ -1060,6 +1089,29 @@ pub fn evaluate(
     }
 }
 
+/// [`evaluate`] for a submitted form (`form` as sent, `entered` as read from it):
+/// a field name the form does not have, or a field sent twice, is refused too.
+pub fn evaluate_submitted(
+    prices: &PriceList,
+    form: &Form,
+    entered: &Entered,
+    license_type: LicenseType,
+    current: Option<&Entitlements>,
+    de: bool,
+) -> Result<Priced, Box<(Errors, Option<Priced>)>> {
+    let mut refused = Errors::new();
+    Entered::check_names(form, &["csrf", "step"], de, &mut refused);
+    match evaluate(prices, entered, license_type, current, de) {
+        Ok(p) if refused.is_empty() => Ok(p),
+        Ok(p) => Err(Box::new((refused, Some(p)))),
+        Err(e) => {
+            let (mut errors, partial) = *e;
+            errors.append(&mut refused);
+            Err(Box::new((errors, partial)))
+        }
+    }
+}
+
 /// "Next", "Back" and "Get quote" of the new-license form.
 pub async fn form_post(web: Arc<Web>, ctx: Ctx, kind: String, form: Form) -> Resp {
     let Some(account) = require_login(&ctx) else {
@@ -1068,16 +1120,13 @@ pub async fn form_post(web: Arc<Web>, ctx: Ctx, kind: String, form: Form) -> Res
     let Some(license_type) = license_type_of(&kind) else {
         return Ok(super::admin::not_for_you(&web, &ctx));
     };
-    if !ctx.csrf_ok(&web, &form) {
-        return Ok(csrf_refused(&web, &ctx));
-    }
     let de = ctx.lang.is_de();
     let mut entered = Entered::from_form(&form);
     if license_type == LicenseType::Engineering {
         entered.protection = "engineering".into();
     }
     let step = form.get("step");
-    let priced = match evaluate(&web.prices, &entered, license_type, None, de) {
+    let priced = match evaluate_submitted(&web.prices, &form, &entered, license_type, None, de) {
         Ok(p) => p,
         Err(e) => {
             let (errors, partial) = *e;
@@ -1211,7 +1260,8 @@ pub fn internal_error(
 
 /// `GET /api/price?<the order form's fields>`: the same computation as "Next",
 /// as JSON for `static/order.js`. With `license=<number>` it prices an upgrade of
-/// that license (its owner only). Never stores anything.
+/// that license (its owner only). Never stores anything. Any invalid or unknown
+/// field answers 422 with `ok: false` and the field errors, and no total.
 pub async fn price_api(web: Arc<Web>, ctx: Ctx, q: Vec<(String, String)>) -> Resp {
     let form = Form::from_pairs(q);
     let current = if form.has("license") {
@@ -1227,28 +1277,59 @@ pub async fn price_api(web: Arc<Web>, ctx: Ctx, q: Vec<(String, String)>) -> Res
     } else {
         None
     };
-    let body = price_answer(&web.prices, &form, current.as_ref(), ctx.lang.is_de());
-    Ok(json(StatusCode::OK, &body))
+    let (status, body) = price_answer(&web.prices, &form, current.as_ref(), ctx.lang.is_de());
+    Ok(json(status, &body))
 }
 
-/// The JSON answer of [`price_api`] for its query `form`; `current` is the
-/// entitlements of the license to upgrade.
+/// The answer of [`price_api`] for its query `form`; `current` is the
+/// entitlements of the license to upgrade. 200 with `ok: true` and the totals
+/// only when every field is known and valid; otherwise 422 with `ok: false`,
+/// `errors` (field name to message) and no `net`, `vat` or `gross`.
 pub fn price_answer(
     prices: &PriceList,
     form: &Form,
     current: Option<&Entitlements>,
     de: bool,
-) -> serde_json::Value {
-    let license_type = if form.get("kind") == "engineering" {
-        LicenseType::Engineering
+) -> (StatusCode, serde_json::Value) {
+    let mut refused = Errors::new();
+    let extra: &[&str] = if current.is_some() {
+        &["license"]
     } else {
-        LicenseType::Standard
+        &["kind"]
+    };
+    Entered::check_names(form, extra, de, &mut refused);
+    let license_type = match (current, form.get("kind")) {
+        (Some(_), _) | (None, "standard") => LicenseType::Standard,
+        (None, "engineering") => LicenseType::Engineering,
+        (None, _) => {
+            refused.insert(
+                "kind".into(),
+                tr(
+                    de,
+                    "Bitte Standard oder Engineering wählen (kind=standard oder kind=engineering).",
+                    "Please choose Standard or Engineering (kind=standard or kind=engineering).",
+                )
+                .into(),
+            );
+            LicenseType::Standard
+        }
     };
     let entered = Entered::from_form(form);
     let (sel, mut errors) = entered.selection(license_type, de);
-    let country = (!entered.licensee.country.is_empty()
-        && prices.vat_percent(&entered.licensee.country).is_some())
-    .then_some(entered.licensee.country.as_str());
+    errors.append(&mut refused);
+    let country_known = prices.vat_percent(&entered.licensee.country).is_some();
+    if !entered.licensee.country.is_empty() && !country_known {
+        errors.insert(
+            "country".into(),
+            tr(
+                de,
+                "Bitte wählen Sie ein Land aus der Liste.",
+                "Please choose a country from the list.",
+            )
+            .into(),
+        );
+    }
+    let country = country_known.then_some(entered.licensee.country.as_str());
     let priced = price(prices, current, &sel, country, de, &mut errors);
     let view = SelectionView::build(
         prices,
@@ -1273,15 +1354,26 @@ pub fn price_answer(
             )
         })
         .collect();
-    serde_json::json!({
+    let priced = priced.filter(|_| errors.is_empty());
+    let status = if priced.is_some() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    let mut body = serde_json::json!({
         "ok": priced.is_some(),
-        "net": priced.as_ref().map(|p| money::eur(p.net, de)),
-        "net_value": priced.as_ref().map(|p| p.net.normalize().to_string()),
-        "vat": priced.as_ref().and_then(|p| p.vat_percent.map(|_| money::eur(p.vat, de))),
-        "gross": priced.as_ref().and_then(|p| p.vat_percent.map(|_| money::eur(p.gross, de))),
         "drivers": drivers,
         "errors": errors,
-    })
+    });
+    if let Some(p) = &priced {
+        body["net"] = money::eur(p.net, de).into();
+        body["net_value"] = p.net.normalize().to_string().into();
+        if p.vat_percent.is_some() {
+            body["vat"] = money::eur(p.vat, de).into();
+            body["gross"] = money::eur(p.gross, de).into();
+        }
+    }
+    (status, body)
 }
 
 fn json(status: StatusCode, v: &serde_json::Value) -> Response<Body> {
@@ -1555,16 +1647,13 @@ fn minus(a: &Entitlements, b: &Entitlements) -> Entitlements {
 }
 
 /// Orders a quote: the license page thanks and explains what happens next.
-pub async fn quote_order(web: Arc<Web>, ctx: Ctx, number: String, n: u32, form: Form) -> Resp {
+pub async fn quote_order(web: Arc<Web>, ctx: Ctx, number: String, n: u32) -> Resp {
     let Some(account) = require_login(&ctx) else {
         return Ok(login_first(&ctx));
     };
     let Some((license, m)) = owned_mutation(&web, &ctx, &number, n) else {
         return Ok(super::admin::not_for_you(&web, &ctx));
     };
-    if !ctx.csrf_ok(&web, &form) {
-        return Ok(csrf_refused(&web, &ctx));
-    }
     let now = web.clock.now();
     if quote_expired(&m, now) {
         return Ok(quote_expired_page(&web, &ctx));
@@ -1641,16 +1730,13 @@ fn quote_expired_page(web: &Web, ctx: &Ctx) -> Response<Body> {
 }
 
 /// Deletes a quote (not an order).
-pub async fn quote_delete(web: Arc<Web>, ctx: Ctx, number: String, n: u32, form: Form) -> Resp {
+pub async fn quote_delete(web: Arc<Web>, ctx: Ctx, number: String, n: u32) -> Resp {
     let Some(account) = require_login(&ctx) else {
         return Ok(login_first(&ctx));
     };
     let Some((license, m)) = owned_mutation(&web, &ctx, &number, n) else {
         return Ok(super::admin::not_for_you(&web, &ctx));
     };
-    if !ctx.csrf_ok(&web, &form) {
-        return Ok(csrf_refused(&web, &ctx));
-    }
     if m.state != MutationState::Quote {
         let de = ctx.lang.is_de();
         return Ok(pages::message(
@@ -1690,17 +1776,6 @@ pub fn order_js() -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn counts_parse_as_people_type_them() {
-        assert_eq!(parse_count("6000"), Some(6000));
-        assert_eq!(parse_count("6.000"), Some(6000));
-        assert_eq!(parse_count(" 6,000 "), Some(6000));
-        assert_eq!(parse_count(""), Some(0));
-        assert_eq!(parse_count("-5"), None);
-        assert_eq!(parse_count("12a"), None);
-        assert_eq!(parse_count("9999999999"), None);
-    }
 
     #[test]
     fn minus_undoes_plus() {

@@ -125,4 +125,31 @@ impl EmailTokens {
             }
         }
     }
+
+    /// Ends every outstanding link of `purpose` for `account` (a changed password
+    /// ends every reset link sent before). Returns how many were ended.
+    pub fn revoke_all(&self, purpose: Purpose, account: AccountId) -> Result<usize, StoreError> {
+        let mut ended = 0;
+        for entry in self.tree.iter() {
+            let (key, old) = entry?;
+            let Ok(mut rec) = serde_json::from_slice::<TokenRecord>(&old) else {
+                continue;
+            };
+            if rec.purpose != purpose || rec.account != account.0 || rec.used {
+                continue;
+            }
+            rec.used = true;
+            let new = serde_json::to_vec(&rec).unwrap_or_default();
+            // A concurrent change (the link used right now) leaves it used anyway.
+            if self
+                .tree
+                .compare_and_swap(&key, Some(old), Some(new))?
+                .is_ok()
+            {
+                ended += 1;
+            }
+        }
+        self.tree.flush()?;
+        Ok(ended)
+    }
 }

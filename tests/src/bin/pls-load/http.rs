@@ -235,16 +235,20 @@ pub fn urlencode(s: &str) -> String {
     out
 }
 
-/// Every hidden field of a form page, in order, HTML entities undone.
+/// Every hidden field of a form page, in order, HTML entities undone; each name
+/// once (the menu's logout form repeats the page's `csrf`, and a browser sends
+/// only the submitted form's fields).
 pub fn hidden_fields(page: &str) -> Vec<(String, String)> {
-    let mut out = vec![];
+    let mut out: Vec<(String, String)> = vec![];
     let mut rest = page;
     let marker = "<input type=\"hidden\" name=\"";
     while let Some(i) = rest.find(marker) {
         rest = &rest[i + marker.len()..];
         let name = rest[..rest.find('"').unwrap_or(0)].to_owned();
         let value = between(rest, "value=\"", "\"").unwrap_or_default();
-        out.push((name, unescape(&value)));
+        if !out.iter().any(|(n, _)| *n == name) {
+            out.push((name, unescape(&value)));
+        }
     }
     out
 }

@@ -7,7 +7,7 @@
 //! server_cert_sha256 = "<64 hex digits>"      # pin: SHA-256 of the server certificate (DER)
 //! # server_cert_der = "/etc/promos-licd/server.der"  # or: the certificate file to pin
 //! trusted_keys = ["promos-ed25519-public:<64 hex digits>"]
-//! license_number = "1921900012"               # optional: else from lic/licinfo.cfg
+//! license_number = "1921900019"               # optional: else from lic/licinfo.cfg
 //! # token = "..."                             # optional: activates unattended at start
 //! project_dir = "/opt/promos/proj/site"       # holds lic/ and bin/
 //! data_dir = "/var/lib/promos-licd"
@@ -540,6 +540,59 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    /// The example configuration the packages install
+    /// (`/etc/promos-licd/promos-licd.toml`).
+    const EXAMPLE: &str = include_str!("../../packaging/promos-licd/promos-licd.toml");
+
+    /// The example with every commented key switched on (the placeholder keys
+    /// replaced by a real one; one pin form only).
+    fn example_uncommented(key: &PublicKey) -> String {
+        EXAMPLE
+            .lines()
+            .filter(|l| !l.starts_with("#server_cert_der"))
+            .map(|l| match l.strip_prefix('#') {
+                Some(rest) if rest.starts_with(|c: char| c.is_ascii_lowercase() || c == '[') => {
+                    rest.replace(
+                        &format!("promos-ed25519-public:{}", "0".repeat(64)),
+                        &key.to_string(),
+                    )
+                }
+                _ => l.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn the_shipped_example_configuration_reads_as_is_and_with_every_key() {
+        let as_is = Config::from_toml(EXAMPLE, &env(&[])).expect("the example as shipped");
+        assert_eq!(
+            format!("{as_is:?}"),
+            format!("{:?}", Config::from_toml("", &env(&[])).expect("no file"))
+        );
+        let key = keys::SigningKeyPair::from_seed(&[3; 32]).public();
+        let c = Config::from_toml(&example_uncommented(&key), &env(&[])).expect("every key on");
+        assert_eq!(c.server, "license.promosnt.com:4433");
+        assert_eq!(c.server_name.as_deref(), Some("license.promosnt.com"));
+        assert!(c.cert_pin.is_some());
+        assert_eq!(c.trusted_keys.active_ids(), vec![key.key_id()]);
+        assert_eq!(
+            c.license_number.map(|n| n.to_string()).as_deref(),
+            Some("1921900019")
+        );
+        assert!(c.token.is_some());
+        assert_eq!(c.project_dir, Some(PathBuf::from("/opt/promos/proj/site")));
+        assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+        assert_eq!(c.socket_group.as_deref(), Some("promos"));
+        assert_eq!(c.socket_mode, 0o660);
+        assert_eq!(
+            c.metrics_listen,
+            Some("127.0.0.1:9465".parse().expect("addr"))
+        );
+        assert_eq!(c.peer_listen, Some("0.0.0.0:4434".parse().expect("addr")));
+        assert_eq!(c.peers.len(), 1);
     }
 
     #[test]

@@ -283,6 +283,39 @@ fn flag(value: &str) -> Result<bool, String> {
 mod tests {
     use super::*;
 
+    /// The example configuration the packages install (`/etc/pls/pls.toml`).
+    const EXAMPLE: &str = include_str!("../../packaging/pls/pls.toml");
+
+    #[test]
+    fn the_shipped_example_configuration_reads_as_is_and_with_every_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("pls.toml");
+        std::fs::write(&file, EXAMPLE).expect("write");
+        let as_is = Config::load(Some(&file), Vec::new()).expect("the example as shipped");
+        assert_eq!(as_is, Config::default());
+        // Every key switched on: each value given is the default or a valid example.
+        let on: String = EXAMPLE
+            .lines()
+            .map(|l| match l.strip_prefix('#') {
+                Some(rest) if rest.starts_with(|c: char| c.is_ascii_lowercase() || c == '[') => {
+                    rest
+                }
+                _ => l,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        std::fs::write(&file, on).expect("write");
+        let c = Config::load(Some(&file), Vec::new()).expect("every key on");
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/pls"));
+        assert_eq!(c.quic, Config::default().quic);
+        assert_eq!(c.http, Config::default().http);
+        assert_eq!(c.metrics, Config::default().metrics);
+        assert_eq!(c.log, Config::default().log);
+        assert_eq!(c.prices, Some(PathBuf::from("/etc/pls/prices.toml")));
+        let smtp = c.smtp.expect("smtp");
+        assert_eq!((smtp.host.as_str(), smtp.port), ("smtp.example.com", 587));
+    }
+
     #[test]
     fn defaults_file_and_env_layer_in_order() {
         let dir = tempfile::tempdir().expect("tempdir");

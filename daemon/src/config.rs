@@ -69,6 +69,26 @@ pub const TEST_HARDWARE_ID_ENV: &str = "PROMOS_LICD_TEST_HARDWARE_ID";
 /// The test-only clock file (see the module doc).
 pub const TEST_CLOCK_FILE_ENV: &str = "PROMOS_LICD_TEST_CLOCK_FILE";
 
+/// Trust anchors a vendor's release build may carry, so a site enters only
+/// license number and token: set at build time through the environment of
+/// `cargo build` / `./scripts/package` (`PROMOS_LICD_BUILTIN_SERVER`,
+/// `PROMOS_LICD_BUILTIN_SERVER_CERT_SHA256`, `PROMOS_LICD_BUILTIN_TRUSTED_KEYS`,
+/// comma-separated). Each is used only where neither the file nor the
+/// environment gives the key.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BuiltIn {
+    pub server: Option<&'static str>,
+    pub server_cert_sha256: Option<&'static str>,
+    pub trusted_keys: Option<&'static str>,
+}
+
+/// What this binary was built with.
+pub const BUILT_IN: BuiltIn = BuiltIn {
+    server: option_env!("PROMOS_LICD_BUILTIN_SERVER"),
+    server_cert_sha256: option_env!("PROMOS_LICD_BUILTIN_SERVER_CERT_SHA256"),
+    trusted_keys: option_env!("PROMOS_LICD_BUILTIN_TRUSTED_KEYS"),
+};
+
 /// Another daemon of the site this one relays with.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerEntry {
@@ -103,6 +123,16 @@ pub enum DongleBackend {
     /// SIMULATED dongle for tests and demos: the file's presence means "plugged
     /// in", its content is the serial. Never use on a real site.
     Simulated { file: PathBuf },
+}
+
+/// A built-in trust anchor that does not parse: the binary was built wrongly.
+fn built_in_error(key: &'static str, e: ConfigError) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: format!(
+            "the value built into this binary is invalid ({e}); set {key} in the configuration file, or rebuild with a valid PROMOS_LICD_BUILTIN_* value"
+        ),
+    }
 }
 
 /// How the server's certificate is pinned.
@@ -237,22 +267,36 @@ impl Config {
             }
             None => None,
         };
-        Self::from_parts(file.unwrap_or_default(), env)
+        Self::from_parts(file.unwrap_or_default(), env, &BUILT_IN)
     }
 
     /// Parses TOML text (no file) and applies `env`; for tests.
     pub fn from_toml(text: &str, env: &BTreeMap<String, String>) -> Result<Config, ConfigError> {
+        Self::from_toml_built_with(text, env, &BUILT_IN)
+    }
+
+    /// [`Config::from_toml`] for a binary built with `built_in`; for tests.
+    pub fn from_toml_built_with(
+        text: &str,
+        env: &BTreeMap<String, String>,
+        built_in: &BuiltIn,
+    ) -> Result<Config, ConfigError> {
         let file: FileConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: PathBuf::from("<text>"),
             message: e.to_string(),
         })?;
-        Self::from_parts(file, env)
+        Self::from_parts(file, env, built_in)
     }
 
-    fn from_parts(f: FileConfig, env: &BTreeMap<String, String>) -> Result<Config, ConfigError> {
+    fn from_parts(
+        f: FileConfig,
+        env: &BTreeMap<String, String>,
+        built_in: &BuiltIn,
+    ) -> Result<Config, ConfigError> {
         let e = |k: &str| env.get(k).filter(|v| !v.is_empty()).cloned();
         let server = e("PROMOS_LICD_SERVER")
             .or(f.server)
+            .or(built_in.server.map(str::to_owned))
             .unwrap_or_else(|| DEFAULT_SERVER.into());
         let server = normalize_server(&server);
         let server_name = e("PROMOS_LICD_SERVER_NAME").or(f.server_name);
@@ -262,6 +306,10 @@ impl Config {
             .or(f.server_cert_der);
         let cert_pin = match (sha, der) {
             (Some(hex), _) => Some(parse_pin(&hex)?),
+            (None, None) if built_in.server_cert_sha256.is_some() => {
+                let hex = built_in.server_cert_sha256.unwrap_or_default();
+                Some(parse_pin(hex).map_err(|e| built_in_error("server_cert_sha256", e))?)
+            }
             (None, Some(path)) => {
                 let bytes = std::fs::read(&path).map_err(|err| ConfigError::Invalid {
                     key: "server_cert_der",
@@ -271,19 +319,29 @@ impl Config {
             }
             (None, None) => None,
         };
-        let key_texts: Vec<String> = match e("PROMOS_LICD_TRUSTED_KEYS") {
-            Some(list) => list
-                .split(',')
+        let list = |text: &str| -> Vec<String> {
+            text.split(',')
                 .map(|s| s.trim().to_owned())
                 .filter(|s| !s.is_empty())
-                .collect(),
-            None => f.trusted_keys,
+                .collect()
+        };
+        let (key_texts, from_build): (Vec<String>, bool) = match e("PROMOS_LICD_TRUSTED_KEYS") {
+            Some(text) => (list(&text), false),
+            None if !f.trusted_keys.is_empty() => (f.trusted_keys, false),
+            None => (list(built_in.trusted_keys.unwrap_or_default()), true),
         };
         let mut trusted_keys = TrustedKeys::new();
         for k in key_texts {
-            let key: PublicKey = k.parse().map_err(|message| ConfigError::Invalid {
-                key: "trusted_keys",
-                message,
+            let key: PublicKey = k.parse().map_err(|message| {
+                let e = ConfigError::Invalid {
+                    key: "trusted_keys",
+                    message,
+                };
+                if from_build {
+                    built_in_error("trusted_keys", e)
+                } else {
+                    e
+                }
             })?;
             trusted_keys.insert(key);
         }
@@ -593,6 +651,50 @@ mod tests {
         );
         assert_eq!(c.peer_listen, Some("0.0.0.0:4434".parse().expect("addr")));
         assert_eq!(c.peers.len(), 1);
+    }
+
+    #[test]
+    fn built_in_trust_anchors_apply_where_nothing_else_is_set() {
+        let key = keys::SigningKeyPair::from_seed(&[4; 32]).public();
+        let other = keys::SigningKeyPair::from_seed(&[5; 32]).public();
+        let key_text: &'static str = Box::leak(key.to_string().into_boxed_str());
+        let built = BuiltIn {
+            server: Some("pls.vendor.example:4433"),
+            server_cert_sha256: Some(
+                "4902533e93790ac4b4b9ae92be108d3becf8d07b3f323764dd76d5d265335f8e",
+            ),
+            trusted_keys: Some(key_text),
+        };
+        // A site enters only license number and token.
+        let c =
+            Config::from_toml_built_with("license_number = \"1921900019\"\n", &env(&[]), &built)
+                .expect("config");
+        assert_eq!(c.server, "pls.vendor.example:4433");
+        assert!(c.cert_pin.is_some());
+        assert_eq!(c.trusted_keys.active_ids(), vec![key.key_id()]);
+        // The file and the environment win.
+        let text = format!("server = \"other.example:4433\"\ntrusted_keys = [\"{other}\"]\n");
+        let c = Config::from_toml_built_with(&text, &env(&[]), &built).expect("config");
+        assert_eq!(c.server, "other.example:4433");
+        assert_eq!(c.trusted_keys.active_ids(), vec![other.key_id()]);
+        let c = Config::from_toml_built_with(
+            "",
+            &env(&[("PROMOS_LICD_SERVER", "env.example:4433")]),
+            &built,
+        )
+        .expect("config");
+        assert_eq!(c.server, "env.example:4433");
+        // A broken built-in value is a clear error naming where it came from.
+        let broken = BuiltIn {
+            trusted_keys: Some("not-a-key"),
+            ..BuiltIn::default()
+        };
+        let err = Config::from_toml_built_with("", &env(&[]), &broken).expect_err("broken");
+        assert!(err.to_string().contains("built into this binary"), "{err}");
+        // Without built-in values nothing changes.
+        let c = Config::from_toml_built_with("", &env(&[]), &BuiltIn::default()).expect("config");
+        assert_eq!(c.server, DEFAULT_SERVER);
+        assert!(c.trusted_keys.is_empty() && c.cert_pin.is_none());
     }
 
     #[test]

@@ -33,6 +33,7 @@ pub mod notify;
 pub mod peer;
 pub mod relay;
 pub mod service;
+pub mod setup;
 pub mod socket;
 pub mod state;
 

@@ -46,7 +46,11 @@ enum Command {
     Seats,
     /// Check with the license server now.
     CheckNow,
-    /// Bind this host to a license (the first-start dialog).
+    /// The first-start dialog on a terminal: server, license number and token
+    /// (not echoed), the hardware ID shown; writes the configuration and
+    /// activates through the running daemon. German or English by the locale.
+    Setup,
+    /// Bind this host to a license (the first-start dialog's last step, for scripts).
     Activate {
         /// License server address (default: the daemon's configured one,
         /// license.promosnt.com unless changed).
@@ -109,13 +113,7 @@ fn main() -> anyhow::Result<()> {
     init_logging();
     match &cli.command {
         Command::Hwid { facts } => {
-            let id = match std::env::var(daemon::config::TEST_HARDWARE_ID_ENV) {
-                Ok(v) if !v.is_empty() => v
-                    .parse::<keys::HardwareId>()
-                    .context("PROMOS_LICD_TEST_HARDWARE_ID (test-only)")?,
-                _ => daemon::hwid::compute(),
-            };
-            println!("{id}");
+            println!("{}", hardware_id()?);
             if *facts {
                 for f in daemon::hwid::all_facts() {
                     println!("  {f}");
@@ -124,6 +122,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Doctor { project, fix } => doctor(project, *fix),
+        Command::Setup => setup(&cli),
         Command::PeerKey => {
             let config = load_config(&cli)?;
             let id = daemon::peer::PeerIdentity::load_or_create(&config.data_dir)
@@ -231,6 +230,97 @@ async fn client_command(cmd: &Command, socket: &std::path::Path) -> anyhow::Resu
         _ => {}
     }
     Ok(())
+}
+
+/// This host's hardware ID as the daemon computes it.
+fn hardware_id() -> anyhow::Result<keys::HardwareId> {
+    Ok(match std::env::var(daemon::config::TEST_HARDWARE_ID_ENV) {
+        Ok(v) if !v.is_empty() => v
+            .parse::<keys::HardwareId>()
+            .context("PROMOS_LICD_TEST_HARDWARE_ID (test-only)")?,
+        _ => daemon::hwid::compute(),
+    })
+}
+
+/// How often a refused token may be typed again.
+const TOKEN_ATTEMPTS: usize = 3;
+
+fn setup(cli: &Cli) -> anyhow::Result<()> {
+    use daemon::setup::{Dialog, Lang};
+    let lang = Lang::current();
+    let config = load_config(cli)?;
+    let path = cli
+        .config
+        .clone()
+        .or_else(|| std::env::var_os("PROMOS_LICD_CONFIG").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(daemon::config::DEFAULT_CONFIG));
+    let dialog = Dialog {
+        lang,
+        hardware_id: hardware_id()?.to_string(),
+        server: config.server.clone(),
+        license: config.license_number.clone(),
+    };
+    let stdin = std::io::stdin();
+    let mut out = std::io::stdout();
+    let Some(answers) = dialog.ask(&mut stdin.lock(), &mut out)? else {
+        bail!(
+            "{}",
+            lang.pick("Einrichtung abgebrochen.", "Setup cancelled.")
+        );
+    };
+    daemon::setup::write_config(&path, &answers).map_err(anyhow::Error::msg)?;
+    println!(
+        "{} {}",
+        lang.pick("Konfiguration geschrieben:", "Configuration written:"),
+        path.display()
+    );
+    let socket = cli.socket.clone().unwrap_or(config.socket_path);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let mut c = SocketClient::connect(&socket).await.with_context(|| {
+            lang.pick(
+                "Der Lizenzdienst antwortet nicht (läuft promos-licd? systemctl start promos-licd)",
+                "The license daemon does not answer (is promos-licd running? systemctl start promos-licd)",
+            )
+            .to_owned()
+        })?;
+        for attempt in 1..=TOKEN_ATTEMPTS {
+            let token = match std::env::var("PROMOS_LICD_TOKEN") {
+                Ok(t) if !t.is_empty() && attempt == 1 => t,
+                _ => rpassword::prompt_password(lang.pick(
+                    "Lizenz-Token (wird nicht angezeigt): ",
+                    "License token (not shown): ",
+                ))
+                .context("reading the token")?,
+            };
+            let v = c
+                .call(&json!({"cmd": "activate", "server": answers.server, "license_number": answers.license.to_string(), "token": token.trim()}))
+                .await?;
+            if v["ok"] == json!(true) {
+                println!("{}", lang.pick("Aktiviert.", "Activated."));
+                print_status(&v["status"]);
+                return Ok(());
+            }
+            let message = match lang {
+                Lang::De => v["message_de"].as_str().or(v["message"].as_str()),
+                Lang::En => v["message"].as_str(),
+            }
+            .unwrap_or("?");
+            println!(
+                "{} {message}",
+                lang.pick("Aktivierung abgelehnt:", "Activation refused:")
+            );
+            if v["reason"] != json!("wrong_token") {
+                break;
+            }
+        }
+        bail!(
+            "{}",
+            lang.pick("Nicht aktiviert.", "Not activated.")
+        )
+    })
 }
 
 fn print_status(s: &Value) {

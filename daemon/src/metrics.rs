@@ -77,6 +77,28 @@ pub fn render(status: &Value) -> String {
         "1 if the last check with the license server failed",
         &[(String::new(), flag(!status["last_check_failure"].is_null()))],
     );
+    let storage = &status["storage"];
+    metric(
+        "storage_problems",
+        "Damage or loss of the stored license state found at start (see `storage.problems` in the status)",
+        &[(
+            String::new(),
+            storage["problems"].as_array().map_or(0, Vec::len) as f64,
+        )],
+    );
+    metric(
+        "storage_write_failing",
+        "1 while the license state cannot be written (disk full); the daemon answers from memory",
+        &[(String::new(), flag(!storage["write_error"].is_null()))],
+    );
+    metric(
+        "storage_recovering",
+        "1 while the stored license state is lost and is being fetched from the server",
+        &[(
+            String::new(),
+            flag(!storage["recovering_license"].is_null()),
+        )],
+    );
     metric(
         "runtime_running",
         "1 while the ProMoS runtime reports it runs",

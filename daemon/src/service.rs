@@ -21,6 +21,11 @@ use wire::{Activate, Check, Nonce, Request, Response, RuntimeState, Seats, Token
 mod peers;
 pub use peers::PeerNet;
 
+/// How often a daemon that lost its state asks the server for the grant
+/// again while the server cannot be reached: often enough to recover within
+/// minutes of the line coming back, rarely enough to be no load.
+pub const RECOVERY_RETRY: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// The version string sent to the server.
 pub const DAEMON_VERSION: &str = concat!("promos-licd/", env!("CARGO_PKG_VERSION"));
 
@@ -167,8 +172,11 @@ impl Inner {
     pub fn apply(&mut self, input: Input) {
         let now = self.now();
         let outputs = self.machine.handle(input, now);
+        // On disk before anything is answered or pushed. A failure (disk full)
+        // is logged by the cache once and shown in `status`; the daemon answers
+        // from memory and the next save retries.
         if let Err(e) = self.cache.save(&self.machine.persisted()) {
-            tracing::error!(error = %e, "license state not saved");
+            tracing::debug!(error = %e, "license state not saved");
         }
         for o in outputs {
             match o {
@@ -293,6 +301,8 @@ pub struct Shared {
     /// relay then queues its peers' requests at once instead of waiting for a
     /// timeout per request.
     uplink_ok: AtomicBool,
+    /// When the last check to recover a lost state was asked for.
+    recovery_attempt: Mutex<Option<Instant>>,
 }
 
 impl Shared {
@@ -332,6 +342,44 @@ impl Shared {
         self.licinfo()
             .map(|i| i.server)
             .unwrap_or_else(|| self.config.server.clone())
+    }
+
+    /// The license `lic/licinfo.cfg` names for this host while the daemon
+    /// holds no grant: the signed state was lost (both copies gone or damaged)
+    /// after an activation, and a check can bring it back.
+    pub fn lost_license(&self) -> Option<LicenseNumber> {
+        if self.lock().machine.grant().is_some() {
+            return None;
+        }
+        self.licinfo_license()
+    }
+
+    /// The license `lic/licinfo.cfg` names, if it names this host (or no host).
+    fn licinfo_license(&self) -> Option<LicenseNumber> {
+        let info = self.licinfo()?;
+        info.hardware_id
+            .as_ref()
+            .is_none_or(|h| h == &self.hardware_id)
+            .then_some(info.license_number)
+    }
+
+    /// Asks for a check if the state was lost (see [`Shared::lost_license`]),
+    /// at most every [`RECOVERY_RETRY`].
+    fn recover_if_lost(&self) {
+        let Some(number) = self.lost_license() else {
+            return;
+        };
+        let mut last = self
+            .recovery_attempt
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if last.is_some_and(|t| t.elapsed() < RECOVERY_RETRY) {
+            return;
+        }
+        *last = Some(Instant::now());
+        tracing::error!(code = "state_lost", license = %number, "no license state on disk although lic/licinfo.cfg names a license for this host; asking the server for the grant");
+        self.check_forced.store(true, Ordering::SeqCst);
+        self.check_wanted.notify_one();
     }
 
     fn licinfo(&self) -> Option<LicInfo> {
@@ -449,12 +497,17 @@ impl Shared {
     pub async fn check(&self) {
         let (request, nonce) = {
             let mut inner = self.lock();
-            let Some(grant) = inner
-                .machine
-                .grant()
-                .filter(|_| inner.machine.is_online())
-                .map(|g| (g.license_number.clone(), g.serial))
-            else {
+            let held = match inner.machine.grant() {
+                Some(g) => inner
+                    .machine
+                    .is_online()
+                    .then(|| (g.license_number.clone(), Some(g.serial))),
+                // The state on disk is lost but `lic/licinfo.cfg` names the
+                // license: the server answers a check from the bound hardware
+                // ID with the current grant (no token needed).
+                None => self.licinfo_license().map(|n| (n, None)),
+            };
+            let Some(grant) = held else {
                 drop(inner);
                 self.check_forced.store(false, Ordering::SeqCst);
                 self.checks_done.send_modify(|n| *n += 1);
@@ -465,7 +518,7 @@ impl Shared {
             let check = Check {
                 license_number: grant.0,
                 hardware_id: self.hardware_id.clone(),
-                grant_serial: Some(grant.1),
+                grant_serial: grant.1,
                 runtime: inner.runtime_state(),
                 seats: inner.seats.totals(),
                 daemon_version: DAEMON_VERSION.into(),
@@ -636,6 +689,8 @@ pub async fn run(
         .unwrap_or_else(crate::hwid::compute);
     let trusted = config.trusted_keys.clone();
     let cache = Cache::open(&config.data_dir)?;
+    // Reads both copies, takes the newest valid one and repairs the other;
+    // damage is logged at error level by the cache and kept for `status`.
     let (persisted, report) = cache.load(&trusted, &hardware_id);
     for d in &report.dropped {
         tracing::warn!(dropped = %d, "cached license state not trusted");
@@ -687,6 +742,7 @@ pub async fn run(
         next_conn: std::sync::atomic::AtomicU64::new(1),
         peers,
         uplink_ok: AtomicBool::new(true),
+        recovery_attempt: Mutex::new(None),
     });
     let peer_server = shared
         .peers
@@ -712,6 +768,7 @@ pub async fn run(
         check_forced.store(true, Ordering::SeqCst);
         check_wanted.notify_one();
     }
+    shared.recover_if_lost();
 
     let listener = bind_socket(&config)?;
     let metrics = match config.metrics_listen {
@@ -782,6 +839,7 @@ pub async fn run(
             _ = &mut shutdown => break,
             _ = interval.tick() => {
                 shared.scan(dongles.as_mut());
+                shared.recover_if_lost();
                 let inner = shared.lock();
                 if let Err(e) = inner.cache().flush() {
                     tracing::error!(error = %e, "license cache not flushed");

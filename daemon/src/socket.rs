@@ -72,7 +72,7 @@
 //! ```
 
 use crate::service::{ConnId, Program, Shared};
-use crate::state::Decision;
+use crate::state::{Decision, Text};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -123,7 +123,30 @@ pub fn status_json(shared: &Shared) -> Value {
     };
     let last_check = inner.machine.last_check();
     let last_failure = inner.machine.last_failure().map(str::to_owned);
+    let problems = inner.cache().problems();
+    let write_error = inner.cache().write_error();
     drop(inner);
+    let lost = shared.lost_license();
+    let mut diagnosis = d.diagnosis;
+    diagnosis.extend(problems.iter().map(|p| p.text()));
+    if let Some(e) = &write_error {
+        diagnosis.push(Text {
+            de: format!("Der Lizenzzustand kann nicht gespeichert werden ({e}); der Dienst arbeitet aus dem Speicher weiter und speichert, sobald wieder Platz ist."),
+            en: format!("The license state cannot be saved ({e}); the daemon answers from memory and saves again as soon as there is space."),
+        });
+    }
+    if let Some(n) = &lost {
+        diagnosis.push(Text {
+            de: format!("Der gespeicherte Lizenzzustand fehlt, obwohl lic/licinfo.cfg die Lizenz {n} nennt; er wird beim Lizenzserver abgeholt (ohne Token)."),
+            en: format!("The stored license state is missing although lic/licinfo.cfg names license {n}; it is being fetched from the license server (no token needed)."),
+        });
+    }
+    let storage = json!({
+        "ok": problems.is_empty() && write_error.is_none() && lost.is_none(),
+        "problems": problems,
+        "write_error": write_error,
+        "recovering_license": lost.map(|n| n.to_string()),
+    });
     json!({
         "state": d.phase,
         "licensed": d.licensed,
@@ -132,7 +155,8 @@ pub fn status_json(shared: &Shared) -> Value {
         "stop_at_text": d.stop_at.map(|t| t.to_string()),
         "seconds_until_stop": d.stop_at.map(|t| t.since(d.now)),
         "reason": {"code": d.reason_code, "de": d.reason.de, "en": d.reason.en},
-        "diagnosis": d.diagnosis,
+        "diagnosis": diagnosis,
+        "storage": storage,
         "license_number": grant.as_ref().map(|g| g.license_number.to_string()),
         "license_type": grant.as_ref().map(|g| g.license_type),
         "protection": grant.as_ref().map(|g| g.protection),

@@ -598,3 +598,132 @@ async fn unattended_activation_from_the_configuration() {
     licd.down().await;
     pls.down().await;
 }
+
+/// Both copies of the signed state gone (cache.sled and license-state.json
+/// deleted) on a host whose `lic/licinfo.cfg` names the license: the daemon
+/// asks the server, which answers the bound hardware ID with the current
+/// grant; no token. The receipt's server time becomes the high-water mark, so
+/// a clock set back (here 30 minutes, within the 1-hour tolerance) gains nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_lost_its_state_gets_its_grant_back_without_the_token() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let clock = SimClock::at(T0);
+    let mut pls = Pls::start(tmp.path(), clock.clone()).await;
+    let (number, token) = pls.create_license(LicenseType::Standard, Protection::SoftDongle);
+    let mut licd = Licd::start(tmp.path().join("host-a"), &pls, HOST_A).await;
+    let v = licd.activate(&number, &token).await;
+    assert_eq!(v["ok"], json!(true), "{v}");
+    let serial = v["status"]["grant_serial"].clone();
+    clock.advance_secs(2 * DAY);
+    let s = licd.check_now().await;
+    assert_eq!(s["last_check_unix"], json!(T0.secs() + 2 * DAY), "{s}");
+    licd.down().await;
+
+    let data = licd.dir.join("data");
+    std::fs::remove_dir_all(data.join(daemon::cache::DB_DIR)).expect("delete the cache");
+    std::fs::remove_file(data.join(daemon::cache::STATE_FILE)).expect("delete the file");
+    let server_time = keys::Clock::now(&clock);
+    licd.clock = SimClock::at(UnixTime(server_time.secs() - 1800));
+    licd.up().await;
+    let s = licd
+        .wait_status("the grant fetched back", |s| {
+            s["state"] == json!("licensed")
+        })
+        .await;
+    assert_eq!(s["license_number"], json!(number.as_str()), "{s}");
+    assert_eq!(s["grant_serial"], serial, "{s}");
+    assert_eq!(s["storage"]["recovering_license"], Value::Null, "{s}");
+    assert_eq!(s["last_check_unix"], json!(server_time.secs()), "{s}");
+    // RFC 3339 UTC texts of one format compare as the times do.
+    let now = s["now"].as_str().expect("now").to_owned();
+    assert!(
+        now >= server_time.to_string(),
+        "effective time {now} behind the server's {server_time}"
+    );
+    // On disk again: a restart without the server is licensed at once.
+    licd.down().await;
+    pls.down().await;
+    licd.up().await;
+    let s = licd.status().await;
+    assert_eq!(s["licensed"], json!(true), "{s}");
+    assert_eq!(s["grant_serial"], serial, "{s}");
+    licd.down().await;
+}
+
+/// Power cut right after "Activated": the real `promos-licd` process is
+/// SIGKILLed as soon as the answer arrives, and the grant is on disk. Each
+/// round is a fresh host directory (the server answers the bound host's
+/// repeated activation with its grant). 50 rounds: each is a QUIC activation
+/// plus a process start (200 rounds of the cheap requests are in the daemon's
+/// own tests).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_right_after_activated_keeps_the_activation() {
+    const ROUNDS: usize = 50;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let clock = SimClock::at(T0);
+    let mut pls = Pls::start(tmp.path(), clock.clone()).await;
+    let (number, token) = pls.create_license(LicenseType::Standard, Protection::SoftDongle);
+    let bin = e2e::binary("daemon", "promos-licd");
+    let clock_file = tmp.path().join("CLOCK");
+    std::fs::write(&clock_file, T0.secs().to_string()).expect("clock");
+    let trusted = TrustedKeys::with([pls.public]);
+    let hwid: keys::HardwareId = HOST_A.parse().expect("hwid");
+    for round in 0..ROUNDS {
+        let dir = tmp.path().join(format!("round-{round}"));
+        std::fs::create_dir_all(dir.join("project/lic")).expect("project");
+        let socket = dir.join("licd.sock");
+        let mut child = tokio::process::Command::new(&bin)
+            .arg("run")
+            .env("PROMOS_LICD_LOG", "error")
+            .env("PROMOS_LICD_DATA_DIR", dir.join("data"))
+            .env("PROMOS_LICD_SOCKET", &socket)
+            .env("PROMOS_LICD_PROJECT_DIR", dir.join("project"))
+            .env("PROMOS_LICD_SERVER", pls.addr.to_string())
+            .env("PROMOS_LICD_SERVER_NAME", "localhost")
+            .env("PROMOS_LICD_SERVER_CERT_SHA256", &pls.fingerprint)
+            .env("PROMOS_LICD_TRUSTED_KEYS", pls.public.to_string())
+            .env("PROMOS_LICD_DONGLE_BACKEND", "simulated")
+            .env("PROMOS_LICD_SIMULATED_DONGLE_FILE", dir.join("NO-DONGLE"))
+            .env("PROMOS_LICD_TEST_HARDWARE_ID", HOST_A)
+            .env("PROMOS_LICD_TEST_CLOCK_FILE", &clock_file)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn");
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let mut c = loop {
+            if let Ok(c) = SocketClient::connect(&socket).await {
+                break c;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "socket never came up"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        let v = c
+            .call(&json!({"cmd": "activate", "license_number": number.as_str(), "token": token}))
+            .await
+            .expect("activate");
+        assert_eq!(v["ok"], json!(true), "round {round}: {v}");
+        child.start_kill().expect("SIGKILL");
+        child.wait().await.expect("wait");
+        let cache = daemon::cache::Cache::open(&dir.join("data")).expect("open");
+        let (p, _) = cache.load(&trusted, &hwid);
+        assert!(
+            cache.problems().is_empty(),
+            "round {round}: {:?}",
+            cache.problems()
+        );
+        let grant = p
+            .grant
+            .unwrap_or_else(|| panic!("round {round}: activation lost"));
+        assert_eq!(grant.license_number, number, "round {round}");
+        assert_eq!(
+            json!(grant.serial),
+            v["status"]["grant_serial"],
+            "round {round}"
+        );
+        assert!(p.receipt.is_some(), "round {round}: receipt lost");
+    }
+    pls.down().await;
+}

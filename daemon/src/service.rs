@@ -280,6 +280,30 @@ impl Inner {
     }
 }
 
+/// How a check ended, for `check_now` (and the CLI's exit code).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckOutcome {
+    /// The server (directly or through a peer) confirmed the license.
+    Succeeded,
+    /// The server refused this host (the license ended).
+    Refused,
+    /// No usable answer: server unreachable, timeout, bad answer.
+    Failed,
+    /// Nothing to check: no grant and no `lic/licinfo.cfg` naming a license.
+    NotActivated,
+    /// No check finished within `check_now`'s time limit.
+    TimedOut,
+}
+
+/// Checks started and finished (numbered from 1) and the last one's outcome.
+#[derive(Clone, Copy, Debug, Default)]
+struct CheckProgress {
+    started: u64,
+    finished: u64,
+    outcome: Option<CheckOutcome>,
+}
+
 /// What the socket handlers and the checker share.
 #[derive(Debug)]
 pub struct Shared {
@@ -292,8 +316,9 @@ pub struct Shared {
     /// Set by whoever wants a check; cleared when one finishes (requests made
     /// while a check is in flight are answered by that check).
     check_forced: Arc<AtomicBool>,
-    /// Counts finished checks, so `check_now` can wait for the next one.
-    checks_done: watch::Sender<u64>,
+    /// Checks started and finished, and how the last one ended, so
+    /// `check_now` can wait for a check that starts after it was asked.
+    checks: watch::Sender<CheckProgress>,
     next_conn: std::sync::atomic::AtomicU64,
     /// The peer relay, if this daemon has peers or listens for them.
     pub peers: Option<Arc<PeerNet>>,
@@ -318,20 +343,34 @@ impl Shared {
     }
 
     /// Asks for a check now and waits (up to 2 minutes: four attempts with
-    /// backoff fit in it) until one has finished.
-    pub async fn check_now(&self) {
-        let mut rx = self.checks_done.subscribe();
-        let before = *rx.borrow_and_update();
-        self.check_forced.store(true, Ordering::SeqCst);
-        self.check_wanted.notify_one();
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(120), async {
-            while *rx.borrow_and_update() == before {
-                if rx.changed().await.is_err() {
-                    break;
+    /// backoff fit in it) until a check that *started after this call* has
+    /// finished; a check already running when it was asked does not count (its
+    /// answer may be from before the line was fixed). Returns how it ended.
+    pub async fn check_now(&self) -> CheckOutcome {
+        let mut rx = self.checks.subscribe();
+        let after = rx.borrow_and_update().started;
+        let waited = tokio::time::timeout(std::time::Duration::from_secs(120), async {
+            loop {
+                // Asked again after each older check ends: that check may
+                // have cleared the request when it finished.
+                self.check_forced.store(true, Ordering::SeqCst);
+                self.check_wanted.notify_one();
+                loop {
+                    if rx.changed().await.is_err() {
+                        return CheckOutcome::TimedOut;
+                    }
+                    let p = *rx.borrow_and_update();
+                    if p.finished > after {
+                        return p.outcome.unwrap_or(CheckOutcome::Failed);
+                    }
+                    if p.finished == p.started {
+                        break;
+                    }
                 }
             }
         })
         .await;
+        waited.unwrap_or(CheckOutcome::TimedOut)
     }
 
     /// The server address: config/env, else `lic/licinfo.cfg`, else the default.
@@ -495,6 +534,20 @@ impl Shared {
 
     /// One daily check (with retries inside the client).
     pub async fn check(&self) {
+        let mut id = 0;
+        self.checks.send_modify(|p| {
+            p.started += 1;
+            id = p.started;
+        });
+        let outcome = self.check_once().await;
+        self.check_forced.store(false, Ordering::SeqCst);
+        self.checks.send_modify(|p| {
+            p.finished = id;
+            p.outcome = Some(outcome);
+        });
+    }
+
+    async fn check_once(&self) -> CheckOutcome {
         let (request, nonce) = {
             let mut inner = self.lock();
             let held = match inner.machine.grant() {
@@ -508,10 +561,7 @@ impl Shared {
                 None => self.licinfo_license().map(|n| (n, None)),
             };
             let Some(grant) = held else {
-                drop(inner);
-                self.check_forced.store(false, Ordering::SeqCst);
-                self.checks_done.send_modify(|n| *n += 1);
-                return;
+                return CheckOutcome::NotActivated;
             };
             inner.last_check_attempt = Some(inner.now().wall);
             let nonce = Nonce::random();
@@ -554,9 +604,14 @@ impl Shared {
                 }
             }
         };
-        if let Input::CheckFailed { reason } = &input {
-            tracing::warn!(%reason, "license check failed");
-        }
+        let outcome = match &input {
+            Input::CheckFailed { reason } => {
+                tracing::warn!(%reason, "license check failed");
+                CheckOutcome::Failed
+            }
+            Input::Refused { .. } | Input::LateRefusal { .. } => CheckOutcome::Refused,
+            _ => CheckOutcome::Succeeded,
+        };
         self.apply_answer(input);
         if let Some(p) = &self.peers {
             if self.uplink_ok.load(Ordering::SeqCst) {
@@ -564,8 +619,7 @@ impl Shared {
             }
             p.exchange_with_peers(self).await;
         }
-        self.check_forced.store(false, Ordering::SeqCst);
-        self.checks_done.send_modify(|n| *n += 1);
+        outcome
     }
 
     /// Feeds an answer to the machine and remembers the nonce it used up (a
@@ -738,7 +792,7 @@ pub async fn run(
         events,
         check_wanted: check_wanted.clone(),
         check_forced: check_forced.clone(),
-        checks_done: watch::channel(0).0,
+        checks: watch::channel(CheckProgress::default()).0,
         next_conn: std::sync::atomic::AtomicU64::new(1),
         peers,
         uplink_ok: AtomicBool::new(true),

@@ -19,7 +19,7 @@
 //! | `{"cmd":"runtime_started"}` | `{"ok":true,"status":{...}}`; this connection now owns the run |
 //! | `{"cmd":"runtime_stopped"}` | `{"ok":true}` |
 //! | `{"cmd":"subscribe"}` | `{"ok":true,"subscribed":true}`, then pushed event lines |
-//! | `{"cmd":"check_now"}` | waits for a check with the server, then `{"ok":true,"status":{...}}` |
+//! | `{"cmd":"check_now"}` | waits for a check that starts after the request, then `{"ok":true,"check":"succeeded","status":{...}}` (`check`: `succeeded`, `refused`, `failed`, `not_activated`, `timed_out`) |
 //! | `{"cmd":"activate","license_number":"1921900012","token":"...","server":"license.promosnt.com"}` | `{"ok":true,"status":{...}}` or `"error":"activation_refused"` with German and English text |
 //! | `{"cmd":"hwid"}` | `{"ok":true,"hardware_id":"502c649d1171ad2e8705074ce97791db"}` |
 //!
@@ -46,6 +46,10 @@
 //!  "runtime":"running","seats":{"ge":{"used":0,"limit":1},"pwa":{"used":2,"limit":5}},
 //!  "now":"2026-12-20T10:00:00Z"}
 //! ```
+//!
+//! The status also carries `storage`: `{"ok":true,"problems":[],"write_error":null,
+//! "recovering_license":null}`; a problem is `{"code","de","en"}` (codes in the
+//! README, "The cache"), and its text is in `diagnosis` too.
 //!
 //! `state` is one of `not_activated`, `licensed`, `server_unreachable`,
 //! `offline_start_hour`, `dongle_removed`, `stopped`, `refused`, `expired`,
@@ -267,8 +271,8 @@ async fn answer(shared: &Arc<Shared>, conn: ConnId, line: &[u8], subscribed: &mu
             json!({"ok": true, "subscribed": true})
         }
         Command::CheckNow {} => {
-            shared.check_now().await;
-            json!({"ok": true, "status": status_json(shared)})
+            let outcome = shared.check_now().await;
+            json!({"ok": true, "check": outcome, "status": status_json(shared)})
         }
         Command::Activate {
             license_number,

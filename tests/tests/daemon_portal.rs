@@ -727,3 +727,58 @@ async fn sigkill_right_after_activated_keeps_the_activation() {
     }
     pls.down().await;
 }
+
+/// `promos-licd check-now` waits for a check that starts after it was asked
+/// (not one already running with the server still down) and tells the
+/// outcome in its exit code: 0 confirmed, 1 failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_now_waits_for_a_fresh_check_and_exits_non_zero_when_it_fails() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let clock = SimClock::at(T0);
+    let mut pls = Pls::start(tmp.path(), clock.clone()).await;
+    let (number, token) = pls.create_license(LicenseType::Standard, Protection::SoftDongle);
+    let licd = Licd::start(tmp.path().join("host-a"), &pls, HOST_A).await;
+    assert_eq!(licd.activate(&number, &token).await["ok"], json!(true));
+    let bin = e2e::binary("daemon", "promos-licd");
+    let cli = |bin: PathBuf, socket: PathBuf| async move {
+        tokio::process::Command::new(bin)
+            .arg("--socket")
+            .arg(socket)
+            .arg("check-now")
+            .env("PROMOS_LICD_LOG", "error")
+            .output()
+            .await
+            .expect("check-now")
+    };
+    let out = cli(bin.clone(), licd.socket.clone()).await;
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+
+    pls.down().await;
+    let out = cli(bin.clone(), licd.socket.clone()).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("failed"),
+        "{out:?}"
+    );
+
+    // A check is running against the stopped server when the line is fixed;
+    // check-now then waits for a check of its own.
+    let running = {
+        let c = licd.client().await;
+        tokio::spawn(async move {
+            let mut c = c;
+            c.call(&json!({"cmd": "check_now"})).await.expect("call")
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    pls.up().await;
+    let v = licd.call(json!({"cmd": "check_now"})).await;
+    assert_eq!(v["check"], json!("succeeded"), "{v}");
+    assert_eq!(v["status"]["last_check_failure"], Value::Null, "{v}");
+    let _ = running.await.expect("join");
+    let out = cli(bin, licd.socket.clone()).await;
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let mut licd = licd;
+    licd.down().await;
+    pls.down().await;
+}

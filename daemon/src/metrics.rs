@@ -247,6 +247,39 @@ mod tests {
     }
 
     #[test]
+    fn storage_damage_a_full_disk_and_a_recovery_are_in_the_metrics() {
+        let text = render(&json!({
+            "state": "not_activated", "licensed": false, "runtime": "stopped",
+            "storage": {"ok": false,
+                "problems": [{"code": "cache_db_lost_state", "de": "…", "en": "…"},
+                             {"code": "state_file_damaged", "de": "…", "en": "…"}],
+                "write_error": "No space left on device", "recovering_license": "1921900019"},
+        }));
+        for line in [
+            "promos_licd_storage_problems 2",
+            "promos_licd_storage_write_failing 1",
+            "promos_licd_storage_recovering 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+        let healthy = render(&json!({"state": "licensed", "licensed": true,
+            "storage": {"ok": true, "problems": [], "write_error": null, "recovering_license": null}}));
+        for line in [
+            "promos_licd_storage_problems 0",
+            "promos_licd_storage_write_failing 0",
+            "promos_licd_storage_recovering 0",
+        ] {
+            assert!(
+                healthy.lines().any(|l| l == line),
+                "missing {line:?} in\n{healthy}"
+            );
+        }
+    }
+
+    #[test]
     fn request_lines_are_parsed_strictly() {
         assert_eq!(
             request_target(b"GET /metrics?x=1 HTTP/1.1\r\nHost: a\r\n\r\n"),

@@ -495,18 +495,21 @@ impl Shared {
                     )));
                 }
                 let decision = inner.decide();
-                drop(inner);
+                // Written (durably) before the lock is released, so nobody
+                // sees the host licensed without its licinfo.cfg, the file
+                // that recovers a lost state.
                 if let Some(dir) = &self.config.project_dir {
                     let info = LicInfo {
                         server: server.clone(),
                         license_number: number,
                         hardware_id: Some(self.hardware_id.clone()),
-                        activated: Some(self.lock().now().wall),
+                        activated: Some(inner.now().wall),
                     };
                     if let Err(e) = info.write(dir) {
                         tracing::error!(error = %e, "licinfo.cfg not written");
                     }
                 }
+                drop(inner);
                 Ok(decision)
             }
             Response::Refused(r) => {

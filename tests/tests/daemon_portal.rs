@@ -650,70 +650,92 @@ async fn a_host_that_lost_its_state_gets_its_grant_back_without_the_token() {
     licd.down().await;
 }
 
-/// Power cut right after "Activated": the real `promos-licd` process is
-/// SIGKILLed as soon as the answer arrives, and the grant is on disk. Each
-/// round is a fresh host directory (the server answers the bound host's
-/// repeated activation with its grant). 50 rounds: each is a QUIC activation
-/// plus a process start (200 rounds of the cheap requests are in the daemon's
-/// own tests).
+/// The real `promos-licd run` for the host directory `dir`, with its socket up.
+async fn spawn_licd(
+    bin: &std::path::Path,
+    dir: &std::path::Path,
+    pls: &Pls,
+    clock_file: &std::path::Path,
+) -> (tokio::process::Child, SocketClient) {
+    std::fs::create_dir_all(dir.join("project/lic")).expect("project");
+    let socket = dir.join("licd.sock");
+    let child = tokio::process::Command::new(bin)
+        .arg("run")
+        .env("PROMOS_LICD_LOG", "error")
+        .env("PROMOS_LICD_DATA_DIR", dir.join("data"))
+        .env("PROMOS_LICD_SOCKET", &socket)
+        .env("PROMOS_LICD_PROJECT_DIR", dir.join("project"))
+        .env("PROMOS_LICD_SERVER", pls.addr.to_string())
+        .env("PROMOS_LICD_SERVER_NAME", "localhost")
+        .env("PROMOS_LICD_SERVER_CERT_SHA256", &pls.fingerprint)
+        .env("PROMOS_LICD_TRUSTED_KEYS", pls.public.to_string())
+        .env("PROMOS_LICD_DONGLE_BACKEND", "simulated")
+        .env("PROMOS_LICD_SIMULATED_DONGLE_FILE", dir.join("NO-DONGLE"))
+        .env("PROMOS_LICD_TEST_HARDWARE_ID", HOST_A)
+        .env("PROMOS_LICD_TEST_CLOCK_FILE", clock_file)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Ok(c) = SocketClient::connect(&socket).await {
+            return (child, c);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "socket never came up"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// SIGKILL (a power cut) and what the killed daemon left on disk.
+async fn kill_and_load(
+    mut child: tokio::process::Child,
+    dir: &std::path::Path,
+    trusted: &TrustedKeys,
+) -> daemon::state::Persisted {
+    child.start_kill().expect("SIGKILL");
+    child.wait().await.expect("wait");
+    let cache = daemon::cache::Cache::open(&dir.join("data")).expect("open");
+    let (p, _) = cache.load(trusted, &HOST_A.parse().expect("hwid"));
+    assert!(cache.problems().is_empty(), "{:?}", cache.problems());
+    p
+}
+
+/// Power cut right after the answer: the real `promos-licd` process is
+/// SIGKILLed as soon as it answers, and what it acknowledged is on disk.
+/// 50 activations (each a fresh host directory; the server answers the bound
+/// host's repeated activation with its grant), then on one host 20 checks
+/// (every fourth bringing an upgrade's new grant) and the refusal after a
+/// reset. Each round is a QUIC request plus a process start; 200 rounds of
+/// the cheap requests are in the daemon's own tests.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_right_after_activated_keeps_the_activation() {
-    const ROUNDS: usize = 50;
+async fn sigkill_right_after_the_answer_keeps_activation_grant_receipt_and_refusal() {
+    const ACTIVATIONS: usize = 50;
+    const CHECKS: usize = 20;
     let tmp = tempfile::tempdir().expect("tempdir");
     let clock = SimClock::at(T0);
     let mut pls = Pls::start(tmp.path(), clock.clone()).await;
     let (number, token) = pls.create_license(LicenseType::Standard, Protection::SoftDongle);
     let bin = e2e::binary("daemon", "promos-licd");
     let clock_file = tmp.path().join("CLOCK");
-    std::fs::write(&clock_file, T0.secs().to_string()).expect("clock");
+    let set_clock = |secs: u64| {
+        clock.set(UnixTime(secs));
+        std::fs::write(&clock_file, secs.to_string()).expect("clock");
+    };
+    set_clock(T0.secs());
     let trusted = TrustedKeys::with([pls.public]);
-    let hwid: keys::HardwareId = HOST_A.parse().expect("hwid");
-    for round in 0..ROUNDS {
-        let dir = tmp.path().join(format!("round-{round}"));
-        std::fs::create_dir_all(dir.join("project/lic")).expect("project");
-        let socket = dir.join("licd.sock");
-        let mut child = tokio::process::Command::new(&bin)
-            .arg("run")
-            .env("PROMOS_LICD_LOG", "error")
-            .env("PROMOS_LICD_DATA_DIR", dir.join("data"))
-            .env("PROMOS_LICD_SOCKET", &socket)
-            .env("PROMOS_LICD_PROJECT_DIR", dir.join("project"))
-            .env("PROMOS_LICD_SERVER", pls.addr.to_string())
-            .env("PROMOS_LICD_SERVER_NAME", "localhost")
-            .env("PROMOS_LICD_SERVER_CERT_SHA256", &pls.fingerprint)
-            .env("PROMOS_LICD_TRUSTED_KEYS", pls.public.to_string())
-            .env("PROMOS_LICD_DONGLE_BACKEND", "simulated")
-            .env("PROMOS_LICD_SIMULATED_DONGLE_FILE", dir.join("NO-DONGLE"))
-            .env("PROMOS_LICD_TEST_HARDWARE_ID", HOST_A)
-            .env("PROMOS_LICD_TEST_CLOCK_FILE", &clock_file)
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn");
-        let deadline = tokio::time::Instant::now() + WAIT;
-        let mut c = loop {
-            if let Ok(c) = SocketClient::connect(&socket).await {
-                break c;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "socket never came up"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        };
+    let mut host = PathBuf::new();
+    for round in 0..ACTIVATIONS {
+        host = tmp.path().join(format!("round-{round}"));
+        let (child, mut c) = spawn_licd(&bin, &host, &pls, &clock_file).await;
         let v = c
             .call(&json!({"cmd": "activate", "license_number": number.as_str(), "token": token}))
             .await
             .expect("activate");
         assert_eq!(v["ok"], json!(true), "round {round}: {v}");
-        child.start_kill().expect("SIGKILL");
-        child.wait().await.expect("wait");
-        let cache = daemon::cache::Cache::open(&dir.join("data")).expect("open");
-        let (p, _) = cache.load(&trusted, &hwid);
-        assert!(
-            cache.problems().is_empty(),
-            "round {round}: {:?}",
-            cache.problems()
-        );
+        let p = kill_and_load(child, &host, &trusted).await;
         let grant = p
             .grant
             .unwrap_or_else(|| panic!("round {round}: activation lost"));
@@ -725,6 +747,47 @@ async fn sigkill_right_after_activated_keeps_the_activation() {
         );
         assert!(p.receipt.is_some(), "round {round}: receipt lost");
     }
+    for round in 0..CHECKS {
+        set_clock(T0.secs() + (round as u64 + 1) * 3600);
+        if round % 4 == 3 {
+            let mut adds = Entitlements::none();
+            adds.pwa_users = 1;
+            pls.admin(AdminRequest::Upgrade {
+                number: number.clone(),
+                adds,
+                paid: true,
+            });
+        }
+        let (child, mut c) = spawn_licd(&bin, &host, &pls, &clock_file).await;
+        let v = c.call(&json!({"cmd": "check_now"})).await.expect("check");
+        assert_eq!(v["check"], json!("succeeded"), "check {round}: {v}");
+        let p = kill_and_load(child, &host, &trusted).await;
+        let receipt = p
+            .receipt
+            .unwrap_or_else(|| panic!("check {round}: receipt lost"));
+        assert_eq!(
+            receipt.server_time,
+            keys::Clock::now(&clock),
+            "check {round}"
+        );
+        let grant = p
+            .grant
+            .unwrap_or_else(|| panic!("check {round}: grant lost"));
+        assert_eq!(
+            json!(grant.serial),
+            v["status"]["grant_serial"],
+            "check {round}"
+        );
+    }
+    pls.admin(AdminRequest::Reset {
+        number: number.clone(),
+    });
+    set_clock(T0.secs() + (CHECKS as u64 + 1) * 3600);
+    let (child, mut c) = spawn_licd(&bin, &host, &pls, &clock_file).await;
+    let v = c.call(&json!({"cmd": "check_now"})).await.expect("check");
+    assert_eq!(v["check"], json!("refused"), "{v}");
+    let p = kill_and_load(child, &host, &trusted).await;
+    assert!(p.refusal.is_some(), "the refusal was lost");
     pls.down().await;
 }
 

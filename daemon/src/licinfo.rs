@@ -117,8 +117,17 @@ impl LicInfo {
         };
         std::fs::create_dir_all(&dir).map_err(err)?;
         let tmp = dir.join(".licinfo.cfg.tmp");
-        std::fs::write(&tmp, self.render()).map_err(err)?;
-        std::fs::rename(&tmp, &path).map_err(err)?;
+        // Durable like the license state: it is what recovers a host whose
+        // state was lost (daemon/README.md, "The cache").
+        let write = || -> std::io::Result<()> {
+            use std::io::Write as _;
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(self.render().as_bytes())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &path)?;
+            std::fs::File::open(&dir)?.sync_all()
+        };
+        write().map_err(err)?;
         Ok(())
     }
 }

@@ -197,6 +197,21 @@ async fn client_command(cmd: &Command, socket: &std::path::Path) -> anyhow::Resu
         Command::CheckNow => {
             let v = c.call(&json!({"cmd": "check_now"})).await?;
             print_status(&v["status"]);
+            // Exit codes (README, "Commands"): 0 the server confirmed the
+            // license, 1 the check failed, 2 refused, 3 nothing to check.
+            let code = match v["check"].as_str() {
+                Some("succeeded") => 0,
+                Some("refused") => 2,
+                Some("not_activated") => 3,
+                _ => 1,
+            };
+            if code != 0 {
+                eprintln!(
+                    "check: {}",
+                    v["check"].as_str().unwrap_or("no answer from the daemon")
+                );
+                std::process::exit(code);
+            }
         }
         Command::Activate {
             server,

@@ -77,6 +77,28 @@ pub fn render(status: &Value) -> String {
         "1 if the last check with the license server failed",
         &[(String::new(), flag(!status["last_check_failure"].is_null()))],
     );
+    let storage = &status["storage"];
+    metric(
+        "storage_problems",
+        "Damage or loss of the stored license state found at start (see `storage.problems` in the status)",
+        &[(
+            String::new(),
+            storage["problems"].as_array().map_or(0, Vec::len) as f64,
+        )],
+    );
+    metric(
+        "storage_write_failing",
+        "1 while the license state cannot be written (disk full); the daemon answers from memory",
+        &[(String::new(), flag(!storage["write_error"].is_null()))],
+    );
+    metric(
+        "storage_recovering",
+        "1 while the stored license state is lost and is being fetched from the server",
+        &[(
+            String::new(),
+            flag(!storage["recovering_license"].is_null()),
+        )],
+    );
     metric(
         "runtime_running",
         "1 while the ProMoS runtime reports it runs",
@@ -222,6 +244,39 @@ mod tests {
         assert!(idle
             .lines()
             .any(|l| l == "promos_licd_state{state=\"not_activated\"} 1"));
+    }
+
+    #[test]
+    fn storage_damage_a_full_disk_and_a_recovery_are_in_the_metrics() {
+        let text = render(&json!({
+            "state": "not_activated", "licensed": false, "runtime": "stopped",
+            "storage": {"ok": false,
+                "problems": [{"code": "cache_db_lost_state", "de": "…", "en": "…"},
+                             {"code": "state_file_damaged", "de": "…", "en": "…"}],
+                "write_error": "No space left on device", "recovering_license": "1921900019"},
+        }));
+        for line in [
+            "promos_licd_storage_problems 2",
+            "promos_licd_storage_write_failing 1",
+            "promos_licd_storage_recovering 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+        let healthy = render(&json!({"state": "licensed", "licensed": true,
+            "storage": {"ok": true, "problems": [], "write_error": null, "recovering_license": null}}));
+        for line in [
+            "promos_licd_storage_problems 0",
+            "promos_licd_storage_write_failing 0",
+            "promos_licd_storage_recovering 0",
+        ] {
+            assert!(
+                healthy.lines().any(|l| l == line),
+                "missing {line:?} in\n{healthy}"
+            );
+        }
     }
 
     #[test]

@@ -21,6 +21,11 @@ use wire::{Activate, Check, Nonce, Request, Response, RuntimeState, Seats, Token
 mod peers;
 pub use peers::PeerNet;
 
+/// How often a daemon that lost its state asks the server for the grant
+/// again while the server cannot be reached: often enough to recover within
+/// minutes of the line coming back, rarely enough to be no load.
+pub const RECOVERY_RETRY: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// The version string sent to the server.
 pub const DAEMON_VERSION: &str = concat!("promos-licd/", env!("CARGO_PKG_VERSION"));
 
@@ -167,8 +172,11 @@ impl Inner {
     pub fn apply(&mut self, input: Input) {
         let now = self.now();
         let outputs = self.machine.handle(input, now);
+        // On disk before anything is answered or pushed. A failure (disk full)
+        // is logged by the cache once and shown in `status`; the daemon answers
+        // from memory and the next save retries.
         if let Err(e) = self.cache.save(&self.machine.persisted()) {
-            tracing::error!(error = %e, "license state not saved");
+            tracing::debug!(error = %e, "license state not saved");
         }
         for o in outputs {
             match o {
@@ -272,6 +280,30 @@ impl Inner {
     }
 }
 
+/// How a check ended, for `check_now` (and the CLI's exit code).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckOutcome {
+    /// The server (directly or through a peer) confirmed the license.
+    Succeeded,
+    /// The server refused this host (the license ended).
+    Refused,
+    /// No usable answer: server unreachable, timeout, bad answer.
+    Failed,
+    /// Nothing to check: no grant and no `lic/licinfo.cfg` naming a license.
+    NotActivated,
+    /// No check finished within `check_now`'s time limit.
+    TimedOut,
+}
+
+/// Checks started and finished (numbered from 1) and the last one's outcome.
+#[derive(Clone, Copy, Debug, Default)]
+struct CheckProgress {
+    started: u64,
+    finished: u64,
+    outcome: Option<CheckOutcome>,
+}
+
 /// What the socket handlers and the checker share.
 #[derive(Debug)]
 pub struct Shared {
@@ -284,8 +316,9 @@ pub struct Shared {
     /// Set by whoever wants a check; cleared when one finishes (requests made
     /// while a check is in flight are answered by that check).
     check_forced: Arc<AtomicBool>,
-    /// Counts finished checks, so `check_now` can wait for the next one.
-    checks_done: watch::Sender<u64>,
+    /// Checks started and finished, and how the last one ended, so
+    /// `check_now` can wait for a check that starts after it was asked.
+    checks: watch::Sender<CheckProgress>,
     next_conn: std::sync::atomic::AtomicU64,
     /// The peer relay, if this daemon has peers or listens for them.
     pub peers: Option<Arc<PeerNet>>,
@@ -293,6 +326,8 @@ pub struct Shared {
     /// relay then queues its peers' requests at once instead of waiting for a
     /// timeout per request.
     uplink_ok: AtomicBool,
+    /// When the last check to recover a lost state was asked for.
+    recovery_attempt: Mutex<Option<Instant>>,
 }
 
 impl Shared {
@@ -308,20 +343,34 @@ impl Shared {
     }
 
     /// Asks for a check now and waits (up to 2 minutes: four attempts with
-    /// backoff fit in it) until one has finished.
-    pub async fn check_now(&self) {
-        let mut rx = self.checks_done.subscribe();
-        let before = *rx.borrow_and_update();
-        self.check_forced.store(true, Ordering::SeqCst);
-        self.check_wanted.notify_one();
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(120), async {
-            while *rx.borrow_and_update() == before {
-                if rx.changed().await.is_err() {
-                    break;
+    /// backoff fit in it) until a check that *started after this call* has
+    /// finished; a check already running when it was asked does not count (its
+    /// answer may be from before the line was fixed). Returns how it ended.
+    pub async fn check_now(&self) -> CheckOutcome {
+        let mut rx = self.checks.subscribe();
+        let after = rx.borrow_and_update().started;
+        let waited = tokio::time::timeout(std::time::Duration::from_secs(120), async {
+            loop {
+                // Asked again after each older check ends: that check may
+                // have cleared the request when it finished.
+                self.check_forced.store(true, Ordering::SeqCst);
+                self.check_wanted.notify_one();
+                loop {
+                    if rx.changed().await.is_err() {
+                        return CheckOutcome::TimedOut;
+                    }
+                    let p = *rx.borrow_and_update();
+                    if p.finished > after {
+                        return p.outcome.unwrap_or(CheckOutcome::Failed);
+                    }
+                    if p.finished == p.started {
+                        break;
+                    }
                 }
             }
         })
         .await;
+        waited.unwrap_or(CheckOutcome::TimedOut)
     }
 
     /// The server address: config/env, else `lic/licinfo.cfg`, else the default.
@@ -332,6 +381,44 @@ impl Shared {
         self.licinfo()
             .map(|i| i.server)
             .unwrap_or_else(|| self.config.server.clone())
+    }
+
+    /// The license `lic/licinfo.cfg` names for this host while the daemon
+    /// holds no grant: the signed state was lost (both copies gone or damaged)
+    /// after an activation, and a check can bring it back.
+    pub fn lost_license(&self) -> Option<LicenseNumber> {
+        if self.lock().machine.grant().is_some() {
+            return None;
+        }
+        self.licinfo_license()
+    }
+
+    /// The license `lic/licinfo.cfg` names, if it names this host (or no host).
+    fn licinfo_license(&self) -> Option<LicenseNumber> {
+        let info = self.licinfo()?;
+        info.hardware_id
+            .as_ref()
+            .is_none_or(|h| h == &self.hardware_id)
+            .then_some(info.license_number)
+    }
+
+    /// Asks for a check if the state was lost (see [`Shared::lost_license`]),
+    /// at most every [`RECOVERY_RETRY`].
+    fn recover_if_lost(&self) {
+        let Some(number) = self.lost_license() else {
+            return;
+        };
+        let mut last = self
+            .recovery_attempt
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if last.is_some_and(|t| t.elapsed() < RECOVERY_RETRY) {
+            return;
+        }
+        *last = Some(Instant::now());
+        tracing::error!(code = "state_lost", license = %number, "no license state on disk although lic/licinfo.cfg names a license for this host; asking the server for the grant");
+        self.check_forced.store(true, Ordering::SeqCst);
+        self.check_wanted.notify_one();
     }
 
     fn licinfo(&self) -> Option<LicInfo> {
@@ -408,18 +495,21 @@ impl Shared {
                     )));
                 }
                 let decision = inner.decide();
-                drop(inner);
+                // Written (durably) before the lock is released, so nobody
+                // sees the host licensed without its licinfo.cfg, the file
+                // that recovers a lost state.
                 if let Some(dir) = &self.config.project_dir {
                     let info = LicInfo {
                         server: server.clone(),
                         license_number: number,
                         hardware_id: Some(self.hardware_id.clone()),
-                        activated: Some(self.lock().now().wall),
+                        activated: Some(inner.now().wall),
                     };
                     if let Err(e) = info.write(dir) {
                         tracing::error!(error = %e, "licinfo.cfg not written");
                     }
                 }
+                drop(inner);
                 Ok(decision)
             }
             Response::Refused(r) => {
@@ -447,25 +537,41 @@ impl Shared {
 
     /// One daily check (with retries inside the client).
     pub async fn check(&self) {
+        let mut id = 0;
+        self.checks.send_modify(|p| {
+            p.started += 1;
+            id = p.started;
+        });
+        let outcome = self.check_once().await;
+        self.check_forced.store(false, Ordering::SeqCst);
+        self.checks.send_modify(|p| {
+            p.finished = id;
+            p.outcome = Some(outcome);
+        });
+    }
+
+    async fn check_once(&self) -> CheckOutcome {
         let (request, nonce) = {
             let mut inner = self.lock();
-            let Some(grant) = inner
-                .machine
-                .grant()
-                .filter(|_| inner.machine.is_online())
-                .map(|g| (g.license_number.clone(), g.serial))
-            else {
-                drop(inner);
-                self.check_forced.store(false, Ordering::SeqCst);
-                self.checks_done.send_modify(|n| *n += 1);
-                return;
+            let held = match inner.machine.grant() {
+                Some(g) => inner
+                    .machine
+                    .is_online()
+                    .then(|| (g.license_number.clone(), Some(g.serial))),
+                // The state on disk is lost but `lic/licinfo.cfg` names the
+                // license: the server answers a check from the bound hardware
+                // ID with the current grant (no token needed).
+                None => self.licinfo_license().map(|n| (n, None)),
+            };
+            let Some(grant) = held else {
+                return CheckOutcome::NotActivated;
             };
             inner.last_check_attempt = Some(inner.now().wall);
             let nonce = Nonce::random();
             let check = Check {
                 license_number: grant.0,
                 hardware_id: self.hardware_id.clone(),
-                grant_serial: Some(grant.1),
+                grant_serial: grant.1,
                 runtime: inner.runtime_state(),
                 seats: inner.seats.totals(),
                 daemon_version: DAEMON_VERSION.into(),
@@ -501,9 +607,14 @@ impl Shared {
                 }
             }
         };
-        if let Input::CheckFailed { reason } = &input {
-            tracing::warn!(%reason, "license check failed");
-        }
+        let outcome = match &input {
+            Input::CheckFailed { reason } => {
+                tracing::warn!(%reason, "license check failed");
+                CheckOutcome::Failed
+            }
+            Input::Refused { .. } | Input::LateRefusal { .. } => CheckOutcome::Refused,
+            _ => CheckOutcome::Succeeded,
+        };
         self.apply_answer(input);
         if let Some(p) = &self.peers {
             if self.uplink_ok.load(Ordering::SeqCst) {
@@ -511,8 +622,7 @@ impl Shared {
             }
             p.exchange_with_peers(self).await;
         }
-        self.check_forced.store(false, Ordering::SeqCst);
-        self.checks_done.send_modify(|n| *n += 1);
+        outcome
     }
 
     /// Feeds an answer to the machine and remembers the nonce it used up (a
@@ -636,6 +746,8 @@ pub async fn run(
         .unwrap_or_else(crate::hwid::compute);
     let trusted = config.trusted_keys.clone();
     let cache = Cache::open(&config.data_dir)?;
+    // Reads both copies, takes the newest valid one and repairs the other;
+    // damage is logged at error level by the cache and kept for `status`.
     let (persisted, report) = cache.load(&trusted, &hardware_id);
     for d in &report.dropped {
         tracing::warn!(dropped = %d, "cached license state not trusted");
@@ -683,10 +795,11 @@ pub async fn run(
         events,
         check_wanted: check_wanted.clone(),
         check_forced: check_forced.clone(),
-        checks_done: watch::channel(0).0,
+        checks: watch::channel(CheckProgress::default()).0,
         next_conn: std::sync::atomic::AtomicU64::new(1),
         peers,
         uplink_ok: AtomicBool::new(true),
+        recovery_attempt: Mutex::new(None),
     });
     let peer_server = shared
         .peers
@@ -712,6 +825,7 @@ pub async fn run(
         check_forced.store(true, Ordering::SeqCst);
         check_wanted.notify_one();
     }
+    shared.recover_if_lost();
 
     let listener = bind_socket(&config)?;
     let metrics = match config.metrics_listen {
@@ -782,6 +896,7 @@ pub async fn run(
             _ = &mut shutdown => break,
             _ = interval.tick() => {
                 shared.scan(dongles.as_mut());
+                shared.recover_if_lost();
                 let inner = shared.lock();
                 if let Err(e) = inner.cache().flush() {
                     tracing::error!(error = %e, "license cache not flushed");

@@ -19,7 +19,7 @@
 //! | `{"cmd":"runtime_started"}` | `{"ok":true,"status":{...}}`; this connection now owns the run |
 //! | `{"cmd":"runtime_stopped"}` | `{"ok":true}` |
 //! | `{"cmd":"subscribe"}` | `{"ok":true,"subscribed":true}`, then pushed event lines |
-//! | `{"cmd":"check_now"}` | waits for a check with the server, then `{"ok":true,"status":{...}}` |
+//! | `{"cmd":"check_now"}` | waits for a check that starts after the request, then `{"ok":true,"check":"succeeded","status":{...}}` (`check`: `succeeded`, `refused`, `failed`, `not_activated`, `timed_out`) |
 //! | `{"cmd":"activate","license_number":"1921900012","token":"...","server":"license.promosnt.com"}` | `{"ok":true,"status":{...}}` or `"error":"activation_refused"` with German and English text |
 //! | `{"cmd":"hwid"}` | `{"ok":true,"hardware_id":"502c649d1171ad2e8705074ce97791db"}` |
 //!
@@ -47,6 +47,10 @@
 //!  "now":"2026-12-20T10:00:00Z"}
 //! ```
 //!
+//! The status also carries `storage`: `{"ok":true,"problems":[],"write_error":null,
+//! "recovering_license":null}`; a problem is `{"code","de","en"}` (codes in the
+//! README, "The cache"), and its text is in `diagnosis` too.
+//!
 //! `state` is one of `not_activated`, `licensed`, `server_unreachable`,
 //! `offline_start_hour`, `dongle_removed`, `stopped`, `refused`, `expired`,
 //! `dongle_missing`, `invalid_license_file`, `wrong_host`. The runtime must stop
@@ -72,7 +76,7 @@
 //! ```
 
 use crate::service::{ConnId, Program, Shared};
-use crate::state::Decision;
+use crate::state::{Decision, Text};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -123,7 +127,30 @@ pub fn status_json(shared: &Shared) -> Value {
     };
     let last_check = inner.machine.last_check();
     let last_failure = inner.machine.last_failure().map(str::to_owned);
+    let problems = inner.cache().problems();
+    let write_error = inner.cache().write_error();
     drop(inner);
+    let lost = shared.lost_license();
+    let mut diagnosis = d.diagnosis;
+    diagnosis.extend(problems.iter().map(|p| p.text()));
+    if let Some(e) = &write_error {
+        diagnosis.push(Text {
+            de: format!("Der Lizenzzustand kann nicht gespeichert werden ({e}); der Dienst arbeitet aus dem Speicher weiter und speichert, sobald wieder Platz ist."),
+            en: format!("The license state cannot be saved ({e}); the daemon answers from memory and saves again as soon as there is space."),
+        });
+    }
+    if let Some(n) = &lost {
+        diagnosis.push(Text {
+            de: format!("Der gespeicherte Lizenzzustand fehlt, obwohl lic/licinfo.cfg die Lizenz {n} nennt; er wird beim Lizenzserver abgeholt (ohne Token)."),
+            en: format!("The stored license state is missing although lic/licinfo.cfg names license {n}; it is being fetched from the license server (no token needed)."),
+        });
+    }
+    let storage = json!({
+        "ok": problems.is_empty() && write_error.is_none() && lost.is_none(),
+        "problems": problems,
+        "write_error": write_error,
+        "recovering_license": lost.map(|n| n.to_string()),
+    });
     json!({
         "state": d.phase,
         "licensed": d.licensed,
@@ -132,7 +159,8 @@ pub fn status_json(shared: &Shared) -> Value {
         "stop_at_text": d.stop_at.map(|t| t.to_string()),
         "seconds_until_stop": d.stop_at.map(|t| t.since(d.now)),
         "reason": {"code": d.reason_code, "de": d.reason.de, "en": d.reason.en},
-        "diagnosis": d.diagnosis,
+        "diagnosis": diagnosis,
+        "storage": storage,
         "license_number": grant.as_ref().map(|g| g.license_number.to_string()),
         "license_type": grant.as_ref().map(|g| g.license_type),
         "protection": grant.as_ref().map(|g| g.protection),
@@ -243,8 +271,8 @@ async fn answer(shared: &Arc<Shared>, conn: ConnId, line: &[u8], subscribed: &mu
             json!({"ok": true, "subscribed": true})
         }
         Command::CheckNow {} => {
-            shared.check_now().await;
-            json!({"ok": true, "status": status_json(shared)})
+            let outcome = shared.check_now().await;
+            json!({"ok": true, "check": outcome, "status": status_json(shared)})
         }
         Command::Activate {
             license_number,

@@ -737,3 +737,427 @@ async fn the_metrics_listener_shows_state_seats_and_the_time_to_a_forced_stop() 
         "the listener closes with the daemon"
     );
 }
+
+// ---- Durability and self-healing (issue 16) ----
+
+const HWID: &str = "0123456789abcdef0123456789abcdef";
+
+fn soft_grant() -> Signed<LicenseGrant> {
+    let k = key();
+    Signed::sign(
+        &LicenseGrant {
+            format: GRANT_FORMAT,
+            license_number: LicenseNumber::from_body(192_190_001).expect("n"),
+            license_type: LicenseType::Standard,
+            protection: Protection::SoftDongle,
+            license_data: LicenseData {
+                name: "Muster AG".into(),
+                postcode: "3000".into(),
+                city: "Bern".into(),
+            },
+            binding: Binding::HardwareId(HWID.parse().expect("hwid")),
+            entitlements: Entitlements::standard_base(),
+            issued_at: T0,
+            valid_until: None,
+            serial: 7,
+            key_id: k.key_id(),
+        },
+        &k,
+    )
+}
+
+fn soft_receipt() -> Signed<wire::CheckReceipt> {
+    Signed::sign(
+        &wire::CheckReceipt {
+            license_number: LicenseNumber::from_body(192_190_001).expect("n"),
+            hardware_id: HWID.parse().expect("hwid"),
+            nonce: wire::Nonce([1; 16]),
+            server_time: T0,
+            next_check_due: T0.plus_secs(UnixTime::DAY),
+            current_serial: 7,
+        },
+        &key(),
+    )
+}
+
+/// A soft-dongle host whose cache holds an activated license (grant serial 7,
+/// last check at T0) and whose `lic/licinfo.cfg` names it; the server is not
+/// reachable (nothing listens on its port).
+fn soft_host() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let trusted = TrustedKeys::with([key().public()]);
+    let cache = daemon::cache::Cache::open(&dir.path().join("data")).expect("cache");
+    cache.load(&trusted, &HWID.parse().expect("hwid"));
+    cache
+        .save(&daemon::state::Persisted {
+            grant: Some(trusted.verify(&soft_grant()).expect("grant")),
+            receipt: Some(trusted.verify(&soft_receipt()).expect("receipt")),
+            high_water: T0,
+            ..Default::default()
+        })
+        .expect("save");
+    drop(cache);
+    daemon::licinfo::LicInfo {
+        server: "127.0.0.1:9".into(),
+        license_number: LicenseNumber::from_body(192_190_001).expect("n"),
+        hardware_id: Some(HWID.parse().expect("hwid")),
+        activated: Some(T0),
+    }
+    .write(&dir.path().join("project"))
+    .expect("licinfo");
+    dir
+}
+
+fn soft_config(dir: &std::path::Path, data_dir: &std::path::Path) -> Config {
+    let mut c = Config::with_defaults(data_dir);
+    c.socket_path = dir.join("licd.sock");
+    c.project_dir = Some(dir.join("project"));
+    c.trusted_keys = TrustedKeys::with([key().public()]);
+    c.tick = Duration::from_millis(20);
+    c.server = "127.0.0.1:9".into();
+    c.check_attempts = 1;
+    c.attempt_timeout = Duration::from_millis(300);
+    c.dongle = DongleBackend::Simulated {
+        file: dir.join("NO-DONGLE"),
+    };
+    c.test_hardware_id = Some(HWID.parse().expect("hwid"));
+    c
+}
+
+/// A daemon run in this process on `config`, until the returned sender fires.
+struct Running {
+    socket: PathBuf,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), daemon::service::RunError>>,
+}
+
+impl Running {
+    async fn start(config: Config, clock: SimClock) -> Running {
+        let socket = config.socket_path.clone();
+        let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(daemon::run(config, Arc::new(clock), async move {
+            let _ = rx.await;
+        }));
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while SocketClient::connect(&socket).await.is_err() {
+            assert!(!task.is_finished(), "daemon ended at start");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "socket never came up"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Running { socket, stop, task }
+    }
+
+    async fn call(&self, request: Value) -> Value {
+        SocketClient::connect(&self.socket)
+            .await
+            .expect("connect")
+            .call(&request)
+            .await
+            .expect("call")
+    }
+
+    async fn status(&self) -> Value {
+        let v = self.call(json!({"cmd": "status"})).await;
+        assert_eq!(v["ok"], json!(true), "{v}");
+        v["status"].clone()
+    }
+
+    async fn wait_status(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let s = self.status().await;
+            if pred(&s) {
+                return s;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}; last status {s}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.expect("join").expect("run ended cleanly");
+    }
+}
+
+fn codes(status: &Value) -> Vec<String> {
+    status["storage"]["problems"]
+        .as_array()
+        .expect("storage.problems")
+        .iter()
+        .map(|p| p["code"].as_str().expect("code").to_owned())
+        .collect()
+}
+
+fn diagnosis_has(status: &Value, en: &str, de: &str) -> bool {
+    status["diagnosis"].as_array().is_some_and(|d| {
+        d.iter().any(|t| {
+            t["en"].as_str().is_some_and(|s| s.contains(en))
+                && t["de"].as_str().is_some_and(|s| s.contains(de))
+        })
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_or_lost_copy_shows_in_status_and_the_license_stays() {
+    let dir = soft_host();
+    let data = dir.path().join("data");
+    let config = soft_config(dir.path(), &data);
+    let clock = SimClock::at(T0.plus_secs(3600));
+    let licensed = |s: &Value| s["licensed"] == json!(true) && s["grant_serial"] == json!(7);
+
+    // Clean: no problem, licensed from the cache.
+    let d = Running::start(config.clone(), clock.clone()).await;
+    let s = d.status().await;
+    assert!(licensed(&s), "{s}");
+    assert_eq!(s["storage"]["ok"], json!(true), "{s}");
+    assert!(codes(&s).is_empty());
+    d.stop().await;
+
+    // One flipped byte in the state file.
+    let file = data.join(daemon::cache::STATE_FILE);
+    let mut bytes = std::fs::read(&file).expect("state file");
+    bytes[40] ^= 0x04;
+    std::fs::write(&file, &bytes).expect("damage");
+    let d = Running::start(config.clone(), clock.clone()).await;
+    let s = d.status().await;
+    assert!(licensed(&s), "{s}");
+    assert_eq!(codes(&s), ["state_file_damaged"], "{s}");
+    assert!(diagnosis_has(&s, "is damaged", "ist beschädigt"), "{s}");
+    assert_eq!(s["storage"]["ok"], json!(false));
+    d.stop().await;
+
+    // The state file deleted.
+    std::fs::remove_file(&file).expect("delete");
+    let d = Running::start(config.clone(), clock.clone()).await;
+    let s = d.status().await;
+    assert!(licensed(&s), "{s}");
+    assert_eq!(codes(&s), ["state_file_missing"], "{s}");
+    assert!(diagnosis_has(&s, "is missing", "fehlt"), "{s}");
+    d.stop().await;
+
+    // The sled database deleted: restored from the file.
+    std::fs::remove_dir_all(data.join(daemon::cache::DB_DIR)).expect("delete");
+    let d = Running::start(config.clone(), clock.clone()).await;
+    let s = d.status().await;
+    assert!(licensed(&s), "{s}");
+    assert_eq!(codes(&s), ["cache_db_lost_state"], "{s}");
+    assert!(diagnosis_has(&s, "lost stored state", "verloren"), "{s}");
+    d.stop().await;
+
+    // Repaired: the next start is clean.
+    let d = Running::start(config.clone(), clock.clone()).await;
+    let s = d.status().await;
+    assert!(licensed(&s), "{s}");
+    assert!(codes(&s).is_empty(), "{s}");
+    d.stop().await;
+
+    // Both gone: not silently `not_activated`; the diagnosis says the state is
+    // being fetched from the server that lic/licinfo.cfg names.
+    std::fs::remove_dir_all(data.join(daemon::cache::DB_DIR)).expect("delete");
+    std::fs::remove_file(&file).expect("delete");
+    let d = Running::start(config.clone(), clock.clone()).await;
+    let s = d.status().await;
+    assert_eq!(s["state"], json!("not_activated"), "{s}");
+    assert_eq!(
+        s["storage"]["recovering_license"],
+        json!("1921900019"),
+        "{s}"
+    );
+    assert!(
+        diagnosis_has(&s, "is being fetched from the license server", "abgeholt"),
+        "{s}"
+    );
+    d.stop().await;
+}
+
+/// Mounts a tmpfs of `size` on `at` (we run as root) and unmounts it when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &std::path::Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(at).expect("mount point");
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .expect("mount");
+        assert!(ok.success(), "mount -t tmpfs needs root");
+        Tmpfs(at.to_owned())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// Fills the file system holding `dir` with one file until a write fails.
+fn fill(dir: &std::path::Path) -> PathBuf {
+    use std::io::Write as _;
+    let path = dir.join("FILLER");
+    let mut f = std::fs::File::create(&path).expect("filler");
+    let block = vec![0xa5u8; 64 * 1024];
+    while f.write_all(&block).and_then(|_| f.sync_all()).is_ok() {}
+    // What is left is smaller than a block: fill it byte by byte.
+    while f
+        .write_all(&block[..512])
+        .and_then(|_| f.sync_all())
+        .is_ok()
+    {}
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_is_shown_the_daemon_answers_from_memory_and_writes_again_when_space_is_back() {
+    let dir = soft_host();
+    let mnt = dir.path().join("mnt");
+    let fs = Tmpfs::mount(&mnt, "16m");
+    let data = mnt.join("data");
+    copy_dir(&dir.path().join("data"), &data);
+    let config = soft_config(dir.path(), &data);
+    let clock = SimClock::at(T0.plus_secs(3600));
+    let d = Running::start(config.clone(), clock.clone()).await;
+    assert_eq!(d.status().await["storage"]["ok"], json!(true));
+
+    let filler = fill(&mnt);
+    // A change that must be saved: the runtime starts (the run is persisted).
+    let mut runtime = SocketClient::connect(&d.socket).await.expect("connect");
+    let v = runtime
+        .call(&json!({"cmd": "runtime_started"}))
+        .await
+        .expect("call");
+    assert_eq!(v["ok"], json!(true), "answered from memory: {v}");
+    assert_eq!(v["status"]["licensed"], json!(true), "{v}");
+    let s = d.status().await;
+    assert!(!s["storage"]["write_error"].is_null(), "{s}");
+    assert!(
+        diagnosis_has(&s, "cannot be saved", "kann nicht gespeichert werden"),
+        "{s}"
+    );
+    assert_eq!(s["runtime"], json!("running"));
+
+    // Space is back: the next tick writes, without a restart.
+    std::fs::remove_file(&filler).expect("free space");
+    let s = d
+        .wait_status("the state written again", |s| {
+            s["storage"]["write_error"].is_null()
+        })
+        .await;
+    assert_eq!(s["storage"]["ok"], json!(true), "{s}");
+    drop(runtime);
+    // The run is on disk in both copies (a restart in this boot continues it).
+    let run_on_disk = std::fs::read_to_string(data.join(daemon::cache::STATE_FILE))
+        .expect("state file")
+        .contains("\"open_run\":{");
+    d.stop().await;
+    assert!(run_on_disk, "the open run was written once space was back");
+    // Both copies agree: a restart finds no damage.
+    let d = Running::start(config, clock).await;
+    let s = d.status().await;
+    assert!(codes(&s).is_empty() && s["licensed"] == json!(true), "{s}");
+    d.stop().await;
+    drop(fs);
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from)
+        .expect("list")
+        .filter_map(|e| e.ok())
+    {
+        let target = to.join(e.file_name());
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).expect("copy");
+        }
+    }
+}
+
+/// Starts the real `promos-licd run` on the soft host in `dir` and waits for its socket.
+async fn spawn_binary(dir: &std::path::Path) -> tokio::process::Child {
+    let socket = dir.join("licd.sock");
+    let child = cli()
+        .arg("run")
+        .env("PROMOS_LICD_DATA_DIR", dir.join("data"))
+        .env("PROMOS_LICD_SOCKET", &socket)
+        .env("PROMOS_LICD_PROJECT_DIR", dir.join("project"))
+        .env("PROMOS_LICD_TRUSTED_KEYS", key().public().to_string())
+        .env("PROMOS_LICD_SERVER", "127.0.0.1:9")
+        .env("PROMOS_LICD_DONGLE_BACKEND", "simulated")
+        .env("PROMOS_LICD_SIMULATED_DONGLE_FILE", dir.join("NO-DONGLE"))
+        .env("PROMOS_LICD_TEST_HARDWARE_ID", HWID)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    // A socket file of the killed daemon may still be there: wait for an answer.
+    while SocketClient::connect(&socket).await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "socket never came up"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    child
+}
+
+/// Power cut right after the answer: SIGKILL, and the state on disk is the
+/// acknowledged one. 200 rounds, alternating a run's start and its end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_right_after_runtime_started_or_stopped_keeps_the_acknowledged_run() {
+    // About 20 s per 100 rounds here (mostly the debug binary's start).
+    const ROUNDS: usize = 200;
+    let dir = soft_host();
+    let trusted = TrustedKeys::with([key().public()]);
+    let hwid: keys::HardwareId = HWID.parse().expect("hwid");
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    for round in 0..ROUNDS {
+        let mut child = spawn_binary(dir.path()).await;
+        let mut c = SocketClient::connect(&dir.path().join("licd.sock"))
+            .await
+            .expect("connect");
+        let start = c
+            .call(&json!({"cmd": "runtime_started"}))
+            .await
+            .expect("call");
+        assert_eq!(start["ok"], json!(true), "round {round}: {start}");
+        let running = round % 2 == 0;
+        if !running {
+            let stop = c
+                .call(&json!({"cmd": "runtime_stopped"}))
+                .await
+                .expect("call");
+            assert_eq!(stop["ok"], json!(true), "round {round}: {stop}");
+        }
+        child.start_kill().expect("SIGKILL");
+        child.wait().await.expect("wait");
+        drop(c);
+        let cache = daemon::cache::Cache::open(&dir.path().join("data")).expect("open");
+        let (p, _) = cache.load(&trusted, &hwid);
+        assert!(
+            cache.problems().is_empty(),
+            "round {round}: {:?}",
+            cache.problems()
+        );
+        assert_eq!(p.grant.map(|g| g.serial), Some(7), "round {round}");
+        match (&p.open_run, running) {
+            (Some(r), true) => assert_eq!(r.boot_id, boot.trim(), "round {round}"),
+            (None, false) => {}
+            (other, _) => {
+                panic!("round {round}: runtime running={running} acknowledged, on disk {other:?}")
+            }
+        }
+    }
+}

@@ -598,3 +598,250 @@ async fn unattended_activation_from_the_configuration() {
     licd.down().await;
     pls.down().await;
 }
+
+/// Both copies of the signed state gone (cache.sled and license-state.json
+/// deleted) on a host whose `lic/licinfo.cfg` names the license: the daemon
+/// asks the server, which answers the bound hardware ID with the current
+/// grant; no token. The receipt's server time becomes the high-water mark, so
+/// a clock set back (here 30 minutes, within the 1-hour tolerance) gains nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_lost_its_state_gets_its_grant_back_without_the_token() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let clock = SimClock::at(T0);
+    let mut pls = Pls::start(tmp.path(), clock.clone()).await;
+    let (number, token) = pls.create_license(LicenseType::Standard, Protection::SoftDongle);
+    let mut licd = Licd::start(tmp.path().join("host-a"), &pls, HOST_A).await;
+    let v = licd.activate(&number, &token).await;
+    assert_eq!(v["ok"], json!(true), "{v}");
+    let serial = v["status"]["grant_serial"].clone();
+    clock.advance_secs(2 * DAY);
+    let s = licd.check_now().await;
+    assert_eq!(s["last_check_unix"], json!(T0.secs() + 2 * DAY), "{s}");
+    licd.down().await;
+
+    let data = licd.dir.join("data");
+    std::fs::remove_dir_all(data.join(daemon::cache::DB_DIR)).expect("delete the cache");
+    std::fs::remove_file(data.join(daemon::cache::STATE_FILE)).expect("delete the file");
+    let server_time = keys::Clock::now(&clock);
+    licd.clock = SimClock::at(UnixTime(server_time.secs() - 1800));
+    licd.up().await;
+    let s = licd
+        .wait_status("the grant fetched back", |s| {
+            s["state"] == json!("licensed")
+        })
+        .await;
+    assert_eq!(s["license_number"], json!(number.as_str()), "{s}");
+    assert_eq!(s["grant_serial"], serial, "{s}");
+    assert_eq!(s["storage"]["recovering_license"], Value::Null, "{s}");
+    assert_eq!(s["last_check_unix"], json!(server_time.secs()), "{s}");
+    // RFC 3339 UTC texts of one format compare as the times do.
+    let now = s["now"].as_str().expect("now").to_owned();
+    assert!(
+        now >= server_time.to_string(),
+        "effective time {now} behind the server's {server_time}"
+    );
+    // On disk again: a restart without the server is licensed at once.
+    licd.down().await;
+    pls.down().await;
+    licd.up().await;
+    let s = licd.status().await;
+    assert_eq!(s["licensed"], json!(true), "{s}");
+    assert_eq!(s["grant_serial"], serial, "{s}");
+    licd.down().await;
+}
+
+/// The real `promos-licd run` for the host directory `dir`, with its socket up.
+async fn spawn_licd(
+    bin: &std::path::Path,
+    dir: &std::path::Path,
+    pls: &Pls,
+    clock_file: &std::path::Path,
+) -> (tokio::process::Child, SocketClient) {
+    std::fs::create_dir_all(dir.join("project/lic")).expect("project");
+    let socket = dir.join("licd.sock");
+    let child = tokio::process::Command::new(bin)
+        .arg("run")
+        .env("PROMOS_LICD_LOG", "error")
+        .env("PROMOS_LICD_DATA_DIR", dir.join("data"))
+        .env("PROMOS_LICD_SOCKET", &socket)
+        .env("PROMOS_LICD_PROJECT_DIR", dir.join("project"))
+        .env("PROMOS_LICD_SERVER", pls.addr.to_string())
+        .env("PROMOS_LICD_SERVER_NAME", "localhost")
+        .env("PROMOS_LICD_SERVER_CERT_SHA256", &pls.fingerprint)
+        .env("PROMOS_LICD_TRUSTED_KEYS", pls.public.to_string())
+        .env("PROMOS_LICD_DONGLE_BACKEND", "simulated")
+        .env("PROMOS_LICD_SIMULATED_DONGLE_FILE", dir.join("NO-DONGLE"))
+        .env("PROMOS_LICD_TEST_HARDWARE_ID", HOST_A)
+        .env("PROMOS_LICD_TEST_CLOCK_FILE", clock_file)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Ok(c) = SocketClient::connect(&socket).await {
+            return (child, c);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "socket never came up"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// SIGKILL (a power cut) and what the killed daemon left on disk.
+async fn kill_and_load(
+    mut child: tokio::process::Child,
+    dir: &std::path::Path,
+    trusted: &TrustedKeys,
+) -> daemon::state::Persisted {
+    child.start_kill().expect("SIGKILL");
+    child.wait().await.expect("wait");
+    let cache = daemon::cache::Cache::open(&dir.join("data")).expect("open");
+    let (p, _) = cache.load(trusted, &HOST_A.parse().expect("hwid"));
+    assert!(cache.problems().is_empty(), "{:?}", cache.problems());
+    p
+}
+
+/// Power cut right after the answer: the real `promos-licd` process is
+/// SIGKILLed as soon as it answers, and what it acknowledged is on disk.
+/// 50 activations (each a fresh host directory; the server answers the bound
+/// host's repeated activation with its grant), then on one host 20 checks
+/// (every fourth bringing an upgrade's new grant) and the refusal after a
+/// reset. Each round is a QUIC request plus a process start; 200 rounds of
+/// the cheap requests are in the daemon's own tests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_right_after_the_answer_keeps_activation_grant_receipt_and_refusal() {
+    const ACTIVATIONS: usize = 50;
+    const CHECKS: usize = 20;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let clock = SimClock::at(T0);
+    let mut pls = Pls::start(tmp.path(), clock.clone()).await;
+    let (number, token) = pls.create_license(LicenseType::Standard, Protection::SoftDongle);
+    let bin = e2e::binary("daemon", "promos-licd");
+    let clock_file = tmp.path().join("CLOCK");
+    let set_clock = |secs: u64| {
+        clock.set(UnixTime(secs));
+        std::fs::write(&clock_file, secs.to_string()).expect("clock");
+    };
+    set_clock(T0.secs());
+    let trusted = TrustedKeys::with([pls.public]);
+    let mut host = PathBuf::new();
+    for round in 0..ACTIVATIONS {
+        host = tmp.path().join(format!("round-{round}"));
+        let (child, mut c) = spawn_licd(&bin, &host, &pls, &clock_file).await;
+        let v = c
+            .call(&json!({"cmd": "activate", "license_number": number.as_str(), "token": token}))
+            .await
+            .expect("activate");
+        assert_eq!(v["ok"], json!(true), "round {round}: {v}");
+        let p = kill_and_load(child, &host, &trusted).await;
+        let grant = p
+            .grant
+            .unwrap_or_else(|| panic!("round {round}: activation lost"));
+        assert_eq!(grant.license_number, number, "round {round}");
+        assert_eq!(
+            json!(grant.serial),
+            v["status"]["grant_serial"],
+            "round {round}"
+        );
+        assert!(p.receipt.is_some(), "round {round}: receipt lost");
+    }
+    for round in 0..CHECKS {
+        set_clock(T0.secs() + (round as u64 + 1) * 3600);
+        if round % 4 == 3 {
+            let mut adds = Entitlements::none();
+            adds.pwa_users = 1;
+            pls.admin(AdminRequest::Upgrade {
+                number: number.clone(),
+                adds,
+                paid: true,
+            });
+        }
+        let (child, mut c) = spawn_licd(&bin, &host, &pls, &clock_file).await;
+        let v = c.call(&json!({"cmd": "check_now"})).await.expect("check");
+        assert_eq!(v["check"], json!("succeeded"), "check {round}: {v}");
+        let p = kill_and_load(child, &host, &trusted).await;
+        let receipt = p
+            .receipt
+            .unwrap_or_else(|| panic!("check {round}: receipt lost"));
+        assert_eq!(
+            receipt.server_time,
+            keys::Clock::now(&clock),
+            "check {round}"
+        );
+        let grant = p
+            .grant
+            .unwrap_or_else(|| panic!("check {round}: grant lost"));
+        assert_eq!(
+            json!(grant.serial),
+            v["status"]["grant_serial"],
+            "check {round}"
+        );
+    }
+    pls.admin(AdminRequest::Reset {
+        number: number.clone(),
+    });
+    set_clock(T0.secs() + (CHECKS as u64 + 1) * 3600);
+    let (child, mut c) = spawn_licd(&bin, &host, &pls, &clock_file).await;
+    let v = c.call(&json!({"cmd": "check_now"})).await.expect("check");
+    assert_eq!(v["check"], json!("refused"), "{v}");
+    let p = kill_and_load(child, &host, &trusted).await;
+    assert!(p.refusal.is_some(), "the refusal was lost");
+    pls.down().await;
+}
+
+/// `promos-licd check-now` waits for a check that starts after it was asked
+/// (not one already running with the server still down) and tells the
+/// outcome in its exit code: 0 confirmed, 1 failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_now_waits_for_a_fresh_check_and_exits_non_zero_when_it_fails() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let clock = SimClock::at(T0);
+    let mut pls = Pls::start(tmp.path(), clock.clone()).await;
+    let (number, token) = pls.create_license(LicenseType::Standard, Protection::SoftDongle);
+    let licd = Licd::start(tmp.path().join("host-a"), &pls, HOST_A).await;
+    assert_eq!(licd.activate(&number, &token).await["ok"], json!(true));
+    let bin = e2e::binary("daemon", "promos-licd");
+    let cli = |bin: PathBuf, socket: PathBuf| async move {
+        tokio::process::Command::new(bin)
+            .arg("--socket")
+            .arg(socket)
+            .arg("check-now")
+            .env("PROMOS_LICD_LOG", "error")
+            .output()
+            .await
+            .expect("check-now")
+    };
+    let out = cli(bin.clone(), licd.socket.clone()).await;
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+
+    pls.down().await;
+    let out = cli(bin.clone(), licd.socket.clone()).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("failed"),
+        "{out:?}"
+    );
+
+    // A check is running against the stopped server when the line is fixed;
+    // check-now then waits for a check of its own.
+    let running = {
+        let c = licd.client().await;
+        tokio::spawn(async move {
+            let mut c = c;
+            c.call(&json!({"cmd": "check_now"})).await.expect("call")
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    pls.up().await;
+    let v = licd.call(json!({"cmd": "check_now"})).await;
+    assert_eq!(v["check"], json!("succeeded"), "{v}");
+    assert_eq!(v["status"]["last_check_failure"], Value::Null, "{v}");
+    let _ = running.await.expect("join");
+    let out = cli(bin, licd.socket.clone()).await;
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let mut licd = licd;
+    licd.down().await;
+    pls.down().await;
+}

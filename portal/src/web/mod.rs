@@ -392,6 +392,17 @@ pub fn routes(
             .and(warp::path!("static" / "order.js"))
             .map(shop::order_js))
         .unify()
+        .or(warp::get()
+            .and(warp::path!("static" / "license.js"))
+            .map(|| {
+                warp::reply::with_header(
+                    pages::LICENSE_JS,
+                    "content-type",
+                    "text/javascript; charset=utf-8",
+                )
+                .into_response()
+            }))
+        .unify()
         .boxed();
 
     let shop_routes = get
@@ -591,6 +602,12 @@ pub fn routes(
             .and(warp::path!("admin" / "mail" / u64 / "retry"))
             .and(form())
             .and_then(admin::retry_mail))
+        .unify()
+        .or(get
+            .clone()
+            .and(warp::path!("admin" / "orders" / String / u32 / "paid"))
+            .and(warp::query::<HashMap<String, String>>())
+            .and_then(admin::paid_page))
         .unify()
         .or(post
             .clone()

@@ -15,7 +15,7 @@ use wire::RefusalReason;
 
 /// The manual's worked order (4.1): SoftDongle, Modbus 10,000, SAIA PCD 6,000,
 /// pWA 5 users, everything else at its free base; licensee in Germany.
-fn worked_order(csrf: &str) -> Vec<(String, String)> {
+pub(crate) fn worked_order(csrf: &str) -> Vec<(String, String)> {
     let mut f: Vec<(String, String)> = [
         ("csrf", csrf),
         ("protection", "soft_dongle"),
@@ -55,7 +55,7 @@ fn worked_order(csrf: &str) -> Vec<(String, String)> {
     f
 }
 
-fn set(fields: &mut [(String, String)], key: &str, value: &str) {
+pub(crate) fn set(fields: &mut [(String, String)], key: &str, value: &str) {
     for f in fields.iter_mut() {
         if f.0 == key {
             f.1 = value.to_owned();
@@ -63,7 +63,7 @@ fn set(fields: &mut [(String, String)], key: &str, value: &str) {
     }
 }
 
-async fn post_owned(b: &mut Browser, path: &str, fields: &[(String, String)]) -> Reply {
+pub(crate) async fn post_owned(b: &mut Browser, path: &str, fields: &[(String, String)]) -> Reply {
     let f: Vec<(&str, &str)> = fields
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
@@ -72,7 +72,7 @@ async fn post_owned(b: &mut Browser, path: &str, fields: &[(String, String)]) ->
 }
 
 /// Every hidden field of the summary page's form, in order.
-fn hidden_fields(page: &str) -> Vec<(String, String)> {
+pub(crate) fn hidden_fields(page: &str) -> Vec<(String, String)> {
     let mut out = vec![];
     let mut rest = page;
     while let Some(i) = rest.find("<input type=\"hidden\" name=\"") {
@@ -92,13 +92,13 @@ fn unescape(s: &str) -> String {
         .replace("&amp;", "&")
 }
 
-fn location(r: &Reply) -> String {
+pub(crate) fn location(r: &Reply) -> String {
     r.header("location").unwrap_or_default().to_owned()
 }
 
 impl Portal {
     /// A verified, logged-in customer.
-    async fn customer(&self, email: &str) -> Browser {
+    pub(crate) async fn customer(&self, email: &str) -> Browser {
         let mut b = Browser::new(self.addr);
         self.register(&mut b, email, "Christoph").await;
         self.verify_latest(&mut b).await;
@@ -108,7 +108,7 @@ impl Portal {
     }
 
     /// A logged-in admin (created directly in the store, like `pls admin create-admin`).
-    async fn admin(&self) -> Browser {
+    pub(crate) async fn admin(&self) -> Browser {
         let store = &self.web.store;
         let a = store
             .create_account(
@@ -138,7 +138,7 @@ impl Portal {
 
     /// Quotes `fields` on `/quote/<kind>`: Next, then Get quote. Returns the license
     /// number of the new quote.
-    async fn quote(
+    pub(crate) async fn quote(
         &self,
         b: &mut Browser,
         kind: &str,
@@ -164,7 +164,7 @@ impl Portal {
             .expect("license number")
     }
 
-    async fn order(&self, b: &mut Browser, number: &LicenseNumber, n: u32) -> Reply {
+    pub(crate) async fn order(&self, b: &mut Browser, number: &LicenseNumber, n: u32) -> Reply {
         let page = b.get(&format!("/quotes/{number}/{n}")).await;
         assert_eq!(page.status, 200, "{}", page.body);
         b.post(
@@ -174,7 +174,7 @@ impl Portal {
         .await
     }
 
-    async fn mark_paid(&self, admin: &mut Browser, number: &LicenseNumber, n: u32) {
+    pub(crate) async fn mark_paid(&self, admin: &mut Browser, number: &LicenseNumber, n: u32) {
         let page = admin.get("/admin").await;
         let r = admin
             .post(
@@ -186,7 +186,7 @@ impl Portal {
     }
 
     /// What a daemon on `host` does: activate, then report running or stopped.
-    fn daemon_reports(
+    pub(crate) fn daemon_reports(
         &self,
         number: &LicenseNumber,
         host: &HardwareId,
@@ -239,7 +239,7 @@ impl Portal {
             .map(|_| ())
     }
 
-    async fn mail_with_subject(&self, part: &str) -> super::browser::Mail {
+    pub(crate) async fn mail_with_subject(&self, part: &str) -> super::browser::Mail {
         self.deliver()
             .await
             .into_iter()
@@ -262,10 +262,10 @@ async fn the_manuals_worked_order_from_quote_to_activation() {
     assert_eq!(summary.status, 200, "{}", summary.body);
     for expected in [
         "Software-Schutz: SoftDongle",
-        "Modbus: 10000 Datenpunkte",
+        "Modbus: 10.000 Datenpunkte",
         "SAIA PCD: 100 Datenpunkte",
-        "SAIA PCD: 1000 Datenpunkte",
-        "SAIA PCD: 5000 Datenpunkte",
+        "SAIA PCD: 1.000 Datenpunkte",
+        "SAIA PCD: 5.000 Datenpunkte",
         "pWA: 5 gleichzeitige Benutzer",
         "6.100 Datenpunkte",
         "7.150,00 €",
@@ -308,7 +308,7 @@ async fn the_manuals_worked_order_from_quote_to_activation() {
         .await;
     assert_eq!(mail.to, "christoph@example.com");
     for expected in [
-        "Modbus: 10000 Datenpunkte",
+        "Modbus: 10.000 Datenpunkte",
         "7.150,00 €",
         "1.358,50 €",
         "8.508,50 €",
@@ -389,7 +389,12 @@ async fn the_manuals_worked_order_from_quote_to_activation() {
     assert!(license_page.body.contains("10.010 Datenpunkte"));
     assert!(!license_page.body.contains("id=\"token\""));
     let shown = b.get(&format!("/licenses/{number}?token=show")).await;
-    let token = between(&shown.body, "<code id=\"token\">", "</code>").expect("token");
+    let token = between(
+        &shown.body,
+        "<code id=\"token\" class=\"token\">",
+        "</code>",
+    )
+    .expect("token");
     let license = p
         .web
         .store
@@ -727,8 +732,8 @@ async fn hard_dongle_download_needs_the_serial_and_is_never_reset() {
     assert!(page.body.contains("promos.json"));
     // The audit trail shows who did what.
     let audit = admin.get(&format!("/admin/licenses/{hard}")).await;
-    assert!(audit.body.contains("license.dongle_serial"));
-    assert!(audit.body.contains("admin:vendor@mst.example"));
+    assert!(audit.body.contains("Dongle-Nummer eingetragen"));
+    assert!(audit.body.contains("Admin vendor@mst.example"));
 }
 
 #[tokio::test]
@@ -759,22 +764,24 @@ async fn upgrade_only_while_stopped_only_upwards_and_reset_moves_the_license() {
     assert!(page.body.contains("id=\"upgrade\""));
     let form = b.get(&format!("/licenses/{number}/upgrade")).await;
     assert_eq!(form.status, 200);
+    // The inputs are the totals the license holds (issue 18).
     assert!(form
         .body
-        .contains("name=\"driver_saia_pcd\" id=\"f-driver_saia_pcd\" value=\"6000\""));
+        .contains("name=\"driver_saia_pcd\" id=\"f-driver_saia_pcd\" value=\"6100\""));
     let csrf = form.csrf();
     let mut fields = worked_order(&csrf);
+    set(&mut fields, "driver_modbus", "10010");
     // A decrease is a field error.
     set(&mut fields, "driver_saia_pcd", "5000");
     let r = post_owned(&mut b, &format!("/licenses/{number}/upgrade"), &fields).await;
     assert_eq!(r.status, 422);
     assert!(r.body.contains("nicht verkleinert"), "{}", r.body);
     // Nothing added: refused.
-    set(&mut fields, "driver_saia_pcd", "6000");
+    set(&mut fields, "driver_saia_pcd", "6100");
     let r = post_owned(&mut b, &format!("/licenses/{number}/upgrade"), &fields).await;
     assert_eq!(r.status, 422);
-    // SAIA PCD 6,000 -> 16,000: 10,000 more for 800 EUR; ordered directly.
-    set(&mut fields, "driver_saia_pcd", "16000");
+    // SAIA PCD 6,100 -> 16,100: 10,000 more for 800 EUR; ordered directly.
+    set(&mut fields, "driver_saia_pcd", "16100");
     let summary = post_owned(&mut b, &format!("/licenses/{number}/upgrade"), &fields).await;
     assert_eq!(summary.status, 200, "{}", summary.body);
     assert!(
@@ -784,7 +791,7 @@ async fn upgrade_only_while_stopped_only_upwards_and_reset_moves_the_license() {
         "{}",
         summary.body
     );
-    assert!(summary.body.contains("SAIA PCD: 10000 Datenpunkte"));
+    assert!(summary.body.contains("SAIA PCD: 10.000 Datenpunkte"));
     assert!(summary
         .body
         .contains("<strong id=\"sum-gross\">952,00 €</strong>"));
@@ -1026,6 +1033,6 @@ async fn edit_license_data_and_the_trusted_customer() {
         .body
         .contains(number.as_str()));
     let detail = admin.get(&format!("/admin/licenses/{number}")).await;
-    assert!(detail.body.contains("license.data_edited"));
-    assert!(detail.body.contains("mutation.activated"));
+    assert!(detail.body.contains("Lizenzdaten bearbeitet"));
+    assert!(detail.body.contains("Freigeschaltet"));
 }

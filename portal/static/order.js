@@ -66,7 +66,10 @@
         if (!data || mine !== seq) { return; }
         var errors = data.errors || {};
         var rows = data.rows || {};
-        var invalid = Object.keys(errors).some(function (f) { return f !== "upgrade"; });
+        var invalid = Object.keys(errors).some(function (f) {
+          return /^(driver_|malm_)/.test(f) ||
+            ["protection", "ge_users", "pwa_users", "mystrom", "philips_hue"].indexOf(f) >= 0;
+        });
         var total = invalid ? data.partial_total : (data.net || data.partial_total);
         setText("total", total || "–");
         var note = document.getElementById("total-partial");

@@ -422,6 +422,16 @@ pub fn price_valid_rows(
     result.ok()
 }
 
+/// A field of the priced part of the form (its error leaves a row unpriced).
+pub fn is_priced_field(field: &str) -> bool {
+    field.starts_with("driver_")
+        || field.starts_with("malm_")
+        || matches!(
+            field,
+            "protection" | "ge_users" | "pwa_users" | "mystrom" | "philips_hue"
+        )
+}
+
 /// The priced order as it is stored with the quote.
 pub fn summarize(priced: &Priced, country: &str) -> PricedSummary {
     PricedSummary {
@@ -680,7 +690,7 @@ impl SelectionView {
             total: priced
                 .map(|p| money::eur(p.net, de))
                 .unwrap_or_else(|| "–".into()),
-            total_partial: priced.is_some() && errors.keys().any(|k| k != "upgrade"),
+            total_partial: priced.is_some() && errors.keys().any(|k| is_priced_field(k)),
         }
     }
 }

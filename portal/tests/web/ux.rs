@@ -207,6 +207,12 @@ async fn one_row_over_its_maximum_keeps_every_other_price_and_the_valid_total() 
         .contains("id=\"total-partial\">(ohne die Zeilen mit Fehlern)"));
     assert!(r.body.contains("MBus: Höchstens 2.000 Devices."));
     assert!(!r.body.contains("id=\"row-err-driver_mbus\" hidden"));
+    // A missing company is no priced row: the total is whole, no note.
+    let mut fields = worked_order(&form.csrf());
+    set(&mut fields, "company", "");
+    let r = post_owned(&mut c, "/quote/standard", &fields).await;
+    assert_eq!(r.status, 422);
+    assert!(r.body.contains("id=\"total-partial\" hidden"));
     english(&mut c).await;
     let form = c.get("/quote/standard").await;
     let mut fields = worked_order(&form.csrf());

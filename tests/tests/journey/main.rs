@@ -270,7 +270,8 @@ impl Journey {
         );
     }
 
-    /// Shows the current page 1280 and 390 px wide, saves a screenshot of each
+    /// Shows the current page 1280 and 390 px wide (scrolled to the first of
+    /// `visible`), saves a screenshot of each
     /// (`<name>-<width>.png`), and fails if the page is wider than the window
     /// (it would scroll sideways) or one of `visible` (CSS selectors) is missing or
     /// reaches past the window's edge.
@@ -280,6 +281,8 @@ impl Journey {
             s.viewport(Some((width, 900))).await;
             let script = format!(
                 "var done = arguments[0]; var sels = {selectors};
+                 var first = sels.length ? document.querySelector(sels[0]) : null;
+                 if (first) {{ first.scrollIntoView({{block: 'center'}}); }}
                  requestAnimationFrame(function () {{ requestAnimationFrame(function () {{
                    var d = document.documentElement;
                    var out = {{scroll: d.scrollWidth, client: d.clientWidth, inner: window.innerWidth, bad: []}};

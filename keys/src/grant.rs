@@ -88,12 +88,14 @@ impl Driver {
         Driver::ALL.into_iter().find(|d| d.key() == key)
     }
 
-    /// What the driver counts: (singular, plural) in German and English.
+    /// What the driver counts: (singular, plural) in German and English. German
+    /// nouns are capitalised (the manual's "Devices"), English ones are not.
     pub fn unit(self, german: bool) -> (&'static str, &'static str) {
         match (self, german) {
             (Driver::BacnetIp, true) => ("BACnet-Objekt", "BACnet-Objekte"),
             (Driver::BacnetIp, false) => ("BACnet object", "BACnet objects"),
-            (Driver::Mbus, _) => ("Device", "Devices"),
+            (Driver::Mbus, true) => ("Device", "Devices"),
+            (Driver::Mbus, false) => ("device", "devices"),
             (_, true) => ("Datenpunkt", "Datenpunkte"),
             (_, false) => ("data point", "data points"),
         }

@@ -320,10 +320,14 @@ pub fn execute(ctx: &AdminContext, envelope: AdminEnvelope) -> Result<AdminReply
                     "license {number} has no order awaiting payment"
                 )));
             }
+            let before = store
+                .license(&number)?
+                .ok_or_else(|| LicenseError::UnknownLicense(number.clone()))?;
+            let mut activated = vec![];
             for n in targets {
-                store.activate_mutation(&number, n, &ctx.key, &actor, now)?;
+                activated.push(store.activate_mutation(&number, n, &ctx.key, &actor, now)?);
             }
-            show(store, &number)
+            paid_reply(store, &before, &activated)
         }
         AdminRequest::Upgrade { number, adds, paid } => {
             let new = NewMutation {
@@ -449,6 +453,87 @@ fn protection_name(p: Protection) -> &'static str {
 
 fn truncate(s: &str, n: usize) -> String {
     s.chars().take(n).collect()
+}
+
+/// What `mark-paid` changed: the orders activated, the services before and after,
+/// and the grant it issued. Never the token (`show` prints that).
+fn paid_reply(
+    store: &Store,
+    before: &License,
+    activated: &[crate::domain::Mutation],
+) -> Result<AdminReply, AdminError> {
+    let number = &before.number;
+    let after: License = store
+        .license(number)?
+        .ok_or_else(|| LicenseError::UnknownLicense(number.clone()))?;
+    let mut t = String::new();
+    for m in activated {
+        t.push_str(&format!(
+            "marked paid: {} ({}), activated\n",
+            m.id(),
+            format!("{:?}", m.kind).to_lowercase()
+        ));
+    }
+    t.push_str(&format!("License {number}\n"));
+    let (old, new) = (&before.entitlements, &after.entitlements);
+    for d in keys::Driver::ALL {
+        if old.driver(d) != new.driver(d) {
+            t.push_str(&format!(
+                "  {:<13} {} -> {}\n",
+                d.display_name(),
+                old.driver(d),
+                new.driver(d)
+            ));
+        }
+    }
+    for m in new.malm.difference(&old.malm) {
+        t.push_str(&format!("  MALM          + {}\n", m.key()));
+    }
+    for (name, was, is) in [
+        ("myStrom", old.mystrom, new.mystrom),
+        ("Philips Hue", old.philips_hue, new.philips_hue),
+    ] {
+        if was != is {
+            t.push_str(&format!("  {name:<13} {was} -> {is}\n"));
+        }
+    }
+    for (name, was, is) in [
+        ("GE users", old.ge_users, new.ge_users),
+        ("pWA users", old.pwa_users, new.pwa_users),
+    ] {
+        if was != is {
+            t.push_str(&format!("  {name:<13} {was} -> {is}\n"));
+        }
+    }
+    if let Some(end) = after.valid_until.filter(|e| Some(*e) != before.valid_until) {
+        t.push_str(&format!("  valid until:  {end}\n"));
+    }
+    let grant = if after.current_grant != before.current_grant {
+        after.current_grant
+    } else {
+        None
+    };
+    match (grant, &after.binding) {
+        (Some(serial), Some(Binding::HardwareId(h))) => t.push_str(&format!(
+            "  grant:        serial {serial} issued for hardware ID {h} (the daemon receives it at its next check)\n"
+        )),
+        (Some(serial), Some(Binding::DongleSerial(s))) => t.push_str(&format!(
+            "  grant:        serial {serial} issued for dongle {s} (the license file can be downloaded)\n"
+        )),
+        (Some(serial), None) => t.push_str(&format!("  grant:        serial {serial} issued\n")),
+        (None, _) => t.push_str(
+            "  grant:        none yet (issued when a host activates or the dongle serial is entered)\n",
+        ),
+    }
+    let data = serde_json::json!({
+        "license": number,
+        "activated": activated.iter().map(|m| m.id()).collect::<Vec<_>>(),
+        "entitlements_before": old,
+        "entitlements": new,
+        "grant_serial": grant,
+        "valid_until": after.valid_until,
+    });
+    Ok(AdminReply { text: t, data })
 }
 
 fn show(store: &Store, number: &LicenseNumber) -> Result<AdminReply, AdminError> {

@@ -40,28 +40,47 @@
     });
   }
 
+  // A row's own error at once, next to it (the row stays, the message shows).
+  function showError(field, message) {
+    var row = document.getElementById("row-err-" + field);
+    var p = document.getElementById("err-" + field);
+    var input = document.getElementById("f-" + field);
+    if (p) { p.textContent = message ? (p.dataset.name || "") + ": " + message : ""; }
+    if (row) { row.hidden = !message; }
+    if (input) {
+      if (message) { input.setAttribute("aria-invalid", "true"); }
+      else { input.removeAttribute("aria-invalid"); }
+    }
+  }
+
+  // /api/price answers every valid row's price (`rows`) and the total of the
+  // valid rows (`partial_total`) also when a field is invalid (status 422).
   function update() {
     var mine = ++seq;
     fetch("/api/price?" + params().toString(), { credentials: "same-origin" })
-      .then(function (r) { return (r.ok || r.status === 422) ? r.json() : null; })
+      .then(function (r) {
+        var json = (r.headers.get("content-type") || "").indexOf("application/json") === 0;
+        return (r.ok || r.status === 422) && json ? r.json() : null;
+      })
       .then(function (data) {
         if (!data || mine !== seq) { return; }
-        setText("total", data.net || "–");
+        var errors = data.errors || {};
+        var rows = data.rows || {};
+        var invalid = Object.keys(errors).some(function (f) {
+          return /^(driver_|malm_)/.test(f) ||
+            ["protection", "ge_users", "pwa_users", "mystrom", "philips_hue"].indexOf(f) >= 0;
+        });
+        var total = invalid ? data.partial_total : (data.net || data.partial_total);
+        setText("total", total || "–");
+        var note = document.getElementById("total-partial");
+        if (note) { note.hidden = !(invalid && data.partial_total); }
         Object.keys(data.drivers || {}).forEach(function (key) {
+          var field = "driver_" + key;
           var d = data.drivers[key];
-          var errors = data.errors || {};
-          setText("price-" + key, errors["driver_" + key] ? "–" : d.price);
-          fillComposition(key, d);
-          var input = document.getElementById("f-driver_" + key);
-          if (input) {
-            if (errors["driver_" + key]) {
-              input.setAttribute("aria-invalid", "true");
-              input.title = errors["driver_" + key];
-            } else {
-              input.removeAttribute("aria-invalid");
-              input.removeAttribute("title");
-            }
-          }
+          var price = errors[field] ? "–" : (rows[field] || d.price || "–");
+          setText("price-" + key, price);
+          fillComposition(key, errors[field] ? { composition: [], total: ["", "–"] } : d);
+          showError(field, errors[field] || "");
         });
       })
       .catch(function () { /* offline: "Next" still prices on the server */ });

@@ -12,9 +12,12 @@ use std::collections::{BTreeMap, BTreeSet};
 pub struct Selection {
     pub license_type: LicenseType,
     pub protection: Protection,
-    /// Data points to buy per driver, as entered. At or below the free base nothing
-    /// is bought; above it, packages covering the amount are bought and the free
-    /// base comes on top (SAIA PCD 6,000 gives 6,100).
+    /// Per driver, as entered. A new license ([`PriceList::quote`]): the data
+    /// points to buy; at or below the free base nothing is bought, above it
+    /// packages covering the amount are bought and the free base comes on top
+    /// (SAIA PCD 6,000 gives 6,100). An upgrade ([`PriceList::quote_upgrade`]):
+    /// the new total the license is to hold (SAIA PCD 6,100 -> 16,100 buys
+    /// 10,000), never less than it holds now.
     pub drivers: BTreeMap<Driver, u32>,
     pub malm: BTreeSet<MalmModule>,
     pub mystrom: bool,
@@ -39,6 +42,24 @@ impl Selection {
             philips_hue: false,
             ge_users: 1,
             pwa_users: 1,
+        }
+    }
+
+    /// An upgrade's starting point: what `current` holds, as new totals (priced
+    /// by [`PriceList::quote_upgrade`] this adds nothing and costs nothing).
+    pub fn upgrade_of(current: &Entitlements, protection: Protection) -> Self {
+        Selection {
+            license_type: LicenseType::Standard,
+            protection,
+            drivers: Driver::ALL
+                .into_iter()
+                .map(|d| (d, current.driver(d)))
+                .collect(),
+            malm: current.malm.clone(),
+            mystrom: current.mystrom,
+            philips_hue: current.philips_hue,
+            ge_users: current.ge_users.max(1),
+            pwa_users: current.pwa_users.max(1),
         }
     }
 
@@ -78,7 +99,7 @@ impl OperatorProgram {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PositionLabel {
     Protection(Protection),
-    /// A driver's free base or a package: "SAIA PCD: 1000 Datenpunkte".
+    /// A driver's free base or a package: "SAIA PCD: 1.000 Datenpunkte".
     DriverPoints {
         driver: Driver,
         points: u32,
@@ -113,8 +134,9 @@ impl PositionLabel {
             PositionLabel::DriverPoints { driver, points } => {
                 let (one, many) = driver.unit(german);
                 format!(
-                    "{}: {points} {}",
+                    "{}: {} {}",
                     driver.display_name(),
+                    money::count((*points).into(), german),
                     if *points == 1 { one } else { many }
                 )
             }
@@ -216,8 +238,10 @@ impl PriceList {
         self.price(None, sel, country)
     }
 
-    /// Prices an upgrade of a license that currently allows `current`: only what is
-    /// added costs, composed by the same package logic. Decreases are field errors.
+    /// Prices an upgrade of a license that currently allows `current` to the totals
+    /// in `sel` (see [`Selection::drivers`]): only what is added costs, composed by
+    /// the same package logic (the free base was included before). Decreases and
+    /// totals above a driver's maximum are field errors.
     pub fn quote_upgrade(
         &self,
         current: &Entitlements,
@@ -277,42 +301,72 @@ impl PriceList {
                 continue;
             }
             let requested = sel.drivers.get(&driver).copied().unwrap_or(0);
-            if requested > prices.maximum {
-                errors.push(FieldError::new(
-                    field,
-                    format!(
-                        "Höchstens {} {}.",
-                        money::count(prices.maximum.into(), true),
-                        driver.unit(true).1
-                    ),
-                    format!(
-                        "At most {} {}.",
-                        money::count(prices.maximum.into(), false),
-                        driver.unit(false).1
-                    ),
-                ));
-                continue;
-            }
-            // What is already paid for: for a new license nothing; for an upgrade the
-            // current count above the free base.
-            let (already, base_now) = match current {
-                None => (0, prices.free_base),
-                Some(cur) => (cur.driver(driver).saturating_sub(prices.free_base), 0),
-            };
-            if requested < already {
-                errors.push(FieldError::new(
-                    field,
-                    format!(
-                        "Eine Lizenz kann nicht verkleinert werden (bisher gekauft: {already})."
-                    ),
-                    format!("A license cannot be reduced (bought so far: {already})."),
-                ));
-                continue;
-            }
-            let to_buy = if already == 0 && requested <= prices.free_base {
-                0
-            } else {
-                requested - already
+            let unit = |german: bool| driver.unit(german).1;
+            // (data points to buy, free base included now)
+            let (to_buy, base_now) = match current {
+                // A new license: the amount to buy; up to the free base is free.
+                None => {
+                    if requested > prices.maximum {
+                        errors.push(FieldError::new(
+                            field,
+                            format!(
+                                "Höchstens {} {}.",
+                                money::count(prices.maximum.into(), true),
+                                unit(true)
+                            ),
+                            format!(
+                                "At most {} {}.",
+                                money::count(prices.maximum.into(), false),
+                                unit(false)
+                            ),
+                        ));
+                        continue;
+                    }
+                    let to_buy = if requested <= prices.free_base {
+                        0
+                    } else {
+                        requested
+                    };
+                    (to_buy, prices.free_base)
+                }
+                // An upgrade: the new total; what the license holds is paid for.
+                Some(cur) => {
+                    let now = cur.driver(driver);
+                    if requested < now {
+                        errors.push(FieldError::new(
+                            field,
+                            format!(
+                                "Eine Lizenz kann nicht verkleinert werden (bisher: {} {}).",
+                                money::count(now.into(), true),
+                                unit(true)
+                            ),
+                            format!(
+                                "A license cannot be reduced (now: {} {}).",
+                                money::count(now.into(), false),
+                                unit(false)
+                            ),
+                        ));
+                        continue;
+                    }
+                    // The domain's rule: a license holds at most the maximum.
+                    if requested > now && requested > prices.maximum {
+                        errors.push(FieldError::new(
+                            field,
+                            format!(
+                                "Höchstens {} {} insgesamt.",
+                                money::count(prices.maximum.into(), true),
+                                unit(true)
+                            ),
+                            format!(
+                                "At most {} {} in total.",
+                                money::count(prices.maximum.into(), false),
+                                unit(false)
+                            ),
+                        ));
+                        continue;
+                    }
+                    (requested - now, 0)
+                }
             };
             let Some(cover) = cover::cheapest(&prices.packages_in_cents(), u64::from(to_buy))
             else {

@@ -49,11 +49,11 @@ fn the_manuals_worked_order_exactly() {
             "Software-Schutz: SoftDongle | 1 | 0 | 0",
             "BACnet IP: 10 BACnet-Objekte | 1 | 0 | 0",
             "Modbus: 10 Datenpunkte | 1 | 0 | 0",
-            "Modbus: 10000 Datenpunkte | 1 | 6000 | 6000",
+            "Modbus: 10.000 Datenpunkte | 1 | 6000 | 6000",
             "MBus: 1 Device | 1 | 0 | 0",
             "SAIA PCD: 100 Datenpunkte | 1 | 0 | 0",
-            "SAIA PCD: 1000 Datenpunkte | 1 | 250 | 250",
-            "SAIA PCD: 5000 Datenpunkte | 1 | 500 | 500",
+            "SAIA PCD: 1.000 Datenpunkte | 1 | 250 | 250",
+            "SAIA PCD: 5.000 Datenpunkte | 1 | 500 | 500",
             "Beckhoff ADS: 100 Datenpunkte | 1 | 0 | 0",
             "IEC60870: 1 Datenpunkt | 1 | 0 | 0",
             "OPC DA: 10 Datenpunkte | 1 | 0 | 0",
@@ -163,12 +163,13 @@ fn upgrade_costs_only_what_is_added() {
         .quote(&manual_order(), None)
         .expect("valid")
         .entitlements;
-    // Manual chapter 8: SAIA PCD 100,000 bought before, 200,000 after.
+    // Manual chapter 8: SAIA PCD 100,100 before, 200,000 in total after (the
+    // selection of an upgrade holds the new totals).
     let mut before = manual_order();
     before.drivers.insert(Driver::SaiaPcd, 100_000);
     let current_big = list.quote(&before, None).expect("valid").entitlements;
     assert_eq!(current_big.driver(Driver::SaiaPcd), 100_100);
-    let mut after = before.clone();
+    let mut after = Selection::upgrade_of(&current_big, Protection::SoftDongle);
     after.drivers.insert(Driver::SaiaPcd, 200_000);
     let up = list
         .quote_upgrade(&current_big, &after, Some("DE"))
@@ -179,31 +180,70 @@ fn upgrade_costs_only_what_is_added() {
     assert_eq!(up.added.driver(Driver::Modbus), 0);
     assert_eq!(up.positions.len(), 1, "{:?}", up.positions);
 
-    // Same selection again: nothing added, nothing to pay.
+    // What the license holds: nothing added, nothing to pay.
     let same = list
-        .quote_upgrade(&current, &manual_order(), None)
+        .quote_upgrade(
+            &current,
+            &Selection::upgrade_of(&current, Protection::SoftDongle),
+            None,
+        )
         .expect("valid");
     assert_eq!(same.net, dec!(0));
     assert!(same.positions.is_empty());
+    assert_eq!(same.entitlements, current);
 
-    // Decreases are refused, field by field.
-    let mut smaller = manual_order();
-    smaller.drivers.insert(Driver::SaiaPcd, 1_000);
+    // A driver at its free base: the new total buys what it adds (BACnet IP 10 ->
+    // 15 buys a package of 100), not the free base again.
+    let mut bacnet = Selection::upgrade_of(&current, Protection::SoftDongle);
+    bacnet.drivers.insert(Driver::BacnetIp, 15);
+    let up = list.quote_upgrade(&current, &bacnet, None).expect("valid");
+    assert_eq!(up.entitlements.driver(Driver::BacnetIp), 110);
+    assert_eq!(up.added.driver(Driver::BacnetIp), 100);
+    assert!(up.net > dec!(0));
+
+    // Decreases are refused, field by field, naming what the license holds.
+    let mut smaller = Selection::upgrade_of(&current, Protection::SoftDongle);
+    smaller.drivers.insert(Driver::SaiaPcd, 6_000);
     smaller.pwa_users = 2;
     let errs = list
         .quote_upgrade(&current, &smaller, None)
         .expect_err("decrease");
     let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
     assert_eq!(fields, vec!["driver_saia_pcd", "pwa_users"]);
+    assert!(
+        errs[0].message(true).contains("bisher: 6.100 Datenpunkte"),
+        "{errs:?}"
+    );
+    // Above the maximum in total.
+    let mut huge = Selection::upgrade_of(&current, Protection::SoftDongle);
+    huge.drivers.insert(Driver::SaiaPcd, 200_001);
+    let errs = list.quote_upgrade(&current, &huge, None).expect_err("max");
+    assert!(errs[0].message(false).contains("200,000"), "{errs:?}");
 
     // Adding a MALM module and two pWA users.
-    let mut more = manual_order();
+    let mut more = Selection::upgrade_of(&current, Protection::SoftDongle);
     more.malm.insert(MalmModule::SmsPager);
     more.pwa_users = 7;
     let up = list.quote_upgrade(&current, &more, None).expect("valid");
     assert_eq!(up.net, dec!(1000));
     assert_eq!(up.added.pwa_users, 2);
     assert!(up.entitlements.covers(&current));
+}
+
+#[test]
+fn position_labels_group_thousands_in_the_pages_language() {
+    let label = PositionLabel::DriverPoints {
+        driver: Driver::Modbus,
+        points: 10_000,
+    };
+    assert_eq!(label.text(true), "Modbus: 10.000 Datenpunkte");
+    assert_eq!(label.text(false), "Modbus: 10,000 data points");
+    let mbus = PositionLabel::DriverPoints {
+        driver: Driver::Mbus,
+        points: 151,
+    };
+    assert_eq!(mbus.text(true), "MBus: 151 Devices");
+    assert_eq!(mbus.text(false), "MBus: 151 devices");
 }
 
 #[test]

@@ -148,8 +148,106 @@ pub async fn retry_mail(web: Arc<Web>, ctx: Ctx, id: u64) -> Resp {
     Ok(redirect("/admin", &[]))
 }
 
-/// "Mark paid": activates the order, issues a grant if a host or dongle is bound,
-/// and tells the customer.
+/// The page of "mark paid" (`GET /admin/orders/<number>/<n>/paid`): while the
+/// order awaits payment, the question with the order's details and a button that
+/// posts to [`mark_paid`] (a page of its own, so it works without JavaScript);
+/// once it is paid, what happened (`done=1`: just now, the customer's email is
+/// on its way). `back` (a local path) is where the page leads back to.
+pub async fn paid_page(
+    web: Arc<Web>,
+    ctx: Ctx,
+    number: String,
+    n: u32,
+    q: HashMap<String, String>,
+) -> Resp {
+    if admin(&ctx).is_none() {
+        return Ok(not_for_you(&web, &ctx));
+    }
+    let t = ctx.lang.t();
+    let de = ctx.lang.is_de();
+    let Ok(number) = number.parse::<LicenseNumber>() else {
+        return Ok(not_for_you(&web, &ctx));
+    };
+    let (license, m) = match (web.store.license(&number), web.store.mutation(&number, n)) {
+        (Ok(Some(l)), Ok(Some(m))) => (l, m),
+        (Err(e), _) | (_, Err(e)) => return Ok(internal_error(&web, &ctx, "mark paid page", e)),
+        _ => return Ok(not_for_you(&web, &ctx)),
+    };
+    let back =
+        super::input::redirect_target(q.get("back").map(String::as_str).unwrap_or(""), "/admin")
+            .to_owned();
+    let fill = |text: &str| {
+        text.replace("{id}", &m.id())
+            .replace("{license}", &number.to_string())
+            .replace("{customer}", &customer_email(&web, &license))
+    };
+    let (status, title, text, confirm) = match m.state {
+        MutationState::Ordered => (
+            StatusCode::OK,
+            t.paid_confirm_title,
+            fill(t.paid_confirm_text),
+            true,
+        ),
+        MutationState::Activated if q.contains_key("done") => (
+            StatusCode::OK,
+            t.paid_done_title,
+            fill(t.paid_done_text),
+            false,
+        ),
+        MutationState::Activated => (
+            StatusCode::OK,
+            t.paid_done_title,
+            t.paid_already.to_owned(),
+            false,
+        ),
+        _ => (
+            StatusCode::CONFLICT,
+            tr(de, "Nicht möglich", "Not possible"),
+            t.paid_not_ordered.to_owned(),
+            false,
+        ),
+    };
+    let page = PaidPage {
+        c: Chrome::new(&web, &ctx, title),
+        title: title.to_owned(),
+        text,
+        confirm,
+        path: format!("/admin/orders/{}/{}/paid", number, m.number),
+        back,
+        id: m.id(),
+        license: number.to_string(),
+        kind: kind_text(m.kind, de).into(),
+        licensee: shop::licensee_lines(&license.licensee, de),
+        customer: customer_email(&web, &license),
+        price: shop::shown_price(&m, de),
+        state: shop::shown_state(&m, web.clock.now(), de).into(),
+    };
+    Ok(pages::render(&web, &ctx, status, &page))
+}
+
+/// The confirmation and result page of "mark paid".
+#[derive(Template, Debug)]
+#[template(path = "admin_paid.html")]
+pub struct PaidPage {
+    pub c: Chrome,
+    pub title: String,
+    pub text: String,
+    /// Still awaiting payment: show the confirm button.
+    pub confirm: bool,
+    pub path: String,
+    pub back: String,
+    pub id: String,
+    pub license: String,
+    pub kind: String,
+    pub licensee: Vec<String>,
+    pub customer: String,
+    pub price: String,
+    pub state: String,
+}
+
+/// "Mark paid", confirmed (the button of [`paid_page`]): activates the order,
+/// issues a grant if a host or dongle is bound, tells the customer, and shows
+/// what happened on [`paid_page`].
 pub async fn mark_paid(web: Arc<Web>, ctx: Ctx, number: String, n: u32, form: Form) -> Resp {
     let Some(me) = admin(&ctx) else {
         return Ok(not_for_you(&web, &ctx));
@@ -169,9 +267,14 @@ pub async fn mark_paid(web: Arc<Web>, ctx: Ctx, number: String, n: u32, form: Fo
             if let Err(e) = super::emails::activated(&web, &m) {
                 tracing::error!(error = %e, order = %m.id(), "activation email not queued");
             }
-            let back = form.get("back");
+            let back = super::input::redirect_target(form.get("back"), "/admin");
             Ok(redirect(
-                super::input::redirect_target(back, "/admin"),
+                &format!(
+                    "/admin/orders/{}/{}/paid?done=1&back={}",
+                    m.license,
+                    m.number,
+                    super::auth::urlencode(back)
+                ),
                 &[],
             ))
         }
@@ -183,11 +286,7 @@ pub async fn mark_paid(web: Arc<Web>, ctx: Ctx, number: String, n: u32, form: Fo
             &ctx,
             StatusCode::CONFLICT,
             tr(de, "Nicht möglich", "Not possible"),
-            tr(
-                de,
-                "Diese Mutation ist nicht (mehr) als bestellt markiert; sie wurde bereits aktiviert oder gelöscht.",
-                "This mutation is not (or no longer) ordered; it was already activated or deleted.",
-            ),
+            ctx.lang.t().paid_not_ordered,
         )),
         Err(e) => Ok(internal_error(&web, &ctx, "mark paid", e)),
     }
@@ -334,7 +433,7 @@ pub struct LicenseDetailPage {
     pub dongle_serial: String,
     pub dongle_error: Option<String>,
     pub customer: String,
-    pub licensee: String,
+    pub licensee: Vec<String>,
     pub bound: String,
     pub grant_serial: String,
     pub valid_until: String,
@@ -378,6 +477,7 @@ fn license_detail(
                 .then(|| format!("/admin/orders/{}/{}/paid", m.license, m.number)),
         })
         .collect();
+    let mut names: HashMap<AccountId, String> = HashMap::new();
     let audit = web
         .store
         .audit(Some(&number), 200)
@@ -386,8 +486,8 @@ fn license_detail(
         .map(|a| {
             (
                 pages::email_time(a.at, lang),
-                a.actor.to_string(),
-                a.action,
+                actor_name(web, &a.actor, lang, &mut names),
+                super::i18n::audit_event(&a.action, lang).to_owned(),
                 a.detail,
             )
         })
@@ -428,7 +528,7 @@ fn license_detail(
             .unwrap_or_default(),
         dongle_error,
         customer: customer_email(web, &license),
-        licensee: shop::licensee_line(&license.licensee, de),
+        licensee: shop::licensee_lines(&license.licensee, de),
         bound: match &license.binding {
             Some(Binding::HardwareId(h)) => h.to_string(),
             Some(Binding::DongleSerial(s)) => format!("Dongle {s}"),
@@ -447,6 +547,32 @@ fn license_detail(
         checkins,
     };
     pages::render(web, ctx, status, &page)
+}
+
+/// Who did something, as the audit trail shows it: a customer by name and email
+/// (not "account:19"), an admin, a daemon by host, the server itself. `names`
+/// caches the accounts looked up for one page.
+fn actor_name(
+    web: &Web,
+    actor: &Actor,
+    lang: super::i18n::Lang,
+    names: &mut HashMap<AccountId, String>,
+) -> String {
+    let t = lang.t();
+    match actor {
+        Actor::Account(id) => names
+            .entry(*id)
+            .or_insert_with(|| match web.store.account(*id) {
+                Ok(Some(a)) => format!("{} {} ({})", a.first_name, a.last_name, a.email),
+                _ => format!("{} {id}", t.actor_unknown_account),
+            })
+            .clone(),
+        Actor::Admin(name) => format!("{} {name}", t.actor_admin),
+        Actor::Daemon { hardware_id, from } => {
+            format!("{} {hardware_id} ({from})", t.actor_daemon)
+        }
+        Actor::System => t.actor_system.to_owned(),
+    }
 }
 
 pub async fn license(web: Arc<Web>, ctx: Ctx, number: String) -> Resp {

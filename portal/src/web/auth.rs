@@ -29,13 +29,23 @@ pub fn valid_email(e: &str) -> bool {
 
 pub async fn home(_web: Arc<Web>, ctx: Ctx) -> Resp {
     Ok(redirect(
-        if ctx.session.is_some() {
-            "/licenses"
-        } else {
-            "/login"
+        match (&ctx.session, &ctx.account) {
+            (Some(_), Some(a)) => landing(a),
+            (Some(_), None) => "/licenses",
+            (None, _) => "/login",
         },
         &[],
     ))
+}
+
+/// Where a login without a `next` lands: vendor admins on the administration
+/// page, customers on their licenses.
+pub fn landing(account: &Account) -> &'static str {
+    if account.admin {
+        "/admin"
+    } else {
+        "/licenses"
+    }
 }
 
 fn login_page_with(
@@ -63,7 +73,8 @@ fn login_page_with(
 pub async fn login_page(web: Arc<Web>, ctx: Ctx, q: HashMap<String, String>) -> Resp {
     let next = input::redirect_target(q.get("next").map(String::as_str).unwrap_or(""), "");
     if ctx.session.is_some() {
-        return Ok(redirect(input::redirect_target(next, "/licenses"), &[]));
+        let home = ctx.account.as_ref().map_or("/licenses", landing);
+        return Ok(redirect(input::redirect_target(next, home), &[]));
     }
     Ok(login_page_with(
         &web,
@@ -167,8 +178,14 @@ pub async fn login_post(web: Arc<Web>, ctx: Ctx, form: Form) -> Resp {
     }
     tracing::info!(account = %account.id, remember, "login");
     let secure = web.secure_cookies();
+    // No `next` given: the account's landing page (admins: the administration).
+    let to = if form.get("next").is_empty() {
+        landing(&account)
+    } else {
+        next.as_str()
+    };
     Ok(redirect(
-        &next,
+        to,
         &[cookie(session::SESSION_COOKIE, &s.id, max_age, secure)],
     ))
 }
@@ -357,15 +374,37 @@ pub async fn verify(web: Arc<Web>, ctx: Ctx, q: HashMap<String, String>) -> Resp
                 false,
             ))
         }
-        Ok(TokenCheck::Invalid) => Ok(pages::message_with(
-            &web,
-            &ctx,
-            StatusCode::GONE,
-            t.link_invalid_title,
-            vec![t.link_invalid_text.into()],
-            None,
-            true,
-        )),
+        Ok(TokenCheck::Invalid) => {
+            // Clicked again (or after another link verified the address): nothing
+            // is wrong, say so and offer the login.
+            let verified = web
+                .tokens
+                .account_of(Purpose::Verify, token)
+                .ok()
+                .flatten()
+                .and_then(|id| web.store.account(id).ok().flatten())
+                .is_some_and(|a| a.email_verified);
+            if verified {
+                return Ok(pages::message_with(
+                    &web,
+                    &ctx,
+                    StatusCode::OK,
+                    t.already_verified_title,
+                    vec![t.already_verified_text.into()],
+                    Some(("/login".into(), t.login.into())),
+                    false,
+                ));
+            }
+            Ok(pages::message_with(
+                &web,
+                &ctx,
+                StatusCode::GONE,
+                t.link_invalid_title,
+                vec![t.link_invalid_text.into()],
+                None,
+                true,
+            ))
+        }
         Err(e) => Ok(internal_error(&web, &ctx, "verification", e)),
     }
 }

@@ -34,6 +34,16 @@ pub struct MutationEmail {
     pub licensee: Vec<(String, String)>,
     pub s: Option<SummaryView>,
     pub days_left: u64,
+    /// "activated": what happens now; for a hardware-dongle license, that the
+    /// customer downloads the license file (`download`), else that ProMoS receives
+    /// the license at its next check.
+    pub activated_text: String,
+    /// Hardware dongle: the license file's download link; `file_note` says when it
+    /// is available if the dongle serial is not entered yet.
+    pub download: Option<String>,
+    pub file_note: String,
+    pub show_license: &'static str,
+    pub download_label: &'static str,
 }
 
 #[derive(Template, Debug)]
@@ -138,6 +148,15 @@ fn mutation_email(web: &Web, kind: Kind, m: &Mutation, lang: Option<Lang>) -> Re
             "activated",
         ),
     };
+    let t = lang.t();
+    let hard_dongle = license.protection == keys::Protection::HardDongle;
+    let activated_text = if hard_dongle {
+        t.mail_activated_hard_dongle
+    } else {
+        t.mail_activated
+    }
+    .replace("{id}", &id)
+    .replace("{license}", &m.license.to_string());
     let after = if m.kind == crate::domain::MutationKind::New {
         m.adds.clone()
     } else {
@@ -159,6 +178,15 @@ fn mutation_email(web: &Web, kind: Kind, m: &Mutation, lang: Option<Lang>) -> Re
             .as_ref()
             .map(|s| SummaryView::build(s, &after, None, de)),
         days_left: 0,
+        activated_text,
+        download: hard_dongle.then(|| web.link(&format!("/licenses/{}/download", m.license))),
+        file_note: if hard_dongle && license.dongle_serial.is_none() {
+            t.mail_file_after_dongle.to_owned()
+        } else {
+            String::new()
+        },
+        show_license: t.show_license,
+        download_label: t.download_license,
     };
     send(web, to, subject, &email)
 }
@@ -195,6 +223,11 @@ pub fn renewal_reminder(web: &Web, license: &License, days_left: u64) -> Result<
         licensee: licensee_rows(&license.licensee, de),
         s: None,
         days_left,
+        activated_text: String::new(),
+        download: None,
+        file_note: String::new(),
+        show_license: lang.t().show_license,
+        download_label: lang.t().download_license,
     };
     let subject = format!(
         "{} {} {}",

@@ -138,6 +138,38 @@ pub struct Texts {
     pub admin_failed_emails: &'static str,
     pub back_to_login: &'static str,
     pub required_note: &'static str,
+    pub upgrade_intro: &'static str,
+    pub upgrade_drivers_hint: &'static str,
+    pub upgrade_new_total: &'static str,
+    pub total_partial: &'static str,
+    pub quote_ordered: &'static str,
+    pub to_license: &'static str,
+    pub hide_token: &'static str,
+    pub copy_token: &'static str,
+    pub copied: &'static str,
+    pub order_license: &'static str,
+    pub no_licenses_next: &'static str,
+    pub already_verified_title: &'static str,
+    pub already_verified_text: &'static str,
+    pub mail_activated: &'static str,
+    pub mail_activated_hard_dongle: &'static str,
+    pub mail_file_after_dongle: &'static str,
+    pub download_license: &'static str,
+    pub show_license: &'static str,
+    pub paid_confirm_title: &'static str,
+    pub paid_confirm_text: &'static str,
+    pub paid_confirm_button: &'static str,
+    pub cancel: &'static str,
+    pub paid_already: &'static str,
+    pub paid_done_title: &'static str,
+    pub paid_done_text: &'static str,
+    pub paid_not_ordered: &'static str,
+    pub back_to_admin: &'static str,
+    pub mark_paid: &'static str,
+    pub actor_admin: &'static str,
+    pub actor_daemon: &'static str,
+    pub actor_system: &'static str,
+    pub actor_unknown_account: &'static str,
 }
 
 pub static DE: Texts = Texts {
@@ -203,6 +235,38 @@ pub static DE: Texts = Texts {
     admin_failed_emails: "Nicht zugestellte Emails",
     back_to_login: "Zum Login",
     required_note: "Mit * markierte Felder sind Pflichtfelder.",
+    upgrade_intro: "Die Felder zeigen, was die Lizenz heute enthält. Tragen Sie bei jedem Treiber die neue Gesamtzahl ein. Anzahlen können nur erhöht werden; berechnet wird nur, was hinzukommt.",
+    upgrade_drivers_hint: "Neue Gesamtzahl je Treiber; der Preis zeigt, was hinzukommt.",
+    upgrade_new_total: "Neue Gesamtzahl",
+    total_partial: "(ohne die Zeilen mit Fehlern)",
+    quote_ordered: "Bestellt",
+    to_license: "Zur Lizenz",
+    hide_token: "Token verbergen",
+    copy_token: "Kopieren",
+    copied: "Kopiert",
+    order_license: "Lizenz bestellen",
+    no_licenses_next: "Bestellen Sie eine Lizenz oder holen Sie zuerst ein Angebot ein.",
+    already_verified_title: "Email-Adresse bereits bestätigt",
+    already_verified_text: "Ihre Email-Adresse ist bereits bestätigt; der Link wird nicht mehr gebraucht. Sie können sich anmelden.",
+    mail_activated: "Ihre Bestellung {id} ist freigeschaltet. Die Lizenz {license} enthält jetzt die bestellten Services; ProMoS erhält sie bei der nächsten Prüfung.",
+    mail_activated_hard_dongle: "Ihre Bestellung {id} ist freigeschaltet. Die Lizenz {license} ist eine HardDongle-Lizenz: ProMoS prüft sie nicht über das Internet, sondern liest die Lizenzdatei. Laden Sie die Datei herunter und kopieren Sie sie als promos.json in das Verzeichnis ..\\lic Ihres Projekts.",
+    mail_file_after_dongle: "Die Datei steht bereit, sobald der Dongle ausgeliefert und seine Nummer im Lizenzserver eingetragen ist.",
+    download_license: "Lizenz herunterladen",
+    show_license: "Lizenz anzeigen",
+    paid_confirm_title: "Als bezahlt markieren?",
+    paid_confirm_text: "Die Bestellung {id} wird als bezahlt markiert: die Lizenz {license} wird freigeschaltet, und der Kunde erhält eine Email.",
+    paid_confirm_button: "Ja, als bezahlt markieren",
+    cancel: "Abbrechen",
+    paid_already: "Diese Bestellung ist bereits bezahlt und freigeschaltet.",
+    paid_done_title: "Als bezahlt markiert",
+    paid_done_text: "Die Bestellung {id} ist bezahlt und freigeschaltet; die Lizenz {license} enthält jetzt die bestellten Services. Die Email an {customer} ist unterwegs.",
+    paid_not_ordered: "Diese Mutation ist nicht (mehr) als bestellt markiert; sie wurde bereits aktiviert oder gelöscht.",
+    back_to_admin: "Zur Administration",
+    mark_paid: "Als bezahlt markieren",
+    actor_admin: "Admin",
+    actor_daemon: "Daemon",
+    actor_system: "System",
+    actor_unknown_account: "Konto",
 };
 
 pub static EN: Texts = Texts {
@@ -268,7 +332,94 @@ pub static EN: Texts = Texts {
     admin_failed_emails: "Undelivered emails",
     back_to_login: "To the login",
     required_note: "Fields marked with * are required.",
+    upgrade_intro: "The fields show what the license holds today. Enter each driver's new total. Counts can only be increased; only what is added is charged.",
+    upgrade_drivers_hint: "The new total per driver; the price shows what is added.",
+    upgrade_new_total: "New total",
+    total_partial: "(without the rows with errors)",
+    quote_ordered: "Ordered",
+    to_license: "Show license",
+    hide_token: "Hide token",
+    copy_token: "Copy",
+    copied: "Copied",
+    order_license: "Order license",
+    no_licenses_next: "Order a license, or get a quote first.",
+    already_verified_title: "Email address already confirmed",
+    already_verified_text: "Your email address is already confirmed; the link is no longer needed. You can log in.",
+    mail_activated: "your order {id} is activated. License {license} now holds the services you ordered; ProMoS receives them at its next check.",
+    mail_activated_hard_dongle: "your order {id} is activated. License {license} is a hardware-dongle license: ProMoS does not check it over the internet but reads the license file. Download the file and copy it as promos.json into the ..\\lic directory of your project.",
+    mail_file_after_dongle: "The file is available once the dongle has been delivered and its number entered in the license server.",
+    download_license: "Download license",
+    show_license: "Show the license",
+    paid_confirm_title: "Mark as paid?",
+    paid_confirm_text: "Order {id} will be marked as paid: license {license} is activated and the customer receives an email.",
+    paid_confirm_button: "Yes, mark as paid",
+    cancel: "Cancel",
+    paid_already: "This order is already paid and activated.",
+    paid_done_title: "Marked as paid",
+    paid_done_text: "Order {id} is paid and activated; license {license} now holds the ordered services. The email to {customer} is on its way.",
+    paid_not_ordered: "This mutation is not (or no longer) ordered; it was already activated or deleted.",
+    back_to_admin: "To the administration",
+    mark_paid: "Mark paid",
+    actor_admin: "Admin",
+    actor_daemon: "Daemon",
+    actor_system: "System",
+    actor_unknown_account: "Account",
 };
+
+/// A name as German and English readers sort it: case and umlauts folded
+/// (Ä, Ö, Ü as A, O, U; ß as ss), so "Österreich" sorts among the O.
+pub fn sort_key(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars().flat_map(char::to_lowercase) {
+        match c {
+            'ä' | 'à' | 'á' | 'â' => out.push('a'),
+            'ö' | 'ò' | 'ó' | 'ô' => out.push('o'),
+            'ü' | 'ù' | 'ú' | 'û' => out.push('u'),
+            'é' | 'è' | 'ê' => out.push('e'),
+            'ß' => out.push_str("ss"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// An audit trail event (`license.created`) as the admin pages show it; a code
+/// without a translation shows as itself.
+pub fn audit_event(code: &str, lang: Lang) -> &str {
+    let (de, en) = match code {
+        "account.created" => ("Konto angelegt", "Account created"),
+        "account.trusted" => ("Als vertrauenswürdig markiert", "Marked trusted"),
+        "account.untrusted" => ("Nicht mehr vertrauenswürdig", "No longer trusted"),
+        "account.admin_granted" => ("Admin-Rechte erteilt", "Admin rights granted"),
+        "account.admin_revoked" => ("Admin-Rechte entzogen", "Admin rights revoked"),
+        "account.verified" | "email verified" | "verified" => {
+            ("Email-Adresse bestätigt", "Email address confirmed")
+        }
+        "email verified by admin" => (
+            "Email-Adresse vom Admin bestätigt",
+            "Email address confirmed by an admin",
+        ),
+        "password reset" => ("Passwort zurückgesetzt", "Password reset"),
+        "license.created" => ("Lizenz angelegt", "License created"),
+        "license.data_edited" => ("Lizenzdaten bearbeitet", "License data edited"),
+        "license.dongle_serial" => ("Dongle-Nummer eingetragen", "Dongle serial entered"),
+        "mutation.quoted" => ("Angebot erstellt", "Quote created"),
+        "mutation.ordered" => ("Bestellt", "Ordered"),
+        "mutation.activated" => ("Freigeschaltet", "Activated"),
+        "mutation.deleted" => ("Angebot gelöscht", "Quote deleted"),
+        "mutation.expired" => ("Angebot abgelaufen", "Quote expired"),
+        "binding.activated" => ("An Rechner gebunden", "Bound to a host"),
+        "binding.reset" => ("Zurückgesetzt", "Reset"),
+        "binding.deactivated" => ("Rechner abgemeldet", "Host deactivated"),
+        "grant.issued" => ("Lizenz signiert", "Grant signed"),
+        _ => return code,
+    };
+    if lang.is_de() {
+        de
+    } else {
+        en
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -290,5 +441,22 @@ mod tests {
         );
         assert_eq!(Lang::from_accept_language("fr, it"), None);
         assert_eq!(Lang::from_accept_language(""), None);
+    }
+
+    #[test]
+    fn umlauts_sort_with_their_base_letter() {
+        let mut names = vec!["Polen", "Österreich", "Niederlande", "Dänemark", "Belgien"];
+        names.sort_by_key(|n| sort_key(n));
+        assert_eq!(
+            names,
+            vec!["Belgien", "Dänemark", "Niederlande", "Österreich", "Polen"]
+        );
+    }
+
+    #[test]
+    fn audit_events_are_translated() {
+        assert_eq!(audit_event("license.created", Lang::De), "Lizenz angelegt");
+        assert_eq!(audit_event("license.created", Lang::En), "License created");
+        assert_eq!(audit_event("something.new", Lang::De), "something.new");
     }
 }

@@ -102,7 +102,7 @@ pub struct LicensePage {
     pub token: Option<String>,
     pub kind: String,
     pub protection: String,
-    pub licensee: String,
+    pub licensee: Vec<String>,
     pub data: LicenseData,
     pub dongle_serial: Option<String>,
     pub valid_until: Option<String>,
@@ -206,7 +206,7 @@ pub async fn page(web: Arc<Web>, ctx: Ctx, number: String, q: HashMap<String, St
             .then(|| license.token.expose().to_owned()),
         kind: kind_name(license.license_type, de).into(),
         protection: shop::protection_name(license.protection).into(),
-        licensee: shop::licensee_line(&license.licensee, de),
+        licensee: shop::licensee_lines(&license.licensee, de),
         data: license.license_data.clone(),
         dongle_serial: license.dongle_serial.as_ref().map(|s| s.to_string()),
         valid_until: license.valid_until.map(|t| pages::date(t, lang)),
@@ -569,7 +569,7 @@ pub async fn upgrade_get(web: Arc<Web>, ctx: Ctx, number: String) -> Resp {
     if let Some(why) = upgrade_refusal(&web, &license, de) {
         return Ok(conflict(&web, &ctx, "Upgrade", &why));
     }
-    let entered = Entered::from_entitlements(&web, &license.entitlements);
+    let entered = Entered::from_entitlements(&license.entitlements);
     let (sel, _) = entered.selection(LicenseType::Standard, de);
     let priced = web
         .prices
@@ -660,7 +660,7 @@ pub async fn upgrade_post(web: Arc<Web>, ctx: Ctx, number: String, form: Form) -
             upgrade: Some(license.number.to_string()),
             protection: shop::protection_name(license.protection).into(),
             data: license.license_data.clone(),
-            licensee_line: shop::licensee_line(&license.licensee, de),
+            licensee: shop::licensee_lines(&license.licensee, de),
             s: SummaryView::build(&summary, &priced.entitlements, Some(&current), de),
             hidden: entered.hidden_fields(),
             remarks: entered.remarks.clone(),

@@ -445,6 +445,17 @@ pub fn routes(
             .and(warp::path!("static" / "order.js"))
             .map(shop::order_js))
         .unify()
+        .or(warp::get()
+            .and(warp::path!("static" / "license.js"))
+            .map(|| {
+                warp::reply::with_header(
+                    pages::LICENSE_JS,
+                    "content-type",
+                    "text/javascript; charset=utf-8",
+                )
+                .into_response()
+            }))
+        .unify()
         .boxed();
 
     let shop_routes = get
@@ -561,6 +572,12 @@ pub fn routes(
         .clone()
         .and(warp::path!("admin"))
         .and_then(admin::index)
+        .or(get
+            .clone()
+            .and(warp::path!("admin" / "orders" / String / u32 / "paid"))
+            .and(warp::query::<HashMap<String, String>>())
+            .and_then(admin::paid_page))
+        .unify()
         .or(get
             .clone()
             .and(warp::path!("admin" / "licenses"))

@@ -8,6 +8,9 @@ use warp::hyper::Body;
 
 pub const STYLE_CSS: &str = include_str!("../../static/style.css");
 
+/// The license page's copy button (the page works without it).
+pub const LICENSE_JS: &str = include_str!("../../static/license.js");
+
 /// The logged-in user, as the layout shows them.
 #[derive(Clone, Debug)]
 pub struct UserView {

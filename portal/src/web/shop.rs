@@ -127,13 +127,13 @@ impl Entered {
         e
     }
 
-    /// The selection of an existing license, as the upgrade form opens: what was
-    /// bought above the free base per driver, the options and users it has.
-    pub fn from_entitlements(web: &Web, ent: &Entitlements) -> Entered {
+    /// The selection of an existing license, as the upgrade form opens: the total
+    /// per driver (the inputs of the upgrade form mean the new total), the options
+    /// and users it has.
+    pub fn from_entitlements(ent: &Entitlements) -> Entered {
         let mut e = Entered::default();
         for d in Driver::ALL {
-            let bought = ent.driver(d).saturating_sub(web.prices.driver(d).free_base);
-            e.drivers.insert(d, bought.to_string());
+            e.drivers.insert(d, ent.driver(d).to_string());
         }
         e.malm = ent.malm.clone();
         e.mystrom = ent.mystrom;
@@ -401,6 +401,56 @@ pub fn price(
     }
 }
 
+/// Prices the valid rows of `sel` when some are not: every row named in `errors`
+/// goes back to where the form starts it (a new license: nothing bought; an
+/// upgrade: what the license holds), so every other row keeps its price and the
+/// total is that of the valid rows. The live total and the form shown again
+/// after "Next" use it; nothing is ever stored from it.
+pub fn price_valid_rows(
+    prices: &PriceList,
+    current: Option<&Entitlements>,
+    sel: &Selection,
+    country: Option<&str>,
+    errors: &Errors,
+) -> Option<Priced> {
+    let mut valid = sel.clone();
+    for field in errors.keys() {
+        if let Some(d) = field.strip_prefix("driver_").and_then(Driver::from_key) {
+            valid.drivers.insert(d, current.map_or(0, |c| c.driver(d)));
+        } else if let Some(m) = field.strip_prefix("malm_").and_then(MalmModule::from_key) {
+            if current.is_some_and(|c| c.malm.contains(&m)) {
+                valid.malm.insert(m);
+            } else {
+                valid.malm.remove(&m);
+            }
+        } else {
+            match field.as_str() {
+                "ge_users" => valid.ge_users = current.map_or(1, |c| c.ge_users.max(1)),
+                "pwa_users" => valid.pwa_users = current.map_or(1, |c| c.pwa_users.max(1)),
+                "mystrom" => valid.mystrom = current.is_some_and(|c| c.mystrom),
+                "philips_hue" => valid.philips_hue = current.is_some_and(|c| c.philips_hue),
+                _ => {}
+            }
+        }
+    }
+    let country = country.filter(|_| !errors.contains_key("country"));
+    let result = match current {
+        None => prices.quote(&valid, country),
+        Some(c) => prices.quote_upgrade(c, &valid, country),
+    };
+    result.ok()
+}
+
+/// A field of the priced part of the form (its error leaves a row unpriced).
+pub fn is_priced_field(field: &str) -> bool {
+    field.starts_with("driver_")
+        || field.starts_with("malm_")
+        || matches!(
+            field,
+            "protection" | "ge_users" | "pwa_users" | "mystrom" | "philips_hue"
+        )
+}
+
 /// The priced order as it is stored with the quote.
 pub fn summarize(priced: &Priced, country: &str) -> PricedSummary {
     PricedSummary {
@@ -485,11 +535,14 @@ pub struct SelectionView {
     pub smarthome: Vec<OptionRow>,
     pub users: Vec<UsersRow>,
     pub total: String,
+    /// Some rows have errors: `total` is that of the valid rows.
+    pub total_partial: bool,
 }
 
 impl SelectionView {
-    /// Builds the rows from what was entered and, if the selection priced, its
-    /// compositions. `current` marks what an upgrade cannot go below.
+    /// Builds the rows from what was entered and, if the selection priced (or its
+    /// valid rows did, see [`price_valid_rows`]), its compositions. `current`
+    /// marks what an upgrade cannot go below and already has.
     pub fn build(
         prices: &PriceList,
         entered: &Entered,
@@ -504,7 +557,11 @@ impl SelectionView {
             .map(|d| {
                 let p = prices.driver(d);
                 let (_, many) = d.unit(de);
-                let comp = priced.and_then(|pr| pr.drivers.iter().find(|c| c.driver == d));
+                let error = errors.get(&format!("driver_{}", d.key())).cloned();
+                // A row with an error has no price of its own (the valid rows keep theirs).
+                let comp = priced
+                    .filter(|_| error.is_none())
+                    .and_then(|pr| pr.drivers.iter().find(|c| c.driver == d));
                 let mut composition: Vec<(String, String)> = comp
                     .map(|c| {
                         c.packages
@@ -534,7 +591,7 @@ impl SelectionView {
                     })
                     .unwrap_or_default();
                 let value = if engineering {
-                    d.engineering_count().to_string()
+                    money::count(d.engineering_count().into(), de)
                 } else {
                     entered.drivers.get(&d).cloned().unwrap_or_default()
                 };
@@ -547,7 +604,7 @@ impl SelectionView {
                     price: comp
                         .map(|c| money::eur(c.price, de))
                         .unwrap_or_else(|| "–".into()),
-                    error: errors.get(&format!("driver_{}", d.key())).cloned(),
+                    error,
                     composition,
                     total,
                     packages: std::iter::once((
@@ -574,7 +631,12 @@ impl SelectionView {
                     error: errors.get(&field).cloned(),
                     field,
                     name: m.display_name(de).to_owned(),
-                    price: money::eur(prices.malm[&m], de),
+                    // What the license already has costs nothing more.
+                    price: if locked {
+                        String::new()
+                    } else {
+                        money::eur(prices.malm[&m], de)
+                    },
                     checked: engineering || locked || entered.malm.contains(&m),
                     locked,
                 }
@@ -600,7 +662,11 @@ impl SelectionView {
         .map(|(field, name, price, checked, locked)| OptionRow {
             field: field.into(),
             name: name.into(),
-            price: money::eur(price, de),
+            price: if locked {
+                String::new()
+            } else {
+                money::eur(price, de)
+            },
             checked: engineering || checked || locked,
             locked,
             error: errors.get(field).cloned(),
@@ -628,7 +694,7 @@ impl SelectionView {
                 field,
                 name,
                 options: (min..=prices.max_users)
-                    .map(|n| (n, users_label(n, prices, de), n == chosen))
+                    .map(|n| (n, users_label(n, min, prices, de), n == chosen))
                     .collect(),
                 error: errors.get(field).cloned(),
             }
@@ -643,22 +709,25 @@ impl SelectionView {
             total: priced
                 .map(|p| money::eur(p.net, de))
                 .unwrap_or_else(|| "–".into()),
+            total_partial: priced.is_some() && errors.keys().any(|k| is_priced_field(k)),
         }
     }
 }
 
-/// "2 gleichzeitige Benutzer (100 €)" / "1 gleichzeitiger Benutzer (Bereits enthalten)".
-fn users_label(n: u32, prices: &PriceList, de: bool) -> String {
+/// "2 gleichzeitige Benutzer (100 €)" / "1 gleichzeitiger Benutzer (Bereits
+/// enthalten)": `included` users are included (1 in a new license, what the
+/// license has in an upgrade); each further one costs what it adds.
+fn users_label(n: u32, included: u32, prices: &PriceList, de: bool) -> String {
     let unit = match (de, n == 1) {
         (true, true) => "gleichzeitiger Benutzer",
         (true, false) => "gleichzeitige Benutzer",
         (false, true) => "simultaneous user",
         (false, false) => "simultaneous users",
     };
-    if n == 1 {
-        format!("1 {unit} ({})", tr(de, "Bereits enthalten", "included"))
+    if n <= included {
+        format!("{n} {unit} ({})", tr(de, "Bereits enthalten", "included"))
     } else {
-        let price = prices.per_extra_user * Decimal::from(n - 1);
+        let price = prices.per_extra_user * Decimal::from(n - included);
         format!("{n} {unit} ({})", money::eur(price, de))
     }
 }
@@ -885,7 +954,7 @@ pub struct SummaryPage {
     pub upgrade: Option<String>,
     pub protection: String,
     pub data: LicenseData,
-    pub licensee_line: String,
+    pub licensee: Vec<String>,
     pub s: SummaryView,
     pub hidden: Vec<(String, String)>,
     pub remarks: String,
@@ -918,7 +987,7 @@ pub fn form_page(web: &Web, ctx: &Ctx, status: StatusCode, st: FormState<'_>) ->
             )
         })
         .collect();
-    countries.sort_by(|a, b| a.1.cmp(&b.1));
+    countries.sort_by_key(|c| super::i18n::sort_key(&c.1));
     let (action, kind, upgrade, title) = match st.upgrade {
         Some((l, _)) => (
             format!("/licenses/{}/upgrade", l.number),
@@ -993,21 +1062,42 @@ pub fn protection_name(p: Protection) -> &'static str {
     }
 }
 
-pub fn licensee_line(l: &Licensee, de: bool) -> String {
-    format!(
-        "{} ({} {}) {} {} {} {} {} Email: {} {}: {}",
-        l.company,
-        l.first_name,
-        l.last_name,
-        l.street,
-        l.postcode,
-        l.city,
-        l.state,
-        country_name(&l.country, de),
-        l.email,
-        tr(de, "Telefon", "Phone"),
-        l.phone
-    )
+/// The licensee as an address, one line each: company and name, street,
+/// postcode and city, state and country, email, phone (empty parts left out).
+pub fn licensee_lines(l: &Licensee, de: bool) -> Vec<String> {
+    let join = |parts: &[&str], sep: &str| {
+        parts
+            .iter()
+            .filter(|p| !p.is_empty())
+            .copied()
+            .collect::<Vec<_>>()
+            .join(sep)
+    };
+    let name = join(&[&l.first_name, &l.last_name], " ");
+    let country = country_name(&l.country, de);
+    [
+        if name.is_empty() {
+            l.company.clone()
+        } else {
+            format!("{} ({name})", l.company)
+        },
+        l.street.clone(),
+        join(&[&l.postcode, &l.city], " "),
+        join(&[&l.state, &country], ", "),
+        if l.email.is_empty() {
+            String::new()
+        } else {
+            format!("Email: {}", l.email)
+        },
+        if l.phone.is_empty() {
+            String::new()
+        } else {
+            format!("{}: {}", tr(de, "Telefon", "Phone"), l.phone)
+        },
+    ]
+    .into_iter()
+    .filter(|line| !line.trim().is_empty())
+    .collect()
 }
 
 // ----- handlers: new license --------------------------------------------------------
@@ -1021,9 +1111,8 @@ pub async fn choose(web: Arc<Web>, ctx: Ctx) -> Resp {
     if require_login(&ctx).is_none() {
         return Ok(login_first(&ctx));
     }
-    let de = ctx.lang.is_de();
     let page = ChoosePage {
-        c: Chrome::new(&web, &ctx, tr(de, "Angebot einholen", "Get a quote")),
+        c: Chrome::new(&web, &ctx, ctx.lang.t().order_license),
     };
     Ok(pages::render(&web, &ctx, StatusCode::OK, &page))
 }
@@ -1085,7 +1174,9 @@ pub fn evaluate(
     if errors.is_empty() {
         priced.ok_or_else(|| Box::new((errors, None)))
     } else {
-        Err(Box::new((errors, priced)))
+        let valid_rows =
+            priced.or_else(|| price_valid_rows(prices, current, &sel, country, &errors));
+        Err(Box::new((errors, valid_rows)))
     }
 }
 
@@ -1171,7 +1262,7 @@ pub async fn form_post(web: Arc<Web>, ctx: Ctx, kind: String, form: Form) -> Res
             upgrade: None,
             protection: protection_name(protection).into(),
             data: entered.data.clone(),
-            licensee_line: licensee_line(&entered.licensee, de),
+            licensee: licensee_lines(&entered.licensee, de),
             s: SummaryView::build(&summary, &priced.entitlements, None, de),
             hidden: entered.hidden_fields(),
             remarks: entered.remarks.clone(),
@@ -1285,6 +1376,23 @@ pub async fn price_api(web: Arc<Web>, ctx: Ctx, q: Vec<(String, String)>) -> Res
 /// entitlements of the license to upgrade. 200 with `ok: true` and the totals
 /// only when every field is known and valid; otherwise 422 with `ok: false`,
 /// `errors` (field name to message) and no `net`, `vat` or `gross`.
+///
+/// Shape:
+///
+/// ```text
+/// { "ok": bool,                 // every field known and valid (status 200, else 422)
+///   "net", "net_value", "vat", "gross": string,   // only when ok
+///   "drivers": { "<key>": { "price", "composition", "total" } },  // "–" on a row with an error
+///   "errors": { "<field>": "message" },
+///   "rows": { "driver_<key>": "price" },   // the valid driver rows' prices
+///   "partial_total": string | null }       // net of the valid rows
+/// ```
+///
+/// `rows` and `partial_total` are there only while every error is a row of the
+/// form (a count over its maximum, a misread count): one such row leaves every
+/// other row's price and the total of the valid rows on the page
+/// (`static/order.js`). An unknown or repeated field, kind or country gives
+/// neither.
 pub fn price_answer(
     prices: &PriceList,
     form: &Form,
@@ -1331,10 +1439,14 @@ pub fn price_answer(
     }
     let country = country_known.then_some(entered.licensee.country.as_str());
     let priced = price(prices, current, &sel, country, de, &mut errors);
+    let valid_rows = match &priced {
+        Some(p) if errors.is_empty() => Some(p.clone()),
+        _ => price_valid_rows(prices, current, &sel, country, &errors),
+    };
     let view = SelectionView::build(
         prices,
         &entered,
-        priced.as_ref(),
+        valid_rows.as_ref(),
         current,
         license_type == LicenseType::Engineering,
         &errors,
@@ -1360,10 +1472,22 @@ pub fn price_answer(
     } else {
         StatusCode::UNPROCESSABLE_ENTITY
     };
+    let rows_only = errors
+        .keys()
+        .all(|k| is_priced_field(k) && Entered::field_names().contains(k.as_str()));
+    let valid_rows = valid_rows.filter(|_| rows_only);
+    let rows: serde_json::Map<String, serde_json::Value> = view
+        .drivers
+        .iter()
+        .filter(|d| d.error.is_none() && valid_rows.is_some())
+        .map(|d| (format!("driver_{}", d.key), d.price.clone().into()))
+        .collect();
     let mut body = serde_json::json!({
         "ok": priced.is_some(),
         "drivers": drivers,
         "errors": errors,
+        "rows": rows,
+        "partial_total": valid_rows.as_ref().map(|p| money::eur(p.net, de)),
     });
     if let Some(p) = &priced {
         body["net"] = money::eur(p.net, de).into();
@@ -1399,6 +1523,9 @@ pub struct QuoteRow {
     pub valid_until: String,
     pub price: String,
     pub expired: bool,
+    /// Ordered (and perhaps activated since): no longer open, linked to its license.
+    pub ordered: bool,
+    pub license_path: String,
 }
 
 #[derive(Template, Debug)]
@@ -1432,7 +1559,8 @@ pub fn owned_mutation(web: &Web, ctx: &Ctx, number: &str, n: u32) -> Option<(Lic
 }
 
 /// "Meine Angebote": number, type, license, licensee, created, valid until, price;
-/// search (`q`) and filter (`show` = open, expired, new, upgrade).
+/// search (`q`) and filter (`show` = open, expired, ordered, new, upgrade). An
+/// ordered quote stays in the list, marked as ordered, with a link to its license.
 pub async fn quotes(web: Arc<Web>, ctx: Ctx, q: HashMap<String, String>) -> Resp {
     let Some(account) = require_login(&ctx) else {
         return Ok(login_first(&ctx));
@@ -1455,14 +1583,17 @@ pub async fn quotes(web: Arc<Web>, ctx: Ctx, q: HashMap<String, String>) -> Resp
             continue;
         };
         for m in ms {
-            if !matches!(m.state, MutationState::Quote | MutationState::Expired) {
+            let ordered = matches!(m.state, MutationState::Ordered | MutationState::Activated);
+            // Renewals are never quoted; deleted quotes are gone.
+            if m.kind == MutationKind::Renewal || m.state == MutationState::Deleted {
                 continue;
             }
-            let expired = quote_expired(&m, now);
+            let expired = !ordered && quote_expired(&m, now);
             let upgrade = m.kind != MutationKind::New;
             let keep = match filter.as_str() {
-                "open" => !expired,
+                "open" => !expired && !ordered,
                 "expired" => expired,
+                "ordered" => ordered,
                 "new" => !upgrade,
                 "upgrade" => upgrade,
                 _ => true,
@@ -1493,6 +1624,8 @@ pub async fn quotes(web: Arc<Web>, ctx: Ctx, q: HashMap<String, String>) -> Resp
                     .map(|p| eur_text(p, de))
                     .unwrap_or_default(),
                 expired,
+                ordered,
+                license_path: format!("/licenses/{}", m.license),
             };
             let hay =
                 format!("{} {} {} {}", row.id, row.license, row.licensee, row.price).to_lowercase();
@@ -1516,6 +1649,7 @@ pub async fn quotes(web: Arc<Web>, ctx: Ctx, q: HashMap<String, String>) -> Resp
             ("", tr(de, "Alle", "All")),
             ("open", tr(de, "Offen", "Open")),
             ("expired", tr(de, "Abgelaufen", "Expired")),
+            ("ordered", ctx.lang.t().quote_ordered),
             ("new", tr(de, "Neu", "New")),
             ("upgrade", "Upgrade"),
         ],
@@ -1540,7 +1674,7 @@ pub struct QuotePage {
     pub expired: bool,
     pub protection: String,
     pub data: LicenseData,
-    pub licensee_line: String,
+    pub licensee: Vec<String>,
     pub s: Option<SummaryView>,
     pub remarks: String,
 }
@@ -1620,7 +1754,7 @@ pub async fn quote_show(web: Arc<Web>, ctx: Ctx, number: String, n: u32) -> Resp
         expired,
         protection: protection_name(license.protection).into(),
         data: license.license_data.clone(),
-        licensee_line: licensee_line(&license.licensee, de),
+        licensee: licensee_lines(&license.licensee, de),
         s: m.priced
             .as_ref()
             .map(|s| SummaryView::build(s, &after, before.as_ref(), de)),

@@ -95,6 +95,24 @@ impl EmailTokens {
         Ok(TokenCheck::Valid(AccountId(rec.account)))
     }
 
+    /// The account a known token of `purpose` was issued to, whether or not it is
+    /// still valid (a verification link clicked a second time: the page can say
+    /// that the address is already confirmed instead of "link not valid").
+    pub fn account_of(
+        &self,
+        purpose: Purpose,
+        token: &str,
+    ) -> Result<Option<AccountId>, StoreError> {
+        let key = Sha256::digest(token.as_bytes());
+        let Some(v) = self.tree.get(key.as_slice())? else {
+            return Ok(None);
+        };
+        Ok(serde_json::from_slice::<TokenRecord>(&v)
+            .ok()
+            .filter(|rec| rec.purpose == purpose)
+            .map(|rec| AccountId(rec.account)))
+    }
+
     /// Uses a token up: it is valid exactly once, even under concurrent requests.
     pub fn consume(
         &self,

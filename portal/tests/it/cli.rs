@@ -57,7 +57,16 @@ fn admin_commands_without_a_running_server() {
     assert!(show.contains(&token), "{show}");
     assert!(show.contains("none active"), "unpaid: {show}");
     assert!(show.contains("ordered"), "{show}");
-    ok(&pls(&data, &["admin", "mark-paid", &number]));
+    // mark-paid says what changed, never the token (issue 18).
+    let paid = ok(&pls(&data, &["admin", "mark-paid", &number]));
+    assert!(!paid.contains(&token), "{paid}");
+    assert!(
+        paid.contains(&format!("marked paid: {number}#1 (new), activated")),
+        "{paid}"
+    );
+    assert!(paid.contains("SAIA PCD      0 -> 6100"), "{paid}");
+    assert!(paid.contains("pWA users     0 -> 5"), "{paid}");
+    assert!(paid.contains("grant:        none yet"), "{paid}");
     let show = ok(&pls(&data, &["admin", "show", &number]));
     assert!(show.contains("SAIA PCD 6100"), "{show}");
     assert!(show.contains("Modbus 10010"), "{show}");

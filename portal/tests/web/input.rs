@@ -99,7 +99,26 @@ async fn every_redirect_target_passes_one_rule() {
             &[("csrf", &page.csrf()), ("back", "/\t/evil.example")],
         )
         .await;
-    assert_redirects(&r, "/", "mark paid back");
+    // Marked paid: the result page, whose way back is the safe target only.
+    assert_redirects(
+        &r,
+        &format!("/admin/orders/{number}/1/paid?done=1&back=/"),
+        "mark paid back",
+    );
+    let result = admin.get(&location(&r)).await;
+    assert_eq!(result.status, 200);
+    assert!(!result.body.contains("evil.example"), "{}", result.body);
+    let page = admin
+        .get(
+            "/admin/orders/{number}/1/paid?back=/%09/evil.example"
+                .replace("{number}", number.as_str())
+                .as_str(),
+        )
+        .await;
+    assert!(
+        !page.body.contains("evil.example"),
+        "the confirm page's back is safe too"
+    );
     let id = p
         .web
         .store
@@ -323,7 +342,11 @@ async fn the_order_form_refuses_unknown_fields_and_misread_numbers() {
         set(&mut fields, "driver_saia_pcd", bad);
         let r = post_owned(&mut b, "/quote/standard", &fields).await;
         assert_eq!(r.status, 422, "{bad}");
-        let error = between(&r.body, "id=\"err-driver_saia_pcd\">", "</p>").expect("field error");
+        let row = between(&r.body, "id=\"err-driver_saia_pcd\"", "</p>").expect("field error");
+        let error = row
+            .split_once('>')
+            .map(|(_, e)| e.to_owned())
+            .unwrap_or_default();
         assert!(error.contains("ganze Zahl"), "{bad}: {error}");
     }
     // German grouping on a German page: 6.000 is six thousand.

@@ -8,6 +8,7 @@
 mod browser;
 mod input;
 mod shop;
+mod ux;
 
 use browser::{between, outbox, Browser};
 use keys::{SimClock, UnixTime};
@@ -294,9 +295,24 @@ async fn expired_and_reused_verification_links_offer_a_new_one() {
     let mails = outbox(&p.outbox);
     let token2 =
         &between(&mails.last().expect("mail").text, "/verify?token=", "\n").expect("link")[..64];
+    // The same link a second time: the address is confirmed, nothing is wrong
+    // (issue 18): no "link not valid", a way to log in instead.
     let r = b.get(&format!("/verify?token={token2}")).await;
+    assert_eq!(r.status, 200);
+    assert!(
+        r.body.contains("Email-Adresse bereits bestätigt"),
+        "{}",
+        r.body
+    );
+    assert!(!r.body.contains("Link ungültig"));
+    assert!(r.body.contains("href=\"/login\""));
+    // The expired first link of the now confirmed address says the same.
+    let r = b.get(&format!("/verify?token={token}")).await;
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("bereits bestätigt"));
+    let r = b.get("/verify?token=nonsense").await;
     assert_eq!(r.status, 410);
-    assert!(b.get("/verify?token=nonsense").await.status == 410);
+    assert!(r.body.contains("Link ungültig"));
 }
 
 #[tokio::test]

@@ -266,10 +266,10 @@ async fn the_manuals_worked_order_from_quote_to_activation() {
     assert_eq!(summary.status, 200, "{}", summary.body);
     for expected in [
         "Software-Schutz: SoftDongle",
-        "Modbus: 10000 Datenpunkte",
+        "Modbus: 10.000 Datenpunkte",
         "SAIA PCD: 100 Datenpunkte",
-        "SAIA PCD: 1000 Datenpunkte",
-        "SAIA PCD: 5000 Datenpunkte",
+        "SAIA PCD: 1.000 Datenpunkte",
+        "SAIA PCD: 5.000 Datenpunkte",
         "pWA: 5 gleichzeitige Benutzer",
         "6.100 Datenpunkte",
         "7.150,00 €",
@@ -312,7 +312,7 @@ async fn the_manuals_worked_order_from_quote_to_activation() {
         .await;
     assert_eq!(mail.to, "christoph@example.com");
     for expected in [
-        "Modbus: 10000 Datenpunkte",
+        "Modbus: 10.000 Datenpunkte",
         "7.150,00 €",
         "1.358,50 €",
         "8.508,50 €",
@@ -393,7 +393,12 @@ async fn the_manuals_worked_order_from_quote_to_activation() {
     assert!(license_page.body.contains("10.010 Datenpunkte"));
     assert!(!license_page.body.contains("id=\"token\""));
     let shown = b.get(&format!("/licenses/{number}?token=show")).await;
-    let token = between(&shown.body, "<code id=\"token\">", "</code>").expect("token");
+    let token = between(
+        &shown.body,
+        "<code id=\"token\" class=\"token\">",
+        "</code>",
+    )
+    .expect("token");
     let license = p
         .web
         .store
@@ -733,8 +738,8 @@ async fn hard_dongle_download_needs_the_serial_and_is_never_reset() {
     assert!(page.body.contains("promos.json"));
     // The audit trail shows who did what.
     let audit = admin.get(&format!("/admin/licenses/{hard}")).await;
-    assert!(audit.body.contains("license.dongle_serial"));
-    assert!(audit.body.contains("admin:vendor@mst.example"));
+    assert!(audit.body.contains("Dongle-Nummer eingetragen"));
+    assert!(audit.body.contains("Admin vendor@mst.example"));
 }
 
 #[tokio::test]
@@ -765,22 +770,24 @@ async fn upgrade_only_while_stopped_only_upwards_and_reset_moves_the_license() {
     assert!(page.body.contains("id=\"upgrade\""));
     let form = b.get(&format!("/licenses/{number}/upgrade")).await;
     assert_eq!(form.status, 200);
+    // The inputs are the totals the license holds (issue 18).
     assert!(form
         .body
-        .contains("name=\"driver_saia_pcd\" id=\"f-driver_saia_pcd\" value=\"6000\""));
+        .contains("name=\"driver_saia_pcd\" id=\"f-driver_saia_pcd\" value=\"6100\""));
     let csrf = form.csrf();
     let mut fields = worked_order(&csrf);
+    set(&mut fields, "driver_modbus", "10010");
     // A decrease is a field error.
     set(&mut fields, "driver_saia_pcd", "5000");
     let r = post_owned(&mut b, &format!("/licenses/{number}/upgrade"), &fields).await;
     assert_eq!(r.status, 422);
     assert!(r.body.contains("nicht verkleinert"), "{}", r.body);
     // Nothing added: refused.
-    set(&mut fields, "driver_saia_pcd", "6000");
+    set(&mut fields, "driver_saia_pcd", "6100");
     let r = post_owned(&mut b, &format!("/licenses/{number}/upgrade"), &fields).await;
     assert_eq!(r.status, 422);
-    // SAIA PCD 6,000 -> 16,000: 10,000 more for 800 EUR; ordered directly.
-    set(&mut fields, "driver_saia_pcd", "16000");
+    // SAIA PCD 6,100 -> 16,100: 10,000 more for 800 EUR; ordered directly.
+    set(&mut fields, "driver_saia_pcd", "16100");
     let summary = post_owned(&mut b, &format!("/licenses/{number}/upgrade"), &fields).await;
     assert_eq!(summary.status, 200, "{}", summary.body);
     assert!(
@@ -790,7 +797,7 @@ async fn upgrade_only_while_stopped_only_upwards_and_reset_moves_the_license() {
         "{}",
         summary.body
     );
-    assert!(summary.body.contains("SAIA PCD: 10000 Datenpunkte"));
+    assert!(summary.body.contains("SAIA PCD: 10.000 Datenpunkte"));
     assert!(summary
         .body
         .contains("<strong id=\"sum-gross\">952,00 €</strong>"));
@@ -1049,6 +1056,6 @@ async fn edit_license_data_and_the_trusted_customer() {
         .body
         .contains(number.as_str()));
     let detail = admin.get(&format!("/admin/licenses/{number}")).await;
-    assert!(detail.body.contains("license.data_edited"));
-    assert!(detail.body.contains("mutation.activated"));
+    assert!(detail.body.contains("Lizenzdaten bearbeitet"));
+    assert!(detail.body.contains("Freigeschaltet"));
 }

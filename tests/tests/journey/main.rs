@@ -17,6 +17,13 @@
 //!    downloads the file, daemon D with the SIMULATED dongle (a file) runs
 //!    licensed; the dongle is removed and the stop is scheduled an hour later.
 //!
+//! Issue 18 on the way: the empty license list leads to ordering; one driver
+//! over its maximum keeps the other prices and the valid total; the upgrade form
+//! shows totals; the token is hidden again and has a copy button; the admin
+//! lands on the administration and confirms "mark paid" before it happens; the
+//! order form, the license page, the upgrade form and the quote list fit a
+//! 390 px window (and 1280 px) without scrolling sideways.
+//!
 //! Screenshots of the key pages go to `<target>/tmp/journey-screenshots/`; the
 //! test fails on any browser console error. The daemons' hardware IDs come from
 //! the test-only override `PROMOS_LICD_TEST_HARDWARE_ID`; their dongle backend
@@ -249,16 +256,81 @@ impl Journey {
         s.screenshot(&self.shots.join(format!("{name}.png"))).await;
     }
 
-    async fn login(&self, s: &mut Session, email: &str, pw: &str) {
+    /// Logs in; customers land on their licenses, admins on the administration.
+    async fn login(&self, s: &mut Session, email: &str, pw: &str, lands: &str) {
         s.goto(&self.url("/login")).await;
         s.fill("input[name=email]", email).await;
         s.fill("input[name=password]", pw).await;
         s.click_nav("form[action='/login'] button[type=submit]")
             .await;
         assert!(
-            s.url().await.ends_with("/licenses"),
-            "logged in: {}",
+            s.url().await.ends_with(lands),
+            "logged in, on {lands}: {}",
             s.url().await
+        );
+    }
+
+    /// Shows the current page 1280 and 390 px wide (scrolled to the first of
+    /// `visible`), saves a screenshot of each
+    /// (`<name>-<width>.png`), and fails if the page is wider than the window
+    /// (it would scroll sideways) or one of `visible` (CSS selectors) is missing or
+    /// reaches past the window's edge.
+    async fn fits(&self, s: &Session, name: &str, visible: &[&str]) {
+        let selectors = serde_json::to_string(visible).expect("json");
+        for width in [1280, 390] {
+            s.viewport(Some((width, 900))).await;
+            let script = format!(
+                "var done = arguments[0]; var sels = {selectors};
+                 var first = sels.length ? document.querySelector(sels[0]) : null;
+                 if (first) {{ first.scrollIntoView({{block: 'center'}}); }}
+                 requestAnimationFrame(function () {{ requestAnimationFrame(function () {{
+                   var d = document.documentElement;
+                   var out = {{scroll: d.scrollWidth, client: d.clientWidth, inner: window.innerWidth, bad: []}};
+                   sels.forEach(function (sel) {{
+                     var els = document.querySelectorAll(sel);
+                     if (!els.length) {{ out.bad.push(sel + ' is missing'); }}
+                     els.forEach(function (el) {{
+                       var r = el.getBoundingClientRect();
+                       if (r.right > d.clientWidth + 0.5 || r.left < -0.5) {{
+                         out.bad.push(sel + ' spans ' + r.left + '..' + r.right);
+                       }}
+                     }});
+                   }});
+                   done(out);
+                 }}); }});"
+            );
+            let out = s.exec_async(&script).await;
+            self.shot(s, &format!("{name}-{width}")).await;
+            let (scroll, client, inner) = (
+                out["scroll"].as_f64().expect("scrollWidth"),
+                out["client"].as_f64().expect("clientWidth"),
+                out["inner"].as_f64().expect("innerWidth"),
+            );
+            assert!(
+                scroll <= client && scroll <= inner,
+                "{name} at {width} px scrolls sideways: the page is {scroll} px wide in a {inner} px window"
+            );
+            assert_eq!(out["bad"], json!([]), "{name} at {width} px");
+        }
+        s.viewport(None).await;
+    }
+
+    /// "Als bezahlt markieren" in the administration: the question page, then
+    /// the confirmed result.
+    async fn mark_paid(&self, a: &mut Session, number: &str, n: u32, shot: Option<&str>) {
+        a.goto(&self.url("/admin")).await;
+        let path = format!("/admin/orders/{number}/{n}/paid");
+        a.click_nav(&format!("a[href='{path}']")).await;
+        assert!(a.url().await.ends_with(&path), "{}", a.url().await);
+        assert!(a.source().await.contains("Als bezahlt markieren?"));
+        if let Some(name) = shot {
+            self.fits(a, name, &["#confirm-paid", "#cancel-paid"]).await;
+        }
+        a.click_nav("#confirm-paid").await;
+        let text = a.text("#paid-text").await;
+        assert!(
+            text.contains(&format!("{number}#{n} ist bezahlt und freigeschaltet")),
+            "{text}"
         );
     }
 
@@ -407,10 +479,12 @@ async fn journey() {
         .await;
     let mail = mail_containing(&j.outbox, "/verify?token=").await;
     c.goto(&link(&mail, "/verify?token=")).await;
-    j.login(&mut c, "christoph@journey.example", PW).await;
+    j.login(&mut c, "christoph@journey.example", PW, "/licenses")
+        .await;
 
-    // 2. The worked order; the live total; quote; email; order.
-    c.goto(&j.url("/quote")).await;
+    // 2. The worked order; the live total; quote; email; order. No license yet:
+    // the list leads to ordering.
+    c.click_nav("#order-first").await;
     c.click_nav("#choose-standard").await;
     j.master_data(&c, "Christoph Müller").await;
     c.fill("#f-driver_modbus", "10000").await;
@@ -424,6 +498,43 @@ async fn journey() {
     let saia = c.wait_text("#price-saia_pcd", "750,00 €").await;
     assert_eq!(saia, "750,00 €");
     j.shot(&c, "02-order-form").await;
+    // One driver over its maximum: its own error at once, every other price and
+    // the total of the valid rows stay.
+    c.fill("#f-driver_mbus", "2001").await;
+    assert_eq!(
+        c.wait_text("#err-driver_mbus", "MBus: Höchstens 2.000 Devices.")
+            .await,
+        "MBus: Höchstens 2.000 Devices."
+    );
+    assert_eq!(c.text("#price-mbus").await, "–");
+    assert_eq!(c.text("#price-saia_pcd").await, "750,00 €");
+    assert_eq!(c.text("#price-modbus").await, "6.000,00 €");
+    assert_eq!(c.text("#total").await, "7.150,00 €");
+    assert_eq!(
+        c.text("#total-partial").await,
+        "(ohne die Zeilen mit Fehlern)"
+    );
+    j.shot(&c, "02-order-form-row-error").await;
+    c.fill("#f-driver_mbus", "1").await;
+    c.wait_text("#err-driver_mbus", "").await;
+    assert_eq!(c.text("#total-partial").await, "", "the note goes again");
+    // The cost details open, the form fits a phone.
+    c.exec_async(
+        "document.querySelector('#comp-saia_pcd').closest('details').open = true; arguments[0](true);",
+    )
+    .await;
+    j.fits(
+        &c,
+        "02-order-form",
+        &[
+            "#price-saia_pcd",
+            "#price-knx",
+            "#comp-saia_pcd",
+            "#total",
+            "#next",
+        ],
+    )
+    .await;
     c.click_nav("#next").await;
     let summary = c.source().await;
     for expected in [
@@ -431,7 +542,7 @@ async fn journey() {
         "Umsatzsteuer 19%",
         "1.358,50 €",
         "8.508,50 €",
-        "SAIA PCD: 5000 Datenpunkte",
+        "SAIA PCD: 5.000 Datenpunkte",
     ] {
         assert!(summary.contains(expected), "summary lacks {expected}");
     }
@@ -455,6 +566,14 @@ async fn journey() {
         .contains("Vielen Dank für Ihre Bestellung!"));
     assert_eq!(c.text("#status").await, "stopped");
     j.shot(&c, "05-ordered").await;
+    // The ordered quote stays in "Meine Angebote", marked, linked to its license.
+    c.goto(&j.url("/quotes")).await;
+    assert!(c.source().await.contains(&id));
+    assert!(
+        c.exists(&format!("a.to-license[href='/licenses/{number}']"))
+            .await
+    );
+    j.fits(&c, "05-quotes-ordered", &[]).await;
 
     // 3. The admin marks it paid.
     let out = {
@@ -470,19 +589,25 @@ async fn journey() {
     a.fill("input[name=password2]", ADMIN_PW).await;
     a.click_nav("form[action='/password/reset'] button[type=submit]")
         .await;
-    j.login(&mut a, "vendor@journey.example", ADMIN_PW).await;
-    a.goto(&j.url("/admin")).await;
+    j.login(&mut a, "vendor@journey.example", ADMIN_PW, "/admin")
+        .await;
     j.shot(&a, "06-admin-orders").await;
-    a.click_nav(&format!(
-        "form[action='/admin/orders/{number}/1/paid'] button"
-    ))
-    .await;
+    j.mark_paid(&mut a, &number, 1, Some("06-admin-confirm-paid"))
+        .await;
     c.goto(&j.url(&format!("/licenses/{number}"))).await;
     let page = c.source().await;
     assert!(page.contains("6.100 Datenpunkte") && page.contains("10.010 Datenpunkte"));
     c.click_nav("#show-token").await;
     let token = c.text("#token").await;
     assert_eq!(token.len(), 32, "token shown");
+    // With JavaScript the copy button shows; "Token verbergen" hides it again.
+    let copy = c
+        .exec_async("arguments[0](!document.getElementById('copy-token').hidden);")
+        .await;
+    assert_eq!(copy, json!(true), "license.js shows the copy button");
+    c.click("#copy-token").await;
+    c.click_nav("#hide-token").await;
+    assert!(!c.exists("#token").await, "token hidden again");
 
     // 4. Daemon A activates; its socket reports exactly the order; the portal
     // shows it running.
@@ -512,6 +637,22 @@ async fn journey() {
     assert_eq!(c.text("#bound").await, HOST_A);
     assert!(!c.exists("#upgrade").await, "no upgrade while running");
     j.shot(&c, "07-license-running").await;
+    // Date, hardware ID and token fit a phone.
+    c.goto(&j.url(&format!("/licenses/{number}?token=show")))
+        .await;
+    j.fits(
+        &c,
+        "07-license-running",
+        &[
+            "#bound",
+            "#last-seen",
+            "#token",
+            "#hide-token",
+            "#licensee",
+            "#status",
+        ],
+    )
+    .await;
 
     // 5. Stopped: upgrade SAIA PCD; the admin activates; A gets the new grant.
     let r = runtime.ask(json!({"cmd": "runtime_stopped"})).await;
@@ -521,12 +662,32 @@ async fn journey() {
         .expect("serial");
     c.goto(&j.url(&format!("/licenses/{number}"))).await;
     c.click_nav("#upgrade").await;
-    c.fill("#f-driver_saia_pcd", "16000").await;
+    // The inputs are the totals the license holds; the pWA users it has cost
+    // nothing more.
+    let value = |id: &str| format!("arguments[0](document.getElementById('{id}').value);");
+    assert_eq!(
+        c.exec_async(&value("f-driver_saia_pcd")).await,
+        json!("6100")
+    );
+    assert_eq!(
+        c.exec_async(&value("f-driver_bacnet_ip")).await,
+        json!("10")
+    );
+    let form = c.source().await;
+    assert!(form.contains("5 gleichzeitige Benutzer (Bereits enthalten)"));
+    assert!(!form.contains("vorausgefüllten Datenpunkte sind kostenlos"));
+    c.fill("#f-driver_saia_pcd", "16100").await;
     assert_eq!(
         c.wait_text("#total", "800,00 €").await,
         "800,00 €",
         "only what is added costs"
     );
+    j.fits(
+        &c,
+        "08-upgrade-form",
+        &["#price-saia_pcd", "#total", "#next"],
+    )
+    .await;
     c.click_nav("#next").await;
     let summary = c.source().await;
     if !summary.contains("Vorher: 6.100 Nachher: 16.100 Datenpunkte") {
@@ -540,11 +701,7 @@ async fn journey() {
     }
     j.shot(&c, "08-upgrade-summary").await;
     c.click_nav("#order-now").await;
-    a.goto(&j.url("/admin")).await;
-    a.click_nav(&format!(
-        "form[action='/admin/orders/{number}/2/paid'] button"
-    ))
-    .await;
+    j.mark_paid(&mut a, &number, 2, None).await;
     // The next check brings the new grant. (A check already in flight when the
     // order was activated may still answer with the old one: then the one after.)
     let mut st = da.check_now().await;
@@ -601,11 +758,7 @@ async fn journey() {
     c.click("input[name=protection][value=hard_dongle]").await;
     j.master_data(&c, "Dongle PC").await;
     let hard = j.quote_and_order(&mut c, None).await;
-    a.goto(&j.url("/admin")).await;
-    a.click_nav(&format!(
-        "form[action='/admin/orders/{hard}/1/paid'] button"
-    ))
-    .await;
+    j.mark_paid(&mut a, &hard, 1, None).await;
     a.goto(&j.url(&format!("/admin/licenses/{hard}"))).await;
     a.fill("input[name=serial]", "JOURNEY-DONGLE-7").await;
     a.click_nav("#save-dongle").await;

@@ -300,6 +300,34 @@ impl Session {
         .await
     }
 
+    /// Runs a DevTools command through chromedriver (`goog/cdp/execute`).
+    pub async fn cdp(&self, cmd: &str, params: Value) -> Value {
+        self.cmd(
+            "POST",
+            "/goog/cdp/execute",
+            Some(json!({"cmd": cmd, "params": params})),
+        )
+        .await
+    }
+
+    /// Makes the page `width` x `height` CSS pixels, as a phone or desktop window
+    /// of that size shows it (`None`: back to the window's own size).
+    pub async fn viewport(&self, size: Option<(u32, u32)>) {
+        match size {
+            Some((width, height)) => {
+                self.cdp(
+                    "Emulation.setDeviceMetricsOverride",
+                    json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": false}),
+                )
+                .await
+            }
+            None => {
+                self.cdp("Emulation.clearDeviceMetricsOverride", json!({}))
+                    .await
+            }
+        };
+    }
+
     pub async fn screenshot(&self, path: &Path) {
         use base64::Engine;
         let v = self.cmd("GET", "/screenshot", None).await;

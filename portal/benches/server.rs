@@ -68,7 +68,7 @@ fn signing_rate(key: &SigningKeyPair) -> f64 {
 /// its own host (so every check below is a licensed check that is answered with a
 /// signed receipt).
 fn fill(config: &Config, key: &SigningKeyPair) -> Vec<LicenseNumber> {
-    let store = Store::open(&config.db_dir()).expect("store");
+    let store = Store::open(&config.db_path()).expect("store");
     store.set_flush_each_write(false);
     let actor = Actor::Admin("bench".into());
     let now = UnixTime(1_767_225_600);
@@ -298,7 +298,8 @@ fn main() {
     let fill_start = Instant::now();
     let numbers = Arc::new(fill(&config, &identity.key));
     let fill_secs = fill_start.elapsed().as_secs_f64();
-    let disk = dir_size(&config.db_dir());
+    // The database file and its write-ahead log.
+    let disk = db_size(&config.db_path());
     eprintln!(
         "filled in {fill_secs:.1}s, {:.1} MiB on disk",
         disk as f64 / 1048576.0
@@ -370,16 +371,14 @@ fn main() {
     );
 }
 
-fn dir_size(path: &Path) -> u64 {
-    std::fs::read_dir(path)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .map(|e| match e.metadata() {
-                    Ok(m) if m.is_dir() => dir_size(&e.path()),
-                    Ok(m) => m.len(),
-                    Err(_) => 0,
-                })
-                .sum()
+fn db_size(db: &Path) -> u64 {
+    ["", "-wal"]
+        .iter()
+        .filter_map(|ext| {
+            let mut p = db.as_os_str().to_owned();
+            p.push(ext);
+            std::fs::metadata(p).ok()
         })
-        .unwrap_or(0)
+        .map(|m| m.len())
+        .sum()
 }

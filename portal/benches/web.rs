@@ -7,10 +7,9 @@
 //! - `GET /admin/licenses` (an admin's license list, first page, and a search),
 //!   logged in as an admin.
 //!
-//! Issue 9 adds, before the HTTP runs: the time `Store::open` takes to migrate
-//! those 10,000 licenses from schema 1 to 2 (building the search index), and the
-//! admin search at the store, one thread, the schema-1 way (text pre-filter over
-//! every record) against the index, on the same data.
+//! Before the HTTP runs (issue 9, kept for issue 14's SQL store): the admin
+//! search at the store, one thread, the schema-1 way (text pre-filter over every
+//! record) against the FTS5 trigram index, on the same data.
 //!
 //! Prints p50/p99 latency and throughput per endpoint as a Markdown table for
 //! BENCHMARKS.md. The portal runs in this process on a multi-threaded runtime;
@@ -203,10 +202,11 @@ fn main() {
         .expect("runtime");
     rt.block_on(async {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Arc::new(Store::open(&dir.path().join("db")).expect("store"));
+        let store = Arc::new(Store::open(&dir.path().join(portal::store::DB_FILE)).expect("store"));
         let clock = Arc::new(SystemClock);
         let now = keys::Clock::now(&*clock);
         let t = Instant::now();
+        store.set_flush_each_write(false);
         let admin = store
             .create_account(
                 NewAccount {
@@ -254,42 +254,6 @@ fn main() {
         }
         eprintln!("{LICENSES} licenses created in {:.1} s", t.elapsed().as_secs_f64());
 
-        // Issue 9: make it a schema-1 database again (no index, version 1) and time
-        // the migration that `Store::open` runs.
-        let db_path = dir.path().join("db");
-        drop(Arc::try_unwrap(store).expect("only handle"));
-        let reopen_raw = || loop {
-            match sled::open(&db_path) {
-                Ok(d) => break d,
-                Err(_) => std::thread::sleep(Duration::from_millis(20)),
-            }
-        };
-        {
-            let raw = reopen_raw();
-            let index = raw.open_tree("license_search").expect("index");
-            let entries = index.len();
-            index.clear().expect("clear");
-            raw.open_tree("meta")
-                .expect("meta")
-                .insert("schema_version", &1u32.to_be_bytes())
-                .expect("v1");
-            raw.flush().expect("flush");
-            eprintln!("index entries for {LICENSES} licenses: {entries}");
-        }
-        let t = Instant::now();
-        let store = loop {
-            match Store::open(&db_path) {
-                Err(portal::store::OpenError::Locked { .. }) => {
-                    std::thread::sleep(Duration::from_millis(20))
-                }
-                other => break Arc::new(other.expect("store")),
-            }
-        };
-        assert_eq!(store.migrated_from(), Some(1));
-        println!(
-            "migration schema 1 -> 2 of {LICENSES} licenses (Store::open): {:.2} s",
-            t.elapsed().as_secs_f64()
-        );
         println!();
         println!("| store search, one thread, {LICENSES} licenses | found | schema 1 (scan), median | index, median | ratio |");
         println!("| --- | --- | --- | --- | --- |");

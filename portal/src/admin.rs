@@ -1,9 +1,10 @@
 //! Vendor administration: the commands behind `pls admin ...`, and the local Unix
 //! socket through which they reach a running server.
 //!
-//! sled holds an exclusive lock on the database, so while `pls serve` runs the CLI
-//! cannot open it. The server therefore listens on `<data dir>/admin.sock` (mode
-//! 0600: only the service user, or root, can administer). The CLI sends one JSON
+//! While `pls serve` runs, commands go to the server, which listens on
+//! `<data dir>/admin.sock` (mode 0600: only the service user, or root, can
+//! administer), so one process does every write and a backup comes from the
+//! serving store. The CLI sends one JSON
 //! line ([`AdminEnvelope`]) and reads one JSON line back (`Result<AdminReply,
 //! String>`). With no server running, the CLI opens the store itself and runs the
 //! same [`execute`]. Either way the same code does the work and writes the audit
@@ -102,6 +103,12 @@ pub struct AdminEnvelope {
     /// The operator's name for the audit trail (the CLI sends the OS user).
     pub operator: String,
     pub request: AdminRequest,
+    /// Chosen by the sender once per command and sent again with every retry:
+    /// a creating command (`create-license`) that already ran under this key
+    /// answers what it made then instead of making it again. 16 to 128
+    /// characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
 }
 
 /// A command's result: text for people, data for scripts (`--json`).
@@ -165,6 +172,14 @@ pub fn schema_reply(found: Option<u32>) -> AdminReply {
 pub fn execute(ctx: &AdminContext, envelope: AdminEnvelope) -> Result<AdminReply, AdminError> {
     let actor = Actor::Admin(envelope.operator);
     let now = ctx.clock.now();
+    let idempotency_key = envelope.idempotency_key;
+    if let Some(k) = &idempotency_key {
+        if !(16..=128).contains(&k.len()) {
+            return Err(AdminError::Invalid(
+                "an idempotency key has 16 to 128 characters".into(),
+            ));
+        }
+    }
     let store = &ctx.store;
     match envelope.request {
         AdminRequest::CreateLicense {
@@ -187,17 +202,6 @@ pub fn execute(ctx: &AdminContext, envelope: AdminEnvelope) -> Result<AdminReply
                 ),
                 None => None,
             };
-            let license = store.create_license(
-                NewLicense {
-                    account,
-                    license_type,
-                    protection,
-                    licensee,
-                    license_data,
-                },
-                &actor,
-                now,
-            )?;
             let new = NewMutation {
                 kind: MutationKind::New,
                 adds: entitlements,
@@ -205,11 +209,22 @@ pub fn execute(ctx: &AdminContext, envelope: AdminEnvelope) -> Result<AdminReply
                 priced: None,
                 remarks: "created by admin".into(),
             };
-            let m = store.add_mutation(&license.number, new, true, &ctx.key, &actor, now);
-            let m = m?;
-            if paid && m.state == MutationState::Ordered {
-                store.activate_mutation(&license.number, m.number, &ctx.key, &actor, now)?;
-            }
+            // License, first order and (with --paid) its activation: one transaction.
+            let (license, _) = store.create_license_keyed(
+                NewLicense {
+                    account,
+                    license_type,
+                    protection,
+                    licensee,
+                    license_data,
+                },
+                new,
+                paid,
+                idempotency_key.as_deref(),
+                &ctx.key,
+                &actor,
+                now,
+            )?;
             show(store, &license.number)
         }
         AdminRequest::CreateAccount {
@@ -422,15 +437,20 @@ pub fn execute(ctx: &AdminContext, envelope: AdminEnvelope) -> Result<AdminReply
             Ok(schema_reply(Some(found)))
         }
         AdminRequest::Verify => {
-            let problems = store.verify()?;
-            let text = if problems.is_empty() {
-                format!("database consistent: {} licenses\n", store.license_count())
-            } else {
-                problems.iter().map(|p| format!("PROBLEM: {p}\n")).collect()
-            };
+            let mut problems = store.verify()?;
+            problems.extend(store.verify_grants(&keys::TrustedKeys::with([ctx.key.public()]))?);
+            if !problems.is_empty() {
+                // A finding is an error: the command exits non-zero.
+                let listed: String = problems.iter().map(|p| format!("\nPROBLEM: {p}")).collect();
+                return Err(AdminError::Invalid(format!(
+                    "the database check found {} problem(s):{listed}",
+                    problems.len()
+                )));
+            }
+            let licenses = store.license_count()?;
             Ok(AdminReply {
-                text,
-                data: serde_json::json!({"problems": problems}),
+                text: format!("database consistent: {licenses} licenses\n"),
+                data: serde_json::json!({"problems": problems, "licenses": licenses}),
             })
         }
     }
@@ -636,39 +656,59 @@ fn show(store: &Store, number: &LicenseNumber) -> Result<AdminReply, AdminError>
     Ok(AdminReply { text: t, data })
 }
 
-/// Serves the admin socket until the task is dropped.
-pub async fn serve_socket(listener: tokio::net::UnixListener, ctx: AdminContext) {
+/// Serves the admin socket until `stop` turns true; then stops accepting and
+/// returns once every command it accepted has been carried out and answered.
+pub async fn serve_socket(
+    listener: tokio::net::UnixListener,
+    ctx: AdminContext,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut running = tokio::task::JoinSet::new();
     loop {
-        let (stream, _) = match listener.accept().await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "admin socket accept failed");
-                continue;
-            }
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin socket accept failed");
+                    continue;
+                }
+            },
+            _ = stop.wait_for(|s| *s) => break,
+            // Reap finished connections so the set does not grow.
+            Some(_) = running.join_next(), if !running.is_empty() => continue,
         };
         let ctx = ctx.clone();
-        tokio::spawn(async move {
-            let (read, mut write) = stream.into_split();
-            let mut line = String::new();
-            let mut reader = BufReader::new(tokio::io::AsyncReadExt::take(read, MAX_LINE_BYTES));
-            let reply: Result<AdminReply, String> = match reader.read_line(&mut line).await {
-                Ok(_) => match serde_json::from_str::<AdminEnvelope>(&line) {
-                    Ok(envelope) => {
-                        tracing::info!(operator = %envelope.operator, command = ?command_name(&envelope.request), "admin command");
-                        match tokio::task::spawn_blocking(move || execute(&ctx, envelope)).await {
-                            Ok(r) => r.map_err(|e| e.to_string()),
-                            Err(e) => Err(format!("the command failed inside the server: {e}")),
-                        }
-                    }
-                    Err(e) => Err(format!("malformed admin request: {e}")),
-                },
-                Err(e) => Err(format!("cannot read the admin request: {e}")),
-            };
-            let mut out = serde_json::to_string(&reply).unwrap_or_default();
-            out.push('\n');
-            let _ = write.write_all(out.as_bytes()).await;
-        });
+        running.spawn(answer(stream, ctx));
     }
+    drop(listener);
+    let open = running.len();
+    if open > 0 {
+        tracing::info!(open, "answering the admin commands still running");
+    }
+    while running.join_next().await.is_some() {}
+}
+
+/// Reads one command from `stream`, carries it out and writes the answer.
+async fn answer(stream: tokio::net::UnixStream, ctx: AdminContext) {
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    let mut reader = BufReader::new(tokio::io::AsyncReadExt::take(read, MAX_LINE_BYTES));
+    let reply: Result<AdminReply, String> = match reader.read_line(&mut line).await {
+        Ok(_) => match serde_json::from_str::<AdminEnvelope>(&line) {
+            Ok(envelope) => {
+                tracing::info!(operator = %envelope.operator, command = ?command_name(&envelope.request), "admin command");
+                match tokio::task::spawn_blocking(move || execute(&ctx, envelope)).await {
+                    Ok(r) => r.map_err(|e| e.to_string()),
+                    Err(e) => Err(format!("the command failed inside the server: {e}")),
+                }
+            }
+            Err(e) => Err(format!("malformed admin request: {e}")),
+        },
+        Err(e) => Err(format!("cannot read the admin request: {e}")),
+    };
+    let mut out = serde_json::to_string(&reply).unwrap_or_default();
+    out.push('\n');
+    let _ = write.write_all(out.as_bytes()).await;
 }
 
 fn command_name(r: &AdminRequest) -> String {

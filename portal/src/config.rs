@@ -236,8 +236,12 @@ impl Config {
         Ok(())
     }
 
-    /// The sled database directory.
-    pub fn db_dir(&self) -> PathBuf {
+    /// The SQLite database file (`pls.sqlite3`).
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join(crate::store::DB_FILE)
+    }
+    /// Where the old sled store lived (`pls admin import-sled` reads it).
+    pub fn sled_dir(&self) -> PathBuf {
         self.data_dir.join("db")
     }
     pub fn signing_key_path(&self) -> PathBuf {

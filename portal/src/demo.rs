@@ -182,7 +182,7 @@ mod tests {
             (a.soft_number.clone(), a.soft_token.clone()),
             (b.soft_number, b.soft_token)
         );
-        assert_eq!(store.license_count(), 2);
+        assert_eq!(store.license_count().expect("count"), 2);
         let soft = store
             .license(&a.soft_number.parse().expect("number"))
             .expect("store")

@@ -4,7 +4,8 @@
 //! - [`identity`]: the signing key and the QUIC certificate, created on first start;
 //! - [`domain`]: the license lifecycle as pure functions (numbers, tokens,
 //!   mutations, binding, reset, engineering validity, upgrades);
-//! - [`store`]: the sled database, one transaction per lifecycle write, backups;
+//! - [`store`]: the SQLite database, its migrations, one transaction per
+//!   lifecycle write, backups and restores; [`import_sled`] reads the old sled store;
 //! - [`service`]: answers daemon requests (signed grants, receipts, refusals);
 //! - [`quic`]: the quinn endpoint and its limits, and a small pinned client;
 //! - [`admin`]: the vendor's commands and the local admin socket;
@@ -23,6 +24,7 @@ pub mod domain;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod identity;
+pub mod import_sled;
 pub mod mail;
 pub mod metrics;
 pub mod quic;
@@ -55,6 +57,8 @@ pub enum StartError {
     Identity(#[from] IdentityError),
     #[error(transparent)]
     Store(#[from] OpenError),
+    #[error("another pls serve runs on this data directory (its admin socket {0} answers); stop it first")]
+    AlreadyRunning(String),
     #[error(transparent)]
     Quic(#[from] quic::QuicSetupError),
     #[error("cannot start the email sender: {0}")]
@@ -93,7 +97,7 @@ impl Server {
     pub async fn bind(config: Config, clock: Arc<dyn Clock>) -> Result<Server, StartError> {
         let identity = Identity::load_or_create(&config)?;
         let _ = std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o700));
-        let store = Arc::new(Store::open(&config.db_dir())?);
+        let store = Arc::new(Store::open(&config.db_path())?);
         let registry = Arc::new(metrics::Metrics::new());
         let service = Arc::new(
             Service::new(
@@ -106,7 +110,11 @@ impl Server {
         );
         let endpoint = quic::bind(&identity, &config.quic)?;
         let sock = config.admin_socket_path();
-        // We hold the database lock, so a socket file left here is stale.
+        // A socket that answers belongs to a server on this data directory.
+        if std::os::unix::net::UnixStream::connect(&sock).is_ok() {
+            return Err(StartError::AlreadyRunning(sock.display().to_string()));
+        }
+        // Nobody answers: a socket file left here is stale.
         let _ = std::fs::remove_file(&sock);
         let sock_err = |source| StartError::AdminSocket {
             path: sock.display().to_string(),
@@ -223,10 +231,11 @@ impl Server {
             metrics = %self.metrics_addr().map_or("off".to_owned(), |a| a.to_string()),
             key_id = %self.identity.key.key_id(),
             cert_sha256 = %self.identity.cert_fingerprint(),
-            licenses = self.store.license_count(),
+            licenses = self.store.license_count()?,
             "license server running"
         );
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let admin_stop = stop_rx.clone();
         let quic_task = tokio::spawn(quic::serve(
             self.endpoint.clone(),
             Arc::clone(&self.service),
@@ -234,7 +243,7 @@ impl Server {
             stop_rx,
         ));
         let admin_ctx = self.admin_context();
-        let admin_task = tokio::spawn(admin::serve_socket(self.admin, admin_ctx));
+        let admin_task = tokio::spawn(admin::serve_socket(self.admin, admin_ctx, admin_stop));
         let web = Arc::clone(&self.web);
         let expiry_task = tokio::spawn(async move {
             let mut tick = tokio::time::interval(HOUSEKEEPING_INTERVAL);
@@ -268,7 +277,8 @@ impl Server {
         let _ = mail_task.await;
         let _ = stop_tx.send(true);
         let _ = quic_task.await;
-        admin_task.abort();
+        // Every admin command already accepted is carried out and answered.
+        let _ = admin_task.await;
         expiry_task.abort();
         let _ = std::fs::remove_file(self.config.admin_socket_path());
         self.store.flush()?;

@@ -72,6 +72,11 @@ pub struct MailJob {
     pub last_error: Option<String>,
 }
 
+fn to_job_json(job: &MailJob) -> String {
+    // Plain strings and numbers: serializing cannot fail.
+    serde_json::to_string(job).unwrap_or_default()
+}
+
 /// Could not queue a message.
 #[derive(Debug, thiserror::Error)]
 pub enum MailError {
@@ -79,8 +84,6 @@ pub enum MailError {
     BadAddress(String),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("database error: {0}")]
-    Db(#[from] sled::Error),
 }
 
 enum Transport {
@@ -90,7 +93,6 @@ enum Transport {
 
 /// The queue and its delivery.
 pub struct Mailer {
-    queue: sled::Tree,
     store: Arc<Store>,
     transport: Transport,
     from: Mailbox,
@@ -155,7 +157,6 @@ impl Mailer {
             }
         };
         Ok(Mailer {
-            queue: store.web_tree("mail_queue")?,
             store: store.clone(),
             transport,
             from,
@@ -182,36 +183,46 @@ impl Mailer {
         if email.to.parse::<lettre::Address>().is_err() {
             return Err(MailError::BadAddress(email.to));
         }
-        let id = self.store.generate_id()?;
         let now = self.clock.now();
-        let job = MailJob {
-            id,
-            email,
-            queued_at: now,
-            attempts: 0,
-            next_attempt: now,
-            last_error: None,
-        };
-        self.queue.insert(
-            id.to_be_bytes(),
-            serde_json::to_vec(&job).unwrap_or_default(),
-        )?;
-        self.queue.flush()?;
+        let id = self.store.enqueue_mail(now, |id| {
+            to_job_json(&MailJob {
+                id,
+                email,
+                queued_at: now,
+                attempts: 0,
+                next_attempt: now,
+                last_error: None,
+            })
+        })?;
         self.wake.notify_one();
         Ok(id)
     }
 
     fn jobs(&self) -> Vec<MailJob> {
-        self.queue
-            .iter()
-            .filter_map(|r| r.ok())
-            .filter_map(|(_, v)| serde_json::from_slice::<MailJob>(&v).ok())
-            .collect()
+        match self.store.mail_jobs() {
+            Ok(jobs) => jobs
+                .into_iter()
+                .filter_map(|(id, v)| match serde_json::from_str::<MailJob>(&v) {
+                    Ok(j) => Some(j),
+                    Err(e) => {
+                        tracing::error!(mail_id = id, error = %e, "a queued email does not decode");
+                        None
+                    }
+                })
+                .collect(),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the mail queue");
+                vec![]
+            }
+        }
     }
 
     /// Messages waiting to be sent.
     pub fn queue_len(&self) -> usize {
-        self.queue.len()
+        self.store.mail_queue_len().unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot read the mail queue");
+            0
+        })
     }
 
     /// Messages whose delivery failed at least once and that are still queued.
@@ -221,17 +232,15 @@ impl Mailer {
 
     /// Makes a failing message due now (admin "retry").
     pub fn retry_now(&self, id: u64) -> Result<bool, MailError> {
-        let Some(v) = self.queue.get(id.to_be_bytes())? else {
+        let Some(v) = self.store.mail_job(id)? else {
             return Ok(false);
         };
-        let Ok(mut job) = serde_json::from_slice::<MailJob>(&v) else {
+        let Ok(mut job) = serde_json::from_str::<MailJob>(&v) else {
             return Ok(false);
         };
         job.next_attempt = self.clock.now();
-        self.queue.insert(
-            id.to_be_bytes(),
-            serde_json::to_vec(&job).unwrap_or_default(),
-        )?;
+        self.store
+            .update_mail(id, job.next_attempt, &to_job_json(&job))?;
         self.wake.notify_one();
         Ok(true)
     }
@@ -268,8 +277,10 @@ impl Mailer {
             };
             match result {
                 Ok(()) => {
-                    let _ = self.queue.remove(job.id.to_be_bytes());
-                    let _ = self.queue.flush_async().await;
+                    if let Err(e) = self.store.remove_mail(job.id) {
+                        // It stays queued and goes out again: better twice than never.
+                        tracing::error!(mail_id = job.id, error = %e, "cannot take a sent email off the queue");
+                    }
                     tracing::info!(mail_id = job.id, subject = %job.email.subject, "email delivered");
                     self.metrics.email_delivery(true);
                     sent += 1;
@@ -283,10 +294,12 @@ impl Mailer {
                     tracing::warn!(mail_id = job.id, attempts = job.attempts, retry_in_secs = backoff, error = %e, "email delivery failed");
                     self.metrics.email_delivery(false);
                     job.last_error = Some(e);
-                    let _ = self.queue.insert(
-                        job.id.to_be_bytes(),
-                        serde_json::to_vec(&job).unwrap_or_default(),
-                    );
+                    if let Err(e) =
+                        self.store
+                            .update_mail(job.id, job.next_attempt, &to_job_json(&job))
+                    {
+                        tracing::error!(mail_id = job.id, error = %e, "cannot record a failed delivery");
+                    }
                 }
             }
         }

@@ -106,9 +106,9 @@ enum AdminCommand {
     },
     /// Write a consistent backup of the database (works while the server runs).
     Backup { file: PathBuf },
-    /// Restore a backup (the server must be stopped; the current database is kept
-    /// aside as db.before-restore-<time>). A backup of an older schema is
-    /// migrated to this pls's schema.
+    /// Restore a backup (the server must be stopped). The current database file,
+    /// even a damaged one, is kept aside as pls.sqlite3.before-restore-<time>. A
+    /// backup of an older schema is migrated to this pls's schema.
     Restore {
         file: PathBuf,
         /// Keep the backup's schema version instead of migrating, for going back
@@ -119,6 +119,13 @@ enum AdminCommand {
     /// Print the database's schema version and the one this pls writes (reads
     /// only; migrates nothing).
     Schema,
+    /// Bring the records of the old sled store (a data directory's `db/`, or a
+    /// backup file it wrote) into a new SQL store (the server must be stopped;
+    /// the SQL store must hold no data yet).
+    ImportSled {
+        /// The sled directory (default: `<data dir>/db`) or sled-era backup file.
+        source: Option<PathBuf>,
+    },
     /// Print the public key and certificate fingerprint to give to daemons.
     Identity,
     /// Check the database's internal consistency.
@@ -407,6 +414,9 @@ async fn admin_command(config: Config, json: bool, command: AdminCommand) -> Res
             return restore(&config, &file, keep_schema).await
         }
         AdminCommand::Schema => return schema(&config, json).await,
+        AdminCommand::ImportSled { source } => {
+            return import_sled(&config, source.as_deref()).await
+        }
         AdminCommand::CreateLicense(c) => {
             let license_type = match c.license_type {
                 TypeArg::Standard => LicenseType::Standard,
@@ -520,25 +530,39 @@ async fn admin_command(config: Config, json: bool, command: AdminCommand) -> Res
         AdminCommand::Identity => AdminRequest::Identity,
         AdminCommand::Verify => AdminRequest::Verify,
     };
+    // One key per invocation, sent again with every retry (create-license
+    // answers a retry with what the first attempt made).
+    let retry = matches!(request, AdminRequest::CreateLicense { .. });
     let envelope = AdminEnvelope {
+        idempotency_key: Some(hex::encode(rand::random::<[u8; 16]>())),
         operator: operator(),
         request,
     };
-    let reply = match admin::send(&config.admin_socket_path(), &envelope)
-        .await
-        .with_context(|| {
-            format!(
-                "talking to the server on {}",
-                config.admin_socket_path().display()
-            )
-        })? {
-        Some(reply) => reply.map_err(|e| anyhow::anyhow!(e))?,
-        None => {
-            // No server runs: do the work on the database directly.
-            let ctx = direct_context(&config)?;
-            tokio::task::spawn_blocking(move || admin::execute(&ctx, envelope))
-                .await?
-                .map_err(|e| anyhow::anyhow!(e))?
+    let socket = config.admin_socket_path();
+    let mut attempt = 0;
+    let reply = loop {
+        attempt += 1;
+        match admin::send(&socket, &envelope).await {
+            Ok(Some(reply)) => break reply.map_err(|e| anyhow::anyhow!(e))?,
+            Ok(None) => {
+                // No server runs: do the work on the database directly.
+                let ctx = direct_context(&config)?;
+                let envelope = envelope.clone();
+                break tokio::task::spawn_blocking(move || admin::execute(&ctx, envelope))
+                    .await?
+                    .map_err(|e| anyhow::anyhow!(e))?;
+            }
+            // The answer was lost (the server stopped or crashed meanwhile):
+            // the same key again cannot duplicate. Up to 10 tries, 1 s apart:
+            // long enough for a restart by systemd.
+            Err(e) if retry && attempt < 10 => {
+                eprintln!("no answer from the server ({e}); trying again with the same request");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e)
+                    .context(format!("talking to the server on {}", socket.display())))
+            }
         }
     };
     print_reply(&reply, json);
@@ -558,7 +582,7 @@ fn print_reply(reply: &AdminReply, json: bool) {
 
 fn direct_context(config: &Config) -> Result<AdminContext> {
     let identity = Identity::load_or_create(config)?;
-    let store = Store::open(&config.db_dir())?;
+    let store = Store::open(&config.db_path())?;
     Ok(AdminContext {
         store: Arc::new(store),
         key: Arc::clone(&identity.key),
@@ -571,6 +595,7 @@ fn direct_context(config: &Config) -> Result<AdminContext> {
 /// database without opening it as a store (which would migrate it).
 async fn schema(config: &Config, json: bool) -> Result<()> {
     let envelope = AdminEnvelope {
+        idempotency_key: None,
         operator: operator(),
         request: AdminRequest::Schema,
     };
@@ -582,14 +607,16 @@ async fn schema(config: &Config, json: bool) -> Result<()> {
         Some(reply) => reply.map_err(|e| {
             anyhow::anyhow!("the running server cannot answer `schema` (an older pls?): {e}")
         })?,
-        None => admin::schema_reply(Store::schema_version_at(&config.db_dir())?),
+        None => admin::schema_reply(Store::schema_version_at(&config.db_path())?),
     };
     print_reply(&reply, json);
     Ok(())
 }
 
-async fn restore(config: &Config, file: &Path, keep_schema: bool) -> Result<()> {
+/// Fails if a server answers on the data directory's admin socket.
+async fn refuse_if_serving(config: &Config, what: &str) -> Result<()> {
     let probe = AdminEnvelope {
+        idempotency_key: None,
         operator: operator(),
         request: AdminRequest::Identity,
     };
@@ -599,23 +626,18 @@ async fn restore(config: &Config, file: &Path, keep_schema: bool) -> Result<()> 
         .flatten()
         .is_some()
     {
-        bail!("the server is running on this data directory; stop it (systemctl stop pls) before restoring");
+        bail!("the server is running on this data directory; stop it (systemctl stop pls) before {what}");
     }
-    let db = config.db_dir();
-    if db.exists() {
-        // Fails with a clear message if some process still holds the database.
-        drop(Store::open(&db)?);
-        let aside = config
-            .data_dir
-            .join(format!("db.before-restore-{}", SystemClock.now().secs()));
-        std::fs::rename(&db, &aside).with_context(|| format!("moving {} aside", db.display()))?;
+    Ok(())
+}
+
+async fn restore(config: &Config, file: &Path, keep_schema: bool) -> Result<()> {
+    refuse_if_serving(config, "restoring").await?;
+    let db = config.db_path();
+    let (summary, aside) = Store::restore(file, &db, keep_schema, SystemClock.now())?;
+    if let Some(aside) = aside {
         println!("the current database was moved to {}", aside.display());
     }
-    let summary = if keep_schema {
-        Store::restore_keeping_schema(file, &db)?
-    } else {
-        Store::restore(file, &db)?
-    };
     println!(
         "restored {} entries ({} licenses, schema version {}) from {} into {}",
         summary.entries,
@@ -634,29 +656,34 @@ async fn restore(config: &Config, file: &Path, keep_schema: bool) -> Result<()> 
     Ok(())
 }
 
+async fn import_sled(config: &Config, source: Option<&Path>) -> Result<()> {
+    refuse_if_serving(config, "importing").await?;
+    let source = source.map_or_else(|| config.sled_dir(), Path::to_path_buf);
+    let db = config.db_path();
+    let summary = portal::import_sled::import(&source, &db)?;
+    println!(
+        "imported {} records ({} licenses) of sled schema {} from {} into {}",
+        summary.entries,
+        summary.licenses,
+        summary.schema_version,
+        source.display(),
+        db.display()
+    );
+    Ok(())
+}
+
 /// Test support for the crash-safety test: creates licenses and activates them,
 /// one durable write after another, and prints `ack license <n>` / `ack paid <n>`
 /// after each write returned (which is after its flush).
 fn crash_writer(config: &Config) -> Result<()> {
     use std::io::Write;
-    // The test reopens the store between kills; sled releases its lock when its
-    // background threads have finished, a moment after the handle is dropped.
-    let mut attempts = 0;
-    let store = loop {
-        match Store::open(&config.db_dir()) {
-            Err(portal::store::OpenError::Locked { .. }) if attempts < 500 => {
-                attempts += 1;
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            other => break other?,
-        }
-    };
+    let store = Store::open(&config.db_path())?;
     let key = keys::SigningKeyPair::from_seed(&[7; 32]);
     let actor = portal::domain::Actor::Admin("crash-writer".into());
     let mut out = std::io::stdout().lock();
     for i in 0u64.. {
         let now = keys::UnixTime(1_700_000_000 + i);
-        let license = store.create_license(
+        let (license, m) = store.create_license_with(
             portal::domain::NewLicense {
                 account: None,
                 license_type: LicenseType::Standard,
@@ -671,13 +698,6 @@ fn crash_writer(config: &Config) -> Result<()> {
                     city: "Belp".into(),
                 },
             },
-            &actor,
-            now,
-        )?;
-        writeln!(out, "ack license {}", license.number)?;
-        out.flush()?;
-        let m = store.add_mutation(
-            &license.number,
             portal::store::NewMutation {
                 kind: portal::domain::MutationKind::New,
                 adds: Entitlements::standard_base(),
@@ -686,10 +706,13 @@ fn crash_writer(config: &Config) -> Result<()> {
                 remarks: String::new(),
             },
             true,
+            false,
             &key,
             &actor,
             now,
         )?;
+        writeln!(out, "ack license {}", license.number)?;
+        out.flush()?;
         store.activate_mutation(&license.number, m.number, &key, &actor, now)?;
         writeln!(out, "ack paid {}", license.number)?;
         out.flush()?;

@@ -1,20 +1,18 @@
-//! The admin license search: what a search looks at, what counts as a match, and
-//! the trigram keys of the search index (schema 2, tree `license_search`).
+//! The admin license search: what a search looks at and what counts as a match.
 //!
 //! A license matches a query `q` when one of its [`fields`], lowercased, contains
-//! `q` lowercased. The index lists, for every trigram (three consecutive
-//! characters) of every lowercased field, the licenses that have it. Every
-//! substring of three or more characters has all its trigrams in the field it
-//! comes from, so the licenses having all trigrams of `q` are a superset of the
-//! matches; checking those candidates with [`matches`] gives exactly the matches.
-//! Queries shorter than three characters have no trigram and are answered by
-//! looking at every license.
+//! `q` lowercased. The store keeps the lowercased fields of every license in an
+//! FTS5 table with the trigram tokenizer (`license_search`, one column per field)
+//! and asks it for the licenses with `q` as a phrase in one field: every
+//! substring of three or more characters is such a phrase of trigrams, so the
+//! answer is a superset of the matches, and checking those candidates with
+//! [`matches`] gives exactly the matches. Queries shorter than [`GRAM`]
+//! characters have no trigram and are answered by looking at every license.
 
 use crate::domain::License;
 use keys::Binding;
-use std::collections::BTreeSet;
 
-/// Characters per index gram.
+/// Characters per trigram: shorter queries cannot use the index.
 pub const GRAM: usize = 3;
 
 /// The fields a search looks at, lowercased: number, licensee (company, first
@@ -52,58 +50,4 @@ pub fn normalize(q: &str) -> String {
 /// empty query matches everything.
 pub fn matches(l: &License, customer_email: &str, q: &str) -> bool {
     q.is_empty() || fields(l, customer_email).iter().any(|f| f.contains(q))
-}
-
-/// The trigrams of `text` (already lowercased).
-pub fn grams(text: &str) -> BTreeSet<&str> {
-    let starts: Vec<usize> = text
-        .char_indices()
-        .map(|(i, _)| i)
-        .chain([text.len()])
-        .collect();
-    starts
-        .windows(GRAM + 1)
-        .map(|w| &text[w[0]..w[GRAM]])
-        .collect()
-}
-
-/// Every index key of a license: one per distinct trigram of its fields.
-pub fn index_keys(l: &License, customer_email: &str) -> BTreeSet<Vec<u8>> {
-    let number = l.number.as_str().as_bytes();
-    let fields = fields(l, customer_email);
-    fields
-        .iter()
-        .flat_map(|f| grams(f))
-        .map(|g| {
-            let mut k = gram_prefix(g);
-            k.extend_from_slice(number);
-            k
-        })
-        .collect()
-}
-
-/// The key prefix of a trigram's entries: its length in bytes (one byte), then
-/// its UTF-8 bytes; the license number (10 ASCII digits) follows.
-pub fn gram_prefix(gram: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(1 + gram.len() + 10);
-    // A gram is three characters, at most 12 bytes.
-    k.push(gram.len() as u8);
-    k.extend_from_slice(gram.as_bytes());
-    k
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn grams_are_character_windows() {
-        assert_eq!(
-            grams("müller").into_iter().collect::<Vec<_>>(),
-            vec!["ler", "lle", "mül", "üll"]
-        );
-        assert!(grams("ab").is_empty());
-        assert_eq!(grams("abc").into_iter().collect::<Vec<_>>(), vec!["abc"]);
-        assert_eq!(gram_prefix("mül"), b"\x04m\xc3\xbcl".to_vec());
-    }
 }

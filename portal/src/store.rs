@@ -1,41 +1,34 @@
-//! The server's database: sled trees, their keys, the schema version, and every
-//! write the license lifecycle makes, each as one transaction.
+//! The server's database: one SQLite file (`<data dir>/pls.sqlite3`), its schema
+//! as versioned migrations (`portal/migrations/`), and every write the license
+//! lifecycle makes, each as one transaction.
 //!
-//! Trees and keys (all integers big-endian so keys sort numerically; license
-//! numbers are their 10 ASCII digits):
+//! Tables (see `migrations/0001_initial.sql` for every column and constraint):
+//! `accounts`, `licenses` (number unique), `mutations`, `grants` (every grant
+//! ever issued), `audit`, `checkins` (the latest per license),
+//! `checkin_history` (only check-ins that changed something), the portal's
+//! `sessions`, `email_tokens`, `prefs`, `reminders`, `mail_queue`, `web_meta`,
+//! the admin socket's `admin_requests` (idempotency keys), and the FTS5 table
+//! `license_search` (`migrations/0002_search_sqlite.sql`), the admin search's
+//! trigram index, written in the same transaction as its license row.
 //!
-//! | tree | key | value (JSON) |
-//! | --- | --- | --- |
-//! | `meta` | `schema_version` | u32 BE |
-//! | `accounts` | account id (u64) | [`Account`] |
-//! | `accounts_by_email` | normalised email | account id (u64) |
-//! | `licenses` | number | [`License`] |
-//! | `licenses_by_account` | account id + number | empty |
-//! | `mutations` | number + mutation number (u32) | [`Mutation`] |
-//! | `grants` | number + serial (u64) | `Signed<LicenseGrant>`: every grant ever issued |
-//! | `audit` | sequence (u64) | [`AuditEntry`] |
-//! | `audit_by_license` | number + sequence | empty |
-//! | `checkins` | number | the latest [`CheckIn`] |
-//! | `checkin_history` | number + sequence | [`CheckIn`], only when something changed |
-//! | `license_search` | trigram length (u8) + trigram (UTF-8) + number | empty (schema 2) |
+//! Durability: the database runs in WAL mode with `synchronous=FULL`, so a
+//! transaction is on disk when its commit returns; every public write returns
+//! only after its commit. Nothing is acknowledged before it is on disk (check-ins
+//! included). Damage is never read as "empty": an open runs `PRAGMA quick_check`
+//! and refuses a damaged file, and an open of a missing file refuses when the
+//! marker written at creation (`pls.sqlite3.created`) says a store existed.
 //!
-//! Schema versions: 1 is the trees above without `license_search`; 2 adds
-//! `license_search`, the trigram index of the admin license search
-//! ([`crate::search`]), written in the same transaction as every license record
-//! and built from the existing records by the 1 -> 2 migration. The index is
-//! derived data: backups leave it out and a restore rebuilds it.
+//! Concurrency: one writer connection behind a mutex (SQLite allows one writer
+//! at a time anyway; a lifecycle write checks its rules and writes inside one
+//! `BEGIN IMMEDIATE` transaction, so nothing changes under it), and a small pool
+//! of reader connections that each see a consistent snapshot (WAL), so reads and
+//! backups (`VACUUM INTO`) never wait for writes.
 //!
-//! Durability: every lifecycle write runs as one sled transaction over the trees it
-//! touches and returns only after [`sled::Db::flush`], so a returned write survives
-//! a crash. Check-ins (last seen) are the exception: they are written on every
-//! daily check and are not flushed one by one; sled flushes them within its
-//! `flush_every_ms` (500 ms), and losing the last half second of "last seen" in a
-//! crash is harmless.
-//!
-//! Concurrency: lifecycle writes take the write half of one lock, so the rules a
-//! write checks (which read mutations with range scans, which sled transactions
-//! cannot do) see no concurrent change. Check-ins take the read half. A backup takes
-//! the write half and so sees one consistent state across all trees.
+//! Engine: [`Engine::Sqlite`] is the only engine so far; the SQL of
+//! `0001_initial.sql` and of the queries here is the part SQLite and PostgreSQL
+//! share (upserts with `ON CONFLICT`, no engine-specific types), and what is
+//! SQLite's own (pragmas, FTS5, `VACUUM INTO`, integrity checks) is in
+//! [`Engine`]'s methods.
 
 use crate::domain::{
     self, Account, AccountId, ActivationDecision, Actor, AuditEntry, CheckDecision, CheckIn,
@@ -45,165 +38,231 @@ use crate::domain::{
 use crate::search;
 use keys::{
     Binding, DongleSerial, Entitlements, HardwareId, LicenseData, LicenseGrant, LicenseNumber,
-    Protection, Signed, SigningKeyPair, UnixTime,
+    Protection, Signed, SigningKeyPair, TrustedKeys, UnixTime,
 };
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
-use sled::transaction::{
-    ConflictableTransactionError, TransactionError, TransactionalTree, UnabortableTransactionError,
-};
-use sled::Transactional;
-use std::collections::HashMap;
-use std::io::{BufRead, Write};
-use std::path::Path;
-use std::sync::RwLock;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 use wire::RefusalReason;
 
-/// The schema this build writes. Raise it with a migration in [`MIGRATIONS`].
+/// The schema this build writes: the number of [`MIGRATIONS`].
 pub const SCHEMA_VERSION: u32 = 2;
 
-/// Migrations from version `n` to `n + 1`, in order: `MIGRATIONS[i]` upgrades
-/// version `i + 1`. Each runs in its own step and the version is written after it,
-/// so an interrupted migration is re-run from its start on the next open: every
-/// migration must be idempotent.
-type Migration = fn(&sled::Db) -> Result<(), StoreError>;
-const MIGRATIONS: &[Migration] = &[
-    // 1 -> 2: the license search index.
-    migrate_1_to_2,
+/// The database file's name in the data directory.
+pub const DB_FILE: &str = "pls.sqlite3";
+
+/// The migrations, in order: `MIGRATIONS[i]` brings version `i` to `i + 1`. Each
+/// runs in one transaction together with the row recording it, so a crash leaves
+/// either the old or the new version, never half of one.
+const MIGRATIONS: &[(&str, &str)] = &[
+    ("initial", include_str!("../migrations/0001_initial.sql")),
+    (
+        "search_sqlite",
+        include_str!("../migrations/0002_search_sqlite.sql"),
+    ),
 ];
-
-/// Schema 1 -> 2: builds `license_search` from the license records. Clears the
-/// tree first, so a re-run after an interruption starts over.
-fn migrate_1_to_2(db: &sled::Db) -> Result<(), StoreError> {
-    rebuild_search_index(&Trees::open(db)?)?;
-    Ok(())
-}
-
-/// Clears `license_search` and builds it from every license record; returns the
-/// number of index entries.
-fn rebuild_search_index(t: &Trees) -> Result<u64, StoreError> {
-    t.license_search.clear()?;
-    let emails = account_emails(t)?;
-    let mut batch = sled::Batch::default();
-    let (mut entries, mut in_batch) = (0u64, 0usize);
-    for v in t.licenses.iter().values() {
-        let l: License = from_json("license", &v?)?;
-        for k in search::index_keys(&l, email_of(&emails, l.account)) {
-            batch.insert(k, &[]);
-            entries += 1;
-        }
-        in_batch += 1;
-        if in_batch == 500 {
-            t.license_search.apply_batch(std::mem::take(&mut batch))?;
-            in_batch = 0;
-        }
-    }
-    t.license_search.apply_batch(batch)?;
-    Ok(entries)
-}
-
-/// Every account's email by id.
-fn account_emails(t: &Trees) -> Result<HashMap<AccountId, String>, StoreError> {
-    t.accounts
-        .iter()
-        .values()
-        .map(|v| from_json::<Account>("account", &v?).map(|a| (a.id, a.email)))
-        .collect()
-}
-
-fn email_of(emails: &HashMap<AccountId, String>, account: Option<AccountId>) -> &str {
-    account
-        .and_then(|a| emails.get(&a))
-        .map(String::as_str)
-        .unwrap_or_default()
-}
 const _: () = assert!(
-    MIGRATIONS.len() as u32 + 1 == SCHEMA_VERSION,
+    MIGRATIONS.len() as u32 == SCHEMA_VERSION,
     "one migration per schema version"
 );
 
-const SCHEMA_KEY: &[u8] = b"schema_version";
-const BACKUP_FORMAT: &str = "pls-backup/1";
+/// How long a statement waits for another connection's lock (a checkpoint, a
+/// second process such as `pls admin` opening the file directly) before it
+/// fails with "database is locked": long enough for any single write of this
+/// server, short enough that a stuck lock shows up as an error, not a hang.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// The trees a backup holds, in the order it writes them.
-const TREES: [&str; 11] = [
-    "meta",
-    "accounts",
-    "accounts_by_email",
-    "licenses",
-    "licenses_by_account",
-    "mutations",
-    "grants",
-    "audit",
-    "audit_by_license",
-    "checkins",
-    "checkin_history",
-];
+/// Reader connections kept open between reads. Two cores and short queries: a
+/// few readers cover the portal, the QUIC service and a backup at once.
+const IDLE_READERS: usize = 8;
 
-/// Runs `migrations[v - 1]` for every version `v` from `version` up to
-/// `migrations.len() + 1`, writing and flushing the new version after each.
-/// Logs each step ("migrating schema 1 → 2").
-fn migrate(
-    db: &sled::Db,
-    meta: &sled::Tree,
-    version: u32,
-    migrations: &[Migration],
-    p: &str,
-) -> Result<(), OpenError> {
-    for from in version..=migrations.len() as u32 {
-        let step = |source| OpenError::Migration {
-            path: p.to_owned(),
-            from,
-            source,
-        };
-        let started = std::time::Instant::now();
-        tracing::info!(database = p, "migrating schema {from} → {}", from + 1);
-        migrations[(from - 1) as usize](db).map_err(step)?;
-        meta.insert(SCHEMA_KEY, &(from + 1).to_be_bytes())
-            .map_err(|e| step(e.into()))?;
-        db.flush().map_err(|e| step(e.into()))?;
-        tracing::info!(
-            database = p,
-            "schema {} reached in {} ms",
-            from + 1,
-            started.elapsed().as_millis()
-        );
+/// The SQL engine. The engine-specific statements are its methods; everything
+/// else is shared SQL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    /// SQLite, compiled in (rusqlite `bundled`): one file in the data directory.
+    Sqlite,
+}
+
+impl Engine {
+    /// Settings every connection needs: foreign keys checked, commits on disk
+    /// before they return, and the lock wait.
+    fn prepare_connection(self, c: &Connection) -> rusqlite::Result<()> {
+        c.busy_timeout(BUSY_TIMEOUT)?;
+        c.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;")
     }
-    Ok(())
+
+    /// Write-ahead logging: readers see a snapshot and never block the writer.
+    fn enable_wal(self, c: &Connection) -> rusqlite::Result<()> {
+        let mode: String = c.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::warn!(mode, "the database did not switch to WAL mode");
+        }
+        Ok(())
+    }
+
+    /// The engine's own check of its file: `"ok"` or the problems it lists.
+    fn check(self, c: &Connection, full: bool) -> rusqlite::Result<Vec<String>> {
+        let sql = if full {
+            "PRAGMA integrity_check"
+        } else {
+            "PRAGMA quick_check"
+        };
+        let mut stmt = c.prepare(sql)?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        let mut out = vec![];
+        for r in rows {
+            let r = r?;
+            if r != "ok" {
+                out.push(r);
+            }
+        }
+        let mut stmt = c.prepare("PRAGMA foreign_key_check")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(format!(
+                "foreign key: a row of {} points to a missing {}",
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(2)?
+            ))
+        })?;
+        for r in rows {
+            out.push(r?);
+        }
+        Ok(out)
+    }
+
+    /// Brings the search row of license `id` in line with `fields`.
+    fn put_search_row(
+        self,
+        c: &Connection,
+        id: i64,
+        fields: &[String; 11],
+    ) -> rusqlite::Result<()> {
+        c.execute("DELETE FROM license_search WHERE rowid = ?1", [id])?;
+        c.execute(
+            "INSERT INTO license_search (rowid, f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            params![
+                id, fields[0], fields[1], fields[2], fields[3], fields[4], fields[5], fields[6],
+                fields[7], fields[8], fields[9], fields[10]
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// The license records whose search fields hold every trigram of `q` (at
+    /// least three characters, normalized) in one field, in number order: a
+    /// superset of the matches.
+    fn search_candidates(self, c: &Connection, q: &str) -> rusqlite::Result<Vec<(String, String)>> {
+        // An FTS5 string: the whole query is one phrase; `"` doubles.
+        let phrase = format!("\"{}\"", q.replace('"', "\"\""));
+        let mut stmt = c.prepare_cached(
+            "SELECT l.record, COALESCE(a.email, '') FROM license_search s
+             JOIN licenses l ON l.id = s.rowid
+             LEFT JOIN accounts a ON a.id = l.account_id
+             WHERE license_search MATCH ?1 ORDER BY l.number",
+        )?;
+        let rows = stmt.query_map([phrase], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect()
+    }
+
+    /// A consistent copy of the whole database in a new file `to`.
+    fn snapshot(self, c: &Connection, to: &Path) -> rusqlite::Result<()> {
+        c.execute("VACUUM INTO ?1", [to.to_string_lossy()])?;
+        Ok(())
+    }
 }
 
 /// The database could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
-    #[error(
-        "the database at {path} is in use by another process (is `pls serve` running? \
-         Use `pls admin ...`, which talks to the running server)"
-    )]
-    Locked { path: String },
-    #[error("the database at {path} has schema version {found}, newer than this pls ({supported}); use a newer pls")]
+    #[error("the database {path} has schema version {found}, newer than this pls ({supported}); use a newer pls")]
     NewerSchema {
         path: String,
         found: u32,
         supported: u32,
     },
-    #[error("cannot open the database at {path}: {source}")]
-    Db { path: String, source: sled::Error },
-    #[error("migrating the database at {path} from schema version {from} failed (it stays at version {from}; the next start tries again): {source}")]
+    #[error("the database {path} is missing, but {marker} says one was created here: it was deleted or moved. Nothing was started. Restore the latest backup: pls admin restore FILE")]
+    Missing { path: String, marker: String },
+    #[error("the database {path} is damaged ({detail}); nothing was started. Restore the latest backup: pls admin restore FILE (the damaged file is kept aside)")]
+    Damaged { path: String, detail: String },
+    #[error("there is a database of the old sled store in {sled}; move it to SQL first: pls admin import-sled {sled}")]
+    SledFound { sled: String },
+    #[error("cannot open the database {path}: {source} (if the file is damaged, restore the latest backup: pls admin restore FILE)")]
+    Db {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error("migrating the database {path} from schema version {from} failed (it stays at version {from}; the next start tries again): {source}")]
     Migration {
         path: String,
         from: u32,
-        source: StoreError,
+        source: rusqlite::Error,
     },
+    #[error("cannot create the temporary database: {0}")]
+    Temp(std::io::Error),
+}
+
+/// What [`StoreError::Full`] says, also through the errors that wrap it
+/// transparently ([`LicenseError`], [`AccountError`]), so a caller that has only
+/// the text can tell a full disk apart ([`is_full_message`]).
+pub const FULL_MESSAGE: &str =
+    "the disk holding the database is full: nothing was changed; try again when there is space";
+
+/// Whether an error's text is [`StoreError::Full`]'s.
+pub fn is_full_message(text: &str) -> bool {
+    text == FULL_MESSAGE
 }
 
 /// A read or an unconditional write failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    #[error("{}", FULL_MESSAGE)]
+    Full,
+    #[error("the database is damaged: {0}; restore the latest backup (pls admin restore FILE)")]
+    Damaged(String),
     #[error("database error: {0}")]
-    Db(#[from] sled::Error),
-    #[error("stored record {what} is damaged: {reason}")]
+    Db(rusqlite::Error),
+    #[error("stored record {what} is damaged: {reason}; restore the latest backup (pls admin restore FILE)")]
     Corrupt { what: String, reason: String },
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode;
+        match e.sqlite_error_code() {
+            Some(ErrorCode::DiskFull) => {
+                tracing::warn!("database write failed: the disk is full");
+                StoreError::Full
+            }
+            Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => {
+                tracing::error!(error = %e, "the database is damaged");
+                StoreError::Damaged(e.to_string())
+            }
+            _ => match e {
+                // A value that is not what its column holds: the file was changed
+                // under SQLite's feet (its checks cover structure, not content).
+                rusqlite::Error::FromSqlConversionFailure(..)
+                | rusqlite::Error::Utf8Error(..)
+                | rusqlite::Error::InvalidColumnType(..)
+                | rusqlite::Error::IntegralValueOutOfRange(..) => {
+                    tracing::error!(error = %e, "a stored value does not decode");
+                    StoreError::Damaged(e.to_string())
+                }
+                e => StoreError::Db(e),
+            },
+        }
+    }
+}
+
+impl StoreError {
+    /// Whether the write failed for lack of disk space (the caller answers
+    /// "storage full, try again later").
+    pub fn is_full(&self) -> bool {
+        matches!(self, StoreError::Full)
+    }
 }
 
 /// An account could not be created or changed.
@@ -250,22 +309,24 @@ pub enum LicenseError {
     Store(#[from] StoreError),
 }
 
-/// A backup or restore failed.
+/// A backup, restore or import failed.
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
-    #[error("cannot write backup {path}: {source}")]
+    #[error("cannot write {path}: {source}")]
     Write {
         path: String,
         source: std::io::Error,
     },
-    #[error("cannot read backup {path}: {source}")]
+    #[error("cannot read {path}: {source}")]
     Read {
         path: String,
         source: std::io::Error,
     },
-    #[error("{path} is not a complete pls backup: {reason}")]
+    #[error("{path} is not a usable pls backup: {reason}")]
     Invalid { path: String, reason: String },
-    #[error("restore target {0} already holds a database; move it away first")]
+    #[error("{path} is a backup of the old sled store; bring it over with: pls admin import-sled {path}")]
+    SledBackup { path: String },
+    #[error("the target database {0} already holds data; import into a new data directory (or move the file away first)")]
     TargetNotEmpty(String),
     #[error(transparent)]
     Open(#[from] OpenError),
@@ -273,19 +334,19 @@ pub enum BackupError {
     Store(#[from] StoreError),
 }
 
-impl From<sled::Error> for AccountError {
-    fn from(e: sled::Error) -> Self {
-        AccountError::Store(StoreError::Db(e))
+impl From<rusqlite::Error> for AccountError {
+    fn from(e: rusqlite::Error) -> Self {
+        AccountError::Store(e.into())
     }
 }
-impl From<sled::Error> for LicenseError {
-    fn from(e: sled::Error) -> Self {
-        LicenseError::Store(StoreError::Db(e))
+impl From<rusqlite::Error> for LicenseError {
+    fn from(e: rusqlite::Error) -> Self {
+        LicenseError::Store(e.into())
     }
 }
-impl From<sled::Error> for BackupError {
-    fn from(e: sled::Error) -> Self {
-        BackupError::Store(StoreError::Db(e))
+impl From<rusqlite::Error> for BackupError {
+    fn from(e: rusqlite::Error) -> Self {
+        BackupError::Store(e.into())
     }
 }
 
@@ -332,387 +393,635 @@ pub struct CheckOutcome {
     pub newer_grant: Option<Signed<LicenseGrant>>,
 }
 
-/// What a backup or restore moved.
+/// What a backup, restore or import moved.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BackupSummary {
+    /// Rows of the business tables (accounts, licenses, mutations, grants,
+    /// audit, check-ins).
     pub entries: u64,
     pub licenses: u64,
     pub schema_version: u32,
 }
 
-#[derive(Clone)]
-struct Trees {
-    meta: sled::Tree,
-    accounts: sled::Tree,
-    accounts_by_email: sled::Tree,
-    licenses: sled::Tree,
-    licenses_by_account: sled::Tree,
-    mutations: sled::Tree,
-    grants: sled::Tree,
-    audit: sled::Tree,
-    audit_by_license: sled::Tree,
-    checkins: sled::Tree,
-    checkin_history: sled::Tree,
-    /// Derived (schema 2): not in backups, rebuilt by a restore.
-    license_search: sled::Tree,
+/// A session row of the portal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionRow {
+    pub account: AccountId,
+    pub created: UnixTime,
+    pub expires: UnixTime,
+    pub persistent: bool,
 }
 
-impl Trees {
-    fn open(db: &sled::Db) -> Result<Trees, sled::Error> {
-        Ok(Trees {
-            meta: db.open_tree("meta")?,
-            accounts: db.open_tree("accounts")?,
-            accounts_by_email: db.open_tree("accounts_by_email")?,
-            licenses: db.open_tree("licenses")?,
-            licenses_by_account: db.open_tree("licenses_by_account")?,
-            mutations: db.open_tree("mutations")?,
-            grants: db.open_tree("grants")?,
-            audit: db.open_tree("audit")?,
-            audit_by_license: db.open_tree("audit_by_license")?,
-            checkins: db.open_tree("checkins")?,
-            checkin_history: db.open_tree("checkin_history")?,
-            license_search: db.open_tree("license_search")?,
-        })
-    }
-
-    fn by_name(&self, name: &str) -> Option<&sled::Tree> {
-        Some(match name {
-            "meta" => &self.meta,
-            "accounts" => &self.accounts,
-            "accounts_by_email" => &self.accounts_by_email,
-            "licenses" => &self.licenses,
-            "licenses_by_account" => &self.licenses_by_account,
-            "mutations" => &self.mutations,
-            "grants" => &self.grants,
-            "audit" => &self.audit,
-            "audit_by_license" => &self.audit_by_license,
-            "checkins" => &self.checkins,
-            "checkin_history" => &self.checkin_history,
-            _ => return None,
-        })
-    }
+/// An emailed link's row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EmailTokenRow {
+    pub purpose: String,
+    pub account: AccountId,
+    pub expires: UnixTime,
+    pub used: bool,
 }
 
-/// The transactional view of the trees a lifecycle write may touch.
-struct Tx<'a> {
-    accounts: &'a TransactionalTree,
-    accounts_by_email: &'a TransactionalTree,
-    licenses: &'a TransactionalTree,
-    licenses_by_account: &'a TransactionalTree,
-    mutations: &'a TransactionalTree,
-    grants: &'a TransactionalTree,
-    audit: &'a TransactionalTree,
-    audit_by_license: &'a TransactionalTree,
-    license_search: &'a TransactionalTree,
-}
-
-type TxResult<A, E> = Result<A, ConflictableTransactionError<E>>;
-
-fn corrupt<E: From<StoreError>>(
-    what: &str,
-    reason: impl ToString,
-) -> ConflictableTransactionError<E> {
-    ConflictableTransactionError::Abort(E::from(StoreError::Corrupt {
-        what: what.to_owned(),
-        reason: reason.to_string(),
-    }))
-}
-
-fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
+fn to_json<T: Serialize>(value: &T) -> String {
     // Plain data records: serializing cannot fail (string map keys, no floats).
-    serde_json::to_vec(value).unwrap_or_default()
+    serde_json::to_string(value).unwrap_or_default()
 }
 
-fn from_json<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
-        what: what.to_owned(),
-        reason: e.to_string(),
+fn from_json<T: DeserializeOwned>(what: &str, text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| {
+        tracing::error!(record = what, error = %e, "a stored record does not decode");
+        StoreError::Corrupt {
+            what: what.to_owned(),
+            reason: e.to_string(),
+        }
     })
 }
 
-impl Tx<'_> {
-    fn get<T: DeserializeOwned, E: From<StoreError>>(
-        &self,
-        tree: &TransactionalTree,
-        what: &str,
-        key: &[u8],
-    ) -> TxResult<Option<T>, E> {
-        match tree.get(key)? {
-            Some(v) => serde_json::from_slice(&v)
-                .map(Some)
-                .map_err(|e| corrupt(what, e)),
-            None => Ok(None),
+/// The serde name of a unit enum value (`"soft_dongle"`), as the CHECKs list them.
+fn enum_text<T: Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        other => format!("{other:?}"),
+    }
+}
+
+/// Integers are stored as BIGINT; every value here (times, serials, ids) is far
+/// below 2^63.
+fn int(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+fn uint(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+// ----- row access, on any connection or transaction ------------------------------
+
+fn q_account(c: &Connection, id: AccountId) -> Result<Option<Account>, StoreError> {
+    c.prepare_cached("SELECT record FROM accounts WHERE id = ?1")?
+        .query_row([int(id.0)], |r| r.get::<_, String>(0))
+        .optional()?
+        .map(|t| from_json("account", &t))
+        .transpose()
+}
+
+fn q_email(c: &Connection, id: Option<AccountId>) -> Result<String, StoreError> {
+    let Some(id) = id else {
+        return Ok(String::new());
+    };
+    Ok(
+        c.prepare_cached("SELECT email FROM accounts WHERE id = ?1")?
+            .query_row([int(id.0)], |r| r.get::<_, String>(0))
+            .optional()?
+            .unwrap_or_default(),
+    )
+}
+
+fn put_account(c: &Connection, a: &Account) -> Result<(), StoreError> {
+    c.prepare_cached(
+        "INSERT INTO accounts (id, email, trusted, admin, created_at, record)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (id) DO UPDATE SET trusted = excluded.trusted, admin = excluded.admin,
+             record = excluded.record",
+    )?
+    .execute(params![
+        int(a.id.0),
+        a.email,
+        a.trusted,
+        a.admin,
+        int(a.created_at.0),
+        to_json(a)
+    ])?;
+    Ok(())
+}
+
+fn q_license(c: &Connection, n: &LicenseNumber) -> Result<Option<License>, StoreError> {
+    c.prepare_cached("SELECT record FROM licenses WHERE number = ?1")?
+        .query_row([n.as_str()], |r| r.get::<_, String>(0))
+        .optional()?
+        .map(|t| from_json("license", &t))
+        .transpose()
+}
+
+fn q_licenses(
+    c: &Connection,
+    sql: &str,
+    p: impl rusqlite::Params,
+) -> Result<Vec<License>, StoreError> {
+    let mut stmt = c.prepare_cached(sql)?;
+    let rows = stmt.query_map(p, |r| r.get::<_, String>(0))?;
+    let mut out = vec![];
+    for r in rows {
+        out.push(from_json("license", &r?)?);
+    }
+    Ok(out)
+}
+
+/// Writes the license row and its search row, in the caller's transaction.
+fn put_license(c: &Connection, l: &License) -> Result<(), StoreError> {
+    c.prepare_cached(
+        "INSERT INTO licenses (id, number, account_id, license_type, protection, created_at,
+             serial, current_grant, next_mutation, record)
+         VALUES ((SELECT COALESCE(MAX(id), 0) + 1 FROM licenses), ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+         ON CONFLICT (number) DO UPDATE SET account_id = excluded.account_id,
+             license_type = excluded.license_type, protection = excluded.protection,
+             serial = excluded.serial, current_grant = excluded.current_grant,
+             next_mutation = excluded.next_mutation, record = excluded.record",
+    )?
+    .execute(params![
+        l.number.as_str(),
+        l.account.map(|a| int(a.0)),
+        enum_text(&l.license_type),
+        enum_text(&l.protection),
+        int(l.created_at.0),
+        int(l.serial),
+        l.current_grant.map(int),
+        i64::from(l.next_mutation),
+        to_json(l)
+    ])?;
+    let id: i64 = c
+        .prepare_cached("SELECT id FROM licenses WHERE number = ?1")?
+        .query_row([l.number.as_str()], |r| r.get(0))?;
+    let email = q_email(c, l.account)?;
+    Engine::Sqlite.put_search_row(c, id, &search::fields(l, &email))?;
+    Ok(())
+}
+
+fn q_mutations(c: &Connection, n: &LicenseNumber) -> Result<Vec<Mutation>, StoreError> {
+    let mut stmt =
+        c.prepare_cached("SELECT record FROM mutations WHERE license_number = ?1 ORDER BY number")?;
+    let rows = stmt.query_map([n.as_str()], |r| r.get::<_, String>(0))?;
+    let mut out = vec![];
+    for r in rows {
+        out.push(from_json("mutation", &r?)?);
+    }
+    Ok(out)
+}
+
+fn q_mutation(c: &Connection, n: &LicenseNumber, m: u32) -> Result<Option<Mutation>, StoreError> {
+    c.prepare_cached("SELECT record FROM mutations WHERE license_number = ?1 AND number = ?2")?
+        .query_row(params![n.as_str(), i64::from(m)], |r| r.get::<_, String>(0))
+        .optional()?
+        .map(|t| from_json("mutation", &t))
+        .transpose()
+}
+
+fn put_mutation(c: &Connection, m: &Mutation) -> Result<(), StoreError> {
+    c.prepare_cached(
+        "INSERT INTO mutations (license_number, number, kind, state, created_at,
+             quote_valid_until, record)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (license_number, number) DO UPDATE SET state = excluded.state,
+             record = excluded.record",
+    )?
+    .execute(params![
+        m.license.as_str(),
+        i64::from(m.number),
+        enum_text(&m.kind),
+        m.state.key(),
+        int(m.created_at.0),
+        int(m.quote_valid_until.0),
+        to_json(m)
+    ])?;
+    Ok(())
+}
+
+fn q_grant(
+    c: &Connection,
+    n: &LicenseNumber,
+    serial: u64,
+) -> Result<Option<Signed<LicenseGrant>>, StoreError> {
+    c.prepare_cached("SELECT signed FROM grants WHERE license_number = ?1 AND serial = ?2")?
+        .query_row(params![n.as_str(), int(serial)], |r| r.get::<_, String>(0))
+        .optional()?
+        .map(|t| from_json("grant", &t))
+        .transpose()
+}
+
+fn put_grant(
+    c: &Connection,
+    n: &LicenseNumber,
+    serial: u64,
+    g: &Signed<LicenseGrant>,
+) -> Result<(), StoreError> {
+    c.prepare_cached("INSERT INTO grants (license_number, serial, signed) VALUES (?1, ?2, ?3)")?
+        .execute(params![n.as_str(), int(serial), to_json(g)])?;
+    Ok(())
+}
+
+fn next_id(c: &Connection, table_and_column: &str) -> Result<u64, StoreError> {
+    let (table, column) = table_and_column
+        .split_once('.')
+        .unwrap_or((table_and_column, "id"));
+    let v: i64 = c.query_row(
+        &format!("SELECT COALESCE(MAX({column}), 0) + 1 FROM {table}"),
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(uint(v))
+}
+
+fn put_audit(c: &Connection, e: &AuditEntry) -> Result<(), StoreError> {
+    c.prepare_cached(
+        "INSERT INTO audit (seq, at, actor, license_number, account_id, action, detail)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        int(e.seq),
+        int(e.at.0),
+        to_json(&e.actor),
+        e.license.as_ref().map(|n| n.as_str().to_owned()),
+        e.account.map(|a| int(a.0)),
+        e.action,
+        e.detail
+    ])?;
+    Ok(())
+}
+
+/// Appends an audit entry.
+fn audit(
+    c: &Connection,
+    at: UnixTime,
+    actor: &Actor,
+    license: Option<&LicenseNumber>,
+    account: Option<AccountId>,
+    action: &str,
+    detail: String,
+) -> Result<(), StoreError> {
+    let entry = AuditEntry {
+        seq: next_id(c, "audit.seq")?,
+        at,
+        actor: actor.clone(),
+        license: license.cloned(),
+        account,
+        action: action.to_owned(),
+        detail,
+    };
+    put_audit(c, &entry)
+}
+
+/// An audit row: seq, at, actor, license, account, action, detail.
+type AuditRow = (
+    i64,
+    i64,
+    String,
+    Option<String>,
+    Option<i64>,
+    String,
+    String,
+);
+
+fn audit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRow> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+    ))
+}
+
+fn decode_audit(row: AuditRow) -> Result<AuditEntry, StoreError> {
+    let (seq, at, actor, license, account, action, detail) = row;
+    Ok(AuditEntry {
+        seq: uint(seq),
+        at: UnixTime(uint(at)),
+        actor: from_json("audit actor", &actor)?,
+        license: license.map(|n| parse_number(&n)).transpose()?,
+        account: account.map(|a| AccountId(uint(a))),
+        action,
+        detail,
+    })
+}
+
+const CHECKIN_COLUMNS: &str =
+    "license_number, hardware_id, at, running, ge_seats, pwa_seats, daemon_version, from_addr";
+
+/// A check-in row, in the order of [`CHECKIN_COLUMNS`].
+type CheckInRow = (String, String, i64, bool, i64, i64, String, String);
+
+fn checkin_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CheckInRow> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+    ))
+}
+
+fn decode_checkin(row: CheckInRow) -> Result<CheckIn, StoreError> {
+    let (license, hw, at, running, ge, pwa, version, from) = row;
+    Ok(CheckIn {
+        license: parse_number(&license)?,
+        hardware_id: hw.parse().map_err(|_| StoreError::Corrupt {
+            what: format!("check-in of {license}"),
+            reason: "not a hardware ID".into(),
+        })?,
+        at: UnixTime(uint(at)),
+        running,
+        ge_seats: u32::try_from(ge).unwrap_or(u32::MAX),
+        pwa_seats: u32::try_from(pwa).unwrap_or(u32::MAX),
+        daemon_version: version,
+        from,
+    })
+}
+
+fn put_checkin(
+    c: &Connection,
+    table: &str,
+    seq: Option<u64>,
+    ci: &CheckIn,
+) -> Result<(), StoreError> {
+    let values = params![
+        ci.license.as_str(),
+        ci.hardware_id.to_string(),
+        int(ci.at.0),
+        ci.running,
+        i64::from(ci.ge_seats),
+        i64::from(ci.pwa_seats),
+        ci.daemon_version,
+        ci.from
+    ];
+    match seq {
+        None => c
+            .prepare_cached(&format!(
+                "INSERT INTO {table} ({CHECKIN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (license_number) DO UPDATE SET hardware_id = excluded.hardware_id,
+                     at = excluded.at, running = excluded.running, ge_seats = excluded.ge_seats,
+                     pwa_seats = excluded.pwa_seats, daemon_version = excluded.daemon_version,
+                     from_addr = excluded.from_addr"
+            ))?
+            .execute(values)?,
+        Some(seq) => {
+            let mut all: Vec<&dyn rusqlite::ToSql> = values.to_vec();
+            let seq = int(seq);
+            all.push(&seq);
+            c.prepare_cached(&format!(
+                "INSERT INTO {table} ({CHECKIN_COLUMNS}, seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+            ))?
+            .execute(all.as_slice())?
         }
-    }
+    };
+    Ok(())
+}
 
-    fn put<T: Serialize>(
-        &self,
-        tree: &TransactionalTree,
-        key: &[u8],
-        value: &T,
-    ) -> Result<(), UnabortableTransactionError> {
-        tree.insert(key, to_json(value)).map(|_| ())
-    }
+fn q_last_checkin(c: &Connection, n: &LicenseNumber) -> Result<Option<CheckIn>, StoreError> {
+    c.prepare_cached(&format!(
+        "SELECT {CHECKIN_COLUMNS} FROM checkins WHERE license_number = ?1"
+    ))?
+    .query_row([n.as_str()], checkin_row)
+    .optional()?
+    .map(decode_checkin)
+    .transpose()
+}
 
-    fn license<E: From<StoreError> + From<LicenseNumberMissing>>(
-        &self,
-        number: &LicenseNumber,
-    ) -> TxResult<License, E> {
-        self.get(self.licenses, "license", number.as_str().as_bytes())?
-            .ok_or_else(|| {
-                ConflictableTransactionError::Abort(E::from(LicenseNumberMissing(number.clone())))
-            })
-    }
+fn runtime_running_in(c: &Connection, license: &License) -> Result<bool, StoreError> {
+    let last = q_last_checkin(c, &license.number)?;
+    Ok(match (&license.binding, last) {
+        (Some(Binding::HardwareId(h)), Some(c)) => c.running && &c.hardware_id == h,
+        (Some(Binding::DongleSerial(_)), Some(c)) => c.running,
+        _ => false,
+    })
+}
 
-    /// Writes the license record and brings its search index entries in line
-    /// with it, in the same transaction.
-    fn put_license(&self, license: &License) -> Result<(), UnabortableTransactionError> {
-        let key = license.number.as_str().as_bytes();
-        // A record that no longer decodes leaves its old entries behind: extra
-        // candidates only, which the search checks away (and `verify` reports).
-        let old: Option<License> = self
-            .licenses
-            .get(key)?
-            .and_then(|v| serde_json::from_slice(&v).ok());
-        let new_keys = search::index_keys(license, &self.customer_email(license.account)?);
-        let old_keys = match old {
-            Some(o) => search::index_keys(&o, &self.customer_email(o.account)?),
-            None => Default::default(),
+fn parse_number(s: &str) -> Result<LicenseNumber, StoreError> {
+    s.parse().map_err(|_| StoreError::Corrupt {
+        what: format!("license number {s:?}"),
+        reason: "not a license number".into(),
+    })
+}
+
+fn io_context(path: &Path) -> impl Fn(std::io::Error) -> BackupError + '_ {
+    move |source| BackupError::Write {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Flushes a directory entry (a rename or a new file) to disk.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// The marker file that says a store was created at `db` (so a missing `db` is
+/// an error, not a fresh start).
+pub fn marker_path(db: &Path) -> PathBuf {
+    let mut p = db.as_os_str().to_owned();
+    p.push(".created");
+    PathBuf::from(p)
+}
+
+fn write_marker(db: &Path) -> std::io::Result<()> {
+    let marker = marker_path(db);
+    std::fs::write(
+        &marker,
+        "pls created its SQL store next to this file; if the store is missing, restore a backup\n",
+    )?;
+    std::fs::File::open(&marker)?.sync_all()?;
+    if let Some(dir) = db.parent() {
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+fn open_connection(path: &Path, create: bool) -> rusqlite::Result<Connection> {
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    if create {
+        flags |= OpenFlags::SQLITE_OPEN_CREATE;
+    }
+    let c = Connection::open_with_flags(path, flags)?;
+    Engine::Sqlite.prepare_connection(&c)?;
+    Ok(c)
+}
+
+fn schema_version_of(c: &Connection) -> rusqlite::Result<u32> {
+    let exists: bool = c.query_row(
+        "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !exists {
+        return Ok(0);
+    }
+    let v: i64 = c.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(u32::try_from(v).unwrap_or(u32::MAX))
+}
+
+/// Runs the migrations after `version`, each in one transaction with its row in
+/// `schema_migrations`. Logs each step.
+fn migrate(c: &mut Connection, version: u32, p: &str) -> Result<(), OpenError> {
+    for (i, (name, sql)) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let from = i as u32;
+        let step = |source| OpenError::Migration {
+            path: p.to_owned(),
+            from,
+            source,
         };
-        for k in old_keys.difference(&new_keys) {
-            self.license_search.remove(k.as_slice())?;
-        }
-        for k in new_keys.difference(&old_keys) {
-            self.license_search.insert(k.as_slice(), &[])?;
-        }
-        self.put(self.licenses, key, license)
+        tracing::info!(
+            database = p,
+            "migrating schema {from} → {} ({name})",
+            from + 1
+        );
+        let tx = c
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(step)?;
+        tx.execute_batch(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                 version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+        )
+        .map_err(step)?;
+        tx.execute_batch(sql).map_err(step)?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
+            params![i64::from(from + 1), name, int(now)],
+        )
+        .map_err(step)?;
+        tx.commit().map_err(step)?;
     }
-
-    /// The email of the account owning a license ("" for none).
-    fn customer_email(
-        &self,
-        account: Option<AccountId>,
-    ) -> Result<String, UnabortableTransactionError> {
-        let Some(id) = account else {
-            return Ok(String::new());
-        };
-        Ok(self
-            .accounts
-            .get(id.0.to_be_bytes())?
-            .and_then(|v| serde_json::from_slice::<Account>(&v).ok())
-            .map(|a| a.email)
-            .unwrap_or_default())
-    }
-
-    fn put_mutation(&self, m: &Mutation) -> Result<(), UnabortableTransactionError> {
-        self.put(self.mutations, &mutation_key(&m.license, m.number), m)
-    }
-
-    fn put_grant(
-        &self,
-        grant: &Signed<LicenseGrant>,
-        number: &LicenseNumber,
-        serial: u64,
-    ) -> Result<(), UnabortableTransactionError> {
-        self.put(self.grants, &serial_key(number, serial), grant)
-    }
-
-    /// Appends an audit entry (and its per-license index entry).
-    fn audit(
-        &self,
-        at: UnixTime,
-        actor: &Actor,
-        license: Option<&LicenseNumber>,
-        account: Option<AccountId>,
-        action: &str,
-        detail: String,
-    ) -> Result<(), UnabortableTransactionError> {
-        let seq = self
-            .audit
-            .generate_id()
-            .map_err(UnabortableTransactionError::Storage)?;
-        let entry = AuditEntry {
-            seq,
-            at,
-            actor: actor.clone(),
-            license: license.cloned(),
-            account,
-            action: action.to_owned(),
-            detail,
-        };
-        self.put(self.audit, &seq.to_be_bytes(), &entry)?;
-        if let Some(n) = license {
-            self.audit_by_license.insert(serial_key(n, seq), &[])?;
-        }
-        Ok(())
-    }
-}
-
-/// Marker: a transaction did not find the license it was asked about.
-#[derive(Debug)]
-struct LicenseNumberMissing(LicenseNumber);
-
-impl From<LicenseNumberMissing> for LicenseError {
-    fn from(m: LicenseNumberMissing) -> Self {
-        LicenseError::UnknownLicense(m.0)
-    }
-}
-impl From<LicenseNumberMissing> for StoreError {
-    fn from(m: LicenseNumberMissing) -> Self {
-        StoreError::Corrupt {
-            what: format!("license {}", m.0),
-            reason: "vanished during a write".into(),
-        }
-    }
-}
-
-fn mutation_key(n: &LicenseNumber, m: u32) -> Vec<u8> {
-    let mut k = n.as_str().as_bytes().to_vec();
-    k.extend_from_slice(&m.to_be_bytes());
-    k
-}
-
-fn serial_key(n: &LicenseNumber, s: u64) -> Vec<u8> {
-    let mut k = n.as_str().as_bytes().to_vec();
-    k.extend_from_slice(&s.to_be_bytes());
-    k
-}
-
-fn account_license_key(a: AccountId, n: &LicenseNumber) -> Vec<u8> {
-    let mut k = a.0.to_be_bytes().to_vec();
-    k.extend_from_slice(n.as_str().as_bytes());
-    k
-}
-
-/// How long an open waits for a lock to go away, and in what steps: a handle this
-/// process just closed keeps its file lock until sled's flusher thread ends a
-/// moment later (restore, then open to migrate, is such a close-and-reopen).
-const RELOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
-const RELOCK_STEP: std::time::Duration = std::time::Duration::from_millis(50);
-
-/// Opens the sled database in `path`, telling a lock held by another process
-/// apart from other failures (after waiting [`RELOCK_WAIT`] for it to go away).
-fn open_db(path: &Path, p: &str) -> Result<sled::Db, OpenError> {
-    let mut waited = std::time::Duration::ZERO;
-    loop {
-        match open_db_once(path, p) {
-            Err(OpenError::Locked { .. }) if waited < RELOCK_WAIT => {
-                std::thread::sleep(RELOCK_STEP);
-                waited += RELOCK_STEP;
-            }
-            other => return other,
-        }
-    }
-}
-
-fn open_db_once(path: &Path, p: &str) -> Result<sled::Db, OpenError> {
-    sled::Config::new()
-        .path(path)
-        .open()
-        .map_err(|source| match &source {
-            sled::Error::Io(io)
-                if io.kind() == std::io::ErrorKind::WouldBlock
-                    || io.to_string().contains("lock") =>
-            {
-                OpenError::Locked { path: p.to_owned() }
-            }
-            _ => OpenError::Db {
-                path: p.to_owned(),
-                source,
-            },
-        })
+    Ok(())
 }
 
 /// The server's database.
 #[derive(Debug)]
 pub struct Store {
-    db: sled::Db,
-    t: Trees,
-    gate: RwLock<()>,
-    /// Flush after every lifecycle write (the default). Off only for bulk loads.
-    flush_each_write: std::sync::atomic::AtomicBool,
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
     /// The schema version this open migrated from, if it migrated.
     migrated_from: Option<u32>,
-}
-
-impl std::fmt::Debug for Trees {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Trees")
-    }
+    /// The directory of a [`Store::temporary`] store, removed with it.
+    _temp: Option<tempfile::TempDir>,
 }
 
 impl Store {
-    /// Opens (creating if needed) the database in directory `path` and brings its
-    /// schema up to [`SCHEMA_VERSION`].
+    /// Opens the database file `path`, creating it if neither it nor its marker
+    /// exists, refusing it if it is damaged or was lost, and brings its schema up
+    /// to [`SCHEMA_VERSION`].
     pub fn open(path: &Path) -> Result<Store, OpenError> {
+        Self::open_with(path, true, true)
+    }
+
+    /// Opens or creates the database file `path` as the target of
+    /// `pls admin import-sled`: like [`Store::open`], without the refusal to
+    /// create a store next to an old sled directory (the import reads it).
+    pub fn open_for_import(path: &Path) -> Result<Store, OpenError> {
+        Self::open_with(path, true, false)
+    }
+
+    /// Like [`Store::open`], without running migrations: the file keeps its schema
+    /// version (a restore with `--keep-schema`).
+    fn open_with(path: &Path, run_migrations: bool, sled_check: bool) -> Result<Store, OpenError> {
         let p = path.display().to_string();
-        let db = open_db(path, &p)?;
-        Self::from_db(db, &p)
-    }
-
-    /// A database that lives only in memory, for tests and benchmarks.
-    pub fn temporary() -> Result<Store, OpenError> {
-        let db = sled::Config::new()
-            .temporary(true)
-            .open()
-            .map_err(|source| OpenError::Db {
-                path: "<temporary>".into(),
-                source,
-            })?;
-        Self::from_db(db, "<temporary>")
-    }
-
-    fn from_db(db: sled::Db, p: &str) -> Result<Store, OpenError> {
         let db_err = |source| OpenError::Db {
-            path: p.to_owned(),
+            path: p.clone(),
             source,
         };
-        let t = Trees::open(&db).map_err(db_err)?;
-        let version = match t.meta.get(SCHEMA_KEY).map_err(db_err)? {
-            Some(v) => u32::from_be_bytes(v.as_ref().try_into().unwrap_or([0xff; 4])),
-            None => {
-                // A fresh database: nothing to migrate.
-                t.meta
-                    .insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())
-                    .map_err(db_err)?;
-                db.flush().map_err(db_err)?;
-                SCHEMA_VERSION
+        let exists = path.exists();
+        if !exists {
+            let marker = marker_path(path);
+            if marker.exists() {
+                tracing::error!(database = %p, "the database is missing but was created here");
+                return Err(OpenError::Missing {
+                    path: p,
+                    marker: marker.display().to_string(),
+                });
             }
-        };
+            if let Some(dir) = path.parent().filter(|_| sled_check) {
+                let sled = dir.join("db");
+                if sled.join("conf").exists() {
+                    return Err(OpenError::SledFound {
+                        sled: sled.display().to_string(),
+                    });
+                }
+            }
+        }
+        let mut writer = open_connection(path, !exists).map_err(db_err)?;
+        if exists {
+            let problems = Engine::Sqlite
+                .check(&writer, false)
+                .map_err(|e| e.to_string())
+                .and_then(|p| {
+                    if p.is_empty() {
+                        Ok(())
+                    } else {
+                        Err(p.join("; "))
+                    }
+                });
+            if let Err(detail) = problems {
+                tracing::error!(database = %p, detail, "the database is damaged; not serving it");
+                return Err(OpenError::Damaged { path: p, detail });
+            }
+        }
+        Engine::Sqlite.enable_wal(&writer).map_err(db_err)?;
+        let version = schema_version_of(&writer).map_err(|e| OpenError::Damaged {
+            path: p.clone(),
+            detail: e.to_string(),
+        })?;
         if version > SCHEMA_VERSION {
             return Err(OpenError::NewerSchema {
-                path: p.to_owned(),
+                path: p,
                 found: version,
                 supported: SCHEMA_VERSION,
             });
         }
-        migrate(&db, &t.meta, version, MIGRATIONS, p)?;
+        if run_migrations || version == 0 {
+            migrate(&mut writer, version, &p)?;
+        }
+        if !exists {
+            write_marker(path).map_err(|e| OpenError::Db {
+                path: p.clone(),
+                source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
+            })?;
+        }
         Ok(Store {
-            db,
-            t,
-            gate: RwLock::new(()),
-            flush_each_write: std::sync::atomic::AtomicBool::new(true),
-            migrated_from: (version < SCHEMA_VERSION).then_some(version),
+            path: path.to_owned(),
+            writer: Mutex::new(writer),
+            readers: Mutex::new(vec![]),
+            migrated_from: (version > 0 && version < SCHEMA_VERSION && run_migrations)
+                .then_some(version),
+            _temp: None,
         })
     }
 
-    /// The schema version of the database in directory `path`, read without
-    /// migrating or writing anything; `None` if there is no database. Fails with
-    /// [`OpenError::Locked`] while a server holds it.
+    /// A database in a temporary directory that is removed with the store, for
+    /// tests and benchmarks.
+    pub fn temporary() -> Result<Store, OpenError> {
+        let dir = tempfile::tempdir().map_err(OpenError::Temp)?;
+        let mut store = Self::open(&dir.path().join(DB_FILE))?;
+        store._temp = Some(dir);
+        Ok(store)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The schema version of the database file `path`, read without migrating or
+    /// writing anything; `None` if there is no database.
     pub fn schema_version_at(path: &Path) -> Result<Option<u32>, OpenError> {
         let p = path.display().to_string();
-        if !path.join("conf").exists() {
+        if !path.exists() {
             return Ok(None);
         }
-        let db = open_db(path, &p)?;
-        let version = db
-            .open_tree("meta")
-            .and_then(|meta| meta.get(SCHEMA_KEY))
-            .map_err(|source| OpenError::Db {
-                path: p.clone(),
-                source,
+        let c = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .and_then(|c| schema_version_of(&c))
+            .map_err(|source| OpenError::Damaged {
+                path: p,
+                detail: source.to_string(),
             })?;
-        Ok(version.map(|v| u32::from_be_bytes(v.as_ref().try_into().unwrap_or([0xff; 4]))))
+        Ok(Some(c))
     }
 
     /// The schema version this open migrated the database from; `None` if it was
@@ -721,131 +1030,76 @@ impl Store {
         self.migrated_from
     }
 
-    /// A tree for the web portal's own short-lived state (sessions, email tokens,
-    /// the mail queue). Those trees are not part of backups: restoring a backup
-    /// must not bring old sessions or links back to life.
-    pub fn web_tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
-        Ok(self.db.open_tree(format!("web_{name}"))?)
-    }
-
-    /// A new unique id (monotonic across restarts), for the web portal's records.
-    pub fn generate_id(&self) -> Result<u64, StoreError> {
-        Ok(self.db.generate_id()?)
-    }
-
     pub fn schema_version(&self) -> Result<u32, StoreError> {
-        let v = self
-            .t
-            .meta
-            .get(SCHEMA_KEY)?
-            .ok_or_else(|| StoreError::Corrupt {
-                what: "meta".into(),
-                reason: "no schema version".into(),
-            })?;
-        Ok(u32::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 4])))
+        self.read(|c| Ok(schema_version_of(c)?))
     }
 
-    /// The trees a backup holds. The web portal's trees ([`Store::web_tree`]) are
-    /// left out on purpose: a restore must not revive old sessions or links.
-    fn backup_tree_names(&self) -> Vec<String> {
-        TREES.iter().map(|t| t.to_string()).collect()
-    }
-
-    /// Bulk loads (imports, benchmarks) may turn off the flush after each write;
-    /// writes then become durable at sled's next periodic flush or at [`Store::flush`].
+    /// Bulk loads (benchmarks, imports) may trade durability of the last writes
+    /// for speed: `false` lets a commit return before it is on disk
+    /// (`synchronous=NORMAL`: a crash loses the last commits, never consistency).
     /// The server never turns it off.
     pub fn set_flush_each_write(&self, on: bool) {
-        self.flush_each_write
-            .store(on, std::sync::atomic::Ordering::SeqCst);
-    }
-
-    fn flush_if_durable(&self) -> Result<(), StoreError> {
-        if self
-            .flush_each_write
-            .load(std::sync::atomic::Ordering::SeqCst)
+        let mode = if on { "FULL" } else { "NORMAL" };
+        if let Err(e) = self
+            .writer()
+            .execute_batch(&format!("PRAGMA synchronous = {mode}"))
         {
-            self.db.flush()?;
+            tracing::warn!(error = %e, "cannot change the synchronous mode");
         }
-        Ok(())
     }
 
-    /// Makes every write so far durable.
+    /// Makes every write so far durable and folds the write-ahead log into the
+    /// database file.
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
+        self.writer()
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         Ok(())
     }
 
-    fn write_lock(&self) -> std::sync::RwLockWriteGuard<'_, ()> {
-        self.gate
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn writer(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn read_lock(&self) -> std::sync::RwLockReadGuard<'_, ()> {
-        self.gate
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Runs `f` as one transaction over the lifecycle trees.
-    fn transact<A, E>(&self, f: impl Fn(&Tx<'_>) -> TxResult<A, E>) -> Result<A, E>
-    where
-        E: From<StoreError>,
-    {
-        let t = &self.t;
-        (
-            &t.accounts,
-            &t.accounts_by_email,
-            &t.licenses,
-            &t.licenses_by_account,
-            &t.mutations,
-            &t.grants,
-            &t.audit,
-            &t.audit_by_license,
-            &t.license_search,
-        )
-            .transaction(
-                |(
-                    accounts,
-                    accounts_by_email,
-                    licenses,
-                    licenses_by_account,
-                    mutations,
-                    grants,
-                    audit,
-                    audit_by_license,
-                    license_search,
-                )| {
-                    f(&Tx {
-                        accounts,
-                        accounts_by_email,
-                        licenses,
-                        licenses_by_account,
-                        mutations,
-                        grants,
-                        audit,
-                        audit_by_license,
-                        license_search,
-                    })
-                },
-            )
-            .map_err(|e| match e {
-                TransactionError::Abort(e) => e,
-                TransactionError::Storage(s) => E::from(StoreError::Db(s)),
-            })
-    }
-
-    /// Runs a lifecycle write under the write lock, then flushes.
-    fn write<A, E>(&self, f: impl Fn(&Tx<'_>) -> TxResult<A, E>) -> Result<A, E>
-    where
-        E: From<StoreError>,
-    {
-        let result = {
-            let _guard = self.write_lock();
-            self.transact(f)?
+    /// Runs `f` on a reader connection inside a read transaction (one snapshot).
+    fn read<A>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<A, StoreError>,
+    ) -> Result<A, StoreError> {
+        let pooled = self
+            .readers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => open_connection(&self.path, false)?,
         };
-        self.flush_if_durable().map_err(E::from)?;
-        Ok(result)
+        let result = {
+            let tx = conn.unchecked_transaction()?;
+            let r = f(&tx);
+            drop(tx);
+            r
+        };
+        let mut pool = self.readers.lock().unwrap_or_else(PoisonError::into_inner);
+        if pool.len() < IDLE_READERS {
+            pool.push(conn);
+        }
+        result
+    }
+
+    /// Runs `f` as one write transaction: committed (on disk) when `f` returns
+    /// `Ok`, rolled back when it returns `Err`.
+    fn write<A, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<A, E>,
+    ) -> Result<A, E> {
+        let mut conn = self.writer();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| E::from(e.into()))?;
+        let a = f(&tx)?;
+        tx.commit().map_err(|e| E::from(e.into()))?;
+        Ok(a)
     }
 
     // ----- accounts -------------------------------------------------------------
@@ -860,29 +1114,29 @@ impl Store {
         if !looks_like_email(&email) {
             return Err(AccountError::InvalidEmail(new.email));
         }
-        let id = AccountId(self.db.generate_id()?);
-        let account = Account {
-            id,
-            email: email.clone(),
-            password_hash: new.password_hash,
-            email_verified: false,
-            company: new.company,
-            first_name: new.first_name,
-            last_name: new.last_name,
-            trusted: false,
-            admin: false,
-            created_at: now,
-        };
-        self.write(|tx| {
-            if tx.accounts_by_email.get(email.as_bytes())?.is_some() {
-                return Err(ConflictableTransactionError::Abort(
-                    AccountError::EmailTaken(email.clone()),
-                ));
+        self.write(|c| {
+            let taken: bool = c
+                .prepare_cached("SELECT COUNT(*) > 0 FROM accounts WHERE email = ?1")?
+                .query_row([&email], |r| r.get(0))?;
+            if taken {
+                return Err(AccountError::EmailTaken(email.clone()));
             }
-            tx.put(tx.accounts, &id.0.to_be_bytes(), &account)?;
-            tx.accounts_by_email
-                .insert(email.as_bytes(), &id.0.to_be_bytes())?;
-            tx.audit(
+            let id = AccountId(next_id(c, "accounts.id")?);
+            let account = Account {
+                id,
+                email: email.clone(),
+                password_hash: new.password_hash,
+                email_verified: false,
+                company: new.company,
+                first_name: new.first_name,
+                last_name: new.last_name,
+                trusted: false,
+                admin: false,
+                created_at: now,
+            };
+            put_account(c, &account)?;
+            audit(
+                c,
                 now,
                 actor,
                 None,
@@ -890,40 +1144,36 @@ impl Store {
                 "account.created",
                 format!("email {email}"),
             )?;
-            Ok(())
-        })?;
-        Ok(account)
+            Ok(account)
+        })
     }
 
     pub fn account(&self, id: AccountId) -> Result<Option<Account>, StoreError> {
-        self.t
-            .accounts
-            .get(id.0.to_be_bytes())?
-            .map(|v| from_json("account", &v))
-            .transpose()
+        self.read(|c| q_account(c, id))
     }
 
     pub fn account_by_email(&self, email: &str) -> Result<Option<Account>, StoreError> {
-        match self
-            .t
-            .accounts_by_email
-            .get(domain::normalize_email(email).as_bytes())?
-        {
-            Some(id) => {
-                let id = u64::from_be_bytes(id.as_ref().try_into().unwrap_or([0; 8]));
-                self.account(AccountId(id))
-            }
-            None => Ok(None),
-        }
+        let email = domain::normalize_email(email);
+        self.read(|c| {
+            c.prepare_cached("SELECT record FROM accounts WHERE email = ?1")?
+                .query_row([email], |r| r.get::<_, String>(0))
+                .optional()?
+                .map(|t| from_json("account", &t))
+                .transpose()
+        })
     }
 
+    /// Every account, by id.
     pub fn accounts(&self) -> Result<Vec<Account>, StoreError> {
-        self.t
-            .accounts
-            .iter()
-            .values()
-            .map(|v| from_json("account", &v?))
-            .collect()
+        self.read(|c| {
+            let mut stmt = c.prepare_cached("SELECT record FROM accounts ORDER BY id")?;
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+            let mut out = vec![];
+            for r in rows {
+                out.push(from_json("account", &r?)?);
+            }
+            Ok(out)
+        })
     }
 
     /// Changes an account (password hash, verification, names...) and records
@@ -936,20 +1186,15 @@ impl Store {
         action: &str,
         change: impl Fn(&mut Account),
     ) -> Result<Account, AccountError> {
-        self.write(|tx| {
-            let mut account: Account = tx
-                .get(tx.accounts, "account", &id.0.to_be_bytes())?
-                .ok_or_else(|| {
-                    ConflictableTransactionError::Abort(AccountError::UnknownAccount(
-                        id.to_string(),
-                    ))
-                })?;
+        self.write(|c| {
+            let mut account =
+                q_account(c, id)?.ok_or_else(|| AccountError::UnknownAccount(id.to_string()))?;
             let email = account.email.clone();
             change(&mut account);
             account.id = id;
             account.email = email;
-            tx.put(tx.accounts, &id.0.to_be_bytes(), &account)?;
-            tx.audit(now, actor, None, Some(id), action, String::new())?;
+            put_account(c, &account)?;
+            audit(c, now, actor, None, Some(id), action, String::new())?;
             Ok(account)
         })
     }
@@ -993,148 +1238,125 @@ impl Store {
         actor: &Actor,
         now: UnixTime,
     ) -> Result<License, LicenseError> {
-        let engineering = new.license_type == keys::LicenseType::Engineering;
-        if engineering != (new.protection == Protection::Engineering) {
-            return Err(LicenseError::ProtectionMismatch);
-        }
-        let d = &new.license_data;
-        if [&d.name, &d.postcode, &d.city]
-            .iter()
-            .any(|s| s.trim().is_empty())
-        {
-            return Err(LicenseError::MissingLicenseData);
-        }
-        if let Some(a) = new.account {
-            if self.account(a)?.is_none() {
-                return Err(LicenseError::UnknownAccount(a));
+        check_new_license(&new)?;
+        self.write(|c| create_license_in(c, &new, actor, now))
+    }
+
+    /// Creates a license with its first mutation in one transaction: a quote
+    /// (the portal's "Get quote"), or with `order` an order (`pls admin
+    /// create-license`), activated at once with `paid` or when orders of this
+    /// license are activated at once. Killed at any moment, either all of it
+    /// exists or none.
+    #[allow(clippy::too_many_arguments)]
+    pub fn create_license_with(
+        &self,
+        new: NewLicense,
+        first: NewMutation,
+        order: bool,
+        paid: bool,
+        key: &SigningKeyPair,
+        actor: &Actor,
+        now: UnixTime,
+    ) -> Result<(License, Mutation), LicenseError> {
+        check_new_license(&new)?;
+        self.write(|c| {
+            let license = create_license_in(c, &new, actor, now)?;
+            let mut m = add_mutation_in(c, &license.number, &first, order, key, actor, now)?;
+            if paid && m.state == MutationState::Ordered {
+                m = activate_mutation_in(c, &license.number, m.number, key, actor, now)?;
             }
-        }
-        let token = LicenseToken::generate();
-        let license = self.write::<_, LicenseError>(|tx| {
-            // Random bodies; on the rare collision draw again.
-            let number = loop {
-                let body = rand::Rng::gen_range(
-                    &mut rand::thread_rng(),
-                    LicenseNumber::BODY_MIN..=LicenseNumber::BODY_MAX,
-                );
-                let Some(n) = LicenseNumber::from_body(body) else {
-                    continue;
-                };
-                if tx.licenses.get(n.as_str().as_bytes())?.is_none() {
-                    break n;
+            let license = q_license(c, &license.number)?
+                .ok_or_else(|| LicenseError::UnknownLicense(license.number.clone()))?;
+            Ok((license, m))
+        })
+    }
+
+    /// `pls admin create-license`: [`Store::create_license_with`] as an order,
+    /// under the sender's idempotency key. A key seen before answers the license
+    /// created under it (and its first mutation) instead of creating another;
+    /// the key is written in the same transaction as the license, so a retry
+    /// after a lost answer never duplicates.
+    #[allow(clippy::too_many_arguments)]
+    pub fn create_license_keyed(
+        &self,
+        new: NewLicense,
+        first: NewMutation,
+        paid: bool,
+        idempotency_key: Option<&str>,
+        key: &SigningKeyPair,
+        actor: &Actor,
+        now: UnixTime,
+    ) -> Result<(License, Mutation), LicenseError> {
+        check_new_license(&new)?;
+        self.write(|c| {
+            if let Some(k) = idempotency_key {
+                let done: Option<String> = c
+                    .prepare_cached("SELECT reply FROM admin_requests WHERE key = ?1")?
+                    .query_row([k], |r| r.get(0))
+                    .optional()?;
+                if let Some(number) = done {
+                    let number = parse_number(&number)?;
+                    let license = existing(c, &number)?;
+                    let m = existing_mutation(c, &number, 1)?;
+                    return Ok((license, m));
                 }
-            };
-            let license = License {
-                number: number.clone(),
-                token: token.clone(),
-                account: new.account,
-                license_type: new.license_type,
-                protection: new.protection,
-                licensee: new.licensee.clone(),
-                license_data: new.license_data.clone(),
-                created_at: now,
-                entitlements: Entitlements::none(),
-                binding: None,
-                released_hosts: vec![],
-                dongle_serial: None,
-                serial: 0,
-                current_grant: None,
-                valid_until: None,
-                next_mutation: 1,
-            };
-            tx.put_license(&license)?;
-            if let Some(a) = new.account {
-                tx.licenses_by_account
-                    .insert(account_license_key(a, &number), &[])?;
             }
-            tx.audit(
-                now,
-                actor,
-                Some(&number),
-                new.account,
-                "license.created",
-                format!(
-                    "{:?} / {:?} for {}",
-                    new.license_type, new.protection, new.licensee.company
-                ),
-            )?;
-            Ok(license)
-        })?;
-        Ok(license)
+            let license = create_license_in(c, &new, actor, now)?;
+            let mut m = add_mutation_in(c, &license.number, &first, true, key, actor, now)?;
+            if paid && m.state == MutationState::Ordered {
+                m = activate_mutation_in(c, &license.number, m.number, key, actor, now)?;
+            }
+            if let Some(k) = idempotency_key {
+                c.execute(
+                    "INSERT INTO admin_requests (key, at, reply) VALUES (?1, ?2, ?3)",
+                    params![k, int(now.0), license.number.as_str()],
+                )?;
+            }
+            let license = existing(c, &license.number)?;
+            Ok((license, m))
+        })
     }
 
     pub fn license(&self, number: &LicenseNumber) -> Result<Option<License>, StoreError> {
-        self.t
-            .licenses
-            .get(number.as_str())?
-            .map(|v| from_json("license", &v))
-            .transpose()
-    }
-
-    fn existing_license(&self, number: &LicenseNumber) -> Result<License, LicenseError> {
-        self.license(number)?
-            .ok_or_else(|| LicenseError::UnknownLicense(number.clone()))
+        self.read(|c| q_license(c, number))
     }
 
     /// Every license, by number.
     pub fn licenses(&self) -> Result<Vec<License>, StoreError> {
-        self.t
-            .licenses
-            .iter()
-            .values()
-            .map(|v| from_json("license", &v?))
-            .collect()
+        self.read(|c| q_licenses(c, "SELECT record FROM licenses ORDER BY number", []))
     }
 
-    /// Licenses in number order: `skip`, then at most `take`. Only those are
-    /// decoded, so a page of a long list costs the page, not the list.
+    /// Licenses in number order: `skip`, then at most `take`. A query on the
+    /// number index: a page costs the page, not the list.
     pub fn licenses_page(&self, skip: usize, take: usize) -> Result<Vec<License>, StoreError> {
-        self.t
-            .licenses
-            .iter()
-            .values()
-            .skip(skip)
-            .take(take)
-            .map(|v| from_json("license", &v?))
-            .collect()
+        self.read(|c| {
+            q_licenses(
+                c,
+                "SELECT record FROM licenses ORDER BY number LIMIT ?1 OFFSET ?2",
+                params![int(take as u64), int(skip as u64)],
+            )
+        })
     }
 
     /// The admin license search: every license matching `q` ([`search::matches`]:
     /// a field contains it, case-insensitively), in number order. Looks up the
-    /// candidates in the trigram index and checks each; a query shorter than three
-    /// characters looks at every license ([`Store::search_licenses_by_scan`]).
+    /// candidates in the FTS5 trigram index and checks each; a query shorter than
+    /// three characters looks at every license ([`Store::search_licenses_by_scan`]).
     pub fn search_licenses(&self, q: &str) -> Result<Vec<License>, StoreError> {
         let q = search::normalize(q);
-        let grams = search::grams(&q);
-        if grams.is_empty() {
+        if q.chars().count() < search::GRAM {
             return self.search_licenses_by_scan(&q);
         }
-        let prefixes: Vec<Vec<u8>> = grams.into_iter().map(search::gram_prefix).collect();
-        // Index and records as of one moment: writes take the write half.
-        let _guard = self.read_lock();
-        let mut emails: HashMap<AccountId, String> = HashMap::new();
-        let mut out = vec![];
-        for number in intersect_postings(&self.t.license_search, &prefixes)? {
-            let Some(v) = self.t.licenses.get(&number)? else {
-                continue;
-            };
-            let l: License = from_json("license", &v)?;
-            let email = match l.account {
-                Some(a) => match emails.get(&a) {
-                    Some(e) => e.clone(),
-                    None => {
-                        let e = self.account(a)?.map(|a| a.email).unwrap_or_default();
-                        emails.insert(a, e.clone());
-                        e
-                    }
-                },
-                None => String::new(),
-            };
-            if search::matches(&l, &email, &q) {
-                out.push(l);
+        self.read(|c| {
+            let mut out = vec![];
+            for (record, email) in Engine::Sqlite.search_candidates(c, &q)? {
+                let l: License = from_json("license", &record)?;
+                if search::matches(&l, &email, &q) {
+                    out.push(l);
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// The admin license search without the index: decodes every license and
@@ -1142,100 +1364,132 @@ impl Store {
     /// its answer to queries shorter than three characters.
     pub fn search_licenses_by_scan(&self, q: &str) -> Result<Vec<License>, StoreError> {
         let q = search::normalize(q);
-        let emails = account_emails(&self.t)?;
-        let mut out = self.licenses()?;
-        out.retain(|l| search::matches(l, email_of(&emails, l.account), &q));
-        Ok(out)
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT l.record, COALESCE(a.email, '') FROM licenses l
+                 LEFT JOIN accounts a ON a.id = l.account_id ORDER BY l.number",
+            )?;
+            let rows =
+                stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            let mut out = vec![];
+            for r in rows {
+                let (record, email) = r?;
+                let l: License = from_json("license", &record)?;
+                if search::matches(&l, &email, &q) {
+                    out.push(l);
+                }
+            }
+            Ok(out)
+        })
     }
 
-    /// Licenses whose stored record contains `needle` (compared case-insensitively).
-    /// The schema-1 search's pre-filter, kept as the reference the index was
-    /// measured and tested against; it misses matches whose text JSON escapes
+    /// Licenses whose stored record (JSON) contains `needle`, compared
+    /// case-insensitively. The schema-1 search's pre-filter, kept as a reference
+    /// the search is tested against; it misses matches whose text JSON escapes
     /// (`"`, `\`).
     pub fn licenses_containing(&self, needle: &str) -> Result<Vec<License>, StoreError> {
         let needle = needle.to_lowercase();
-        let mut out = vec![];
-        for v in self.t.licenses.iter().values() {
-            let v = v?;
-            if String::from_utf8_lossy(&v).to_lowercase().contains(&needle) {
-                out.push(from_json("license", &v)?);
+        self.read(|c| {
+            let mut stmt = c.prepare_cached("SELECT record FROM licenses ORDER BY number")?;
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+            let mut out = vec![];
+            for r in rows {
+                let r = r?;
+                if r.to_lowercase().contains(&needle) {
+                    out.push(from_json("license", &r)?);
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
-    pub fn license_count(&self) -> usize {
-        self.t.licenses.len()
+    pub fn license_count(&self) -> Result<usize, StoreError> {
+        self.read(|c| {
+            let n: i64 = c.query_row("SELECT COUNT(*) FROM licenses", [], |r| r.get(0))?;
+            Ok(uint(n) as usize)
+        })
     }
 
-    pub fn account_count(&self) -> usize {
-        self.t.accounts.len()
+    pub fn account_count(&self) -> Result<usize, StoreError> {
+        self.read(|c| {
+            let n: i64 = c.query_row("SELECT COUNT(*) FROM accounts", [], |r| r.get(0))?;
+            Ok(uint(n) as usize)
+        })
     }
 
-    /// The database's size on disk in bytes (0 if sled cannot tell).
+    /// The database's size on disk in bytes: the file and its write-ahead log.
     pub fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0)
+        let wal = {
+            let mut p = self.path.as_os_str().to_owned();
+            p.push("-wal");
+            PathBuf::from(p)
+        };
+        [self.path.as_path(), wal.as_path()]
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum()
     }
 
+    /// A customer's licenses, by number.
     pub fn licenses_of_account(&self, id: AccountId) -> Result<Vec<License>, StoreError> {
-        let mut out = vec![];
-        for key in self
-            .t
-            .licenses_by_account
-            .scan_prefix(id.0.to_be_bytes())
-            .keys()
-        {
-            let key = key?;
-            let number = parse_number(&key[8..])?;
-            if let Some(l) = self.license(&number)? {
-                out.push(l);
-            }
-        }
-        Ok(out)
+        self.read(|c| {
+            q_licenses(
+                c,
+                "SELECT record FROM licenses WHERE account_id = ?1 ORDER BY number",
+                [int(id.0)],
+            )
+        })
+    }
+
+    /// A page of a customer's licenses (on the `licenses_by_account` index).
+    pub fn licenses_of_account_page(
+        &self,
+        id: AccountId,
+        skip: usize,
+        take: usize,
+    ) -> Result<Vec<License>, StoreError> {
+        self.read(|c| {
+            q_licenses(
+                c,
+                "SELECT record FROM licenses WHERE account_id = ?1 ORDER BY number LIMIT ?2 OFFSET ?3",
+                params![int(id.0), int(take as u64), int(skip as u64)],
+            )
+        })
     }
 
     pub fn mutations(&self, number: &LicenseNumber) -> Result<Vec<Mutation>, StoreError> {
-        self.t
-            .mutations
-            .scan_prefix(number.as_str())
-            .values()
-            .map(|v| from_json("mutation", &v?))
-            .collect()
+        self.read(|c| q_mutations(c, number))
     }
 
     pub fn mutation(&self, number: &LicenseNumber, n: u32) -> Result<Option<Mutation>, StoreError> {
-        self.t
-            .mutations
-            .get(mutation_key(number, n))?
-            .map(|v| from_json("mutation", &v))
-            .transpose()
+        self.read(|c| q_mutation(c, number, n))
     }
 
-    /// Every mutation in `state`, across all licenses (the admin's open orders).
+    /// Every mutation in `state`, across all licenses (the admin's open orders),
+    /// by license and number.
     pub fn mutations_in_state(&self, state: MutationState) -> Result<Vec<Mutation>, StoreError> {
-        let mut out = vec![];
-        for v in self.t.mutations.iter().values() {
-            let m: Mutation = from_json("mutation", &v?)?;
-            if m.state == state {
-                out.push(m);
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT record FROM mutations WHERE state = ?1 ORDER BY license_number, number",
+            )?;
+            let rows = stmt.query_map([state.key()], |r| r.get::<_, String>(0))?;
+            let mut out = vec![];
+            for r in rows {
+                out.push(from_json("mutation", &r?)?);
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// Whether ProMoS on the bound host last reported running.
     pub fn runtime_running(&self, license: &License) -> Result<bool, StoreError> {
-        let last = self.last_check_in(&license.number)?;
-        Ok(match (&license.binding, last) {
-            (Some(Binding::HardwareId(h)), Some(c)) => c.running && &c.hardware_id == h,
-            (Some(Binding::DongleSerial(_)), Some(c)) => c.running,
-            _ => false,
-        })
+        self.read(|c| runtime_running_in(c, license))
     }
 
     /// Adds a mutation as a quote or directly as an order. An order of a trusted
-    /// customer's license (or of a license with no account, which only the vendor
-    /// creates) is activated at once, as the manual describes.
+    /// customer's license (or of an engineering license) is activated at once, as
+    /// the manual describes. The rules are checked inside the transaction.
     pub fn add_mutation(
         &self,
         number: &LicenseNumber,
@@ -1245,71 +1499,7 @@ impl Store {
         actor: &Actor,
         now: UnixTime,
     ) -> Result<Mutation, LicenseError> {
-        let trusted = self.orders_activate_at_once(number)?;
-        let _guard = self.write_lock();
-        let license = self.existing_license(number)?;
-        let existing = self.mutations(number)?;
-        let running = self.runtime_running(&license)?;
-        domain::check_new_mutation(&license, &existing, new.kind, &new.adds, running)?;
-        let result = self.transact(|tx| {
-            let mut license: License = tx.license(number)?;
-            let mut m = Mutation {
-                license: number.clone(),
-                number: license.next_mutation,
-                kind: new.kind,
-                adds: new.adds.clone(),
-                state: MutationState::Quote,
-                created_at: now,
-                quote_valid_until: now.plus_days(domain::QUOTE_VALIDITY_DAYS),
-                ordered_at: None,
-                activated_at: None,
-                price_net: new.price_net.clone(),
-                remarks: new.remarks.clone(),
-                priced: new.priced.clone(),
-            };
-            license.next_mutation += 1;
-            tx.audit(
-                now,
-                actor,
-                Some(number),
-                license.account,
-                "mutation.quoted",
-                format!("{} ({:?})", m.id(), m.kind),
-            )?;
-            if order {
-                m.state = MutationState::Ordered;
-                m.ordered_at = Some(now);
-                tx.audit(
-                    now,
-                    actor,
-                    Some(number),
-                    license.account,
-                    "mutation.ordered",
-                    m.id(),
-                )?;
-                if trusted {
-                    activate_in_tx(tx, &mut license, &mut m, key, actor, now)?;
-                }
-            }
-            tx.put_mutation(&m)?;
-            tx.put_license(&license)?;
-            Ok(m)
-        });
-        drop(_guard);
-        self.flush_if_durable()?;
-        result
-    }
-
-    fn orders_activate_at_once(&self, number: &LicenseNumber) -> Result<bool, LicenseError> {
-        let license = self.existing_license(number)?;
-        // Engineering licenses are free: nothing to wait for (issue 7, step 7).
-        if license.license_type == keys::LicenseType::Engineering {
-            return Ok(true);
-        }
-        Ok(match license.account {
-            Some(a) => self.account(a)?.is_some_and(|a| a.trusted),
-            None => false,
-        })
+        self.write(|c| add_mutation_in(c, number, &new, order, key, actor, now))
     }
 
     /// Orders a quote (the customer accepts it). Trusted customers' orders are
@@ -1322,18 +1512,17 @@ impl Store {
         actor: &Actor,
         now: UnixTime,
     ) -> Result<Mutation, LicenseError> {
-        let trusted = self.orders_activate_at_once(number)?;
-        self.write(|tx| {
-            let mut license = tx.license(number)?;
-            let mut m = mutation_in_tx(tx, number, n)?;
+        self.write(|c| {
+            let trusted = orders_activate_at_once(c, number)?;
+            let mut license = existing(c, number)?;
+            let mut m = existing_mutation(c, number, n)?;
             if m.state == MutationState::Quote && now > m.quote_valid_until {
-                return Err(ConflictableTransactionError::Abort(
-                    LicenseError::QuoteExpired(m.id()),
-                ));
+                return Err(LicenseError::QuoteExpired(m.id()));
             }
             step(&mut m, MutationState::Ordered)?;
             m.ordered_at = Some(now);
-            tx.audit(
+            audit(
+                c,
                 now,
                 actor,
                 Some(number),
@@ -1342,10 +1531,10 @@ impl Store {
                 m.id(),
             )?;
             if trusted {
-                activate_in_tx(tx, &mut license, &mut m, key, actor, now)?;
+                activate_in(c, &mut license, &mut m, key, actor, now)?;
             }
-            tx.put_mutation(&m)?;
-            tx.put_license(&license)?;
+            put_mutation(c, &m)?;
+            put_license(c, &license)?;
             Ok(m)
         })
     }
@@ -1361,14 +1550,7 @@ impl Store {
         actor: &Actor,
         now: UnixTime,
     ) -> Result<Mutation, LicenseError> {
-        self.write(|tx| {
-            let mut license = tx.license(number)?;
-            let mut m = mutation_in_tx(tx, number, n)?;
-            activate_in_tx(tx, &mut license, &mut m, key, actor, now)?;
-            tx.put_mutation(&m)?;
-            tx.put_license(&license)?;
-            Ok(m)
-        })
+        self.write(|c| activate_mutation_in(c, number, n, key, actor, now))
     }
 
     /// Deletes a quote or an unpaid order.
@@ -1379,12 +1561,13 @@ impl Store {
         actor: &Actor,
         now: UnixTime,
     ) -> Result<Mutation, LicenseError> {
-        self.write(|tx| {
-            let license = tx.license(number)?;
-            let mut m = mutation_in_tx(tx, number, n)?;
+        self.write(|c| {
+            let license = existing(c, number)?;
+            let mut m = existing_mutation(c, number, n)?;
             step(&mut m, MutationState::Deleted)?;
-            tx.put_mutation(&m)?;
-            tx.audit(
+            put_mutation(c, &m)?;
+            audit(
+                c,
                 now,
                 actor,
                 Some(number),
@@ -1396,43 +1579,42 @@ impl Store {
         })
     }
 
-    /// Marks every quote past its validity as expired. Returns how many.
+    /// Marks every quote past its validity as expired, each in its own
+    /// transaction. Returns how many.
     pub fn expire_quotes(&self, now: UnixTime) -> Result<usize, LicenseError> {
-        let due: Vec<(LicenseNumber, u32)> = self
-            .t
-            .mutations
-            .iter()
-            .values()
-            .map(|v| from_json::<Mutation>("mutation", &v?))
-            .filter_map(|m| match m {
-                Ok(m) if m.state == MutationState::Quote && now > m.quote_valid_until => {
-                    Some(Ok((m.license, m.number)))
-                }
-                Ok(_) => None,
-                Err(e) => Some(Err(e)),
-            })
-            .collect::<Result<_, _>>()?;
+        let due: Vec<(String, i64)> = self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT license_number, number FROM mutations
+                 WHERE state = 'quote' AND quote_valid_until < ?1",
+            )?;
+            let rows = stmt.query_map([int(now.0)], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })?;
+        let mut expired = 0;
         for (number, n) in &due {
-            self.write(|tx| {
-                let license = tx.license(number)?;
-                let mut m = mutation_in_tx(tx, number, *n)?;
-                if m.state != MutationState::Quote {
-                    return Ok(());
+            let number = parse_number(number)?;
+            let n = u32::try_from(*n).unwrap_or(u32::MAX);
+            expired += self.write(|c| {
+                let license = existing(c, &number)?;
+                let mut m = existing_mutation(c, &number, n)?;
+                if m.state != MutationState::Quote || now <= m.quote_valid_until {
+                    return Ok::<_, LicenseError>(0);
                 }
                 step(&mut m, MutationState::Expired)?;
-                tx.put_mutation(&m)?;
-                tx.audit(
+                put_mutation(c, &m)?;
+                audit(
+                    c,
                     now,
                     &Actor::System,
-                    Some(number),
+                    Some(&number),
                     license.account,
                     "mutation.expired",
                     m.id(),
                 )?;
-                Ok(())
+                Ok(1)
             })?;
         }
-        Ok(due.len())
+        Ok(expired)
     }
 
     /// The customer edits the license data shown in ProMoS (manual 5). The next
@@ -1451,12 +1633,13 @@ impl Store {
         {
             return Err(LicenseError::MissingLicenseData);
         }
-        self.write(|tx| {
-            let mut license = tx.license(number)?;
+        self.write(|c| {
+            let mut license = existing(c, number)?;
             license.license_data = data.clone();
-            issue_grant_in_tx(tx, &mut license, key, now)?;
-            tx.put_license(&license)?;
-            tx.audit(
+            issue_grant_in(c, &mut license, key, now)?;
+            put_license(c, &license)?;
+            audit(
+                c,
                 now,
                 actor,
                 Some(number),
@@ -1479,18 +1662,17 @@ impl Store {
         actor: &Actor,
         now: UnixTime,
     ) -> Result<License, LicenseError> {
-        self.write(|tx| {
-            let mut license = tx.license(number)?;
+        self.write(|c| {
+            let mut license = existing(c, number)?;
             if license.protection != Protection::HardDongle {
-                return Err(ConflictableTransactionError::Abort(
-                    LicenseError::NotHardDongle(number.clone()),
-                ));
+                return Err(LicenseError::NotHardDongle(number.clone()));
             }
             license.dongle_serial = Some(serial.clone());
             license.binding = Some(Binding::DongleSerial(serial.clone()));
-            issue_grant_in_tx(tx, &mut license, key, now)?;
-            tx.put_license(&license)?;
-            tx.audit(
+            issue_grant_in(c, &mut license, key, now)?;
+            put_license(c, &license)?;
+            audit(
+                c,
                 now,
                 actor,
                 Some(number),
@@ -1509,12 +1691,12 @@ impl Store {
         actor: &Actor,
         now: UnixTime,
     ) -> Result<License, LicenseError> {
-        self.write(|tx| {
-            let mut license = tx.license(number)?;
-            let old = domain::reset_binding(&mut license)
-                .map_err(|e| ConflictableTransactionError::Abort(LicenseError::from(e)))?;
-            tx.put_license(&license)?;
-            tx.audit(
+        self.write(|c| {
+            let mut license = existing(c, number)?;
+            let old = domain::reset_binding(&mut license)?;
+            put_license(c, &license)?;
+            audit(
+                c,
                 now,
                 actor,
                 Some(number),
@@ -1528,12 +1710,7 @@ impl Store {
 
     /// Every grant issued for the license, oldest first.
     pub fn grants(&self, number: &LicenseNumber) -> Result<Vec<Signed<LicenseGrant>>, StoreError> {
-        self.t
-            .grants
-            .scan_prefix(number.as_str())
-            .values()
-            .map(|v| from_json("grant", &v?))
-            .collect()
+        self.read(|c| q_grants(c, number))
     }
 
     /// The grant the bound host (or the dongle's license file) should hold.
@@ -1542,12 +1719,7 @@ impl Store {
         license: &License,
     ) -> Result<Option<Signed<LicenseGrant>>, StoreError> {
         match license.current_grant {
-            Some(s) => self
-                .t
-                .grants
-                .get(serial_key(&license.number, s))?
-                .map(|v| from_json("grant", &v))
-                .transpose(),
+            Some(s) => self.read(|c| q_grant(c, &license.number, s)),
             None => Ok(None),
         }
     }
@@ -1555,7 +1727,7 @@ impl Store {
     // ----- daemons ----------------------------------------------------------------
 
     /// A daemon activates its host. Binding and the grant are written in one
-    /// transaction and flushed before the grant is returned, so a grant that left
+    /// transaction, on disk before the grant is returned, so a grant that left
     /// the server is never forgotten by it.
     pub fn activate_host(
         &self,
@@ -1563,6 +1735,7 @@ impl Store {
         key: &SigningKeyPair,
         now: UnixTime,
     ) -> Result<Result<Signed<LicenseGrant>, RefusalReason>, StoreError> {
+        // The common cases (refusal, already bound) need no write.
         let Some(license) = self.license(req.license)? else {
             return Ok(Err(RefusalReason::UnknownLicense));
         };
@@ -1579,15 +1752,17 @@ impl Store {
             hardware_id: req.hardware_id.clone(),
             from: req.from.clone(),
         };
-        let outcome = self.write::<_, StoreError>(|tx| {
-            let mut license: License = tx.license(req.license)?;
+        self.write(|c| {
+            let Some(mut license) = q_license(c, req.license)? else {
+                return Ok(Err(RefusalReason::UnknownLicense));
+            };
             // Decide again inside the transaction: another activation may have won.
-            let decision = domain::decide_activation(&license, req.token, req.hardware_id, now);
-            match decision {
+            match domain::decide_activation(&license, req.token, req.hardware_id, now) {
                 ActivationDecision::Refuse(reason) => return Ok(Err(reason)),
                 ActivationDecision::Bind => {
                     domain::bind(&mut license, req.hardware_id);
-                    tx.audit(
+                    audit(
+                        c,
                         now,
                         &actor,
                         Some(req.license),
@@ -1601,25 +1776,25 @@ impl Store {
                 }
                 ActivationDecision::AlreadyBound | ActivationDecision::DongleGrant => {
                     if let Some(s) = license.current_grant {
-                        if let Some(g) = tx.get(tx.grants, "grant", &serial_key(req.license, s))? {
+                        if let Some(g) = q_grant(c, req.license, s)? {
                             return Ok(Ok(g));
                         }
                     }
                 }
             }
-            match issue_grant_in_tx(tx, &mut license, key, now)? {
+            match issue_grant_in(c, &mut license, key, now)? {
                 Some(g) => {
-                    tx.put_license(&license)?;
+                    put_license(c, &license)?;
                     Ok(Ok(g))
                 }
                 None => Ok(Err(RefusalReason::NotYetActivated)),
             }
-        })?;
-        Ok(outcome)
+        })
     }
 
     /// A daemon's daily check: the decision, the newer grant if any, and the
-    /// check-in record (last seen, running, seats, version, from where).
+    /// check-in record (last seen, running, seats, version, from where), on disk
+    /// before the answer goes out.
     pub fn check_host(
         &self,
         req: &HostCheck<'_>,
@@ -1632,15 +1807,10 @@ impl Store {
             CheckDecision::Refuse(reason) => Ok(Err(reason)),
             CheckDecision::Licensed { send_grant } => {
                 let newer_grant = match send_grant {
-                    Some(s) => self
-                        .t
-                        .grants
-                        .get(serial_key(req.license, s))?
-                        .map(|v| from_json("grant", &v))
-                        .transpose()?,
+                    Some(s) => self.read(|c| q_grant(c, req.license, s))?,
                     None => None,
                 };
-                self.record_check_in(CheckIn {
+                let recorded = self.record_check_in(CheckIn {
                     license: req.license.clone(),
                     hardware_id: req.hardware_id.clone(),
                     at: now,
@@ -1649,7 +1819,15 @@ impl Store {
                     pwa_seats: req.pwa_seats,
                     daemon_version: req.daemon_version.to_owned(),
                     from: req.from.clone(),
-                })?;
+                });
+                match recorded {
+                    // A full disk costs the "last seen" of this check, not the
+                    // check: the answer is a read and changes nothing stored.
+                    Err(StoreError::Full) => {
+                        tracing::warn!(license = %req.license, "check-in not recorded: the disk is full")
+                    }
+                    other => other?,
+                }
                 Ok(Ok(CheckOutcome {
                     current_serial: license.serial,
                     newer_grant,
@@ -1672,13 +1850,8 @@ impl Store {
             hardware_id: host.clone(),
             from,
         };
-        let result = self.write::<_, StoreError>(|tx| {
-            let Some(mut license) = tx.get::<License, StoreError>(
-                tx.licenses,
-                "license",
-                license_number.as_str().as_bytes(),
-            )?
-            else {
+        self.write(|c| {
+            let Some(mut license) = q_license(c, license_number)? else {
                 return Ok(Err(RefusalReason::UnknownLicense));
             };
             if !license.token.matches(token) {
@@ -1692,8 +1865,9 @@ impl Store {
             }
             // The host gave the license back itself: it is not "reset" for it.
             license.released_hosts.retain(|h| h != host);
-            tx.put_license(&license)?;
-            tx.audit(
+            put_license(c, &license)?;
+            audit(
+                c,
                 now,
                 &actor,
                 Some(license_number),
@@ -1702,49 +1876,41 @@ impl Store {
                 format!("host {host}"),
             )?;
             Ok(Ok(license.serial))
-        })?;
-        Ok(result)
+        })
     }
 
-    fn record_check_in(&self, c: CheckIn) -> Result<(), StoreError> {
-        let _guard = self.read_lock();
-        let key = c.license.as_str().as_bytes().to_vec();
-        let previous: Option<CheckIn> = self
-            .t
-            .checkins
-            .get(&key)?
-            .map(|v| from_json("checkin", &v))
-            .transpose()?;
-        let changed = previous.is_none_or(|p| {
-            (p.running, &p.hardware_id, &p.daemon_version, &p.from)
-                != (c.running, &c.hardware_id, &c.daemon_version, &c.from)
-        });
-        if changed {
-            let seq = self.db.generate_id()?;
-            self.t
-                .checkin_history
-                .insert(serial_key(&c.license, seq), to_json(&c))?;
-        }
-        self.t.checkins.insert(key, to_json(&c))?;
-        Ok(())
+    fn record_check_in(&self, ci: CheckIn) -> Result<(), StoreError> {
+        self.write(|c| {
+            let previous = q_last_checkin(c, &ci.license)?;
+            let changed = previous.is_none_or(|p| {
+                (p.running, &p.hardware_id, &p.daemon_version, &p.from)
+                    != (ci.running, &ci.hardware_id, &ci.daemon_version, &ci.from)
+            });
+            if changed {
+                let seq = next_id(c, "checkin_history.seq")?;
+                put_checkin(c, "checkin_history", Some(seq), &ci)?;
+            }
+            put_checkin(c, "checkins", None, &ci)
+        })
     }
 
     pub fn last_check_in(&self, number: &LicenseNumber) -> Result<Option<CheckIn>, StoreError> {
-        self.t
-            .checkins
-            .get(number.as_str())?
-            .map(|v| from_json("checkin", &v))
-            .transpose()
+        self.read(|c| q_last_checkin(c, number))
     }
 
     /// Check-ins that changed something (state, host, version, address), oldest first.
     pub fn check_in_history(&self, number: &LicenseNumber) -> Result<Vec<CheckIn>, StoreError> {
-        self.t
-            .checkin_history
-            .scan_prefix(number.as_str())
-            .values()
-            .map(|v| from_json("checkin", &v?))
-            .collect()
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {CHECKIN_COLUMNS} FROM checkin_history WHERE license_number = ?1 ORDER BY seq"
+            ))?;
+            let rows = stmt.query_map([number.as_str()], checkin_row)?;
+            let mut out = vec![];
+            for r in rows {
+                out.push(decode_checkin(r?)?);
+            }
+            Ok(out)
+        })
     }
 
     // ----- audit ----------------------------------------------------------------
@@ -1756,381 +1922,854 @@ impl Store {
         license: Option<&LicenseNumber>,
         limit: usize,
     ) -> Result<Vec<AuditEntry>, StoreError> {
-        let mut out = vec![];
-        match license {
-            Some(n) => {
-                for key in self
-                    .t
-                    .audit_by_license
-                    .scan_prefix(n.as_str())
-                    .keys()
-                    .rev()
-                    .take(limit)
-                {
-                    let key = key?;
-                    if let Some(v) = self.t.audit.get(&key[10..])? {
-                        out.push(from_json("audit entry", &v)?);
-                    }
+        const COLUMNS: &str = "seq, at, actor, license_number, account_id, action, detail";
+        self.read(|c| {
+            let limit = int(limit as u64);
+            let rows = match license {
+                Some(n) => {
+                    let mut stmt = c.prepare_cached(&format!(
+                        "SELECT {COLUMNS} FROM audit WHERE license_number = ?1 ORDER BY seq DESC LIMIT ?2"
+                    ))?;
+                    let rows = stmt.query_map(params![n.as_str(), limit], audit_row)?;
+                    rows.collect::<rusqlite::Result<Vec<_>>>()?
                 }
-            }
-            None => {
-                for v in self.t.audit.iter().values().rev().take(limit) {
-                    out.push(from_json("audit entry", &v?)?);
+                None => {
+                    let mut stmt = c.prepare_cached(&format!(
+                        "SELECT {COLUMNS} FROM audit ORDER BY seq DESC LIMIT ?1"
+                    ))?;
+                    let rows = stmt.query_map([limit], audit_row)?;
+                    rows.collect::<rusqlite::Result<Vec<_>>>()?
                 }
-            }
-        }
-        out.reverse();
-        Ok(out)
-    }
-
-    // ----- backup -----------------------------------------------------------------
-
-    /// Writes a consistent snapshot of every tree to `path` while the server keeps
-    /// running: lifecycle writes and check-ins wait for the few seconds it takes.
-    ///
-    /// Why not sled's `export`: it iterates tree after tree without a common
-    /// snapshot (a write between two trees would make the copy inconsistent) and
-    /// panics on I/O errors. Why not a copy of the directory: sled's files are only
-    /// consistent at points sled chooses. The format is JSON lines: a header, one
-    /// line per entry (key in hex, value as text since every value is JSON), and a
-    /// trailer with the entry count and a SHA-256 over all lines before it, so a
-    /// truncated or edited backup is refused on restore.
-    pub fn backup_to(&self, path: &Path, now: UnixTime) -> Result<BackupSummary, BackupError> {
-        let werr = |source| BackupError::Write {
-            path: path.display().to_string(),
-            source,
-        };
-        let tmp = path.with_extension("partial");
-        let file = std::fs::File::create(&tmp).map_err(werr)?;
-        let mut out = std::io::BufWriter::new(file);
-        let mut hash = Sha256::new();
-        let mut line = |out: &mut std::io::BufWriter<std::fs::File>,
-                        value: serde_json::Value|
-         -> std::io::Result<()> {
-            let mut text = value.to_string();
-            text.push('\n');
-            hash.update(text.as_bytes());
-            out.write_all(text.as_bytes())
-        };
-        let _guard = self.write_lock();
-        let schema = self.schema_version()?;
-        line(
-            &mut out,
-            serde_json::json!({"format": BACKUP_FORMAT, "schema_version": schema, "created_at": now.to_string(), "trees": self.backup_tree_names()}),
-        )
-        .map_err(werr)?;
-        let mut entries = 0u64;
-        for name in self.backup_tree_names() {
-            let tree = self.db.open_tree(&name)?;
-            let name = name.as_str();
-            for kv in tree.iter() {
-                let (k, v) = kv?;
-                let value = match std::str::from_utf8(&v) {
-                    Ok(text) => serde_json::json!({"t": name, "k": hex::encode(&k), "v": text}),
-                    Err(_) => {
-                        serde_json::json!({"t": name, "k": hex::encode(&k), "x": hex::encode(&v)})
-                    }
-                };
-                line(&mut out, value).map_err(werr)?;
-                entries += 1;
-            }
-        }
-        let licenses = self.t.licenses.len() as u64;
-        drop(_guard);
-        let digest = hex::encode(hash.finalize_reset());
-        let trailer = serde_json::json!({"end": true, "entries": entries, "sha256": digest});
-        out.write_all(format!("{trailer}\n").as_bytes())
-            .map_err(werr)?;
-        let file = out.into_inner().map_err(|e| werr(e.into_error()))?;
-        file.sync_all().map_err(werr)?;
-        std::fs::rename(&tmp, path).map_err(werr)?;
-        Ok(BackupSummary {
-            entries,
-            licenses,
-            schema_version: schema,
+            };
+            let mut out = rows
+                .into_iter()
+                .map(decode_audit)
+                .collect::<Result<Vec<_>, _>>()?;
+            out.reverse();
+            Ok(out)
         })
     }
 
-    /// Restores a backup into a new database directory `db_path` (which must not
-    /// hold a database yet) and brings it to [`SCHEMA_VERSION`]: a backup of an
-    /// older schema is migrated. The backup is verified completely before anything
-    /// is written.
-    pub fn restore(backup: &Path, db_path: &Path) -> Result<BackupSummary, BackupError> {
-        let summary = Self::restore_keeping_schema(backup, db_path)?;
-        // Opening runs any migration the backup's schema needs.
-        let store = Store::open(db_path)?;
-        store.flush()?;
+    // ----- the portal's own rows ------------------------------------------------
+
+    /// A server secret of 32 bytes under `name`, created on first use.
+    pub fn web_secret(&self, name: &str) -> Result<[u8; 32], StoreError> {
+        self.write(|c| {
+            let found: Option<String> = c
+                .prepare_cached("SELECT value FROM web_meta WHERE name = ?1")?
+                .query_row([name], |r| r.get(0))
+                .optional()?;
+            if let Some(v) = found {
+                let mut s = [0u8; 32];
+                if hex::decode_to_slice(&v, &mut s).is_ok() {
+                    return Ok(s);
+                }
+                tracing::error!(name, "a stored server secret is damaged; making a new one");
+            }
+            let s: [u8; 32] = rand::random();
+            c.execute(
+                "INSERT INTO web_meta (name, value) VALUES (?1, ?2)
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                params![name, hex::encode(s)],
+            )?;
+            Ok(s)
+        })
+    }
+
+    pub fn insert_session(&self, id_hash: &str, s: &SessionRow) -> Result<(), StoreError> {
+        self.write(|c| {
+            c.prepare_cached(
+                "INSERT INTO sessions (id_hash, account_id, created_at, expires_at, persistent)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                id_hash,
+                int(s.account.0),
+                int(s.created.0),
+                int(s.expires.0),
+                s.persistent
+            ])?;
+            Ok(())
+        })
+    }
+
+    pub fn session(&self, id_hash: &str) -> Result<Option<SessionRow>, StoreError> {
+        self.read(|c| {
+            Ok(c.prepare_cached(
+                "SELECT account_id, created_at, expires_at, persistent FROM sessions WHERE id_hash = ?1",
+            )?
+            .query_row([id_hash], |r| {
+                Ok(SessionRow {
+                    account: AccountId(uint(r.get(0)?)),
+                    created: UnixTime(uint(r.get(1)?)),
+                    expires: UnixTime(uint(r.get(2)?)),
+                    persistent: r.get(3)?,
+                })
+            })
+            .optional()?)
+        })
+    }
+
+    pub fn remove_session(&self, id_hash: &str) -> Result<(), StoreError> {
+        self.write(|c| {
+            c.execute("DELETE FROM sessions WHERE id_hash = ?1", [id_hash])?;
+            Ok(())
+        })
+    }
+
+    /// Ends every session of an account; returns how many there were.
+    pub fn remove_sessions_of(&self, account: AccountId) -> Result<usize, StoreError> {
+        self.write(|c| {
+            Ok(c.execute(
+                "DELETE FROM sessions WHERE account_id = ?1",
+                [int(account.0)],
+            )?)
+        })
+    }
+
+    pub fn insert_email_token(
+        &self,
+        token_hash: &str,
+        t: &EmailTokenRow,
+    ) -> Result<(), StoreError> {
+        self.write(|c| {
+            c.prepare_cached(
+                "INSERT INTO email_tokens (token_hash, purpose, account_id, expires_at, used)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                token_hash,
+                t.purpose,
+                int(t.account.0),
+                int(t.expires.0),
+                t.used
+            ])?;
+            Ok(())
+        })
+    }
+
+    pub fn email_token(&self, token_hash: &str) -> Result<Option<EmailTokenRow>, StoreError> {
+        self.read(|c| {
+            Ok(c.prepare_cached(
+                "SELECT purpose, account_id, expires_at, used FROM email_tokens WHERE token_hash = ?1",
+            )?
+            .query_row([token_hash], |r| {
+                Ok(EmailTokenRow {
+                    purpose: r.get(0)?,
+                    account: AccountId(uint(r.get(1)?)),
+                    expires: UnixTime(uint(r.get(2)?)),
+                    used: r.get(3)?,
+                })
+            })
+            .optional()?)
+        })
+    }
+
+    /// Uses an emailed token up if it is live and for `purpose`: exactly one
+    /// caller gets its account, even under concurrent requests.
+    pub fn consume_email_token(
+        &self,
+        token_hash: &str,
+        purpose: &str,
+        now: UnixTime,
+    ) -> Result<Option<AccountId>, StoreError> {
+        self.write(|c| {
+            let account: Option<i64> = c
+                .prepare_cached(
+                    "SELECT account_id FROM email_tokens
+                     WHERE token_hash = ?1 AND purpose = ?2 AND NOT used AND expires_at > ?3",
+                )?
+                .query_row(params![token_hash, purpose, int(now.0)], |r| r.get(0))
+                .optional()?;
+            if account.is_some() {
+                c.execute(
+                    "UPDATE email_tokens SET used = TRUE WHERE token_hash = ?1",
+                    [token_hash],
+                )?;
+            }
+            Ok(account.map(|a| AccountId(uint(a))))
+        })
+    }
+
+    /// Marks every unused token of `purpose` for `account` as used (a changed
+    /// password ends every reset link sent before). Returns how many were ended.
+    pub fn revoke_email_tokens(
+        &self,
+        purpose: &str,
+        account: AccountId,
+    ) -> Result<usize, StoreError> {
+        self.write(|c| {
+            Ok(c.prepare_cached(
+                "UPDATE email_tokens SET used = TRUE
+                 WHERE purpose = ?1 AND account_id = ?2 AND NOT used",
+            )?
+            .execute(params![purpose, int(account.0)])?)
+        })
+    }
+
+    pub fn lang_pref(&self, account: AccountId) -> Result<Option<String>, StoreError> {
+        self.read(|c| {
+            Ok(
+                c.prepare_cached("SELECT lang FROM prefs WHERE account_id = ?1")?
+                    .query_row([int(account.0)], |r| r.get(0))
+                    .optional()?,
+            )
+        })
+    }
+
+    pub fn set_lang_pref(&self, account: AccountId, lang: &str) -> Result<(), StoreError> {
+        self.write(|c| {
+            c.execute(
+                "INSERT INTO prefs (account_id, lang) VALUES (?1, ?2)
+                 ON CONFLICT (account_id) DO UPDATE SET lang = excluded.lang",
+                params![int(account.0), lang],
+            )?;
+            Ok(())
+        })
+    }
+
+    pub fn reminder_sent(&self, key: &str) -> Result<bool, StoreError> {
+        self.read(|c| {
+            Ok(
+                c.prepare_cached("SELECT COUNT(*) > 0 FROM reminders WHERE key = ?1")?
+                    .query_row([key], |r| r.get(0))?,
+            )
+        })
+    }
+
+    pub fn mark_reminder_sent(&self, key: &str) -> Result<(), StoreError> {
+        self.write(|c| {
+            c.execute(
+                "INSERT INTO reminders (key) VALUES (?1) ON CONFLICT (key) DO NOTHING",
+                [key],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Queues a mail job (`job` is its JSON, written by `make` from the new id).
+    pub fn enqueue_mail(
+        &self,
+        next_attempt: UnixTime,
+        make: impl FnOnce(u64) -> String,
+    ) -> Result<u64, StoreError> {
+        self.write(|c| {
+            let id = next_id(c, "mail_queue.id")?;
+            c.execute(
+                "INSERT INTO mail_queue (id, next_attempt, job) VALUES (?1, ?2, ?3)",
+                params![int(id), int(next_attempt.0), make(id)],
+            )?;
+            Ok(id)
+        })
+    }
+
+    /// Every queued mail job: id and JSON, in queue order.
+    pub fn mail_jobs(&self) -> Result<Vec<(u64, String)>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached("SELECT id, job FROM mail_queue ORDER BY id")?;
+            let rows = stmt.query_map([], |r| Ok((uint(r.get(0)?), r.get(1)?)))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+    }
+
+    pub fn mail_job(&self, id: u64) -> Result<Option<String>, StoreError> {
+        self.read(|c| {
+            Ok(
+                c.prepare_cached("SELECT job FROM mail_queue WHERE id = ?1")?
+                    .query_row([int(id)], |r| r.get(0))
+                    .optional()?,
+            )
+        })
+    }
+
+    pub fn update_mail(
+        &self,
+        id: u64,
+        next_attempt: UnixTime,
+        job: &str,
+    ) -> Result<(), StoreError> {
+        self.write(|c| {
+            c.execute(
+                "UPDATE mail_queue SET next_attempt = ?2, job = ?3 WHERE id = ?1",
+                params![int(id), int(next_attempt.0), job],
+            )?;
+            Ok(())
+        })
+    }
+
+    pub fn remove_mail(&self, id: u64) -> Result<(), StoreError> {
+        self.write(|c| {
+            c.execute("DELETE FROM mail_queue WHERE id = ?1", [int(id)])?;
+            Ok(())
+        })
+    }
+
+    pub fn mail_queue_len(&self) -> Result<usize, StoreError> {
+        self.read(|c| {
+            let n: i64 = c.query_row("SELECT COUNT(*) FROM mail_queue", [], |r| r.get(0))?;
+            Ok(uint(n) as usize)
+        })
+    }
+
+    // ----- backup, restore, import ------------------------------------------------
+
+    /// Writes a consistent snapshot of the database to `path` while the server
+    /// keeps running (`VACUUM INTO` from a read snapshot: writers do not wait).
+    /// Sessions, emailed link tokens, the mail queue and idempotency answers are
+    /// taken out of the copy: a restore must not revive old sessions or links, or
+    /// send mail again. The file is written as `<path>.partial`, synced, and
+    /// renamed, so `path` is either the old file or the complete new one.
+    pub fn backup_to(&self, path: &Path, _now: UnixTime) -> Result<BackupSummary, BackupError> {
+        let werr = io_context(path);
+        let tmp = path.with_extension("partial");
+        match std::fs::remove_file(&tmp) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(werr(e)),
+            _ => {}
+        }
+        self.read(|c| Ok(Engine::Sqlite.snapshot(c, &tmp)?))?;
+        let summary = {
+            let c = Connection::open(&tmp)?;
+            c.execute_batch(
+                "DELETE FROM sessions; DELETE FROM email_tokens; DELETE FROM mail_queue;
+                 DELETE FROM admin_requests; PRAGMA journal_mode = DELETE;",
+            )?;
+            summarize(&c)?
+        };
+        std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(&werr)?;
+        std::fs::rename(&tmp, path).map_err(&werr)?;
+        if let Some(dir) = path.parent() {
+            sync_dir(dir).map_err(&werr)?;
+        }
         Ok(summary)
     }
 
-    /// Restores a backup as it is, without migrating: the database keeps the
-    /// backup's schema version, for the `pls` that wrote it (a rollback after an
-    /// upgrade). Derived trees of that schema (the search index from 2 on) are
-    /// rebuilt; everything else is the backup's bytes.
-    pub fn restore_keeping_schema(
-        backup: &Path,
-        db_path: &Path,
-    ) -> Result<BackupSummary, BackupError> {
+    /// Checks that `backup` is a complete backup this pls can use: SQLite's
+    /// integrity check passes and its schema is not newer. Reads only.
+    pub fn check_backup(backup: &Path) -> Result<BackupSummary, BackupError> {
         let p = backup.display().to_string();
         let invalid = |reason: String| BackupError::Invalid {
             path: p.clone(),
             reason,
         };
-        let rerr = |source| BackupError::Read {
-            path: p.clone(),
-            source,
-        };
-        if db_path.exists() && std::fs::read_dir(db_path).map_err(rerr)?.next().is_some() {
-            return Err(BackupError::TargetNotEmpty(db_path.display().to_string()));
-        }
-        // Pass 1: verify header, trailer, count and checksum.
-        let file = std::fs::File::open(backup).map_err(rerr)?;
-        let mut hash = Sha256::new();
-        let mut count = 0u64;
-        let mut header: Option<serde_json::Value> = None;
-        let mut trailer: Option<serde_json::Value> = None;
-        for line in std::io::BufReader::new(file).lines() {
-            let line = line.map_err(rerr)?;
-            if trailer.is_some() {
-                return Err(invalid("data after the end marker".into()));
-            }
-            let value: serde_json::Value =
-                serde_json::from_str(&line).map_err(|e| invalid(format!("bad line: {e}")))?;
-            if value.get("end").is_some() {
-                trailer = Some(value);
-                continue;
-            }
-            hash.update(line.as_bytes());
-            hash.update(b"\n");
-            if header.is_none() {
-                if value.get("format").and_then(|f| f.as_str()) != Some(BACKUP_FORMAT) {
-                    return Err(invalid(format!(
-                        "the first line does not name format {BACKUP_FORMAT}"
-                    )));
-                }
-                header = Some(value);
-            } else {
-                count += 1;
-            }
-        }
-        let header = header.ok_or_else(|| invalid("it is empty".into()))?;
-        let trailer = trailer.ok_or_else(|| invalid("it has no end marker (truncated?)".into()))?;
-        if trailer.get("entries").and_then(|e| e.as_u64()) != Some(count) {
-            return Err(invalid("the entry count does not match".into()));
-        }
-        if trailer.get("sha256").and_then(|e| e.as_str())
-            != Some(hex::encode(hash.finalize()).as_str())
+        let mut head = [0u8; 16];
         {
-            return Err(invalid(
-                "the checksum does not match: the file was changed or damaged".into(),
-            ));
-        }
-        let schema = header
-            .get("schema_version")
-            .and_then(|v| v.as_u64())
-            .unwrap_or(0) as u32;
-        if schema > SCHEMA_VERSION {
-            return Err(invalid(format!(
-                "it has schema version {schema}; this pls supports up to {SCHEMA_VERSION}"
-            )));
-        }
-        // Pass 2: write.
-        let db = sled::Config::new()
-            .path(db_path)
-            .open()
-            .map_err(|source| OpenError::Db {
-                path: db_path.display().to_string(),
+            use std::io::Read;
+            let mut f = std::fs::File::open(backup).map_err(|source| BackupError::Read {
+                path: p.clone(),
                 source,
             })?;
-        let trees = Trees::open(&db)?;
-        let file = std::fs::File::open(backup).map_err(rerr)?;
-        for line in std::io::BufReader::new(file).lines().skip(1) {
-            let line = line.map_err(rerr)?;
-            let value: serde_json::Value =
-                serde_json::from_str(&line).map_err(|e| invalid(e.to_string()))?;
-            if value.get("end").is_some() {
-                break;
+            let n = f.read(&mut head).map_err(|source| BackupError::Read {
+                path: p.clone(),
+                source,
+            })?;
+            if head[..n].starts_with(b"{\"format\"") || head[..n].starts_with(b"{\"created") {
+                return Err(BackupError::SledBackup { path: p });
             }
-            let name = value.get("t").and_then(|t| t.as_str()).unwrap_or_default();
-            let tree = trees
-                .by_name(name)
-                .ok_or_else(|| invalid(format!("unknown tree {name:?}")))?;
-            let k = hex::decode(value.get("k").and_then(|k| k.as_str()).unwrap_or_default())
-                .map_err(|e| invalid(format!("bad key: {e}")))?;
-            let v = match (
-                value.get("v").and_then(|v| v.as_str()),
-                value.get("x").and_then(|x| x.as_str()),
-            ) {
-                (Some(text), _) => text.as_bytes().to_vec(),
-                (None, Some(h)) => {
-                    hex::decode(h).map_err(|e| invalid(format!("bad value: {e}")))?
+            if &head[..n] != b"SQLite format 3\0" {
+                return Err(invalid("it is not an SQLite database".into()));
+            }
+        }
+        let c = Connection::open_with_flags(backup, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|e| invalid(e.to_string()))?;
+        let problems = Engine::Sqlite
+            .check(&c, true)
+            .map_err(|e| invalid(e.to_string()))?;
+        if !problems.is_empty() {
+            return Err(invalid(format!("it is damaged: {}", problems.join("; "))));
+        }
+        let version = schema_version_of(&c).map_err(|e| invalid(e.to_string()))?;
+        if version == 0 {
+            return Err(invalid("it has no pls schema".into()));
+        }
+        if version > SCHEMA_VERSION {
+            return Err(invalid(format!(
+                "it has schema version {version}; this pls supports up to {SCHEMA_VERSION}"
+            )));
+        }
+        summarize(&c).map_err(|e| invalid(e.to_string()))
+    }
+
+    /// Restores `backup` as the database file `db`, then brings it to
+    /// [`SCHEMA_VERSION`]. A file at `db` (damaged or not, it is never opened) is
+    /// moved aside as `<db>.before-restore-<time>` with its WAL, never deleted;
+    /// returns the summary and where the old file went.
+    pub fn restore(
+        backup: &Path,
+        db: &Path,
+        keep_schema: bool,
+        now: UnixTime,
+    ) -> Result<(BackupSummary, Option<PathBuf>), BackupError> {
+        let summary = Self::check_backup(backup)?;
+        let werr = io_context(db);
+        if let Some(dir) = db.parent() {
+            std::fs::create_dir_all(dir).map_err(&werr)?;
+        }
+        let tmp = db.with_extension("restoring");
+        std::fs::copy(backup, &tmp).map_err(&werr)?;
+        {
+            // A copy made with sqlite3's `.backup` still holds sessions and
+            // emailed links: a restore must not revive them.
+            let c = Connection::open(&tmp)?;
+            c.execute_batch(
+                "DELETE FROM sessions; DELETE FROM email_tokens; DELETE FROM admin_requests;",
+            )?;
+        }
+        std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(&werr)?;
+        let mut aside = None;
+        if db.exists() {
+            let mut to = db.as_os_str().to_owned();
+            to.push(format!(".before-restore-{}", now.0));
+            let to = PathBuf::from(to);
+            std::fs::rename(db, &to).map_err(&werr)?;
+            for ext in ["-wal", "-shm"] {
+                let mut from = db.as_os_str().to_owned();
+                from.push(ext);
+                let from = PathBuf::from(from);
+                if from.exists() {
+                    let mut dest = to.as_os_str().to_owned();
+                    dest.push(ext);
+                    std::fs::rename(&from, PathBuf::from(dest)).map_err(&werr)?;
                 }
-                (None, None) => return Err(invalid("an entry has no value".into())),
-            };
-            tree.insert(k, v)?;
+            }
+            aside = Some(to);
         }
-        if schema >= 2 {
-            rebuild_search_index(&trees)?;
+        std::fs::rename(&tmp, db).map_err(&werr)?;
+        if let Some(dir) = db.parent() {
+            sync_dir(dir).map_err(&werr)?;
         }
-        db.flush()?;
-        let licenses = trees.licenses.len() as u64;
-        Ok(BackupSummary {
-            entries: count,
-            licenses,
-            schema_version: schema,
+        write_marker(db).map_err(&werr)?;
+        // Opening sets WAL mode and (unless kept) migrates.
+        let store = Self::open_with(db, !keep_schema, false)?;
+        store.flush()?;
+        Ok((summary, aside))
+    }
+
+    /// Whether the database holds no business data (an import's target must not).
+    pub fn is_empty(&self) -> Result<bool, StoreError> {
+        self.read(|c| {
+            let n: i64 = c.query_row(
+                "SELECT (SELECT COUNT(*) FROM accounts) + (SELECT COUNT(*) FROM licenses)
+                      + (SELECT COUNT(*) FROM audit)",
+                [],
+                |r| r.get(0),
+            )?;
+            Ok(n == 0)
+        })
+    }
+
+    /// Writes records as they are (an import): every account, license, mutation,
+    /// grant, audit entry and check-in keeps its ids, numbers and contents. One
+    /// transaction: all or nothing.
+    pub fn import_records(&self, records: &ImportedRecords) -> Result<(), StoreError> {
+        self.write(|c| {
+            for a in &records.accounts {
+                put_account(c, a)?;
+            }
+            for l in &records.licenses {
+                put_license(c, l)?;
+            }
+            for m in &records.mutations {
+                put_mutation(c, m)?;
+            }
+            for (n, s, g) in &records.grants {
+                put_grant(c, n, *s, g)?;
+            }
+            for e in &records.audit {
+                put_audit(c, e)?;
+            }
+            for ci in &records.checkins {
+                put_checkin(c, "checkins", None, ci)?;
+            }
+            for (seq, ci) in &records.checkin_history {
+                put_checkin(c, "checkin_history", Some(*seq), ci)?;
+            }
+            for (account, lang) in &records.prefs {
+                c.execute(
+                    "INSERT INTO prefs (account_id, lang) VALUES (?1, ?2)
+                     ON CONFLICT (account_id) DO UPDATE SET lang = excluded.lang",
+                    params![int(account.0), lang],
+                )?;
+            }
+            for key in &records.reminders {
+                c.execute(
+                    "INSERT INTO reminders (key) VALUES (?1) ON CONFLICT (key) DO NOTHING",
+                    [key],
+                )?;
+            }
+            for (id, next, job) in &records.mail_queue {
+                c.execute(
+                    "INSERT INTO mail_queue (id, next_attempt, job) VALUES (?1, ?2, ?3)",
+                    params![int(*id), int(next.0), job],
+                )?;
+            }
+            Ok(())
         })
     }
 
     // ----- consistency ------------------------------------------------------------
 
-    /// Checks every invariant between the trees; returns the problems found.
-    /// Used by the crash test after each kill, and by `pls admin verify`.
+    /// SQLite's full integrity check and foreign key check, then the domain
+    /// checks between the tables; returns the problems found. Used by the crash
+    /// test after each kill, and by `pls admin verify` (with
+    /// [`Store::verify_grants`]).
     pub fn verify(&self) -> Result<Vec<String>, StoreError> {
-        let mut problems = vec![];
-        let mut emails = std::collections::BTreeSet::new();
-        for account in self.accounts()? {
-            match self.t.accounts_by_email.get(account.email.as_bytes())? {
-                Some(id) if id.as_ref() == account.id.0.to_be_bytes() => {}
-                _ => problems.push(format!("account {} has no email index entry", account.id)),
-            }
-            emails.insert(account.email);
-        }
-        if emails.len() != self.t.accounts_by_email.len() {
-            problems.push("the email index has entries without accounts".into());
-        }
-        let licenses = self.licenses()?;
-        for l in &licenses {
-            let ms = self.mutations(&l.number)?;
-            if domain::entitlements_of(&ms) != l.entitlements {
-                problems.push(format!(
-                    "license {}: entitlements differ from its activated mutations",
-                    l.number
-                ));
-            }
-            if ms
-                .iter()
-                .any(|m| m.number >= l.next_mutation || m.license != l.number)
-            {
-                problems.push(format!("license {}: mutation numbering is off", l.number));
-            }
-            let grants = self.grants(&l.number)?;
-            if grants.len() as u64 > l.serial {
-                problems.push(format!("license {}: more grants than serials", l.number));
-            }
-            if let Some(s) = l.current_grant {
-                if s > l.serial || self.t.grants.get(serial_key(&l.number, s))?.is_none() {
-                    problems.push(format!(
-                        "license {}: current grant {s} is missing",
-                        l.number
-                    ));
+        let mut problems = self.read(|c| Ok(Engine::Sqlite.check(c, true)?))?;
+        let accounts = self.accounts()?;
+        self.read(|c| {
+            for a in &accounts {
+                let (email, trusted, admin): (String, bool, bool) = c.query_row(
+                    "SELECT email, trusted, admin FROM accounts WHERE id = ?1",
+                    [int(a.id.0)],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )?;
+                if (email.as_str(), trusted, admin) != (a.email.as_str(), a.trusted, a.admin) {
+                    problems.push(format!("account {}: columns differ from its record", a.id));
                 }
             }
-            if let Some(a) = l.account {
-                if self
-                    .t
-                    .licenses_by_account
-                    .get(account_license_key(a, &l.number))?
-                    .is_none()
+            let mut stmt = c.prepare(
+                "SELECT l.number, l.account_id, l.serial, l.current_grant, l.next_mutation,
+                        l.record, COALESCE(a.email, '') FROM licenses l
+                 LEFT JOIN accounts a ON a.id = l.account_id ORDER BY l.number",
+            )?;
+            type Row = (String, Option<i64>, i64, Option<i64>, i64, String, String);
+            let rows: Vec<Row> = stmt
+                .query_map([], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut search_rows = 0;
+            for (number, account, serial, current, next, record, email) in rows {
+                let l: License = match from_json("license", &record) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        problems.push(format!("license {number}: {e}"));
+                        continue;
+                    }
+                };
+                if (l.number.as_str(), l.account.map(|a| int(a.0)), int(l.serial), l.current_grant.map(int), i64::from(l.next_mutation))
+                    != (number.as_str(), account, serial, current, next)
                 {
+                    problems.push(format!("license {number}: columns differ from its record"));
+                }
+                // Every license has the mutations its entitlements come from.
+                let ms = q_mutations(c, &l.number)?;
+                if domain::entitlements_of(&ms) != l.entitlements {
                     problems.push(format!(
-                        "license {}: missing from its account's index",
-                        l.number
+                        "license {number}: entitlements differ from its activated mutations"
                     ));
                 }
-            }
-            if self
-                .t
-                .audit_by_license
-                .scan_prefix(l.number.as_str())
-                .next()
-                .is_none()
-            {
-                problems.push(format!("license {}: no audit entry", l.number));
-            }
-        }
-        for key in self.t.audit_by_license.iter().keys() {
-            let key = key?;
-            if key.len() != 18 || self.t.audit.get(&key[10..])?.is_none() {
-                problems.push("an audit index entry points nowhere".into());
-            }
-        }
-        for key in self.t.mutations.iter().keys() {
-            let key = key?;
-            let n = parse_number(&key[..10.min(key.len())])?;
-            if self.t.licenses.get(n.as_str())?.is_none() {
-                problems.push(format!("mutation of unknown license {n}"));
-            }
-        }
-        if self.schema_version()? >= 2 {
-            let emails = account_emails(&self.t)?;
-            let mut expected = std::collections::BTreeSet::new();
-            for l in &licenses {
-                expected.extend(search::index_keys(l, email_of(&emails, l.account)));
-            }
-            let mut stale = 0usize;
-            for key in self.t.license_search.iter().keys() {
-                if !expected.remove(key?.as_ref()) {
-                    stale += 1;
+                if ms
+                    .iter()
+                    .any(|m| m.number >= l.next_mutation || m.license != l.number)
+                {
+                    problems.push(format!("license {number}: mutation numbering is off"));
+                }
+                let grants = q_grants(c, &l.number)?;
+                if grants.len() as u64 > l.serial {
+                    problems.push(format!("license {number}: more grants than serials"));
+                }
+                if let Some(s) = l.current_grant {
+                    if q_grant(c, &l.number, s)?.is_none() {
+                        problems.push(format!("license {number}: current grant {s} is missing"));
+                    }
+                }
+                let audited: bool = c.query_row(
+                    "SELECT COUNT(*) > 0 FROM audit WHERE license_number = ?1",
+                    [&number],
+                    |r| r.get(0),
+                )?;
+                if !audited {
+                    problems.push(format!("license {number}: no audit entry"));
+                }
+                let id: i64 =
+                    c.query_row("SELECT id FROM licenses WHERE number = ?1", [&number], |r| r.get(0))?;
+                let fields = search::fields(&l, &email);
+                let indexed: Option<Vec<String>> = c
+                    .query_row(
+                        "SELECT f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10 FROM license_search WHERE rowid = ?1",
+                        [id],
+                        |r| (0..11).map(|i| r.get(i)).collect(),
+                    )
+                    .optional()?;
+                match indexed {
+                    Some(f) if f == fields => search_rows += 1,
+                    Some(_) => {
+                        search_rows += 1;
+                        problems.push(format!("license {number}: its search row is out of date"))
+                    }
+                    None => problems.push(format!("license {number}: it has no search row")),
                 }
             }
-            if stale > 0 || !expected.is_empty() {
+            let total: i64 = c.query_row("SELECT COUNT(*) FROM license_search", [], |r| r.get(0))?;
+            if total != search_rows {
                 problems.push(format!(
-                    "the license search index has {} entries missing and {stale} left over",
-                    expected.len()
+                    "the license search index has {} rows without a license",
+                    total - search_rows
                 ));
             }
+            Ok(())
+        })?;
+        if !problems.is_empty() {
+            tracing::error!(problems = problems.len(), first = %problems[0], "the database check found problems");
         }
         Ok(problems)
     }
-}
 
-/// The license numbers (their key bytes) listed under every prefix of
-/// `prefixes`, in order. A leapfrog intersection: each list is sought to the
-/// largest number seen so far, so the cost follows the shortest list, not the
-/// longest.
-fn intersect_postings(tree: &sled::Tree, prefixes: &[Vec<u8>]) -> Result<Vec<Vec<u8>>, StoreError> {
-    let mut out = vec![];
-    if prefixes.is_empty() {
-        return Ok(out);
-    }
-    let mut target: Vec<u8> = vec![];
-    let mut agreed = 0;
-    let mut i = 0;
-    loop {
-        let prefix = &prefixes[i];
-        let mut start = prefix.clone();
-        start.extend_from_slice(&target);
-        let Some(kv) = tree.range(start..).next() else {
-            return Ok(out);
-        };
-        let (k, _) = kv?;
-        let Some(number) = k.strip_prefix(prefix.as_slice()) else {
-            return Ok(out);
-        };
-        if number == target.as_slice() {
-            agreed += 1;
-        } else {
-            target = number.to_vec();
-            agreed = 1;
-        }
-        if agreed == prefixes.len() {
-            out.push(target.clone());
-            // From now on, only numbers after this one.
-            target.push(0);
-            agreed = 0;
-        }
-        i = (i + 1) % prefixes.len();
-    }
-}
-
-fn parse_number(bytes: &[u8]) -> Result<LicenseNumber, StoreError> {
-    std::str::from_utf8(bytes)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| StoreError::Corrupt {
-            what: "key".into(),
-            reason: "not a license number".into(),
+    /// Every stored grant verifies with `trusted` (the server's key set) and names
+    /// its license; returns the problems found.
+    pub fn verify_grants(&self, trusted: &TrustedKeys) -> Result<Vec<String>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare(
+                "SELECT license_number, serial, signed FROM grants ORDER BY license_number, serial",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })?;
+            let mut problems = vec![];
+            for r in rows {
+                let (number, serial, signed) = r?;
+                let g: Signed<LicenseGrant> = match from_json("grant", &signed) {
+                    Ok(g) => g,
+                    Err(e) => {
+                        problems.push(format!("grant {number}/{serial}: {e}"));
+                        continue;
+                    }
+                };
+                match trusted.verify(&g) {
+                    Ok(v) if v.license_number.as_str() == number && v.serial == uint(serial) => {}
+                    Ok(_) => problems.push(format!(
+                        "grant {number}/{serial}: it is for another license or serial"
+                    )),
+                    Err(e) => problems.push(format!("grant {number}/{serial}: {e}")),
+                }
+            }
+            Ok(problems)
         })
+    }
+}
+
+/// What an import writes: every record of an old store, decoded.
+#[derive(Debug, Default)]
+pub struct ImportedRecords {
+    pub accounts: Vec<Account>,
+    pub licenses: Vec<License>,
+    pub mutations: Vec<Mutation>,
+    pub grants: Vec<(LicenseNumber, u64, Signed<LicenseGrant>)>,
+    pub audit: Vec<AuditEntry>,
+    pub checkins: Vec<CheckIn>,
+    pub checkin_history: Vec<(u64, CheckIn)>,
+    pub prefs: Vec<(AccountId, String)>,
+    pub reminders: Vec<String>,
+    pub mail_queue: Vec<(u64, UnixTime, String)>,
+}
+
+fn summarize(c: &Connection) -> rusqlite::Result<BackupSummary> {
+    let (entries, licenses): (i64, i64) = c.query_row(
+        "SELECT (SELECT COUNT(*) FROM accounts) + (SELECT COUNT(*) FROM licenses)
+              + (SELECT COUNT(*) FROM mutations) + (SELECT COUNT(*) FROM grants)
+              + (SELECT COUNT(*) FROM audit) + (SELECT COUNT(*) FROM checkins)
+              + (SELECT COUNT(*) FROM checkin_history),
+                (SELECT COUNT(*) FROM licenses)",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    Ok(BackupSummary {
+        entries: uint(entries),
+        licenses: uint(licenses),
+        schema_version: schema_version_of(c)?,
+    })
+}
+
+fn q_grants(c: &Connection, n: &LicenseNumber) -> Result<Vec<Signed<LicenseGrant>>, StoreError> {
+    let mut stmt =
+        c.prepare_cached("SELECT signed FROM grants WHERE license_number = ?1 ORDER BY serial")?;
+    let rows = stmt.query_map([n.as_str()], |r| r.get::<_, String>(0))?;
+    let mut out = vec![];
+    for r in rows {
+        out.push(from_json("grant", &r?)?);
+    }
+    Ok(out)
+}
+
+fn check_new_license(new: &NewLicense) -> Result<(), LicenseError> {
+    let engineering = new.license_type == keys::LicenseType::Engineering;
+    if engineering != (new.protection == Protection::Engineering) {
+        return Err(LicenseError::ProtectionMismatch);
+    }
+    let d = &new.license_data;
+    if [&d.name, &d.postcode, &d.city]
+        .iter()
+        .any(|s| s.trim().is_empty())
+    {
+        return Err(LicenseError::MissingLicenseData);
+    }
+    Ok(())
+}
+
+fn create_license_in(
+    c: &Connection,
+    new: &NewLicense,
+    actor: &Actor,
+    now: UnixTime,
+) -> Result<License, LicenseError> {
+    if let Some(a) = new.account {
+        if q_account(c, a)?.is_none() {
+            return Err(LicenseError::UnknownAccount(a));
+        }
+    }
+    // Random bodies; on the rare collision draw again.
+    let number = loop {
+        let body = rand::Rng::gen_range(
+            &mut rand::thread_rng(),
+            LicenseNumber::BODY_MIN..=LicenseNumber::BODY_MAX,
+        );
+        let Some(n) = LicenseNumber::from_body(body) else {
+            continue;
+        };
+        if q_license(c, &n)?.is_none() {
+            break n;
+        }
+    };
+    let license = License {
+        number: number.clone(),
+        token: LicenseToken::generate(),
+        account: new.account,
+        license_type: new.license_type,
+        protection: new.protection,
+        licensee: new.licensee.clone(),
+        license_data: new.license_data.clone(),
+        created_at: now,
+        entitlements: Entitlements::none(),
+        binding: None,
+        released_hosts: vec![],
+        dongle_serial: None,
+        serial: 0,
+        current_grant: None,
+        valid_until: None,
+        next_mutation: 1,
+    };
+    put_license(c, &license)?;
+    audit(
+        c,
+        now,
+        actor,
+        Some(&number),
+        new.account,
+        "license.created",
+        format!(
+            "{:?} / {:?} for {}",
+            new.license_type, new.protection, new.licensee.company
+        ),
+    )?;
+    Ok(license)
+}
+
+fn existing(c: &Connection, number: &LicenseNumber) -> Result<License, LicenseError> {
+    q_license(c, number)?.ok_or_else(|| LicenseError::UnknownLicense(number.clone()))
+}
+
+fn existing_mutation(
+    c: &Connection,
+    number: &LicenseNumber,
+    n: u32,
+) -> Result<Mutation, LicenseError> {
+    q_mutation(c, number, n)?.ok_or_else(|| LicenseError::UnknownMutation(number.clone(), n))
+}
+
+fn orders_activate_at_once(c: &Connection, number: &LicenseNumber) -> Result<bool, LicenseError> {
+    let license = existing(c, number)?;
+    // Engineering licenses are free: nothing to wait for (issue 7, step 7).
+    if license.license_type == keys::LicenseType::Engineering {
+        return Ok(true);
+    }
+    Ok(match license.account {
+        Some(a) => q_account(c, a)?.is_some_and(|a| a.trusted),
+        None => false,
+    })
+}
+
+fn add_mutation_in(
+    c: &Connection,
+    number: &LicenseNumber,
+    new: &NewMutation,
+    order: bool,
+    key: &SigningKeyPair,
+    actor: &Actor,
+    now: UnixTime,
+) -> Result<Mutation, LicenseError> {
+    let trusted = orders_activate_at_once(c, number)?;
+    let mut license = existing(c, number)?;
+    let existing_ms = q_mutations(c, number)?;
+    let running = runtime_running_in(c, &license)?;
+    domain::check_new_mutation(&license, &existing_ms, new.kind, &new.adds, running)?;
+    let mut m = Mutation {
+        license: number.clone(),
+        number: license.next_mutation,
+        kind: new.kind,
+        adds: new.adds.clone(),
+        state: MutationState::Quote,
+        created_at: now,
+        quote_valid_until: now.plus_days(domain::QUOTE_VALIDITY_DAYS),
+        ordered_at: None,
+        activated_at: None,
+        price_net: new.price_net.clone(),
+        remarks: new.remarks.clone(),
+        priced: new.priced.clone(),
+    };
+    license.next_mutation += 1;
+    audit(
+        c,
+        now,
+        actor,
+        Some(number),
+        license.account,
+        "mutation.quoted",
+        format!("{} ({:?})", m.id(), m.kind),
+    )?;
+    if order {
+        m.state = MutationState::Ordered;
+        m.ordered_at = Some(now);
+        audit(
+            c,
+            now,
+            actor,
+            Some(number),
+            license.account,
+            "mutation.ordered",
+            m.id(),
+        )?;
+        if trusted {
+            activate_in(c, &mut license, &mut m, key, actor, now)?;
+        }
+    }
+    // The license first: the mutation's row refers to it.
+    put_license(c, &license)?;
+    put_mutation(c, &m)?;
+    Ok(m)
+}
+
+fn activate_mutation_in(
+    c: &Connection,
+    number: &LicenseNumber,
+    n: u32,
+    key: &SigningKeyPair,
+    actor: &Actor,
+    now: UnixTime,
+) -> Result<Mutation, LicenseError> {
+    let mut license = existing(c, number)?;
+    let mut m = existing_mutation(c, number, n)?;
+    activate_in(c, &mut license, &mut m, key, actor, now)?;
+    put_mutation(c, &m)?;
+    put_license(c, &license)?;
+    Ok(m)
 }
 
 fn looks_like_email(email: &str) -> bool {
@@ -2139,39 +2778,31 @@ fn looks_like_email(email: &str) -> bool {
         if !l.is_empty() && d.contains('.') && !d.starts_with('.') && !d.ends_with('.') && !email.contains(char::is_whitespace))
 }
 
-fn mutation_in_tx(tx: &Tx<'_>, number: &LicenseNumber, n: u32) -> TxResult<Mutation, LicenseError> {
-    tx.get(tx.mutations, "mutation", &mutation_key(number, n))?
-        .ok_or_else(|| {
-            ConflictableTransactionError::Abort(LicenseError::UnknownMutation(number.clone(), n))
-        })
-}
-
-fn step(m: &mut Mutation, next: MutationState) -> TxResult<(), LicenseError> {
+fn step(m: &mut Mutation, next: MutationState) -> Result<(), LicenseError> {
     if !m.state.can_become(next) {
-        return Err(ConflictableTransactionError::Abort(
-            LicenseError::Transition {
-                id: m.id(),
-                from: m.state.key(),
-                to: next.key(),
-            },
-        ));
+        return Err(LicenseError::Transition {
+            id: m.id(),
+            from: m.state.key(),
+            to: next.key(),
+        });
     }
     m.state = next;
     Ok(())
 }
 
-fn activate_in_tx(
-    tx: &Tx<'_>,
+fn activate_in(
+    c: &Connection,
     license: &mut License,
     m: &mut Mutation,
     key: &SigningKeyPair,
     actor: &Actor,
     now: UnixTime,
-) -> TxResult<(), LicenseError> {
+) -> Result<(), LicenseError> {
     step(m, MutationState::Activated)?;
     m.activated_at = Some(now);
     domain::apply_activation(license, m, now);
-    tx.audit(
+    audit(
+        c,
         now,
         actor,
         Some(&license.number),
@@ -2179,23 +2810,27 @@ fn activate_in_tx(
         "mutation.activated",
         m.id(),
     )?;
-    issue_grant_in_tx(tx, license, key, now)?;
+    issue_grant_in(c, license, key, now)?;
     Ok(())
 }
 
 /// Issues (signs and stores) the next grant if the license is bound and active.
-fn issue_grant_in_tx<E: From<StoreError>>(
-    tx: &Tx<'_>,
+fn issue_grant_in(
+    c: &Connection,
     license: &mut License,
     key: &SigningKeyPair,
     now: UnixTime,
-) -> TxResult<Option<Signed<LicenseGrant>>, E> {
+) -> Result<Option<Signed<LicenseGrant>>, StoreError> {
     let Some(grant) = domain::next_grant(license, now, key.key_id()) else {
         return Ok(None);
     };
     let signed = Signed::sign(&grant, key);
-    tx.put_grant(&signed, &license.number, grant.serial)?;
-    tx.audit(
+    // The grant row refers to the license row: write the license (with its new
+    // serial) first; the caller writes it again with its other changes.
+    put_license(c, license)?;
+    put_grant(c, &license.number, grant.serial, &signed)?;
+    audit(
+        c,
         now,
         &Actor::System,
         Some(&license.number),
@@ -2214,61 +2849,64 @@ mod tests {
     #[test]
     fn fresh_store_has_current_schema_and_newer_schema_is_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("db");
+        let path = dir.path().join(DB_FILE);
         {
             let store = Store::open(&path).expect("open");
             assert_eq!(store.schema_version().expect("version"), SCHEMA_VERSION);
             store
-                .t
-                .meta
-                .insert(SCHEMA_KEY, &(SCHEMA_VERSION + 1).to_be_bytes())
+                .writer()
+                .execute(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, 'future', 0)",
+                    [i64::from(SCHEMA_VERSION + 1)],
+                )
                 .expect("insert");
-            store.flush().expect("flush");
         }
         match Store::open(&path) {
             Err(OpenError::NewerSchema { found, .. }) => assert_eq!(found, SCHEMA_VERSION + 1),
             other => panic!("expected NewerSchema, got {other:?}"),
         }
+        assert_eq!(
+            Store::schema_version_at(&path).expect("read"),
+            Some(SCHEMA_VERSION + 1)
+        );
     }
 
     #[test]
-    fn migrations_run_in_order_and_an_interrupted_one_runs_again() {
-        let db = sled::Config::new().temporary(true).open().expect("db");
-        let meta = db.open_tree("meta").expect("meta");
-        meta.insert(SCHEMA_KEY, &1u32.to_be_bytes()).expect("v1");
-        fn to_v2(db: &sled::Db) -> Result<(), StoreError> {
-            db.open_tree("licenses")?.insert("added-by-v2", "1")?;
-            Ok(())
-        }
-        fn to_v3_fails(_: &sled::Db) -> Result<(), StoreError> {
-            Err(sled::Error::Unsupported("interrupted".into()).into())
-        }
-        fn to_v3(db: &sled::Db) -> Result<(), StoreError> {
-            db.open_tree("licenses")?.insert("added-by-v3", "1")?;
-            Ok(())
-        }
-        let version = |meta: &sled::Tree| {
-            u32::from_be_bytes(
-                meta.get(SCHEMA_KEY)
-                    .expect("get")
-                    .expect("v")
-                    .as_ref()
-                    .try_into()
-                    .expect("4"),
-            )
-        };
-        let err = migrate(&db, &meta, 1, &[to_v2, to_v3_fails], "t").expect_err("v3 fails");
-        assert!(matches!(err, OpenError::Migration { from: 2, .. }), "{err}");
-        assert_eq!(version(&meta), 2, "v2 is done and recorded");
-        migrate(&db, &meta, version(&meta), &[to_v2, to_v3], "t").expect("resume");
-        assert_eq!(version(&meta), 3);
-        let licenses = db.open_tree("licenses").expect("tree");
-        assert!(
-            licenses.contains_key("added-by-v2").expect("get")
-                && licenses.contains_key("added-by-v3").expect("get")
-        );
-        // Up to date: nothing runs.
-        migrate(&db, &meta, 3, &[to_v2, to_v3_fails], "t").expect("nothing to do");
+    fn migrations_run_in_order_each_in_one_transaction() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(DB_FILE);
+        let mut c = open_connection(&path, true).expect("open");
+        migrate(&mut c, 0, "t").expect("to 1");
+        assert_eq!(schema_version_of(&c).expect("v"), SCHEMA_VERSION);
+        let names: Vec<String> = c
+            .prepare("SELECT name FROM schema_migrations ORDER BY version")
+            .expect("prepare")
+            .query_map([], |r| r.get(0))
+            .expect("query")
+            .collect::<rusqlite::Result<_>>()
+            .expect("rows");
+        assert_eq!(names, vec!["initial", "search_sqlite"]);
+        // Up to date: nothing runs (running 0001 again would fail on its tables).
+        migrate(&mut c, SCHEMA_VERSION, "t").expect("nothing to do");
+        // A failing step leaves the version where it was.
+        c.execute_batch("DROP TABLE license_search; DELETE FROM schema_migrations WHERE version = 2; CREATE TABLE license_search (x TEXT);")
+            .expect("break");
+        assert!(matches!(
+            migrate(&mut c, 1, "t"),
+            Err(OpenError::Migration { from: 1, .. })
+        ));
+        assert_eq!(schema_version_of(&c).expect("v"), 1);
+    }
+
+    #[test]
+    fn a_lost_database_is_refused_not_started_empty() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(DB_FILE);
+        drop(Store::open(&path).expect("create"));
+        std::fs::remove_file(&path).expect("delete");
+        let err = Store::open(&path).expect_err("refused");
+        assert!(matches!(err, OpenError::Missing { .. }), "{err}");
+        assert!(err.to_string().contains("pls admin restore"), "{err}");
     }
 
     fn soft_license(store: &Store) -> License {
@@ -2433,8 +3071,9 @@ mod tests {
                 .map(|a| a.id),
             Some(a.id)
         );
-        let lic = store
-            .create_license(
+        let key = SigningKeyPair::from_seed(&[2; 32]);
+        let (lic, _) = store
+            .create_license_with(
                 NewLicense {
                     account: Some(a.id),
                     license_type: LicenseType::Standard,
@@ -2446,6 +3085,10 @@ mod tests {
                         city: "c".into(),
                     },
                 },
+                new_content(),
+                false,
+                false,
+                &key,
                 &Actor::Account(a.id),
                 UnixTime(2),
             )

@@ -38,6 +38,7 @@ fn admin(ctx: &portal::admin::AdminContext, request: AdminRequest) -> Value {
     portal::admin::execute(
         ctx,
         AdminEnvelope {
+            idempotency_key: None,
             operator: "bench".into(),
             request,
         },

@@ -103,6 +103,7 @@ impl Pls {
         let reply = portal::admin::execute(
             self.admin.as_ref().expect("server bound"),
             AdminEnvelope {
+                idempotency_key: None,
                 operator: "e2e".into(),
                 request,
             },

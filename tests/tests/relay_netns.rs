@@ -325,6 +325,7 @@ impl Pls {
         portal::admin::execute(
             &self.admin,
             AdminEnvelope {
+                idempotency_key: None,
                 operator: "e2e".into(),
                 request,
             },

@@ -119,8 +119,14 @@ pub async fn index(web: Arc<Web>, ctx: Ctx) -> Resp {
         placeholders: web.prices.has_placeholders(),
         orders: orders.into_iter().map(|(_, o)| o).collect(),
         failing,
-        licenses: web.store.license_count(),
-        customers: web.store.accounts().map(|a| a.len()).unwrap_or(0),
+        licenses: match web.store.license_count() {
+            Ok(n) => n,
+            Err(e) => return Ok(internal_error(&web, &ctx, "admin overview", e)),
+        },
+        customers: match web.store.account_count() {
+            Ok(n) => n,
+            Err(e) => return Ok(internal_error(&web, &ctx, "admin overview", e)),
+        },
     };
     Ok(pages::render(&web, &ctx, StatusCode::OK, &page))
 }
@@ -353,7 +359,10 @@ pub async fn licenses(web: Arc<Web>, ctx: Ctx, q: HashMap<String, String>) -> Re
     // index gives the candidates and only those are decoded and checked
     // (`crate::search`: number, licensee, license data, customer email, binding).
     let (total, listed) = if search.is_empty() {
-        let total = web.store.license_count();
+        let total = match web.store.license_count() {
+            Ok(n) => n,
+            Err(e) => return Ok(internal_error(&web, &ctx, "admin license list", e)),
+        };
         let page = page.min(total.div_ceil(PAGE_SIZE).max(1));
         match web.store.licenses_page((page - 1) * PAGE_SIZE, PAGE_SIZE) {
             Ok(l) => (total, l),

@@ -82,9 +82,6 @@ pub struct Web {
     pub sessions: Sessions,
     pub tokens: EmailTokens,
     pub throttle: Throttle,
-    prefs: sled::Tree,
-    /// Renewal reminders already sent: `<license>:<valid_until>:<days>`.
-    reminders: sled::Tree,
     /// Requests by route and status (the server's registry, see [`Web::with_metrics`]).
     pub metrics: Arc<Metrics>,
 }
@@ -109,8 +106,6 @@ impl Web {
         Ok(Web {
             sessions: Sessions::open(&store)?,
             tokens: EmailTokens::open(&store)?,
-            prefs: store.web_tree("prefs")?,
-            reminders: store.web_tree("reminders")?,
             throttle: Throttle::default(),
             store,
             clock,
@@ -159,17 +154,29 @@ impl Web {
     }
 
     pub fn lang_pref(&self, account: AccountId) -> Option<Lang> {
-        let v = self.prefs.get(account.0.to_be_bytes()).ok()??;
-        Lang::from_code(std::str::from_utf8(&v).ok()?)
+        let v = match self.store.lang_pref(account) {
+            Ok(v) => v?,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read a language preference");
+                return None;
+            }
+        };
+        Lang::from_code(&v)
     }
 
     pub fn reminder_sent(&self, key: &str) -> bool {
-        self.reminders.contains_key(key).unwrap_or(false)
+        match self.store.reminder_sent(key) {
+            Ok(sent) => sent,
+            Err(e) => {
+                // Sending it again is better than never: the reminder is a courtesy.
+                tracing::error!(error = %e, "cannot read which reminders were sent");
+                false
+            }
+        }
     }
 
     pub fn mark_reminder_sent(&self, key: &str) -> Result<(), StoreError> {
-        self.reminders.insert(key, &[])?;
-        Ok(())
+        self.store.mark_reminder_sent(key)
     }
 
     /// The language emails to `account` are written in: its stored choice, else German.
@@ -178,8 +185,7 @@ impl Web {
     }
 
     pub fn set_lang_pref(&self, account: AccountId, lang: Lang) -> Result<(), StoreError> {
-        self.prefs.insert(account.0.to_be_bytes(), lang.code())?;
-        Ok(())
+        self.store.set_lang_pref(account, lang.code())
     }
 }
 
@@ -857,8 +863,8 @@ impl HttpListener {
                 let text = tokio::task::spawn_blocking(move || {
                     web.metrics.render(crate::metrics::Snapshot {
                         store_bytes: web.store.size_on_disk(),
-                        licenses: web.store.license_count() as u64,
-                        accounts: web.store.account_count() as u64,
+                        licenses: gauge(web.store.license_count()),
+                        accounts: gauge(web.store.account_count()),
                         email_queue: web.mailer.queue_len() as u64,
                         email_failing: web.mailer.failing().len() as u64,
                     })
@@ -900,4 +906,16 @@ impl HttpListener {
     ) {
         (self.stop, tokio::spawn(self.server))
     }
+}
+
+/// A count for a metrics gauge; a store error is logged (the scrape still
+/// answers, with 0 and the error in the log).
+fn gauge(count: Result<usize, StoreError>) -> u64 {
+    count.map_or_else(
+        |e| {
+            tracing::error!(error = %e, "cannot count for the metrics");
+            0
+        },
+        |n| n as u64,
+    )
 }

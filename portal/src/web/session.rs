@@ -11,11 +11,11 @@
 //!   secret kept in the store. Every form carries it; every POST checks it.
 
 use crate::domain::AccountId;
-use crate::store::{Store, StoreError};
+use crate::store::{SessionRow, Store, StoreError};
 use hmac::{Hmac, Mac};
 use keys::UnixTime;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 
 pub const SESSION_COOKIE: &str = "pls_session";
 pub const ANON_COOKIE: &str = "pls_anon";
@@ -25,14 +25,6 @@ pub const REMEMBER_SECS: u64 = 30 * 24 * 3600;
 /// A browser-session login still ends on the server after 12 hours, so a shared
 /// computer left logged in does not stay open for ever.
 pub const BROWSER_SESSION_SECS: u64 = 12 * 3600;
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct SessionRecord {
-    account: u64,
-    created: UnixTime,
-    expires: UnixTime,
-    persistent: bool,
-}
 
 /// A live session.
 #[derive(Clone, Debug)]
@@ -44,13 +36,13 @@ pub struct Session {
 
 #[derive(Debug)]
 pub struct Sessions {
-    by_hash: sled::Tree,
-    by_account: sled::Tree,
+    store: Arc<Store>,
     secret: [u8; 32],
 }
 
-fn hash_id(id: &str) -> [u8; 32] {
-    Sha256::digest(id.as_bytes()).into()
+/// The stored form of a session id: its SHA-256 in hex.
+fn hash_id(id: &str) -> String {
+    hex::encode(Sha256::digest(id.as_bytes()))
 }
 
 pub fn random_id() -> String {
@@ -58,25 +50,10 @@ pub fn random_id() -> String {
 }
 
 impl Sessions {
-    pub fn open(store: &Store) -> Result<Self, StoreError> {
-        let meta = store.web_tree("meta")?;
-        let secret = match meta.get("csrf_secret")? {
-            Some(v) if v.len() == 32 => {
-                let mut s = [0u8; 32];
-                s.copy_from_slice(&v);
-                s
-            }
-            _ => {
-                let s: [u8; 32] = rand::random();
-                meta.insert("csrf_secret", &s)?;
-                meta.flush()?;
-                s
-            }
-        };
+    pub fn open(store: &Arc<Store>) -> Result<Self, StoreError> {
         Ok(Sessions {
-            by_hash: store.web_tree("sessions")?,
-            by_account: store.web_tree("sessions_by_account")?,
-            secret,
+            secret: store.web_secret("csrf_secret")?,
+            store: Arc::clone(store),
         })
     }
 
@@ -89,24 +66,20 @@ impl Sessions {
         now: UnixTime,
     ) -> Result<(Session, Option<u64>), StoreError> {
         let id = random_id();
-        let h = hash_id(&id);
         let life = if persistent {
             REMEMBER_SECS
         } else {
             BROWSER_SESSION_SECS
         };
-        let rec = SessionRecord {
-            account: account.0,
-            created: now,
-            expires: now.plus_secs(life),
-            persistent,
-        };
-        self.by_hash
-            .insert(h, serde_json::to_vec(&rec).unwrap_or_default())?;
-        let mut k = account.0.to_be_bytes().to_vec();
-        k.extend_from_slice(&h);
-        self.by_account.insert(k, &[])?;
-        self.by_hash.flush()?;
+        self.store.insert_session(
+            &hash_id(&id),
+            &SessionRow {
+                account,
+                created: now,
+                expires: now.plus_secs(life),
+                persistent,
+            },
+        )?;
         Ok((Session { id, account }, persistent.then_some(life)))
     }
 
@@ -115,10 +88,7 @@ impl Sessions {
         if id.len() != 64 {
             return Ok(None);
         }
-        let Some(v) = self.by_hash.get(hash_id(id))? else {
-            return Ok(None);
-        };
-        let Ok(rec) = serde_json::from_slice::<SessionRecord>(&v) else {
+        let Some(rec) = self.store.session(&hash_id(id))? else {
             return Ok(None);
         };
         if now >= rec.expires {
@@ -127,35 +97,18 @@ impl Sessions {
         }
         Ok(Some(Session {
             id: id.to_owned(),
-            account: AccountId(rec.account),
+            account: rec.account,
         }))
     }
 
     /// Ends one session (logout).
     pub fn remove(&self, id: &str) -> Result<(), StoreError> {
-        let h = hash_id(id);
-        if let Some(v) = self.by_hash.remove(h)? {
-            if let Ok(rec) = serde_json::from_slice::<SessionRecord>(&v) {
-                let mut k = rec.account.to_be_bytes().to_vec();
-                k.extend_from_slice(&h);
-                self.by_account.remove(k)?;
-            }
-        }
-        self.by_hash.flush()?;
-        Ok(())
+        self.store.remove_session(&hash_id(id))
     }
 
     /// Ends every session of an account (after a password reset).
     pub fn remove_all(&self, account: AccountId) -> Result<usize, StoreError> {
-        let mut n = 0;
-        for item in self.by_account.scan_prefix(account.0.to_be_bytes()) {
-            let (k, _) = item?;
-            self.by_hash.remove(&k[8..])?;
-            self.by_account.remove(&k)?;
-            n += 1;
-        }
-        self.by_hash.flush()?;
-        Ok(n)
+        self.store.remove_sessions_of(account)
     }
 
     /// The CSRF token for forms shown to the holder of `binding` (session id or

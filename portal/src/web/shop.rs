@@ -1277,37 +1277,29 @@ pub async fn form_post(web: Arc<Web>, ctx: Ctx, kind: String, form: Form) -> Res
     } else {
         priced.entitlements.clone()
     };
-    let created = web
-        .store
-        .create_license(
-            NewLicense {
-                account: Some(account),
-                license_type,
-                protection,
-                licensee: entered.licensee.clone(),
-                license_data: entered.data.clone(),
-            },
-            &actor,
-            now,
-        )
-        .and_then(|license| {
-            web.store.add_mutation(
-                &license.number,
-                NewMutation {
-                    kind: MutationKind::New,
-                    adds,
-                    price_net: Some(summary.net.clone()),
-                    remarks: entered.remarks.clone(),
-                    priced: Some(summary.clone()),
-                },
-                false,
-                &web.key,
-                &actor,
-                now,
-            )
-        });
+    let created = web.store.create_license_with(
+        NewLicense {
+            account: Some(account),
+            license_type,
+            protection,
+            licensee: entered.licensee.clone(),
+            license_data: entered.data.clone(),
+        },
+        NewMutation {
+            kind: MutationKind::New,
+            adds,
+            price_net: Some(summary.net.clone()),
+            remarks: entered.remarks.clone(),
+            priced: Some(summary.clone()),
+        },
+        false,
+        false,
+        &web.key,
+        &actor,
+        now,
+    );
     let m = match created {
-        Ok(m) => m,
+        Ok((_, m)) => m,
         Err(e) => return Ok(internal_error(&web, &ctx, "creating a quote", e)),
     };
     if let Err(e) = super::emails::quote(&web, &ctx, &m) {
@@ -1336,7 +1328,24 @@ pub fn internal_error(
     what: &str,
     e: impl std::fmt::Display,
 ) -> Response<Body> {
-    tracing::error!(error = %e, "{what} failed");
+    let text = e.to_string();
+    if crate::store::is_full_message(&text) {
+        // Nothing was written; the visitor can try again once there is space.
+        tracing::error!(error = %text, "{what} failed: storage full");
+        let (title, body) = if ctx.lang.is_de() {
+            (
+                "Speicher voll",
+                "Speicher voll: Ihre Eingabe wurde nicht gespeichert. Bitte versuchen Sie es später noch einmal.",
+            )
+        } else {
+            (
+                "Storage full",
+                "Storage full: nothing was saved. Please try again later.",
+            )
+        };
+        return pages::message(web, ctx, StatusCode::SERVICE_UNAVAILABLE, title, body);
+    }
+    tracing::error!(error = %text, "{what} failed");
     let t = ctx.lang.t();
     pages::message(
         web,

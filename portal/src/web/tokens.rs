@@ -6,10 +6,11 @@
 //! links 1 hour (they grant control over the account).
 
 use crate::domain::AccountId;
-use crate::store::{Store, StoreError};
+use crate::store::{EmailTokenRow, Store, StoreError};
 use keys::UnixTime;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 
 pub const VERIFY_SECS: u64 = 24 * 3600;
 pub const RESET_SECS: u64 = 3600;
@@ -20,12 +21,19 @@ pub enum Purpose {
     Reset,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct TokenRecord {
-    purpose: Purpose,
-    account: u64,
-    expires: UnixTime,
-    used: bool,
+impl Purpose {
+    /// The stored name (`email_tokens.purpose`).
+    fn key(self) -> &'static str {
+        match self {
+            Purpose::Verify => "verify",
+            Purpose::Reset => "reset",
+        }
+    }
+}
+
+/// The stored form of a token: its SHA-256 in hex.
+fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
 }
 
 /// What a presented token turned out to be.
@@ -38,13 +46,13 @@ pub enum TokenCheck {
 
 #[derive(Debug)]
 pub struct EmailTokens {
-    tree: sled::Tree,
+    store: Arc<Store>,
 }
 
 impl EmailTokens {
-    pub fn open(store: &Store) -> Result<Self, StoreError> {
+    pub fn open(store: &Arc<Store>) -> Result<Self, StoreError> {
         Ok(EmailTokens {
-            tree: store.web_tree("email_tokens")?,
+            store: Arc::clone(store),
         })
     }
 
@@ -61,17 +69,15 @@ impl EmailTokens {
             Purpose::Reset => RESET_SECS,
         };
         let expires = now.plus_secs(life);
-        let rec = TokenRecord {
-            purpose,
-            account: account.0,
-            expires,
-            used: false,
-        };
-        self.tree.insert(
-            Sha256::digest(token.as_bytes()).as_slice(),
-            serde_json::to_vec(&rec).unwrap_or_default(),
+        self.store.insert_email_token(
+            &hash_token(&token),
+            &EmailTokenRow {
+                purpose: purpose.key().to_owned(),
+                account,
+                expires,
+                used: false,
+            },
         )?;
-        self.tree.flush()?;
         Ok((token, expires))
     }
 
@@ -82,17 +88,13 @@ impl EmailTokens {
         token: &str,
         now: UnixTime,
     ) -> Result<TokenCheck, StoreError> {
-        let key = Sha256::digest(token.as_bytes());
-        let Some(v) = self.tree.get(key.as_slice())? else {
+        let Some(rec) = self.store.email_token(&hash_token(token))? else {
             return Ok(TokenCheck::Invalid);
         };
-        let Ok(rec) = serde_json::from_slice::<TokenRecord>(&v) else {
-            return Ok(TokenCheck::Invalid);
-        };
-        if rec.purpose != purpose || rec.used || now >= rec.expires {
+        if rec.purpose != purpose.key() || rec.used || now >= rec.expires {
             return Ok(TokenCheck::Invalid);
         }
-        Ok(TokenCheck::Valid(AccountId(rec.account)))
+        Ok(TokenCheck::Valid(rec.account))
     }
 
     /// The account a known token of `purpose` was issued to, whether or not it is
@@ -103,71 +105,35 @@ impl EmailTokens {
         purpose: Purpose,
         token: &str,
     ) -> Result<Option<AccountId>, StoreError> {
-        let key = Sha256::digest(token.as_bytes());
-        let Some(v) = self.tree.get(key.as_slice())? else {
-            return Ok(None);
-        };
-        Ok(serde_json::from_slice::<TokenRecord>(&v)
-            .ok()
-            .filter(|rec| rec.purpose == purpose)
-            .map(|rec| AccountId(rec.account)))
+        Ok(self
+            .store
+            .email_token(&hash_token(token))?
+            .filter(|rec| rec.purpose == purpose.key())
+            .map(|rec| rec.account))
     }
 
-    /// Uses a token up: it is valid exactly once, even under concurrent requests.
+    /// Uses a token up: it is valid exactly once, even under concurrent requests
+    /// (the check and the mark are one transaction).
     pub fn consume(
         &self,
         purpose: Purpose,
         token: &str,
         now: UnixTime,
     ) -> Result<TokenCheck, StoreError> {
-        let key = Sha256::digest(token.as_bytes());
-        loop {
-            let Some(old) = self.tree.get(key.as_slice())? else {
-                return Ok(TokenCheck::Invalid);
-            };
-            let Ok(mut rec) = serde_json::from_slice::<TokenRecord>(&old) else {
-                return Ok(TokenCheck::Invalid);
-            };
-            if rec.purpose != purpose || rec.used || now >= rec.expires {
-                return Ok(TokenCheck::Invalid);
-            }
-            rec.used = true;
-            let new = serde_json::to_vec(&rec).unwrap_or_default();
-            if self
-                .tree
-                .compare_and_swap(key.as_slice(), Some(old), Some(new))?
-                .is_ok()
+        Ok(
+            match self
+                .store
+                .consume_email_token(&hash_token(token), purpose.key(), now)?
             {
-                self.tree.flush()?;
-                return Ok(TokenCheck::Valid(AccountId(rec.account)));
-            }
-        }
+                Some(a) => TokenCheck::Valid(a),
+                None => TokenCheck::Invalid,
+            },
+        )
     }
 
     /// Ends every outstanding link of `purpose` for `account` (a changed password
     /// ends every reset link sent before). Returns how many were ended.
     pub fn revoke_all(&self, purpose: Purpose, account: AccountId) -> Result<usize, StoreError> {
-        let mut ended = 0;
-        for entry in self.tree.iter() {
-            let (key, old) = entry?;
-            let Ok(mut rec) = serde_json::from_slice::<TokenRecord>(&old) else {
-                continue;
-            };
-            if rec.purpose != purpose || rec.account != account.0 || rec.used {
-                continue;
-            }
-            rec.used = true;
-            let new = serde_json::to_vec(&rec).unwrap_or_default();
-            // A concurrent change (the link used right now) leaves it used anyway.
-            if self
-                .tree
-                .compare_and_swap(&key, Some(old), Some(new))?
-                .is_ok()
-            {
-                ended += 1;
-            }
-        }
-        self.tree.flush()?;
-        Ok(ended)
+        self.store.revoke_email_tokens(purpose.key(), account)
     }
 }

@@ -151,9 +151,18 @@ fn backup_and_restore_round_trip() {
     ));
     assert!(out.contains("1 licenses"), "{out}");
 
-    // Restore into a fresh data directory (same signing key copied by the operator).
+    // Restore into a fresh data directory (same signing key copied by the
+    // operator: `verify` checks every grant against this server's key).
     let other = dir.path().join("other");
     std::fs::create_dir_all(&other).expect("mkdir");
+    for f in [
+        "signing.key",
+        "signing.pub",
+        "quic-cert.der",
+        "quic-key.der",
+    ] {
+        std::fs::copy(data.join(f), other.join(f)).unwrap_or_else(|e| panic!("copy {f}: {e}"));
+    }
     ok(&pls(
         &other,
         &["admin", "restore", backup.to_str().expect("path")],
@@ -172,20 +181,25 @@ fn backup_and_restore_round_trip() {
         .any(|e| {
             e.file_name()
                 .to_string_lossy()
-                .starts_with("db.before-restore-")
+                .starts_with("pls.sqlite3.before-restore-")
         });
     assert!(aside);
 
     // A damaged backup is refused before anything is written.
-    let text = std::fs::read_to_string(&backup).expect("read");
-    std::fs::write(&backup, text.replacen("Hanau", "Hanoi", 1)).expect("write");
+    let bytes = std::fs::read(&backup).expect("read");
+    let mut damaged = bytes.clone();
+    for b in &mut damaged[4096..8192] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&backup, &damaged).expect("write");
     let third = dir.path().join("third");
-    assert!(fails(&pls(
+    let err = fails(&pls(
         &third,
-        &["admin", "restore", backup.to_str().expect("path")]
-    ))
-    .contains("checksum"));
-    std::fs::write(&backup, &text[..text.len() / 2]).expect("truncate");
+        &["admin", "restore", backup.to_str().expect("path")],
+    ));
+    assert!(err.contains("not a usable pls backup"), "{err}");
+    assert!(!third.join("pls.sqlite3").exists(), "nothing written");
+    std::fs::write(&backup, &bytes[..bytes.len() / 2]).expect("truncate");
     assert!(!pls(
         &third,
         &["admin", "restore", backup.to_str().expect("path")]

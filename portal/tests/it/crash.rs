@@ -1,7 +1,9 @@
 //! Crash safety: a writer process is killed with SIGKILL at random moments, many
 //! times over the same database; after every kill the store must open, be
 //! consistent, and hold every write the writer acknowledged (it acknowledges only
-//! after the write returned, which is after its flush).
+//! after the write returned, which is after its commit reached the disk). The
+//! writer creates a license with its first order in one transaction, then
+//! activates it.
 
 use portal::store::Store;
 use rand::{Rng, SeedableRng};
@@ -46,8 +48,8 @@ fn every_acknowledged_write_survives_sigkill() {
         });
         let mut lines = vec![];
         if round % 2 == 0 {
-            // Any moment from the start, often during sled's recovery of the
-            // previous crash.
+            // Any moment from the start, often while SQLite recovers the
+            // previous crash's write-ahead log.
             std::thread::sleep(Duration::from_millis(rng.gen_range(0..300)));
         } else {
             // A moment in the middle of the stream of writes, however slow the
@@ -69,7 +71,7 @@ fn every_acknowledged_write_survives_sigkill() {
                 other => panic!("unexpected writer output {other:?}"),
             }
         }
-        let store = Store::open(&data.join("db"))
+        let store = Store::open(&data.join(portal::store::DB_FILE))
             .unwrap_or_else(|e| panic!("round {round}: store does not open: {e}"));
         let problems = store.verify().expect("verify");
         assert!(

@@ -2,6 +2,7 @@
 
 mod cli;
 mod crash;
+mod damage;
 mod fuzz_seeds;
 mod metrics;
 mod model;

@@ -1,11 +1,17 @@
-//! Backup, restore, upgrade and rollback (issue 9), over the schema-1 fixture in
+//! Moving an installation from the old sled store to SQL (`pls admin
+//! import-sled`, issue 14), over the schema-1 fixture in
 //! `portal/tests/fixtures/v1` (written by the schema-1 code, see its README) and
-//! with real `pls` processes where the procedure runs them.
+//! a schema-2 sled store made from it here; and backup and restore of the SQL
+//! store with real `pls` processes.
+//!
+//! Issue 9's sled migration tests (schema 1 -> 2 on open, interrupted migration,
+//! rollback to the schema-1 store) became the import tests: the SQL store is
+//! never migrated from sled in place, it is filled from it.
 
 use keys::{Binding, Driver, HardwareId, SigningKeyPair, TrustedKeys, UnixTime};
-use portal::domain::MutationState;
+use portal::domain::{Account, AuditEntry, CheckIn, License, MutationState};
 use portal::mail::Mailer;
-use portal::store::{OpenError, Store, SCHEMA_VERSION};
+use portal::store::{BackupError, Store, DB_FILE, SCHEMA_VERSION};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -14,21 +20,6 @@ use std::time::Duration;
 
 use crate::search::{assert_search_agrees, numbers, schema1_search};
 use crate::util::{fails, ok, pls};
-
-/// The trees a backup holds (store.rs `TREES`).
-const BACKED_UP: [&str; 11] = [
-    "meta",
-    "accounts",
-    "accounts_by_email",
-    "licenses",
-    "licenses_by_account",
-    "mutations",
-    "grants",
-    "audit",
-    "audit_by_license",
-    "checkins",
-    "checkin_history",
-];
 
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1")
@@ -45,61 +36,22 @@ fn v1_db_copy(dir: &Path) -> PathBuf {
     db
 }
 
-/// A backup's entries: (tree, key hex) -> value line, without header and trailer.
-fn backup_entries(path: &Path) -> BTreeMap<(String, String), serde_json::Value> {
-    let text = std::fs::read_to_string(path).expect("read backup");
-    let mut out = BTreeMap::new();
-    for line in text.lines().skip(1) {
-        let v: serde_json::Value = serde_json::from_str(line).expect("json line");
-        if v.get("end").is_some() {
-            break;
-        }
-        let key = (
-            v["t"].as_str().expect("tree").to_owned(),
-            v["k"].as_str().expect("key").to_owned(),
-        );
-        out.insert(key, v);
-    }
-    out
+/// The records of a sled store, read with sled itself (not with the importer).
+#[derive(Debug, PartialEq)]
+struct SledRecords {
+    accounts: Vec<Account>,
+    licenses: Vec<License>,
+    /// Per license: its mutations, grants (as JSON), check-in history.
+    mutations: BTreeMap<String, Vec<portal::domain::Mutation>>,
+    grants: BTreeMap<String, Vec<serde_json::Value>>,
+    history: BTreeMap<String, Vec<CheckIn>>,
+    checkins: Vec<CheckIn>,
+    audit: Vec<AuditEntry>,
 }
 
-const SCHEMA_KEY_HEX: &str = "736368656d615f76657273696f6e";
-
-/// Every record of `store`, through a fresh backup, must be the fixture's:
-/// byte for byte, except the schema version.
-fn assert_records_are_the_fixtures(store: &Store, dir: &Path) {
-    let path = dir.join(format!("check-{}.backup", rand::random::<u32>()));
-    store.backup_to(&path, UnixTime(0)).expect("backup");
-    let mut now = backup_entries(&path);
-    let mut then = backup_entries(&fixture().join("store.backup"));
-    let version = |m: &mut BTreeMap<(String, String), serde_json::Value>| {
-        m.remove(&("meta".to_owned(), SCHEMA_KEY_HEX.to_owned()))
-            .expect("schema version entry")
-    };
-    assert_eq!(version(&mut then)["v"], "\u{0}\u{0}\u{0}\u{1}");
-    assert_eq!(
-        version(&mut now)["v"].as_str().expect("text").as_bytes(),
-        SCHEMA_VERSION.to_be_bytes()
-    );
-    assert_eq!(now.len(), then.len(), "entry count");
-    for (k, v) in &then {
-        assert_eq!(now.get(k), Some(v), "entry {k:?}");
-    }
-}
-
-/// Opens the store, waiting out the moment sled still holds the lock of a handle
-/// dropped just before.
-fn open(db: &Path) -> Store {
-    for _ in 0..250 {
-        match Store::open(db) {
-            Err(OpenError::Locked { .. }) => std::thread::sleep(Duration::from_millis(20)),
-            other => return other.expect("open"),
-        }
-    }
-    panic!("{} stays locked", db.display());
-}
-
-fn raw(db: &Path) -> sled::Db {
+/// Opens a sled directory, waiting out the moment sled still holds the lock of
+/// a handle dropped just before.
+fn sled_open(db: &Path) -> sled::Db {
     for _ in 0..250 {
         match sled::open(db) {
             Ok(d) => return d,
@@ -109,30 +61,87 @@ fn raw(db: &Path) -> sled::Db {
     panic!("{} stays locked", db.display());
 }
 
-/// Every key and value of the backed-up trees, read with sled itself.
-fn raw_trees(db: &Path) -> BTreeMap<(String, Vec<u8>), Vec<u8>> {
-    let d = raw(db);
-    let mut out = BTreeMap::new();
-    for t in BACKED_UP {
-        for kv in d.open_tree(t).expect("tree").iter() {
-            let (k, v) = kv.expect("entry");
-            out.insert((t.to_owned(), k.to_vec()), v.to_vec());
-        }
-    }
-    out
+fn json<T: serde::de::DeserializeOwned>(v: &[u8]) -> T {
+    serde_json::from_slice(v).expect("json")
 }
 
-/// Entries in the search index (0 where the tree does not exist).
-fn index_entries(db: &Path) -> usize {
-    let d = raw(db);
-    if !d
-        .tree_names()
-        .iter()
-        .any(|n| n.as_ref() == b"license_search")
-    {
-        return 0;
+fn sled_records(db: &Path) -> SledRecords {
+    let d = sled_open(db);
+    let tree = |name: &str| -> Vec<(Vec<u8>, Vec<u8>)> {
+        d.open_tree(name)
+            .expect("tree")
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv.expect("entry");
+                (k.to_vec(), v.to_vec())
+            })
+            .collect()
+    };
+    let prefix = |k: &[u8]| String::from_utf8(k[..10].to_vec()).expect("number");
+    let mut r = SledRecords {
+        accounts: tree("accounts").iter().map(|(_, v)| json(v)).collect(),
+        licenses: tree("licenses").iter().map(|(_, v)| json(v)).collect(),
+        mutations: BTreeMap::new(),
+        grants: BTreeMap::new(),
+        history: BTreeMap::new(),
+        checkins: tree("checkins").iter().map(|(_, v)| json(v)).collect(),
+        audit: tree("audit").iter().map(|(_, v)| json(v)).collect(),
+    };
+    for (k, v) in tree("mutations") {
+        r.mutations.entry(prefix(&k)).or_default().push(json(&v));
     }
-    d.open_tree("license_search").expect("tree").len()
+    for (k, v) in tree("grants") {
+        r.grants.entry(prefix(&k)).or_default().push(json(&v));
+    }
+    for (k, v) in tree("checkin_history") {
+        r.history.entry(prefix(&k)).or_default().push(json(&v));
+    }
+    r
+}
+
+/// The same records, read from the SQL store through its public methods.
+fn sql_records(store: &Store) -> SledRecords {
+    let licenses = store.licenses().expect("licenses");
+    let mut r = SledRecords {
+        accounts: store.accounts().expect("accounts"),
+        licenses: licenses.clone(),
+        mutations: BTreeMap::new(),
+        grants: BTreeMap::new(),
+        history: BTreeMap::new(),
+        checkins: vec![],
+        audit: store.audit(None, usize::MAX).expect("audit"),
+    };
+    for l in &licenses {
+        let n = l.number.to_string();
+        let ms = store.mutations(&l.number).expect("mutations");
+        if !ms.is_empty() {
+            r.mutations.insert(n.clone(), ms);
+        }
+        let gs: Vec<serde_json::Value> = store
+            .grants(&l.number)
+            .expect("grants")
+            .iter()
+            .map(|g| serde_json::to_value(g).expect("json"))
+            .collect();
+        if !gs.is_empty() {
+            r.grants.insert(n.clone(), gs);
+        }
+        let hs = store.check_in_history(&l.number).expect("history");
+        if !hs.is_empty() {
+            r.history.insert(n.clone(), hs);
+        }
+        if let Some(c) = store.last_check_in(&l.number).expect("last") {
+            r.checkins.push(c);
+        }
+    }
+    r
+}
+
+/// Imports `source` into a new SQL store in `dir` and opens it.
+fn import(source: &Path, dir: &Path) -> Store {
+    let db = dir.join(DB_FILE);
+    portal::import_sled::import(source, &db).expect("import");
+    Store::open(&db).expect("open")
 }
 
 /// The one license whose search finds `q`.
@@ -143,11 +152,11 @@ fn one(store: &Store, q: &str) -> portal::domain::License {
 }
 
 /// The fixture's content, checked value by value on a migrated store.
-fn assert_fixture_content(store: &Store, dir: &Path) {
+fn assert_fixture_content(store: &Store) {
     assert_eq!(store.schema_version().expect("version"), SCHEMA_VERSION);
     assert_eq!(store.verify().expect("verify"), Vec::<String>::new());
     assert_eq!(store.accounts().expect("accounts").len(), 4);
-    assert_eq!(store.license_count(), 6);
+    assert_eq!(store.license_count().expect("count"), 6);
     let alpha = store
         .account_by_email("Einkauf@alpha-gebaeude.ch")
         .expect("read")
@@ -155,6 +164,10 @@ fn assert_fixture_content(store: &Store, dir: &Path) {
     assert!(alpha.trusted && alpha.email_verified);
     assert_eq!(alpha.company, "Alpha Gebäudetechnik AG");
     let trusted = TrustedKeys::with([SigningKeyPair::from_seed(&[9; 32]).public()]);
+    assert_eq!(
+        store.verify_grants(&trusted).expect("verify grants"),
+        Vec::<String>::new()
+    );
 
     let l1 = one(store, "tiefenau");
     assert_eq!(l1.account, Some(alpha.id));
@@ -274,118 +287,6 @@ fn assert_fixture_content(store: &Store, dir: &Path) {
         3
     );
     assert!(schema1_search(store, "söhne \"beta\"").is_empty());
-
-    assert_records_are_the_fixtures(store, dir);
-}
-
-#[test]
-fn the_schema_1_store_migrates_on_open_intact_and_a_second_open_changes_nothing() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = v1_db_copy(dir.path());
-    assert_eq!(Store::schema_version_at(&db).expect("read"), Some(1));
-    {
-        let store = open(&db);
-        assert_eq!(store.migrated_from(), Some(1));
-        assert_fixture_content(&store, dir.path());
-        // The queued emails (web trees, outside the schema) are still queued.
-        let mailer = Mailer::new(
-            &Arc::new(store),
-            "PLS <pls@example.com>",
-            None,
-            dir.path().join("outbox"),
-            Arc::new(keys::SystemClock),
-        )
-        .expect("mailer");
-        assert_eq!(mailer.queue_len(), 2);
-    }
-    let before = raw_trees(&db);
-    let index: Vec<_> = {
-        let d = raw(&db);
-        let t = d.open_tree("license_search").expect("index");
-        t.iter().map(|kv| kv.expect("entry").0.to_vec()).collect()
-    };
-    assert!(index.len() > 300, "{} index entries", index.len());
-    let store = open(&db);
-    assert_eq!(
-        store.migrated_from(),
-        None,
-        "nothing to migrate the second time"
-    );
-    assert_eq!(store.schema_version().expect("version"), 2);
-    assert_eq!(store.verify().expect("verify"), Vec::<String>::new());
-    drop(store);
-    assert_eq!(raw_trees(&db), before);
-    let d = raw(&db);
-    let again: Vec<_> = d
-        .open_tree("license_search")
-        .expect("index")
-        .iter()
-        .map(|kv| kv.expect("entry").0.to_vec())
-        .collect();
-    assert_eq!(again, index);
-}
-
-#[test]
-fn an_interrupted_migration_runs_again_from_the_start() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = v1_db_copy(dir.path());
-    {
-        // What a migration killed half-way leaves: version 1, a partial index
-        // with an entry that belongs to nothing.
-        let d = raw(&db);
-        let t = d.open_tree("license_search").expect("index");
-        t.insert(b"\x03zzz0000000000", &[]).expect("insert");
-        t.insert(b"\x03tie0000000000", &[]).expect("insert");
-        d.flush().expect("flush");
-    }
-    let store = open(&db);
-    assert_eq!(store.migrated_from(), Some(1));
-    assert_eq!(store.verify().expect("verify"), Vec::<String>::new());
-    assert_eq!(assert_search_agrees(&store, "tiefenau"), 1);
-    assert!(store.search_licenses("zzz").expect("search").is_empty());
-}
-
-#[test]
-fn the_schema_1_backup_restores_migrated_or_as_it_was() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let backup = fixture().join("store.backup");
-    // Restore on the new pls: migrated.
-    let db = dir.path().join("restored");
-    let summary = Store::restore(&backup, &db).expect("restore");
-    assert_eq!((summary.schema_version, summary.licenses), (1, 6));
-    assert_eq!(Store::schema_version_at(&db).expect("read"), Some(2));
-    let store = open(&db);
-    assert_eq!(store.migrated_from(), None, "the restore migrated it");
-    assert_fixture_content(&store, dir.path());
-    drop(store);
-
-    // Restore keeping the schema (rollback): exactly what the schema-1 pls wrote.
-    let kept = dir.path().join("kept");
-    let summary = Store::restore_keeping_schema(&backup, &kept).expect("restore");
-    assert_eq!(summary.schema_version, 1);
-    assert_eq!(Store::schema_version_at(&kept).expect("read"), Some(1));
-    let original = v1_db_copy(&dir.path().join("original"));
-    assert_eq!(raw_trees(&kept), raw_trees(&original));
-    assert_eq!(index_entries(&kept), 0, "schema 1 has no index");
-
-    // A backup of the new schema restores with its index rebuilt.
-    let store = open(&kept);
-    assert_eq!(store.migrated_from(), Some(1));
-    let v2 = dir.path().join("v2.backup");
-    let summary = store.backup_to(&v2, UnixTime(1)).expect("backup");
-    assert_eq!(summary.schema_version, 2);
-    drop(store);
-    let text = std::fs::read_to_string(&v2).expect("read");
-    assert!(
-        !text.contains("license_search"),
-        "the index is not backed up"
-    );
-    let again = dir.path().join("again");
-    Store::restore(&v2, &again).expect("restore v2");
-    let store = open(&again);
-    assert_eq!(store.migrated_from(), None);
-    assert_eq!(store.verify().expect("verify"), Vec::<String>::new());
-    assert_eq!(assert_search_agrees(&store, "köln"), 3);
 }
 
 // ----- with the pls binary --------------------------------------------------------
@@ -557,6 +458,11 @@ fn a_backup_taken_while_the_server_writes_restores_on_a_new_machine() {
     // license acknowledged before it started, and only licenses that exist.
     for (i, (file, before)) in backups.iter().enumerate() {
         let data = dir.path().join(format!("check-{i}"));
+        // The identity comes along: `verify` checks every grant with its key.
+        std::fs::create_dir_all(&data).expect("mkdir");
+        for f in IDENTITY_FILES {
+            std::fs::copy(old.join(f), data.join(f)).unwrap_or_else(|e| panic!("copy {f}: {e}"));
+        }
         ok(&pls(
             &data,
             &["admin", "restore", file.to_str().expect("path")],
@@ -615,41 +521,135 @@ fn a_backup_taken_while_the_server_writes_restores_on_a_new_machine() {
 }
 
 #[test]
-fn upgrade_migrates_on_start_and_rollback_restores_the_schema_1_store() {
+fn the_schema_1_sled_directory_imports_with_every_record_equal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sled_db = v1_db_copy(dir.path());
+    let expected = sled_records(&sled_db);
+    assert_eq!(expected.licenses.len(), 6);
+    let store = import(&sled_db, &dir.path().join("sql"));
+    assert_eq!(store.migrated_from(), None);
+    assert_eq!(sql_records(&store), expected);
+    assert_fixture_content(&store);
+    // The queued emails (web trees) are still queued.
+    let mailer = Mailer::new(
+        &Arc::new(store),
+        "PLS <pls@example.com>",
+        None,
+        dir.path().join("outbox"),
+        Arc::new(keys::SystemClock),
+    )
+    .expect("mailer");
+    assert_eq!(mailer.queue_len(), 2);
+}
+
+#[test]
+fn the_schema_1_backup_file_imports_the_same_records() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let expected = sled_records(&v1_db_copy(dir.path()));
+    let store = import(&fixture().join("store.backup"), &dir.path().join("sql"));
+    assert_eq!(sql_records(&store), expected);
+    assert_fixture_content(&store);
+}
+
+#[test]
+fn a_schema_2_sled_store_imports_the_same_records() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sled_db = v1_db_copy(dir.path());
+    let expected = sled_records(&sled_db);
+    {
+        // What the schema-2 pls made of it: version 2 and the trigram index
+        // (`license_search`: length, trigram, number), which the import ignores.
+        let d = sled_open(&sled_db);
+        let index = d.open_tree("license_search").expect("index");
+        for l in &expected.licenses {
+            for f in portal::search::fields(l, "") {
+                let cs: Vec<char> = f.chars().collect();
+                for w in cs.windows(3) {
+                    let g: String = w.iter().collect();
+                    let mut k = vec![g.len() as u8];
+                    k.extend_from_slice(g.as_bytes());
+                    k.extend_from_slice(l.number.as_str().as_bytes());
+                    index.insert(k, &[]).expect("insert");
+                }
+            }
+        }
+        d.open_tree("meta")
+            .expect("meta")
+            .insert("schema_version", &2u32.to_be_bytes())
+            .expect("v2");
+        d.flush().expect("flush");
+    }
+    let sql = dir.path().join("sql");
+    std::fs::create_dir_all(&sql).expect("mkdir");
+    let summary = portal::import_sled::import(&sled_db, &sql.join(DB_FILE)).expect("import");
+    assert_eq!((summary.schema_version, summary.licenses), (2, 6));
+    let store = Store::open(&sql.join(DB_FILE)).expect("open");
+    assert_eq!(sql_records(&store), expected);
+    assert_fixture_content(&store);
+}
+
+#[test]
+fn an_import_refuses_a_target_with_data_and_unknown_sources() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sled_db = v1_db_copy(dir.path());
+    let db = dir.path().join(DB_FILE);
+    portal::import_sled::import(&sled_db, &db).expect("first import");
+    let before = sql_records(&Store::open(&db).expect("open"));
+    let err = portal::import_sled::import(&fixture().join("store.backup"), &db)
+        .expect_err("a second import is refused");
+    assert!(matches!(err, BackupError::TargetNotEmpty(_)), "{err}");
+    assert_eq!(
+        sql_records(&Store::open(&db).expect("open")),
+        before,
+        "nothing changed"
+    );
+
+    // A sled store of a schema this reader does not know, and a damaged backup.
+    {
+        let d = sled_open(&sled_db);
+        d.open_tree("meta")
+            .expect("meta")
+            .insert("schema_version", &3u32.to_be_bytes())
+            .expect("v3");
+        d.flush().expect("flush");
+    }
+    let err = portal::import_sled::import(&sled_db, &dir.path().join("other.sqlite3"))
+        .expect_err("schema 3 is refused");
+    assert!(err.to_string().contains("sled schema version 3"), "{err}");
+    let text = std::fs::read_to_string(fixture().join("store.backup")).expect("read");
+    let damaged = dir.path().join("damaged.backup");
+    std::fs::write(&damaged, text.replacen("Tiefenau", "Tiefenbu", 1)).expect("write");
+    let err = portal::import_sled::import(&damaged, &dir.path().join("third.sqlite3"))
+        .expect_err("a changed backup is refused");
+    assert!(err.to_string().contains("checksum"), "{err}");
+}
+
+#[test]
+fn serve_points_an_old_installation_to_import_sled_and_serves_it_after() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     v1_db_copy(&data);
-    // Before: the new pls reads the version without changing it.
-    let out = ok(&pls(&data, &["admin", "schema"]));
+    let err = fails(&pls(&data, &["serve"]));
+    assert!(err.contains("pls admin import-sled"), "{err}");
+    assert!(!data.join(DB_FILE).exists(), "nothing created");
+    let out = ok(&pls(&data, &["admin", "import-sled"]));
     assert!(
-        out.contains("database schema version 1; this pls writes version 2"),
+        out.contains("6 licenses") && out.contains("sled schema 1"),
         "{out}"
     );
-    assert!(out.contains("migrates"), "{out}");
-    assert_eq!(
-        Store::schema_version_at(&data.join("db")).expect("read"),
-        Some(1)
-    );
-
-    // Upgrade: the first start migrates and says so.
-    let server = Server::start(&data, "upgraded");
-    let log = server.stderr();
-    assert!(log.contains("migrating schema 1 → 2"), "{log}");
     let out = ok(&pls(&data, &["admin", "schema"]));
-    assert!(
-        out.contains("database schema version 2") && out.contains("up to date"),
-        "{out}"
-    );
-    assert!(ok(&pls(&data, &["admin", "verify"])).contains("database consistent: 6 licenses"));
-    // A write after the upgrade (lost by the rollback below, as documented).
+    assert!(out.contains("up to date"), "{out}");
+    // The fixture's grants are signed with the key of seed [9; 32]; this data
+    // directory has its own key, so `verify` reports them (as it should).
+    let err = fails(&pls(&data, &["admin", "verify"]));
+    assert!(err.contains("grant") && err.contains("PROBLEM"), "{err}");
+    let server = Server::start(&data, "imported");
     let json: serde_json::Value = serde_json::from_str(&ok(&pls(&data, CREATE))).expect("json");
-    let after_upgrade = json["license"]["number"]
-        .as_str()
-        .expect("number")
-        .to_owned();
+    assert!(json["license"]["number"].is_string());
+    assert_eq!(license_numbers(&data).len(), 7);
     let (_, log) = server.stop();
-    assert_eq!(log.matches("migrating schema").count(), 1, "{log}");
-    // The queued emails of the schema-1 store were delivered to the outbox.
+    assert!(!log.contains("ERROR"), "{log}");
+    // The queued emails of the sled store were delivered to the outbox.
     let emails = std::fs::read_dir(data.join("outbox"))
         .expect("outbox")
         .filter(|e| {
@@ -658,54 +658,8 @@ fn upgrade_migrates_on_start_and_rollback_restores_the_schema_1_store() {
         })
         .count();
     assert!(emails >= 2, "{emails} emails in the outbox");
-    // A second start has nothing to migrate.
-    let server = Server::start(&data, "again");
-    assert!(ok(&pls(&data, &["admin", "schema"])).contains("up to date"));
-    let (_, log) = server.stop();
-    assert!(!log.contains("migrating schema"), "{log}");
-
-    // Rollback: restore the pre-upgrade backup as it was (schema 1), for the
-    // previous pls; the database of the upgraded one is kept aside.
-    let backup = fixture().join("store.backup");
-    let out = ok(&pls(
-        &data,
-        &[
-            "admin",
-            "restore",
-            "--keep-schema",
-            backup.to_str().expect("path"),
-        ],
-    ));
-    assert!(out.contains("schema version 1"), "{out}");
-    assert!(!out.contains("migrated"), "{out}");
-    assert!(ok(&pls(&data, &["admin", "schema"])).contains("database schema version 1"));
-    let original = v1_db_copy(&dir.path().join("original"));
-    assert_eq!(raw_trees(&data.join("db")), raw_trees(&original));
-    assert_eq!(index_entries(&data.join("db")), 0, "schema 1 has no index");
-    let aside = std::fs::read_dir(&data)
-        .expect("ls")
-        .filter_map(|e| e.ok())
-        .find(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with("db.before-restore-")
-        })
-        .expect("the upgraded database is kept aside");
-    assert_eq!(
-        Store::schema_version_at(&aside.path()).expect("read"),
-        Some(2)
-    );
-
-    // Without --keep-schema the same backup comes back migrated.
-    let other = dir.path().join("other");
-    let out = ok(&pls(
-        &other,
-        &["admin", "restore", backup.to_str().expect("path")],
-    ));
-    assert!(out.contains("migrated from schema version 1 to 2"), "{out}");
-    let numbers = license_numbers(&other);
-    assert_eq!(numbers.len(), 6);
-    assert!(!numbers.contains(&after_upgrade));
+    let err = fails(&pls(&data, &["admin", "import-sled"]));
+    assert!(err.contains("already holds data"), "{err}");
 }
 
 #[test]
@@ -713,17 +667,23 @@ fn a_database_or_backup_newer_than_this_pls_is_refused_with_a_clear_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let newer = SCHEMA_VERSION + 1;
-    {
-        let store = Store::open(&data.join("db")).expect("create");
-        store.flush().expect("flush");
-        drop(store);
-        let d = raw(&data.join("db"));
-        d.open_tree("meta")
-            .expect("meta")
-            .insert("schema_version", &newer.to_be_bytes())
-            .expect("insert");
-        d.flush().expect("flush");
-    }
+    let bump = |db: &Path| {
+        let c = rusqlite::Connection::open(db).expect("open");
+        c.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, 'future', 0)",
+            [i64::from(newer)],
+        )
+        .expect("insert");
+    };
+    std::fs::create_dir_all(&data).expect("mkdir");
+    drop(Store::open(&data.join(DB_FILE)).expect("create"));
+    // A backup made before the bump, to restore later.
+    let good = dir.path().join("good.backup");
+    Store::open(&data.join(DB_FILE))
+        .expect("open")
+        .backup_to(&good, UnixTime(0))
+        .expect("backup");
+    bump(&data.join(DB_FILE));
     let expected = format!(
         "has schema version {newer}, newer than this pls ({SCHEMA_VERSION}); use a newer pls"
     );
@@ -734,29 +694,10 @@ fn a_database_or_backup_newer_than_this_pls_is_refused_with_a_clear_error() {
     let out = ok(&pls(&data, &["admin", "schema"]));
     assert!(out.contains("newer than this pls"), "{out}");
 
-    // A backup of a newer schema (well-formed, checksum and all) is refused
-    // before anything is written.
-    let good = dir.path().join("good.backup");
-    let current = dir.path().join("current");
-    Store::restore(&fixture().join("store.backup"), &current).expect("restore");
-    let store = open(&current);
-    store.backup_to(&good, UnixTime(0)).expect("backup");
-    drop(store);
-    let text = std::fs::read_to_string(&good).expect("read");
-    let mut lines: Vec<String> = text.lines().map(String::from).collect();
-    lines[0] = lines[0].replace(
-        &format!("\"schema_version\":{SCHEMA_VERSION}"),
-        &format!("\"schema_version\":{newer}"),
-    );
-    let body: String = lines[..lines.len() - 1]
-        .iter()
-        .map(|l| format!("{l}\n"))
-        .collect();
-    use sha2::Digest;
-    let digest = hex::encode(sha2::Sha256::digest(body.as_bytes()));
-    let trailer = serde_json::json!({"end": true, "entries": lines.len() - 2, "sha256": digest});
+    // A backup of a newer schema is refused before anything is written.
     let forged = dir.path().join("newer.backup");
-    std::fs::write(&forged, format!("{body}{trailer}\n")).expect("write");
+    std::fs::copy(&good, &forged).expect("copy");
+    bump(&forged);
     let target = dir.path().join("fresh");
     let err = fails(&pls(
         &target,
@@ -768,5 +709,15 @@ fn a_database_or_backup_newer_than_this_pls_is_refused_with_a_clear_error() {
         )),
         "{err}"
     );
-    assert!(!target.join("db").exists(), "nothing written");
+    assert!(!target.join(DB_FILE).exists(), "nothing written");
+    // The old format is pointed to import-sled.
+    let err = fails(&pls(
+        &target,
+        &[
+            "admin",
+            "restore",
+            fixture().join("store.backup").to_str().expect("path"),
+        ],
+    ));
+    assert!(err.contains("import-sled"), "{err}");
 }

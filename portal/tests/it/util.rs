@@ -83,6 +83,7 @@ impl TestServer {
         admin::execute(
             &self.admin,
             AdminEnvelope {
+                idempotency_key: None,
                 operator: "test".into(),
                 request,
             },

@@ -38,7 +38,7 @@ impl Portal {
 
     async fn start_with(smtp: Option<SmtpConfig>, public_url: &str) -> Portal {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Arc::new(Store::open(&dir.path().join("db")).expect("store"));
+        let store = Arc::new(Store::open(&dir.path().join(portal::store::DB_FILE)).expect("store"));
         let clock = SimClock::at(START);
         let outbox = dir.path().join("outbox");
         let mailer = Arc::new(
@@ -818,6 +818,7 @@ async fn the_server_serves_the_portal_and_create_admin_bootstraps_an_admin() {
     let reply = admin::execute(
         &ctx,
         AdminEnvelope {
+            idempotency_key: None,
             operator: "test".into(),
             request: AdminRequest::CreateAdmin {
                 email: "boss@mst.example".into(),

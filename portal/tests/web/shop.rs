@@ -485,7 +485,11 @@ async fn errors_stand_next_to_their_fields_and_values_are_kept() {
         "entered values are kept"
     );
     assert!(r.body.contains("value=\"6000\""));
-    assert_eq!(p.web.store.license_count(), 0, "nothing stored");
+    assert_eq!(
+        p.web.store.license_count().expect("count"),
+        0,
+        "nothing stored"
+    );
 }
 
 #[tokio::test]

@@ -299,7 +299,7 @@ fn seed(
     daemons: usize,
     users: usize,
 ) -> (Vec<Host>, Vec<User>) {
-    let store = Store::open(&config.db_dir()).expect("open the store to seed it");
+    let store = Store::open(&config.db_path()).expect("open the store to seed it");
     store.set_flush_each_write(false);
     let actor = Actor::Admin("pls-load".into());
     let now = keys::Clock::now(&keys::SystemClock);
@@ -1156,7 +1156,7 @@ async fn run(args: Args) -> Result<bool, String> {
         .filter(|l| l.contains("WARN") || l.contains("ERROR"))
         .collect();
     let verification = verify_store(
-        &config.db_dir(),
+        &config.db_path(),
         &hosts,
         &daemon_records,
         &users,

@@ -946,6 +946,14 @@ impl Store {
                 }
             }
         }
+        if !exists {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| OpenError::Db {
+                    path: p.clone(),
+                    source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
+                })?;
+            }
+        }
         let mut writer = open_connection(path, !exists).map_err(db_err)?;
         if exists {
             let problems = Engine::Sqlite
@@ -2226,7 +2234,12 @@ impl Store {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(werr(e)),
             _ => {}
         }
-        self.read(|c| Ok(Engine::Sqlite.snapshot(c, &tmp)?))?;
+        // VACUUM INTO cannot run inside a transaction: its own connection, which
+        // reads one snapshot (WAL) while the writer goes on.
+        {
+            let c = open_connection(&self.path, false)?;
+            Engine::Sqlite.snapshot(&c, &tmp)?;
+        }
         let summary = {
             let c = Connection::open(&tmp)?;
             c.execute_batch(

@@ -24,7 +24,8 @@
 //! of reader connections that each see a consistent snapshot (WAL), so reads and
 //! backups (`VACUUM INTO`) never wait for writes.
 //!
-//! Engine: [`Engine::Sqlite`] is the only engine so far; the SQL of
+//! Engines: [`Engine::Sqlite`] (the embedded default) and [`Engine::Postgres`]
+//! (`[database] url`), both through [`db::Conn`]; the SQL of
 //! `0001_initial.sql` and of the queries here is the part SQLite and PostgreSQL
 //! share (upserts with `ON CONFLICT`, no engine-specific types), and what is
 //! SQLite's own (pragmas, FTS5, `VACUUM INTO`, integrity checks) is in
@@ -40,7 +41,12 @@ use keys::{
     Binding, DongleSerial, Entitlements, HardwareId, LicenseData, LicenseGrant, LicenseNumber,
     Protection, Signed, SigningKeyPair, TrustedKeys, UnixTime,
 };
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+pub mod db;
+pub mod throwaway;
+
+use crate::params;
+use db::{Conn, DbError, OptionalExtension, Params, Row};
+use rusqlite::{Connection, OpenFlags};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -56,16 +62,25 @@ pub const DB_FILE: &str = "pls.sqlite3";
 /// The migrations, in order: `MIGRATIONS[i]` brings version `i` to `i + 1`. Each
 /// runs in one transaction together with the row recording it, so a crash leaves
 /// either the old or the new version, never half of one.
-const MIGRATIONS: &[(&str, &str)] = &[
+const SQLITE_MIGRATIONS: &[(&str, &str)] = &[
     ("initial", include_str!("../migrations/0001_initial.sql")),
     (
         "search_sqlite",
         include_str!("../migrations/0002_search_sqlite.sql"),
     ),
 ];
+/// PostgreSQL's: the same schema, its own search index (pg_trgm).
+const POSTGRES_MIGRATIONS: &[(&str, &str)] = &[
+    ("initial", include_str!("../migrations/0001_initial.sql")),
+    (
+        "search_postgres",
+        include_str!("../migrations/0002_search_postgres.sql"),
+    ),
+];
 const _: () = assert!(
-    MIGRATIONS.len() as u32 == SCHEMA_VERSION,
-    "one migration per schema version"
+    SQLITE_MIGRATIONS.len() as u32 == SCHEMA_VERSION
+        && POSTGRES_MIGRATIONS.len() as u32 == SCHEMA_VERSION,
+    "one migration per schema version and engine"
 );
 
 /// How long a statement waits for another connection's lock (a checkpoint, a
@@ -78,33 +93,66 @@ const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// few readers cover the portal, the QUIC service and a backup at once.
 const IDLE_READERS: usize = 8;
 
+/// The results of the store's connection layer: a [`DbError`] unless named.
+type Result<T, E = DbError> = std::result::Result<T, E>;
+
 /// The SQL engine. The engine-specific statements are its methods; everything
 /// else is shared SQL.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Engine {
     /// SQLite, compiled in (rusqlite `bundled`): one file in the data directory.
     Sqlite,
+    /// PostgreSQL through the `postgres` client (`[database] url`).
+    Postgres,
 }
 
 impl Engine {
+    /// The migrations of this engine, in order: `[i]` brings version `i` to
+    /// `i + 1`.
+    fn migrations(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Engine::Sqlite => SQLITE_MIGRATIONS,
+            Engine::Postgres => POSTGRES_MIGRATIONS,
+        }
+    }
+
     /// Settings every connection needs: foreign keys checked, commits on disk
     /// before they return, and the lock wait.
-    fn prepare_connection(self, c: &Connection) -> rusqlite::Result<()> {
-        c.busy_timeout(BUSY_TIMEOUT)?;
-        c.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;")
+    fn prepare_connection(self, c: &Conn) -> Result<()> {
+        match (self, c) {
+            (Engine::Sqlite, Conn::Sqlite(lite)) => {
+                lite.busy_timeout(BUSY_TIMEOUT)?;
+                lite.set_prepared_statement_cache_capacity(128);
+                c.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;")
+            }
+            // PostgreSQL checks foreign keys always; a commit returns once it is
+            // flushed (synchronous_commit on, the server's default), and a
+            // statement that waits for a lock longer than the busy timeout fails.
+            _ => c.execute_batch(&format!(
+                "SET synchronous_commit = on; SET lock_timeout = '{}s'; SET client_min_messages = warning",
+                BUSY_TIMEOUT.as_secs()
+            )),
+        }
     }
 
     /// Write-ahead logging: readers see a snapshot and never block the writer.
-    fn enable_wal(self, c: &Connection) -> rusqlite::Result<()> {
-        let mode: String = c.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            tracing::warn!(mode, "the database did not switch to WAL mode");
+    fn enable_wal(self, c: &Conn) -> Result<()> {
+        if self == Engine::Sqlite {
+            let mode: String = c.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                tracing::warn!(mode, "the database did not switch to WAL mode");
+            }
         }
         Ok(())
     }
 
-    /// The engine's own check of its file: `"ok"` or the problems it lists.
-    fn check(self, c: &Connection, full: bool) -> rusqlite::Result<Vec<String>> {
+    /// The engine's own check of its storage: the problems it lists (none: `[]`).
+    /// PostgreSQL checks its pages as it reads them (a damaged page is an error
+    /// of the query) and enforces foreign keys always: nothing extra to run.
+    fn check(self, c: &Conn, full: bool) -> Result<Vec<String>> {
+        if self == Engine::Postgres {
+            return Ok(vec![]);
+        }
         let sql = if full {
             "PRAGMA integrity_check"
         } else {
@@ -134,45 +182,114 @@ impl Engine {
     }
 
     /// Brings the search row of license `id` in line with `fields`.
-    fn put_search_row(
-        self,
-        c: &Connection,
-        id: i64,
-        fields: &[String; 11],
-    ) -> rusqlite::Result<()> {
-        c.execute("DELETE FROM license_search WHERE rowid = ?1", [id])?;
-        c.execute(
-            "INSERT INTO license_search (rowid, f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-            params![
-                id, fields[0], fields[1], fields[2], fields[3], fields[4], fields[5], fields[6],
-                fields[7], fields[8], fields[9], fields[10]
-            ],
-        )?;
+    fn put_search_row(self, c: &Conn, id: i64, fields: &[String; 11]) -> Result<()> {
+        match self {
+            Engine::Sqlite => {
+                c.execute("DELETE FROM license_search WHERE rowid = ?1", [id])?;
+                c.execute(
+                    "INSERT INTO license_search (rowid, f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                    params![
+                        id, fields[0], fields[1], fields[2], fields[3], fields[4], fields[5],
+                        fields[6], fields[7], fields[8], fields[9], fields[10]
+                    ],
+                )?;
+            }
+            Engine::Postgres => {
+                c.execute(
+                    "INSERT INTO license_search (license_id, doc) VALUES (?1, ?2)
+                     ON CONFLICT (license_id) DO UPDATE SET doc = excluded.doc",
+                    params![id, search_document(fields)],
+                )?;
+            }
+        }
         Ok(())
+    }
+
+    /// Whether the search row of license `id` holds `fields`; `None` if it has
+    /// no search row.
+    fn search_row_matches(self, c: &Conn, id: i64, fields: &[String; 11]) -> Result<Option<bool>> {
+        match self {
+            Engine::Sqlite => {
+                let indexed = c
+                    .query_row(
+                        "SELECT f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10 FROM license_search WHERE rowid = ?1",
+                        [id],
+                        |r| {
+                            let mut out: Vec<String> = Vec::with_capacity(11);
+                            for i in 0..11 {
+                                out.push(r.get(i)?);
+                            }
+                            Ok(out)
+                        },
+                    )
+                    .optional()?;
+                Ok(indexed.map(|v| v.as_slice() == fields.as_slice()))
+            }
+            Engine::Postgres => {
+                let doc: Option<String> = c
+                    .query_row(
+                        "SELECT doc FROM license_search WHERE license_id = ?1",
+                        [id],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                Ok(doc.map(|d| d == search_document(fields)))
+            }
+        }
     }
 
     /// The license records whose search fields hold every trigram of `q` (at
     /// least three characters, normalized) in one field, in number order: a
     /// superset of the matches.
-    fn search_candidates(self, c: &Connection, q: &str) -> rusqlite::Result<Vec<(String, String)>> {
-        // An FTS5 string: the whole query is one phrase; `"` doubles.
-        let phrase = format!("\"{}\"", q.replace('"', "\"\""));
-        let mut stmt = c.prepare_cached(
-            "SELECT l.record, COALESCE(a.email, '') FROM license_search s
-             JOIN licenses l ON l.id = s.rowid
-             LEFT JOIN accounts a ON a.id = l.account_id
-             WHERE license_search MATCH ?1 ORDER BY l.number",
-        )?;
-        let rows = stmt.query_map([phrase], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    fn search_candidates(self, c: &Conn, q: &str) -> Result<Vec<(String, String)>> {
+        let (sql, arg) = match self {
+            Engine::Sqlite => (
+                // An FTS5 string: the whole query is one phrase; `"` doubles.
+                "SELECT l.record, COALESCE(a.email, '') FROM license_search s
+                 JOIN licenses l ON l.id = s.rowid
+                 LEFT JOIN accounts a ON a.id = l.account_id
+                 WHERE license_search MATCH ?1 ORDER BY l.number",
+                format!("\"{}\"", q.replace('"', "\"\"")),
+            ),
+            Engine::Postgres => (
+                // A LIKE pattern the pg_trgm index answers; `\`, `%`, `_` escaped.
+                "SELECT l.record, COALESCE(a.email, '') FROM license_search s
+                 JOIN licenses l ON l.id = s.license_id
+                 LEFT JOIN accounts a ON a.id = l.account_id
+                 WHERE s.doc LIKE ?1 ORDER BY l.number",
+                format!(
+                    "%{}%",
+                    q.replace('\\', "\\\\")
+                        .replace('%', "\\%")
+                        .replace('_', "\\_")
+                ),
+            ),
+        };
+        let mut stmt = c.prepare_cached(sql)?;
+        let rows = stmt.query_map([arg], |r| Ok((r.get(0)?, r.get(1)?)))?;
         rows.collect()
     }
 
-    /// A consistent copy of the whole database in a new file `to`.
-    fn snapshot(self, c: &Connection, to: &Path) -> rusqlite::Result<()> {
-        c.execute("VACUUM INTO ?1", [to.to_string_lossy()])?;
-        Ok(())
+    /// Whether the schema's bookkeeping table exists (a database pls created).
+    fn has_migrations_table(self, c: &Conn) -> Result<bool> {
+        let sql = match self {
+            Engine::Sqlite => {
+                "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+            }
+            Engine::Postgres => {
+                "SELECT COUNT(*) > 0 FROM information_schema.tables
+                 WHERE table_schema = current_schema() AND table_name = 'schema_migrations'"
+            }
+        };
+        c.query_row(sql, [], |r| r.get(0))
     }
+}
+
+/// The PostgreSQL search document of one license: its search fields, one per
+/// line (a query never holds a line break, so no match spans two fields).
+fn search_document(fields: &[String; 11]) -> String {
+    fields.join("\n")
 }
 
 /// The database could not be opened.
@@ -191,18 +308,17 @@ pub enum OpenError {
     #[error("there is a database of the old sled store in {sled}; move it to SQL first: pls admin import-sled {sled}")]
     SledFound { sled: String },
     #[error("cannot open the database {path}: {source} (if the file is damaged, restore the latest backup: pls admin restore FILE)")]
-    Db {
-        path: String,
-        source: rusqlite::Error,
-    },
+    Db { path: String, source: DbError },
     #[error("migrating the database {path} from schema version {from} failed (it stays at version {from}; the next start tries again): {source}")]
     Migration {
         path: String,
         from: u32,
-        source: rusqlite::Error,
+        source: DbError,
     },
     #[error("cannot create the temporary database: {0}")]
     Temp(std::io::Error),
+    #[error("cannot start the throwaway PostgreSQL cluster: {0}")]
+    Cluster(#[from] throwaway::ClusterError),
 }
 
 /// What [`StoreError::Full`] says, also through the errors that wrap it
@@ -223,36 +339,83 @@ pub enum StoreError {
     Full,
     #[error("the database is damaged: {0}; restore the latest backup (pls admin restore FILE)")]
     Damaged(String),
+    #[error("the database cannot be reached right now ({0}); nothing was changed; try again")]
+    Unavailable(String),
     #[error("database error: {0}")]
-    Db(rusqlite::Error),
+    Db(DbError),
     #[error("stored record {what} is damaged: {reason}; restore the latest backup (pls admin restore FILE)")]
     Corrupt { what: String, reason: String },
 }
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
+        DbError::Sqlite(e).into()
+    }
+}
+
+impl From<DbError> for StoreError {
+    fn from(e: DbError) -> Self {
         use rusqlite::ErrorCode;
-        match e.sqlite_error_code() {
-            Some(ErrorCode::DiskFull) => {
-                tracing::warn!("database write failed: the disk is full");
-                StoreError::Full
-            }
-            Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => {
-                tracing::error!(error = %e, "the database is damaged");
-                StoreError::Damaged(e.to_string())
-            }
-            _ => match e {
-                // A value that is not what its column holds: the file was changed
-                // under SQLite's feet (its checks cover structure, not content).
-                rusqlite::Error::FromSqlConversionFailure(..)
-                | rusqlite::Error::Utf8Error(..)
-                | rusqlite::Error::InvalidColumnType(..)
-                | rusqlite::Error::IntegralValueOutOfRange(..) => {
-                    tracing::error!(error = %e, "a stored value does not decode");
+        match e {
+            DbError::Sqlite(e) => match e.sqlite_error_code() {
+                Some(ErrorCode::DiskFull) => {
+                    tracing::warn!("database write failed: the disk is full");
+                    StoreError::Full
+                }
+                Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => {
+                    tracing::error!(error = %e, "the database is damaged");
                     StoreError::Damaged(e.to_string())
                 }
-                e => StoreError::Db(e),
+                _ => match e {
+                    // A value that is not what its column holds: the file was
+                    // changed under SQLite's feet (its checks cover structure, not
+                    // content).
+                    rusqlite::Error::FromSqlConversionFailure(..)
+                    | rusqlite::Error::Utf8Error(..)
+                    | rusqlite::Error::InvalidColumnType(..)
+                    | rusqlite::Error::IntegralValueOutOfRange(..) => {
+                        tracing::error!(error = %e, "a stored value does not decode");
+                        StoreError::Damaged(e.to_string())
+                    }
+                    e => StoreError::Db(DbError::Sqlite(e)),
+                },
             },
+            DbError::Column { .. } => {
+                tracing::error!(error = %e, "a stored value does not decode");
+                StoreError::Damaged(e.to_string())
+            }
+            DbError::Pg(pg) => match pg.code().map(|c| c.code()) {
+                // disk_full, insufficient_resources
+                Some("53100" | "53000") => {
+                    tracing::warn!("database write failed: the disk is full");
+                    StoreError::Full
+                }
+                // data_corrupted, index_corrupted
+                Some("XX001" | "XX002") => {
+                    tracing::error!(error = %pg, "the database is damaged");
+                    StoreError::Damaged(pg.to_string())
+                }
+                // The connection is gone or the server is shutting down, starting
+                // or read-only (a standby during a failover): the same request
+                // later works.
+                Some(code)
+                    if code.starts_with("08")
+                        || code.starts_with("57P")
+                        || code == "25006"
+                        || code == "40001"
+                        || code == "40P01"
+                        || code == "55P03" =>
+                {
+                    tracing::warn!(error = %pg, "the database is unavailable");
+                    StoreError::Unavailable(pg.to_string())
+                }
+                None if pg.is_closed() || pg.to_string().contains("connection") => {
+                    tracing::warn!(error = %pg, "the database connection is lost");
+                    StoreError::Unavailable(pg.to_string())
+                }
+                _ => StoreError::Db(DbError::Pg(pg)),
+            },
+            e => StoreError::Db(e),
         }
     }
 }
@@ -334,14 +497,19 @@ pub enum BackupError {
     Store(#[from] StoreError),
 }
 
-impl From<rusqlite::Error> for AccountError {
-    fn from(e: rusqlite::Error) -> Self {
+impl From<DbError> for AccountError {
+    fn from(e: DbError) -> Self {
         AccountError::Store(e.into())
     }
 }
-impl From<rusqlite::Error> for LicenseError {
-    fn from(e: rusqlite::Error) -> Self {
+impl From<DbError> for LicenseError {
+    fn from(e: DbError) -> Self {
         LicenseError::Store(e.into())
+    }
+}
+impl From<DbError> for BackupError {
+    fn from(e: DbError) -> Self {
+        BackupError::Store(e.into())
     }
 }
 impl From<rusqlite::Error> for BackupError {
@@ -455,7 +623,7 @@ fn uint(v: i64) -> u64 {
 
 // ----- row access, on any connection or transaction ------------------------------
 
-fn q_account(c: &Connection, id: AccountId) -> Result<Option<Account>, StoreError> {
+fn q_account(c: &Conn, id: AccountId) -> Result<Option<Account>, StoreError> {
     c.prepare_cached("SELECT record FROM accounts WHERE id = ?1")?
         .query_row([int(id.0)], |r| r.get::<_, String>(0))
         .optional()?
@@ -463,7 +631,7 @@ fn q_account(c: &Connection, id: AccountId) -> Result<Option<Account>, StoreErro
         .transpose()
 }
 
-fn q_email(c: &Connection, id: Option<AccountId>) -> Result<String, StoreError> {
+fn q_email(c: &Conn, id: Option<AccountId>) -> Result<String, StoreError> {
     let Some(id) = id else {
         return Ok(String::new());
     };
@@ -475,7 +643,7 @@ fn q_email(c: &Connection, id: Option<AccountId>) -> Result<String, StoreError> 
     )
 }
 
-fn put_account(c: &Connection, a: &Account) -> Result<(), StoreError> {
+fn put_account(c: &Conn, a: &Account) -> Result<(), StoreError> {
     c.prepare_cached(
         "INSERT INTO accounts (id, email, trusted, admin, created_at, record)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -493,7 +661,7 @@ fn put_account(c: &Connection, a: &Account) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn q_license(c: &Connection, n: &LicenseNumber) -> Result<Option<License>, StoreError> {
+fn q_license(c: &Conn, n: &LicenseNumber) -> Result<Option<License>, StoreError> {
     c.prepare_cached("SELECT record FROM licenses WHERE number = ?1")?
         .query_row([n.as_str()], |r| r.get::<_, String>(0))
         .optional()?
@@ -501,11 +669,7 @@ fn q_license(c: &Connection, n: &LicenseNumber) -> Result<Option<License>, Store
         .transpose()
 }
 
-fn q_licenses(
-    c: &Connection,
-    sql: &str,
-    p: impl rusqlite::Params,
-) -> Result<Vec<License>, StoreError> {
+fn q_licenses(c: &Conn, sql: &str, p: impl Params) -> Result<Vec<License>, StoreError> {
     let mut stmt = c.prepare_cached(sql)?;
     let rows = stmt.query_map(p, |r| r.get::<_, String>(0))?;
     let mut out = vec![];
@@ -516,7 +680,7 @@ fn q_licenses(
 }
 
 /// Writes the license row and its search row, in the caller's transaction.
-fn put_license(c: &Connection, l: &License) -> Result<(), StoreError> {
+fn put_license(c: &Conn, l: &License) -> Result<(), StoreError> {
     c.prepare_cached(
         "INSERT INTO licenses (id, number, account_id, license_type, protection, created_at,
              serial, current_grant, next_mutation, record)
@@ -541,11 +705,11 @@ fn put_license(c: &Connection, l: &License) -> Result<(), StoreError> {
         .prepare_cached("SELECT id FROM licenses WHERE number = ?1")?
         .query_row([l.number.as_str()], |r| r.get(0))?;
     let email = q_email(c, l.account)?;
-    Engine::Sqlite.put_search_row(c, id, &search::fields(l, &email))?;
+    engine_of(c).put_search_row(c, id, &search::fields(l, &email))?;
     Ok(())
 }
 
-fn q_mutations(c: &Connection, n: &LicenseNumber) -> Result<Vec<Mutation>, StoreError> {
+fn q_mutations(c: &Conn, n: &LicenseNumber) -> Result<Vec<Mutation>, StoreError> {
     let mut stmt =
         c.prepare_cached("SELECT record FROM mutations WHERE license_number = ?1 ORDER BY number")?;
     let rows = stmt.query_map([n.as_str()], |r| r.get::<_, String>(0))?;
@@ -556,7 +720,7 @@ fn q_mutations(c: &Connection, n: &LicenseNumber) -> Result<Vec<Mutation>, Store
     Ok(out)
 }
 
-fn q_mutation(c: &Connection, n: &LicenseNumber, m: u32) -> Result<Option<Mutation>, StoreError> {
+fn q_mutation(c: &Conn, n: &LicenseNumber, m: u32) -> Result<Option<Mutation>, StoreError> {
     c.prepare_cached("SELECT record FROM mutations WHERE license_number = ?1 AND number = ?2")?
         .query_row(params![n.as_str(), i64::from(m)], |r| r.get::<_, String>(0))
         .optional()?
@@ -564,7 +728,7 @@ fn q_mutation(c: &Connection, n: &LicenseNumber, m: u32) -> Result<Option<Mutati
         .transpose()
 }
 
-fn put_mutation(c: &Connection, m: &Mutation) -> Result<(), StoreError> {
+fn put_mutation(c: &Conn, m: &Mutation) -> Result<(), StoreError> {
     c.prepare_cached(
         "INSERT INTO mutations (license_number, number, kind, state, created_at,
              quote_valid_until, record)
@@ -585,7 +749,7 @@ fn put_mutation(c: &Connection, m: &Mutation) -> Result<(), StoreError> {
 }
 
 fn q_grant(
-    c: &Connection,
+    c: &Conn,
     n: &LicenseNumber,
     serial: u64,
 ) -> Result<Option<Signed<LicenseGrant>>, StoreError> {
@@ -597,7 +761,7 @@ fn q_grant(
 }
 
 fn put_grant(
-    c: &Connection,
+    c: &Conn,
     n: &LicenseNumber,
     serial: u64,
     g: &Signed<LicenseGrant>,
@@ -607,7 +771,7 @@ fn put_grant(
     Ok(())
 }
 
-fn next_id(c: &Connection, table_and_column: &str) -> Result<u64, StoreError> {
+fn next_id(c: &Conn, table_and_column: &str) -> Result<u64, StoreError> {
     let (table, column) = table_and_column
         .split_once('.')
         .unwrap_or((table_and_column, "id"));
@@ -619,7 +783,7 @@ fn next_id(c: &Connection, table_and_column: &str) -> Result<u64, StoreError> {
     Ok(uint(v))
 }
 
-fn put_audit(c: &Connection, e: &AuditEntry) -> Result<(), StoreError> {
+fn put_audit(c: &Conn, e: &AuditEntry) -> Result<(), StoreError> {
     c.prepare_cached(
         "INSERT INTO audit (seq, at, actor, license_number, account_id, action, detail)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -638,7 +802,7 @@ fn put_audit(c: &Connection, e: &AuditEntry) -> Result<(), StoreError> {
 
 /// Appends an audit entry.
 fn audit(
-    c: &Connection,
+    c: &Conn,
     at: UnixTime,
     actor: &Actor,
     license: Option<&LicenseNumber>,
@@ -669,7 +833,7 @@ type AuditRow = (
     String,
 );
 
-fn audit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRow> {
+fn audit_row(r: &Row<'_>) -> Result<AuditRow> {
     Ok((
         r.get(0)?,
         r.get(1)?,
@@ -700,7 +864,7 @@ const CHECKIN_COLUMNS: &str =
 /// A check-in row, in the order of [`CHECKIN_COLUMNS`].
 type CheckInRow = (String, String, i64, bool, i64, i64, String, String);
 
-fn checkin_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CheckInRow> {
+fn checkin_row(r: &Row<'_>) -> Result<CheckInRow> {
     Ok((
         r.get(0)?,
         r.get(1)?,
@@ -730,12 +894,7 @@ fn decode_checkin(row: CheckInRow) -> Result<CheckIn, StoreError> {
     })
 }
 
-fn put_checkin(
-    c: &Connection,
-    table: &str,
-    seq: Option<u64>,
-    ci: &CheckIn,
-) -> Result<(), StoreError> {
+fn put_checkin(c: &Conn, table: &str, seq: Option<u64>, ci: &CheckIn) -> Result<(), StoreError> {
     let values = params![
         ci.license.as_str(),
         ci.hardware_id.to_string(),
@@ -757,7 +916,7 @@ fn put_checkin(
             ))?
             .execute(values)?,
         Some(seq) => {
-            let mut all: Vec<&dyn rusqlite::ToSql> = values.to_vec();
+            let mut all: Vec<&dyn db::Arg> = values.to_vec();
             let seq = int(seq);
             all.push(&seq);
             c.prepare_cached(&format!(
@@ -769,7 +928,7 @@ fn put_checkin(
     Ok(())
 }
 
-fn q_last_checkin(c: &Connection, n: &LicenseNumber) -> Result<Option<CheckIn>, StoreError> {
+fn q_last_checkin(c: &Conn, n: &LicenseNumber) -> Result<Option<CheckIn>, StoreError> {
     c.prepare_cached(&format!(
         "SELECT {CHECKIN_COLUMNS} FROM checkins WHERE license_number = ?1"
     ))?
@@ -779,7 +938,7 @@ fn q_last_checkin(c: &Connection, n: &LicenseNumber) -> Result<Option<CheckIn>, 
     .transpose()
 }
 
-fn runtime_running_in(c: &Connection, license: &License) -> Result<bool, StoreError> {
+fn runtime_running_in(c: &Conn, license: &License) -> Result<bool, StoreError> {
     let last = q_last_checkin(c, &license.number)?;
     Ok(match (&license.binding, last) {
         (Some(Binding::HardwareId(h)), Some(c)) => c.running && &c.hardware_id == h,
@@ -828,23 +987,33 @@ fn write_marker(db: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-fn open_connection(path: &Path, create: bool) -> rusqlite::Result<Connection> {
+fn open_connection(path: &Path, create: bool) -> Result<Conn> {
     let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     if create {
         flags |= OpenFlags::SQLITE_OPEN_CREATE;
     }
-    let c = Connection::open_with_flags(path, flags)?;
+    let c = Conn::Sqlite(Connection::open_with_flags(path, flags)?);
     Engine::Sqlite.prepare_connection(&c)?;
     Ok(c)
 }
 
-fn schema_version_of(c: &Connection) -> rusqlite::Result<u32> {
-    let exists: bool = c.query_row(
-        "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'",
-        [],
-        |r| r.get(0),
-    )?;
-    if !exists {
+fn connect_postgres(url: &str) -> Result<Conn> {
+    let c = Conn::Pg(db::PgConn::connect(url)?);
+    Engine::Postgres.prepare_connection(&c)?;
+    Ok(c)
+}
+
+/// The engine a connection belongs to.
+fn engine_of(c: &Conn) -> Engine {
+    if c.is_sqlite() {
+        Engine::Sqlite
+    } else {
+        Engine::Postgres
+    }
+}
+
+fn schema_version_of(c: &Conn) -> Result<u32> {
+    if !engine_of(c).has_migrations_table(c)? {
         return Ok(0);
     }
     let v: i64 = c.query_row(
@@ -857,47 +1026,80 @@ fn schema_version_of(c: &Connection) -> rusqlite::Result<u32> {
 
 /// Runs the migrations after `version`, each in one transaction with its row in
 /// `schema_migrations`. Logs each step.
-fn migrate(c: &mut Connection, version: u32, p: &str) -> Result<(), OpenError> {
-    for (i, (name, sql)) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+fn migrate(c: &Conn, version: u32, p: &str) -> Result<(), OpenError> {
+    let engine = engine_of(c);
+    for (i, (name, sql)) in engine
+        .migrations()
+        .iter()
+        .enumerate()
+        .skip(version as usize)
+    {
         let from = i as u32;
-        let step = |source| OpenError::Migration {
-            path: p.to_owned(),
-            from,
-            source,
-        };
         tracing::info!(
             database = p,
             "migrating schema {from} → {} ({name})",
             from + 1
         );
-        let tx = c
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(step)?;
-        tx.execute_batch(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (
-                 version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
-        )
-        .map_err(step)?;
-        tx.execute_batch(sql).map_err(step)?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        tx.execute(
-            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
-            params![i64::from(from + 1), name, int(now)],
-        )
-        .map_err(step)?;
-        tx.commit().map_err(step)?;
+        c.write(|tx| {
+            tx.execute_batch(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (
+                     version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+            )?;
+            tx.execute_batch(sql)?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            tx.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
+                params![i64::from(from + 1), *name, int(now)],
+            )?;
+            Ok::<_, DbError>(())
+        })
+        .map_err(|source| OpenError::Migration {
+            path: p.to_owned(),
+            from,
+            source,
+        })?;
     }
     Ok(())
+}
+
+/// Where the store lives.
+#[derive(Clone, Debug)]
+enum Location {
+    /// An SQLite database file.
+    File(PathBuf),
+    /// A PostgreSQL connection string.
+    Url(String),
+}
+
+/// A PostgreSQL connection string as it may be shown: without its password.
+pub fn redact_url(url: &str) -> String {
+    if let Some(rest) = url
+        .strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))
+    {
+        let (auth, host) = rest.split_once('@').unwrap_or(("", rest));
+        let user = auth.split(':').next().unwrap_or("");
+        return if auth.is_empty() {
+            format!("postgres://{host}")
+        } else {
+            format!("postgres://{user}@{host}")
+        };
+    }
+    url.split_whitespace()
+        .filter(|kv| !kv.starts_with("password="))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The server's database.
 #[derive(Debug)]
 pub struct Store {
-    path: PathBuf,
-    writer: Mutex<Connection>,
-    readers: Mutex<Vec<Connection>>,
+    location: Location,
+    engine: Engine,
+    writer: Mutex<Conn>,
+    readers: Mutex<Vec<Conn>>,
     /// The schema version this open migrated from, if it migrated.
     migrated_from: Option<u32>,
     /// The directory of a [`Store::temporary`] store, removed with it.
@@ -950,11 +1152,11 @@ impl Store {
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir).map_err(|e| OpenError::Db {
                     path: p.clone(),
-                    source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
+                    source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)).into(),
                 })?;
             }
         }
-        let mut writer = open_connection(path, !exists).map_err(db_err)?;
+        let writer = open_connection(path, !exists).map_err(db_err)?;
         if exists {
             let problems = Engine::Sqlite
                 .check(&writer, false)
@@ -984,22 +1186,82 @@ impl Store {
             });
         }
         if run_migrations || version == 0 {
-            migrate(&mut writer, version, &p)?;
+            migrate(&writer, version, &p)?;
         }
         if !exists {
             write_marker(path).map_err(|e| OpenError::Db {
                 path: p.clone(),
-                source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
+                source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)).into(),
             })?;
         }
         Ok(Store {
-            path: path.to_owned(),
+            location: Location::File(path.to_owned()),
+            engine: Engine::Sqlite,
             writer: Mutex::new(writer),
             readers: Mutex::new(vec![]),
             migrated_from: (version > 0 && version < SCHEMA_VERSION && run_migrations)
                 .then_some(version),
             _temp: None,
         })
+    }
+
+    /// Opens the PostgreSQL database `url` (a `postgres://` URL or a key=value
+    /// connection string), creating the schema in an empty database and bringing
+    /// it up to [`SCHEMA_VERSION`]. Instances that open the same database at once
+    /// migrate one after the other (an advisory lock).
+    pub fn open_url(url: &str) -> Result<Store, OpenError> {
+        let shown = redact_url(url);
+        let db_err = |source| OpenError::Db {
+            path: shown.clone(),
+            source,
+        };
+        let writer = connect_postgres(url).map_err(db_err)?;
+        writer
+            .execute_batch("SELECT pg_advisory_lock(7407140)")
+            .map_err(db_err)?;
+        let migrated = (|| {
+            let version = schema_version_of(&writer).map_err(db_err)?;
+            if version > SCHEMA_VERSION {
+                return Err(OpenError::NewerSchema {
+                    path: shown.clone(),
+                    found: version,
+                    supported: SCHEMA_VERSION,
+                });
+            }
+            migrate(&writer, version, &shown)?;
+            Ok(version)
+        })();
+        let _ = writer.execute_batch("SELECT pg_advisory_unlock(7407140)");
+        let version = migrated?;
+        Ok(Store {
+            location: Location::Url(url.to_owned()),
+            engine: Engine::Postgres,
+            writer: Mutex::new(writer),
+            readers: Mutex::new(vec![]),
+            migrated_from: (version > 0 && version < SCHEMA_VERSION).then_some(version),
+            _temp: None,
+        })
+    }
+
+    /// The engine this store runs on.
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    /// Where the store is, as it may be shown (a file, or a PostgreSQL database
+    /// without its password).
+    pub fn describe(&self) -> String {
+        match &self.location {
+            Location::File(p) => p.display().to_string(),
+            Location::Url(u) => format!("PostgreSQL {}", redact_url(u)),
+        }
+    }
+
+    fn connect(&self) -> Result<Conn> {
+        match &self.location {
+            Location::File(p) => open_connection(p, false),
+            Location::Url(u) => connect_postgres(u),
+        }
     }
 
     /// A database in a temporary directory that is removed with the store, for
@@ -1011,9 +1273,19 @@ impl Store {
         Ok(store)
     }
 
-    /// The database file.
+    /// A store in a new database of this process's throwaway PostgreSQL cluster
+    /// ([`throwaway::shared`]), for tests and benchmarks.
+    pub fn temporary_postgres() -> Result<Store, OpenError> {
+        let url = throwaway::shared().create_database()?;
+        Self::open_url(&url)
+    }
+
+    /// The database file; for PostgreSQL, an empty path (see [`Store::describe`]).
     pub fn path(&self) -> &Path {
-        &self.path
+        match &self.location {
+            Location::File(p) => p,
+            Location::Url(_) => Path::new(""),
+        }
     }
 
     /// The schema version of the database file `path`, read without migrating or
@@ -1024,7 +1296,8 @@ impl Store {
             return Ok(None);
         }
         let c = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .and_then(|c| schema_version_of(&c))
+            .map_err(DbError::from)
+            .and_then(|c| schema_version_of(&Conn::Sqlite(c)))
             .map_err(|source| OpenError::Damaged {
                 path: p,
                 detail: source.to_string(),
@@ -1044,50 +1317,62 @@ impl Store {
 
     /// Bulk loads (benchmarks, imports) may trade durability of the last writes
     /// for speed: `false` lets a commit return before it is on disk
-    /// (`synchronous=NORMAL`: a crash loses the last commits, never consistency).
-    /// The server never turns it off.
+    /// (SQLite `synchronous=NORMAL`, PostgreSQL `synchronous_commit=off`: a crash
+    /// loses the last commits, never consistency). The server never turns it off.
     pub fn set_flush_each_write(&self, on: bool) {
-        let mode = if on { "FULL" } else { "NORMAL" };
-        if let Err(e) = self
-            .writer()
-            .execute_batch(&format!("PRAGMA synchronous = {mode}"))
-        {
+        let sql = match (self.engine, on) {
+            (Engine::Sqlite, true) => "PRAGMA synchronous = FULL",
+            (Engine::Sqlite, false) => "PRAGMA synchronous = NORMAL",
+            (Engine::Postgres, true) => "SET synchronous_commit = on",
+            (Engine::Postgres, false) => "SET synchronous_commit = off",
+        };
+        if let Err(e) = self.writer().execute_batch(sql) {
             tracing::warn!(error = %e, "cannot change the synchronous mode");
         }
     }
 
-    /// Makes every write so far durable and folds the write-ahead log into the
-    /// database file.
+    /// Makes every write so far durable and (SQLite) folds the write-ahead log
+    /// into the database file.
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.writer()
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        match self.engine {
+            Engine::Sqlite => {
+                self.writer()
+                    .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+            }
+            // Every commit is flushed before it returns.
+            Engine::Postgres => {}
+        }
         Ok(())
     }
 
-    fn writer(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The writer connection; a PostgreSQL connection that was lost (a server
+    /// restart, a failover) is replaced.
+    fn writer(&self) -> std::sync::MutexGuard<'_, Conn> {
+        let mut conn = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Conn::Pg(pg) = &*conn {
+            if pg.is_closed() {
+                match self.connect() {
+                    Ok(fresh) => *conn = fresh,
+                    Err(e) => tracing::warn!(error = %e, "cannot reconnect to the database"),
+                }
+            }
+        }
+        conn
     }
 
     /// Runs `f` on a reader connection inside a read transaction (one snapshot).
-    fn read<A>(
-        &self,
-        f: impl FnOnce(&Connection) -> Result<A, StoreError>,
-    ) -> Result<A, StoreError> {
+    fn read<A>(&self, f: impl FnOnce(&Conn) -> Result<A, StoreError>) -> Result<A, StoreError> {
         let pooled = self
             .readers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .pop();
         let conn = match pooled {
+            Some(Conn::Pg(pg)) if pg.is_closed() => self.connect()?,
             Some(c) => c,
-            None => open_connection(&self.path, false)?,
+            None => self.connect()?,
         };
-        let result = {
-            let tx = conn.unchecked_transaction()?;
-            let r = f(&tx);
-            drop(tx);
-            r
-        };
+        let result = conn.read(f);
         let mut pool = self.readers.lock().unwrap_or_else(PoisonError::into_inner);
         if pool.len() < IDLE_READERS {
             pool.push(conn);
@@ -1097,17 +1382,12 @@ impl Store {
 
     /// Runs `f` as one write transaction: committed (on disk) when `f` returns
     /// `Ok`, rolled back when it returns `Err`.
-    fn write<A, E: From<StoreError>>(
+    fn write<A, E: From<StoreError> + From<DbError>>(
         &self,
-        f: impl FnOnce(&Connection) -> Result<A, E>,
+        f: impl FnOnce(&Conn) -> Result<A, E>,
     ) -> Result<A, E> {
-        let mut conn = self.writer();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| E::from(e.into()))?;
-        let a = f(&tx)?;
-        tx.commit().map_err(|e| E::from(e.into()))?;
-        Ok(a)
+        let conn = self.writer();
+        conn.write(f)
     }
 
     // ----- accounts -------------------------------------------------------------
@@ -1357,7 +1637,7 @@ impl Store {
         }
         self.read(|c| {
             let mut out = vec![];
-            for (record, email) in Engine::Sqlite.search_candidates(c, &q)? {
+            for (record, email) in engine_of(c).search_candidates(c, &q)? {
                 let l: License = from_json("license", &record)?;
                 if search::matches(&l, &email, &q) {
                     out.push(l);
@@ -1425,14 +1705,29 @@ impl Store {
         })
     }
 
-    /// The database's size on disk in bytes: the file and its write-ahead log.
+    /// The database's size on disk in bytes: the file and its write-ahead log
+    /// (SQLite), or the database's size (PostgreSQL, `pg_database_size`).
     pub fn size_on_disk(&self) -> u64 {
+        let path = match &self.location {
+            Location::File(p) => p,
+            Location::Url(_) => {
+                return self
+                    .read(|c| {
+                        Ok(
+                            c.query_row("SELECT pg_database_size(current_database())", [], |r| {
+                                r.get::<_, i64>(0)
+                            })?,
+                        )
+                    })
+                    .map_or(0, uint);
+            }
+        };
         let wal = {
-            let mut p = self.path.as_os_str().to_owned();
+            let mut p = path.as_os_str().to_owned();
             p.push("-wal");
             PathBuf::from(p)
         };
-        [self.path.as_path(), wal.as_path()]
+        [path.as_path(), wal.as_path()]
             .iter()
             .filter_map(|p| std::fs::metadata(p).ok())
             .map(|m| m.len())
@@ -1596,7 +1891,7 @@ impl Store {
                  WHERE state = 'quote' AND quote_valid_until < ?1",
             )?;
             let rows = stmt.query_map([int(now.0)], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            Ok(rows.collect::<Result<Vec<_>>>()?)
         })?;
         let mut expired = 0;
         for (number, n) in &due {
@@ -1939,14 +2234,14 @@ impl Store {
                         "SELECT {COLUMNS} FROM audit WHERE license_number = ?1 ORDER BY seq DESC LIMIT ?2"
                     ))?;
                     let rows = stmt.query_map(params![n.as_str(), limit], audit_row)?;
-                    rows.collect::<rusqlite::Result<Vec<_>>>()?
+                    rows.collect::<Result<Vec<_>>>()?
                 }
                 None => {
                     let mut stmt = c.prepare_cached(&format!(
                         "SELECT {COLUMNS} FROM audit ORDER BY seq DESC LIMIT ?1"
                     ))?;
                     let rows = stmt.query_map([limit], audit_row)?;
-                    rows.collect::<rusqlite::Result<Vec<_>>>()?
+                    rows.collect::<Result<Vec<_>>>()?
                 }
             };
             let mut out = rows
@@ -2176,7 +2471,7 @@ impl Store {
         self.read(|c| {
             let mut stmt = c.prepare_cached("SELECT id, job FROM mail_queue ORDER BY id")?;
             let rows = stmt.query_map([], |r| Ok((uint(r.get(0)?), r.get(1)?)))?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            Ok(rows.collect::<Result<Vec<_>>>()?)
         })
     }
 
@@ -2234,14 +2529,23 @@ impl Store {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(werr(e)),
             _ => {}
         }
-        // VACUUM INTO cannot run inside a transaction: its own connection, which
-        // reads one snapshot (WAL) while the writer goes on.
-        {
-            let c = open_connection(&self.path, false)?;
-            Engine::Sqlite.snapshot(&c, &tmp)?;
+        match &self.location {
+            // VACUUM INTO cannot run inside a transaction: its own connection,
+            // which reads one snapshot (WAL) while the writer goes on.
+            Location::File(db) => {
+                let c = open_connection(db, false)?;
+                c.execute("VACUUM INTO ?1", [tmp.to_string_lossy().into_owned()])?;
+            }
+            // A logical dump into the same format: a new SQLite file with this
+            // schema, filled from one read snapshot of PostgreSQL.
+            Location::Url(_) => {
+                let to = open_connection(&tmp, true)?;
+                migrate(&to, 0, &tmp.display().to_string())?;
+                self.read(|from| Ok(copy_business_data(from, &to)?))?;
+            }
         }
         let summary = {
-            let c = Connection::open(&tmp)?;
+            let c = Conn::Sqlite(Connection::open(&tmp)?);
             c.execute_batch(
                 "DELETE FROM sessions; DELETE FROM email_tokens; DELETE FROM mail_queue;
                  DELETE FROM admin_requests; PRAGMA journal_mode = DELETE;",
@@ -2285,6 +2589,7 @@ impl Store {
             }
         }
         let c = Connection::open_with_flags(backup, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map(Conn::Sqlite)
             .map_err(|e| invalid(e.to_string()))?;
         let problems = Engine::Sqlite
             .check(&c, true)
@@ -2361,6 +2666,38 @@ impl Store {
         Ok((summary, aside))
     }
 
+    /// Restores `backup` into this store (PostgreSQL): the current contents are
+    /// first written as a backup file `aside` (nothing is deleted that is not
+    /// kept there), then every table is emptied and filled from the backup, in
+    /// one transaction: all or nothing. An older backup is brought to
+    /// [`SCHEMA_VERSION`] on a temporary copy first.
+    pub fn restore_into(
+        &self,
+        backup: &Path,
+        aside: &Path,
+        now: UnixTime,
+    ) -> Result<BackupSummary, BackupError> {
+        let summary = Self::check_backup(backup)?;
+        self.backup_to(aside, now)?;
+        let dir = tempfile::tempdir().map_err(|source| BackupError::Read {
+            path: backup.display().to_string(),
+            source,
+        })?;
+        let copy = dir.path().join(DB_FILE);
+        std::fs::copy(backup, &copy).map_err(io_context(&copy))?;
+        let from = open_connection(&copy, false)?;
+        let version = schema_version_of(&from)?;
+        migrate(&from, version, &backup.display().to_string())?;
+        self.write(|to| {
+            for table in ALL_TABLES_CHILDREN_FIRST {
+                to.execute_batch(&format!("DELETE FROM {table}"))?;
+            }
+            from.read(|from| copy_business_data(from, to))?;
+            Ok::<_, BackupError>(())
+        })?;
+        Ok(summary)
+    }
+
     /// Whether the database holds no business data (an import's target must not).
     pub fn is_empty(&self) -> Result<bool, StoreError> {
         self.read(|c| {
@@ -2430,7 +2767,7 @@ impl Store {
     /// test after each kill, and by `pls admin verify` (with
     /// [`Store::verify_grants`]).
     pub fn verify(&self) -> Result<Vec<String>, StoreError> {
-        let mut problems = self.read(|c| Ok(Engine::Sqlite.check(c, true)?))?;
+        let mut problems = self.read(|c| Ok(engine_of(c).check(c, true)?))?;
         let accounts = self.accounts()?;
         self.read(|c| {
             for a in &accounts {
@@ -2451,9 +2788,17 @@ impl Store {
             type Row = (String, Option<i64>, i64, Option<i64>, i64, String, String);
             let rows: Vec<Row> = stmt
                 .query_map([], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                    ))
                 })?
-                .collect::<rusqlite::Result<_>>()?;
+                .collect::<Result<_>>()?;
             let mut search_rows = 0;
             for (number, account, serial, current, next, record, email) in rows {
                 let l: License = match from_json("license", &record) {
@@ -2463,8 +2808,13 @@ impl Store {
                         continue;
                     }
                 };
-                if (l.number.as_str(), l.account.map(|a| int(a.0)), int(l.serial), l.current_grant.map(int), i64::from(l.next_mutation))
-                    != (number.as_str(), account, serial, current, next)
+                if (
+                    l.number.as_str(),
+                    l.account.map(|a| int(a.0)),
+                    int(l.serial),
+                    l.current_grant.map(int),
+                    i64::from(l.next_mutation),
+                ) != (number.as_str(), account, serial, current, next)
                 {
                     problems.push(format!("license {number}: columns differ from its record"));
                 }
@@ -2498,26 +2848,23 @@ impl Store {
                 if !audited {
                     problems.push(format!("license {number}: no audit entry"));
                 }
-                let id: i64 =
-                    c.query_row("SELECT id FROM licenses WHERE number = ?1", [&number], |r| r.get(0))?;
+                let id: i64 = c.query_row(
+                    "SELECT id FROM licenses WHERE number = ?1",
+                    [&number],
+                    |r| r.get(0),
+                )?;
                 let fields = search::fields(&l, &email);
-                let indexed: Option<Vec<String>> = c
-                    .query_row(
-                        "SELECT f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10 FROM license_search WHERE rowid = ?1",
-                        [id],
-                        |r| (0..11).map(|i| r.get(i)).collect(),
-                    )
-                    .optional()?;
-                match indexed {
-                    Some(f) if f == fields => search_rows += 1,
-                    Some(_) => {
+                match engine_of(c).search_row_matches(c, id, &fields)? {
+                    Some(true) => search_rows += 1,
+                    Some(false) => {
                         search_rows += 1;
                         problems.push(format!("license {number}: its search row is out of date"))
                     }
                     None => problems.push(format!("license {number}: it has no search row")),
                 }
             }
-            let total: i64 = c.query_row("SELECT COUNT(*) FROM license_search", [], |r| r.get(0))?;
+            let total: i64 =
+                c.query_row("SELECT COUNT(*) FROM license_search", [], |r| r.get(0))?;
             if total != search_rows {
                 problems.push(format!(
                     "the license search index has {} rows without a license",
@@ -2584,7 +2931,98 @@ pub struct ImportedRecords {
     pub mail_queue: Vec<(u64, UnixTime, String)>,
 }
 
-fn summarize(c: &Connection) -> rusqlite::Result<BackupSummary> {
+/// The tables a backup carries, parents first, with their columns. Sessions,
+/// emailed link tokens, the mail queue and idempotency answers stay out (a
+/// restore must not revive them); the search index is rebuilt from the licenses.
+const BACKUP_TABLES: &[(&str, &str)] = &[
+    ("accounts", "id, email, trusted, admin, created_at, record"),
+    (
+        "licenses",
+        "id, number, account_id, license_type, protection, created_at, serial, current_grant, next_mutation, record",
+    ),
+    (
+        "mutations",
+        "license_number, number, kind, state, created_at, quote_valid_until, record",
+    ),
+    ("grants", "license_number, serial, signed"),
+    (
+        "audit",
+        "seq, at, actor, license_number, account_id, action, detail",
+    ),
+    ("checkins", CHECKIN_COLUMNS),
+    ("checkin_history", "seq, license_number, hardware_id, at, running, ge_seats, pwa_seats, daemon_version, from_addr"),
+    ("prefs", "account_id, lang"),
+    ("reminders", "key"),
+    ("web_meta", "name, value"),
+];
+
+/// Every table with data, children first (the order to empty them in).
+const ALL_TABLES_CHILDREN_FIRST: &[&str] = &[
+    "license_search",
+    "admin_requests",
+    "mail_queue",
+    "web_meta",
+    "reminders",
+    "prefs",
+    "email_tokens",
+    "sessions",
+    "checkin_history",
+    "checkins",
+    "audit",
+    "grants",
+    "mutations",
+    "licenses",
+    "accounts",
+];
+
+/// Copies every row of [`BACKUP_TABLES`] from one store's connection to
+/// another's (of either engine; the target's tables are empty) and builds the
+/// target's search index. Returns the rows copied.
+fn copy_business_data(from: &Conn, to: &Conn) -> Result<u64, StoreError> {
+    let mut rows_copied = 0u64;
+    for (table, columns) in BACKUP_TABLES {
+        let n = columns.split(',').count();
+        let mut read = from.prepare(&format!("SELECT {columns} FROM {table}"))?;
+        let rows = read.query_map([], |r| {
+            (0..n)
+                .map(|i| r.get::<_, db::Value>(i))
+                .collect::<Result<Vec<_>>>()
+        })?;
+        let placeholders = (1..=n)
+            .map(|i| format!("?{i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut write = to.prepare(&format!(
+            "INSERT INTO {table} ({columns}) VALUES ({placeholders})"
+        ))?;
+        for row in rows {
+            let row = row?;
+            let args: Vec<&dyn db::Arg> = row.iter().map(|v| v as &dyn db::Arg).collect();
+            write.execute(args.as_slice())?;
+            rows_copied += 1;
+        }
+    }
+    let engine = engine_of(to);
+    let mut stmt = to.prepare(
+        "SELECT l.id, l.record, COALESCE(a.email, '') FROM licenses l
+         LEFT JOIN accounts a ON a.id = l.account_id",
+    )?;
+    let licenses = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+        ))
+    })?;
+    for row in licenses {
+        let (id, record, email) = row?;
+        let l: License = from_json("license", &record)?;
+        engine.put_search_row(to, id, &search::fields(&l, &email))?;
+    }
+    Ok(rows_copied)
+}
+
+fn summarize(c: &Conn) -> Result<BackupSummary> {
     let (entries, licenses): (i64, i64) = c.query_row(
         "SELECT (SELECT COUNT(*) FROM accounts) + (SELECT COUNT(*) FROM licenses)
               + (SELECT COUNT(*) FROM mutations) + (SELECT COUNT(*) FROM grants)
@@ -2601,7 +3039,7 @@ fn summarize(c: &Connection) -> rusqlite::Result<BackupSummary> {
     })
 }
 
-fn q_grants(c: &Connection, n: &LicenseNumber) -> Result<Vec<Signed<LicenseGrant>>, StoreError> {
+fn q_grants(c: &Conn, n: &LicenseNumber) -> Result<Vec<Signed<LicenseGrant>>, StoreError> {
     let mut stmt =
         c.prepare_cached("SELECT signed FROM grants WHERE license_number = ?1 ORDER BY serial")?;
     let rows = stmt.query_map([n.as_str()], |r| r.get::<_, String>(0))?;
@@ -2628,7 +3066,7 @@ fn check_new_license(new: &NewLicense) -> Result<(), LicenseError> {
 }
 
 fn create_license_in(
-    c: &Connection,
+    c: &Conn,
     new: &NewLicense,
     actor: &Actor,
     now: UnixTime,
@@ -2685,19 +3123,15 @@ fn create_license_in(
     Ok(license)
 }
 
-fn existing(c: &Connection, number: &LicenseNumber) -> Result<License, LicenseError> {
+fn existing(c: &Conn, number: &LicenseNumber) -> Result<License, LicenseError> {
     q_license(c, number)?.ok_or_else(|| LicenseError::UnknownLicense(number.clone()))
 }
 
-fn existing_mutation(
-    c: &Connection,
-    number: &LicenseNumber,
-    n: u32,
-) -> Result<Mutation, LicenseError> {
+fn existing_mutation(c: &Conn, number: &LicenseNumber, n: u32) -> Result<Mutation, LicenseError> {
     q_mutation(c, number, n)?.ok_or_else(|| LicenseError::UnknownMutation(number.clone(), n))
 }
 
-fn orders_activate_at_once(c: &Connection, number: &LicenseNumber) -> Result<bool, LicenseError> {
+fn orders_activate_at_once(c: &Conn, number: &LicenseNumber) -> Result<bool, LicenseError> {
     let license = existing(c, number)?;
     // Engineering licenses are free: nothing to wait for (issue 7, step 7).
     if license.license_type == keys::LicenseType::Engineering {
@@ -2710,7 +3144,7 @@ fn orders_activate_at_once(c: &Connection, number: &LicenseNumber) -> Result<boo
 }
 
 fn add_mutation_in(
-    c: &Connection,
+    c: &Conn,
     number: &LicenseNumber,
     new: &NewMutation,
     order: bool,
@@ -2770,7 +3204,7 @@ fn add_mutation_in(
 }
 
 fn activate_mutation_in(
-    c: &Connection,
+    c: &Conn,
     number: &LicenseNumber,
     n: u32,
     key: &SigningKeyPair,
@@ -2804,7 +3238,7 @@ fn step(m: &mut Mutation, next: MutationState) -> Result<(), LicenseError> {
 }
 
 fn activate_in(
-    c: &Connection,
+    c: &Conn,
     license: &mut License,
     m: &mut Mutation,
     key: &SigningKeyPair,
@@ -2829,7 +3263,7 @@ fn activate_in(
 
 /// Issues (signs and stores) the next grant if the license is bound and active.
 fn issue_grant_in(
-    c: &Connection,
+    c: &Conn,
     license: &mut License,
     key: &SigningKeyPair,
     now: UnixTime,
@@ -2896,7 +3330,7 @@ mod tests {
             .expect("prepare")
             .query_map([], |r| r.get(0))
             .expect("query")
-            .collect::<rusqlite::Result<_>>()
+            .collect::<Result<_>>()
             .expect("rows");
         assert_eq!(names, vec!["initial", "search_sqlite"]);
         // Up to date: nothing runs (running 0001 again would fail on its tables).
@@ -2920,6 +3354,37 @@ mod tests {
         let err = Store::open(&path).expect_err("refused");
         assert!(matches!(err, OpenError::Missing { .. }), "{err}");
         assert!(err.to_string().contains("pls admin restore"), "{err}");
+    }
+
+    /// Runs a store test on SQLite and on PostgreSQL (a database of this test
+    /// binary's throwaway cluster).
+    fn for_each_engine(test: impl Fn(Store)) {
+        test(Store::temporary().expect("SQLite store"));
+        test(Store::temporary_postgres().expect("PostgreSQL store"));
+    }
+
+    #[test]
+    fn postgres_store_has_the_schema_and_refuses_a_newer_one() {
+        let url = throwaway::shared().create_database().expect("database");
+        let store = Store::open_url(&url).expect("open");
+        assert_eq!(store.engine(), Engine::Postgres);
+        assert_eq!(store.schema_version().expect("version"), SCHEMA_VERSION);
+        assert!(store.is_empty().expect("empty"));
+        drop(store);
+        let again = Store::open_url(&url).expect("reopen");
+        assert_eq!(again.migrated_from(), None);
+        again
+            .writer()
+            .execute(
+                "INSERT INTO schema_migrations VALUES (?1, 'future', 0)",
+                [99i64],
+            )
+            .expect("future version");
+        drop(again);
+        match Store::open_url(&url) {
+            Err(OpenError::NewerSchema { found: 99, .. }) => {}
+            other => panic!("a newer schema must be refused, got {other:?}"),
+        }
     }
 
     fn soft_license(store: &Store) -> License {
@@ -2954,7 +3419,10 @@ mod tests {
 
     #[test]
     fn quotes_expire_after_their_validity_and_cannot_be_ordered_late() {
-        let store = Store::temporary().expect("store");
+        for_each_engine(quotes_expire_on);
+    }
+
+    fn quotes_expire_on(store: Store) {
         let key = SigningKeyPair::from_seed(&[2; 32]);
         let l = soft_license(&store);
         let t0 = UnixTime(1_000_000);
@@ -2994,7 +3462,10 @@ mod tests {
 
     #[test]
     fn editing_license_data_issues_a_new_grant_for_the_bound_host() {
-        let store = Store::temporary().expect("store");
+        for_each_engine(editing_license_data_on);
+    }
+
+    fn editing_license_data_on(store: Store) {
         let key = SigningKeyPair::from_seed(&[2; 32]);
         let l = soft_license(&store);
         let m = store
@@ -3057,7 +3528,10 @@ mod tests {
 
     #[test]
     fn emails_are_validated_and_unique_case_insensitively() {
-        let store = Store::temporary().expect("store");
+        for_each_engine(emails_on);
+    }
+
+    fn emails_on(store: Store) {
         let new = |email: &str| NewAccount {
             email: email.into(),
             password_hash: None,

@@ -20,13 +20,18 @@
 //! [log]
 //! filter = "info"
 //! json = false
+//!
+//! [database]
+//! # unset: SQLite in <data_dir>/pls.sqlite3; or PostgreSQL:
+//! # url = "postgres://pls:secret@db.example/pls"
 //! ```
 //!
 //! Environment overrides (applied after the file): `PLS_DATA_DIR`, `PLS_QUIC_LISTEN`,
 //! `PLS_QUIC_SERVER_NAMES` (comma separated), `PLS_QUIC_MAX_CONNECTIONS_PER_SOURCE`,
 //! `PLS_QUIC_ACTIVATIONS_PER_SOURCE_PER_MINUTE`, `PLS_PRICES` (path of the price
 //! list), `PLS_METRICS_LISTEN` (an address, or `off`), `PLS_LOG` (a tracing filter such as
-//! `info,portal=debug`), `PLS_LOG_JSON` (`1`/`true`).
+//! `info,portal=debug`), `PLS_LOG_JSON` (`1`/`true`), `PLS_DATABASE_URL` (a PostgreSQL URL or
+//! key=value connection string; empty: SQLite).
 
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -50,6 +55,27 @@ pub struct Config {
     /// The Prometheus metrics listener (loopback by default).
     pub metrics: crate::metrics::MetricsConfig,
     pub log: LogConfig,
+    /// Which SQL engine holds the store.
+    pub database: DatabaseConfig,
+}
+
+/// The store's engine: SQLite in the data directory unless a PostgreSQL URL is
+/// given.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `postgres://user:password@host/db` or `host=a,b dbname=pls
+    /// target_session_attrs=read-write`; unset: SQLite.
+    pub url: Option<String>,
+}
+
+impl std::fmt::Debug for DatabaseConfig {
+    /// Never prints the password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("url", &self.url.as_deref().map(crate::store::redact_url))
+            .finish()
+    }
 }
 
 /// The QUIC endpoint for daemons.
@@ -96,6 +122,7 @@ impl Default for Config {
             prices: None,
             metrics: crate::metrics::MetricsConfig::default(),
             log: LogConfig::default(),
+            database: DatabaseConfig::default(),
         }
     }
 }
@@ -230,6 +257,9 @@ impl Config {
                 }
             },
             "PLS_LOG" => self.log.filter = value.to_owned(),
+            "PLS_DATABASE_URL" => {
+                self.database.url = Some(value.trim().to_owned()).filter(|u| !u.is_empty())
+            }
             "PLS_LOG_JSON" => self.log.json = flag(value).map_err(bad)?,
             _ => {}
         }
@@ -239,6 +269,15 @@ impl Config {
     /// The SQLite database file (`pls.sqlite3`).
     pub fn db_path(&self) -> PathBuf {
         self.data_dir.join(crate::store::DB_FILE)
+    }
+
+    /// Opens the configured store: PostgreSQL at `[database] url`, otherwise
+    /// SQLite in the data directory.
+    pub fn open_store(&self) -> Result<crate::store::Store, crate::store::OpenError> {
+        match &self.database.url {
+            Some(url) => crate::store::Store::open_url(url),
+            None => crate::store::Store::open(&self.db_path()),
+        }
     }
     /// Where the old sled store lived (`pls admin import-sled` reads it).
     pub fn sled_dir(&self) -> PathBuf {

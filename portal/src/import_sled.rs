@@ -44,6 +44,19 @@ type Entry = (String, Vec<u8>, Vec<u8>);
 /// records into the SQL store at `target`, which must not hold data yet. One
 /// transaction: on any error nothing is written.
 pub fn import(source: &Path, target: &Path) -> Result<BackupSummary, BackupError> {
+    let (records, schema) = read_source(source)?;
+    let store = Store::open_for_import(target)?;
+    import_records_into(records, schema, &store)
+}
+
+/// Like [`import`], into an open store (PostgreSQL).
+pub fn import_into(source: &Path, store: &Store) -> Result<BackupSummary, BackupError> {
+    let (records, schema) = read_source(source)?;
+    import_records_into(records, schema, store)
+}
+
+/// The records of a sled directory or sled-era backup file, and its schema.
+fn read_source(source: &Path) -> Result<(ImportedRecords, u32), BackupError> {
     let p = source.display().to_string();
     let invalid = |reason: String| BackupError::Invalid {
         path: p.clone(),
@@ -59,10 +72,16 @@ pub fn import(source: &Path, target: &Path) -> Result<BackupSummary, BackupError
             "it has sled schema version {schema}; this reader knows 1 to {LAST_SLED_SCHEMA}"
         )));
     }
-    let records = decode(&entries).map_err(invalid)?;
-    let store = Store::open_for_import(target)?;
+    Ok((decode(&entries).map_err(invalid)?, schema))
+}
+
+fn import_records_into(
+    records: ImportedRecords,
+    schema: u32,
+    store: &Store,
+) -> Result<BackupSummary, BackupError> {
     if !store.is_empty()? {
-        return Err(BackupError::TargetNotEmpty(target.display().to_string()));
+        return Err(BackupError::TargetNotEmpty(store.describe()));
     }
     store.import_records(&records)?;
     store.flush()?;

@@ -76,6 +76,18 @@ pub enum StartError {
     },
 }
 
+/// Runs blocking work (the store, argon2) on tokio's blocking pool, never on an
+/// async worker thread; a panic in it continues in the caller.
+pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(t) => t,
+        Err(e) => match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(e) => panic!("a blocking task was cancelled: {e}"),
+        },
+    }
+}
+
 /// A bound, not yet running server.
 #[derive(Debug)]
 pub struct Server {
@@ -97,7 +109,10 @@ impl Server {
     pub async fn bind(config: Config, clock: Arc<dyn Clock>) -> Result<Server, StartError> {
         let identity = Identity::load_or_create(&config)?;
         let _ = std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o700));
-        let store = Arc::new(Store::open(&config.db_path())?);
+        let store = Arc::new({
+            let config = config.clone();
+            blocking(move || config.open_store()).await?
+        });
         let registry = Arc::new(metrics::Metrics::new());
         let service = Arc::new(
             Service::new(
@@ -225,13 +240,17 @@ impl Server {
     /// Serves until `shutdown` completes, then closes the endpoint, removes the
     /// admin socket and flushes the store.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), store::StoreError> {
+        let licenses = {
+            let store = Arc::clone(&self.store);
+            blocking(move || store.license_count()).await?
+        };
         tracing::info!(
             http = %self.http_addr(),
             quic = %self.quic_addr(),
             metrics = %self.metrics_addr().map_or("off".to_owned(), |a| a.to_string()),
             key_id = %self.identity.key.key_id(),
             cert_sha256 = %self.identity.cert_fingerprint(),
-            licenses = self.store.license_count()?,
+            licenses,
             "license server running"
         );
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -281,7 +300,8 @@ impl Server {
         let _ = admin_task.await;
         expiry_task.abort();
         let _ = std::fs::remove_file(self.config.admin_socket_path());
-        self.store.flush()?;
+        let store = Arc::clone(&self.store);
+        blocking(move || store.flush()).await?;
         tracing::info!("stopped");
         Ok(())
     }

@@ -198,8 +198,8 @@ impl Mailer {
         Ok(id)
     }
 
-    fn jobs(&self) -> Vec<MailJob> {
-        match self.store.mail_jobs() {
+    fn jobs(store: &Store) -> Vec<MailJob> {
+        match store.mail_jobs() {
             Ok(jobs) => jobs
                 .into_iter()
                 .filter_map(|(id, v)| match serde_json::from_str::<MailJob>(&v) {
@@ -227,7 +227,10 @@ impl Mailer {
 
     /// Messages whose delivery failed at least once and that are still queued.
     pub fn failing(&self) -> Vec<MailJob> {
-        self.jobs().into_iter().filter(|j| j.attempts > 0).collect()
+        Self::jobs(&self.store)
+            .into_iter()
+            .filter(|j| j.attempts > 0)
+            .collect()
     }
 
     /// Makes a failing message due now (admin "retry").
@@ -261,11 +264,27 @@ impl Mailer {
             .map_err(|e| format!("cannot build message: {e}"))
     }
 
+    /// Runs a store operation on a blocking thread (never on an async worker).
+    async fn on_store<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> T + Send + 'static,
+    ) -> Option<T> {
+        let store = Arc::clone(&self.store);
+        match tokio::task::spawn_blocking(move || f(&store)).await {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::error!(error = %e, "a mail queue operation failed");
+                None
+            }
+        }
+    }
+
     /// Sends every message that is due; returns how many were delivered.
     pub async fn deliver_due(&self) -> usize {
         let now = self.clock.now();
         let mut sent = 0;
-        for mut job in self.jobs().into_iter().filter(|j| j.next_attempt <= now) {
+        let jobs = self.on_store(Self::jobs).await.unwrap_or_default();
+        for mut job in jobs.into_iter().filter(|j| j.next_attempt <= now) {
             let result = match self.build(&job.email) {
                 Err(e) => Err(e),
                 Ok(msg) => match &self.transport {
@@ -277,7 +296,8 @@ impl Mailer {
             };
             match result {
                 Ok(()) => {
-                    if let Err(e) = self.store.remove_mail(job.id) {
+                    let id = job.id;
+                    if let Some(Err(e)) = self.on_store(move |s| s.remove_mail(id)).await {
                         // It stays queued and goes out again: better twice than never.
                         tracing::error!(mail_id = job.id, error = %e, "cannot take a sent email off the queue");
                     }
@@ -294,9 +314,9 @@ impl Mailer {
                     tracing::warn!(mail_id = job.id, attempts = job.attempts, retry_in_secs = backoff, error = %e, "email delivery failed");
                     self.metrics.email_delivery(false);
                     job.last_error = Some(e);
-                    if let Err(e) =
-                        self.store
-                            .update_mail(job.id, job.next_attempt, &to_job_json(&job))
+                    let (id, next, json) = (job.id, job.next_attempt, to_job_json(&job));
+                    if let Some(Err(e)) =
+                        self.on_store(move |s| s.update_mail(id, next, &json)).await
                     {
                         tracing::error!(mail_id = job.id, error = %e, "cannot record a failed delivery");
                     }

@@ -301,7 +301,7 @@ async fn real_main(cli: Cli) -> Result<()> {
         Command::Serve => serve(config).await,
         Command::Demo => demo(config).await,
         Command::Admin { json, command } => admin_command(config, json, *command).await,
-        Command::CrashWriter => crash_writer(&config),
+        Command::CrashWriter => portal::blocking(move || crash_writer(&config)).await,
     }
 }
 
@@ -343,8 +343,12 @@ async fn demo(config: Config) -> Result<()> {
         .await
         .context("the license server could not start")?;
     let key = Arc::clone(&server.identity().key);
-    let demo = portal::demo::seed(&server.store(), &key, clock.now())
-        .context("creating the demo data failed")?;
+    let demo = {
+        let (store, key, now) = (server.store(), Arc::clone(&key), clock.now());
+        portal::blocking(move || portal::demo::seed(&store, &key, now))
+            .await
+            .context("creating the demo data failed")?
+    };
     // The daemon reaches a wildcard listener on loopback.
     let mut quic = server.quic_addr();
     if quic.ip().is_unspecified() {
@@ -546,7 +550,10 @@ async fn admin_command(config: Config, json: bool, command: AdminCommand) -> Res
             Ok(Some(reply)) => break reply.map_err(|e| anyhow::anyhow!(e))?,
             Ok(None) => {
                 // No server runs: do the work on the database directly.
-                let ctx = direct_context(&config)?;
+                let ctx = {
+                    let config = config.clone();
+                    portal::blocking(move || direct_context(&config)).await?
+                };
                 let envelope = envelope.clone();
                 break tokio::task::spawn_blocking(move || admin::execute(&ctx, envelope))
                     .await?
@@ -582,7 +589,7 @@ fn print_reply(reply: &AdminReply, json: bool) {
 
 fn direct_context(config: &Config) -> Result<AdminContext> {
     let identity = Identity::load_or_create(config)?;
-    let store = Store::open(&config.db_path())?;
+    let store = config.open_store()?;
     Ok(AdminContext {
         store: Arc::new(store),
         key: Arc::clone(&identity.key),
@@ -607,7 +614,17 @@ async fn schema(config: &Config, json: bool) -> Result<()> {
         Some(reply) => reply.map_err(|e| {
             anyhow::anyhow!("the running server cannot answer `schema` (an older pls?): {e}")
         })?,
-        None => admin::schema_reply(Store::schema_version_at(&config.db_path())?),
+        None => match &config.database.url {
+            Some(_) => {
+                let config = config.clone();
+                let version = portal::blocking(move || -> Result<u32> {
+                    Ok(config.open_store()?.schema_version()?)
+                })
+                .await?;
+                admin::schema_reply(Some(version))
+            }
+            None => admin::schema_reply(Store::schema_version_at(&config.db_path())?),
+        },
     };
     print_reply(&reply, json);
     Ok(())
@@ -633,6 +650,34 @@ async fn refuse_if_serving(config: &Config, what: &str) -> Result<()> {
 
 async fn restore(config: &Config, file: &Path, keep_schema: bool) -> Result<()> {
     refuse_if_serving(config, "restoring").await?;
+    let (config, file) = (config.clone(), file.to_owned());
+    portal::blocking(move || restore_stopped(&config, &file, keep_schema)).await
+}
+
+/// The store part of `pls admin restore` (on a blocking thread).
+fn restore_stopped(config: &Config, file: &Path, keep_schema: bool) -> Result<()> {
+    if config.database.url.is_some() {
+        let store = config.open_store()?;
+        let now = SystemClock.now();
+        let aside = config
+            .data_dir
+            .join(format!("pls-before-restore-{}.sqlite3", now.0));
+        std::fs::create_dir_all(&config.data_dir)?;
+        let summary = store.restore_into(file, &aside, now)?;
+        println!(
+            "the database's contents before the restore were saved to {}",
+            aside.display()
+        );
+        println!(
+            "restored {} entries ({} licenses, schema version {}) from {} into {}",
+            summary.entries,
+            summary.licenses,
+            summary.schema_version,
+            file.display(),
+            store.describe()
+        );
+        return Ok(());
+    }
     let db = config.db_path();
     let (summary, aside) = Store::restore(file, &db, keep_schema, SystemClock.now())?;
     if let Some(aside) = aside {
@@ -659,15 +704,35 @@ async fn restore(config: &Config, file: &Path, keep_schema: bool) -> Result<()> 
 async fn import_sled(config: &Config, source: Option<&Path>) -> Result<()> {
     refuse_if_serving(config, "importing").await?;
     let source = source.map_or_else(|| config.sled_dir(), Path::to_path_buf);
-    let db = config.db_path();
-    let summary = portal::import_sled::import(&source, &db)?;
+    let config = config.clone();
+    portal::blocking(move || import_sled_stopped(&config, &source)).await
+}
+
+/// The store part of `pls admin import-sled` (on a blocking thread).
+fn import_sled_stopped(config: &Config, source: &Path) -> Result<()> {
+    let (summary, target) = match &config.database.url {
+        Some(url) => {
+            let store = Store::open_url(url)?;
+            (
+                portal::import_sled::import_into(source, &store)?,
+                store.describe(),
+            )
+        }
+        None => {
+            let db = config.db_path();
+            (
+                portal::import_sled::import(source, &db)?,
+                db.display().to_string(),
+            )
+        }
+    };
     println!(
         "imported {} records ({} licenses) of sled schema {} from {} into {}",
         summary.entries,
         summary.licenses,
         summary.schema_version,
         source.display(),
-        db.display()
+        target
     );
     Ok(())
 }
@@ -677,7 +742,7 @@ async fn import_sled(config: &Config, source: Option<&Path>) -> Result<()> {
 /// after each write returned (which is after its flush).
 fn crash_writer(config: &Config) -> Result<()> {
     use std::io::Write;
-    let store = Store::open(&config.db_path())?;
+    let store = config.open_store()?;
     let key = keys::SigningKeyPair::from_seed(&[7; 32]);
     let actor = portal::domain::Actor::Admin("crash-writer".into());
     let mut out = std::io::stdout().lock();

@@ -998,7 +998,7 @@ fn open_connection(path: &Path, create: bool) -> Result<Conn> {
 }
 
 fn connect_postgres(url: &str) -> Result<Conn> {
-    let c = Conn::Pg(db::PgConn::connect(url)?);
+    let c = Conn::Pg(Box::new(db::PgConn::connect(url)?));
     Engine::Postgres.prepare_connection(&c)?;
     Ok(c)
 }
@@ -2541,7 +2541,7 @@ impl Store {
             Location::Url(_) => {
                 let to = open_connection(&tmp, true)?;
                 migrate(&to, 0, &tmp.display().to_string())?;
-                self.read(|from| Ok(copy_business_data(from, &to)?))?;
+                self.read(|from| copy_business_data(from, &to))?;
             }
         }
         let summary = {
@@ -3322,8 +3322,8 @@ mod tests {
     fn migrations_run_in_order_each_in_one_transaction() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join(DB_FILE);
-        let mut c = open_connection(&path, true).expect("open");
-        migrate(&mut c, 0, "t").expect("to 1");
+        let c = open_connection(&path, true).expect("open");
+        migrate(&c, 0, "t").expect("to 1");
         assert_eq!(schema_version_of(&c).expect("v"), SCHEMA_VERSION);
         let names: Vec<String> = c
             .prepare("SELECT name FROM schema_migrations ORDER BY version")
@@ -3334,12 +3334,12 @@ mod tests {
             .expect("rows");
         assert_eq!(names, vec!["initial", "search_sqlite"]);
         // Up to date: nothing runs (running 0001 again would fail on its tables).
-        migrate(&mut c, SCHEMA_VERSION, "t").expect("nothing to do");
+        migrate(&c, SCHEMA_VERSION, "t").expect("nothing to do");
         // A failing step leaves the version where it was.
         c.execute_batch("DROP TABLE license_search; DELETE FROM schema_migrations WHERE version = 2; CREATE TABLE license_search (x TEXT);")
             .expect("break");
         assert!(matches!(
-            migrate(&mut c, 1, "t"),
+            migrate(&c, 1, "t"),
             Err(OpenError::Migration { from: 1, .. })
         ));
         assert_eq!(schema_version_of(&c).expect("v"), 1);

@@ -375,7 +375,7 @@ pub fn pg_placeholders(sql: &str) -> String {
 #[derive(Debug)]
 pub enum Conn {
     Sqlite(rusqlite::Connection),
-    Pg(PgConn),
+    Pg(Box<PgConn>),
 }
 
 /// A prepared statement.

@@ -66,7 +66,7 @@ pub struct AdminPage {
     pub customers: usize,
 }
 
-pub async fn index(web: Arc<Web>, ctx: Ctx) -> Resp {
+pub fn index(web: Arc<Web>, ctx: Ctx) -> Resp {
     if admin(&ctx).is_none() {
         return Ok(not_for_you(&web, &ctx));
     }
@@ -146,7 +146,7 @@ fn customer_email(web: &Web, l: &License) -> String {
         .unwrap_or_else(|| "–".into())
 }
 
-pub async fn retry_mail(web: Arc<Web>, ctx: Ctx, id: u64) -> Resp {
+pub fn retry_mail(web: Arc<Web>, ctx: Ctx, id: u64) -> Resp {
     if admin(&ctx).is_none() {
         return Ok(not_for_you(&web, &ctx));
     }
@@ -159,7 +159,7 @@ pub async fn retry_mail(web: Arc<Web>, ctx: Ctx, id: u64) -> Resp {
 /// posts to [`mark_paid`] (a page of its own, so it works without JavaScript);
 /// once it is paid, what happened (`done=1`: just now, the customer's email is
 /// on its way). `back` (a local path) is where the page leads back to.
-pub async fn paid_page(
+pub fn paid_page(
     web: Arc<Web>,
     ctx: Ctx,
     number: String,
@@ -254,7 +254,7 @@ pub struct PaidPage {
 /// "Mark paid", confirmed (the button of [`paid_page`]): activates the order,
 /// issues a grant if a host or dongle is bound, tells the customer, and shows
 /// what happened on [`paid_page`].
-pub async fn mark_paid(web: Arc<Web>, ctx: Ctx, number: String, n: u32, form: Form) -> Resp {
+pub fn mark_paid(web: Arc<Web>, ctx: Ctx, number: String, n: u32, form: Form) -> Resp {
     let Some(me) = admin(&ctx) else {
         return Ok(not_for_you(&web, &ctx));
     };
@@ -337,7 +337,7 @@ pub fn search_and_page(q: &HashMap<String, String>) -> (String, usize) {
     (search, page)
 }
 
-pub async fn licenses(web: Arc<Web>, ctx: Ctx, q: HashMap<String, String>) -> Resp {
+pub fn licenses(web: Arc<Web>, ctx: Ctx, q: HashMap<String, String>) -> Resp {
     if admin(&ctx).is_none() {
         return Ok(not_for_you(&web, &ctx));
     }
@@ -584,7 +584,7 @@ fn actor_name(
     }
 }
 
-pub async fn license(web: Arc<Web>, ctx: Ctx, number: String) -> Resp {
+pub fn license(web: Arc<Web>, ctx: Ctx, number: String) -> Resp {
     if admin(&ctx).is_none() {
         return Ok(not_for_you(&web, &ctx));
     }
@@ -593,7 +593,7 @@ pub async fn license(web: Arc<Web>, ctx: Ctx, number: String) -> Resp {
 
 /// The vendor enters the serial of the dongle shipped with a hardware-dongle
 /// license; the license file becomes downloadable.
-pub async fn set_dongle(web: Arc<Web>, ctx: Ctx, number: String, form: Form) -> Resp {
+pub fn set_dongle(web: Arc<Web>, ctx: Ctx, number: String, form: Form) -> Resp {
     let Some(me) = admin(&ctx) else {
         return Ok(not_for_you(&web, &ctx));
     };
@@ -672,7 +672,7 @@ pub struct CustomersPage {
     pub pages: usize,
 }
 
-pub async fn customers(web: Arc<Web>, ctx: Ctx, q: HashMap<String, String>) -> Resp {
+pub fn customers(web: Arc<Web>, ctx: Ctx, q: HashMap<String, String>) -> Resp {
     if admin(&ctx).is_none() {
         return Ok(not_for_you(&web, &ctx));
     }
@@ -725,7 +725,7 @@ pub async fn customers(web: Arc<Web>, ctx: Ctx, q: HashMap<String, String>) -> R
 }
 
 /// Marks a customer trusted (orders activate at once) or not.
-pub async fn set_trusted(web: Arc<Web>, ctx: Ctx, id: u64, form: Form) -> Resp {
+pub fn set_trusted(web: Arc<Web>, ctx: Ctx, id: u64, form: Form) -> Resp {
     let Some(me) = admin(&ctx) else {
         return Ok(not_for_you(&web, &ctx));
     };

@@ -27,7 +27,7 @@ pub fn valid_email(e: &str) -> bool {
     e.len() <= 254 && e.parse::<lettre::Address>().is_ok()
 }
 
-pub async fn home(_web: Arc<Web>, ctx: Ctx) -> Resp {
+pub fn home(_web: Arc<Web>, ctx: Ctx) -> Resp {
     Ok(redirect(
         match (&ctx.session, &ctx.account) {
             (Some(_), Some(a)) => landing(a),
@@ -70,7 +70,7 @@ fn login_page_with(
 
 /// The login form. `?next=/path` (a local path only) is where a successful
 /// login continues, so links from emails work for visitors who are logged out.
-pub async fn login_page(web: Arc<Web>, ctx: Ctx, q: HashMap<String, String>) -> Resp {
+pub fn login_page(web: Arc<Web>, ctx: Ctx, q: HashMap<String, String>) -> Resp {
     let next = input::redirect_target(q.get("next").map(String::as_str).unwrap_or(""), "");
     if ctx.session.is_some() {
         let home = ctx.account.as_ref().map_or("/licenses", landing);
@@ -108,7 +108,7 @@ pub fn urlencode(s: &str) -> String {
     out
 }
 
-pub async fn login_post(web: Arc<Web>, ctx: Ctx, form: Form) -> Resp {
+pub fn login_post(web: Arc<Web>, ctx: Ctx, form: Form) -> Resp {
     let t = ctx.lang.t();
     let email = normalize_email(form.get("email"));
     let next = input::redirect_target(form.raw("next"), "/licenses").to_owned();
@@ -132,16 +132,15 @@ pub async fn login_post(web: Arc<Web>, ctx: Ctx, form: Form) -> Resp {
     };
     let pw = form.raw("password").to_owned();
     let hash = account.as_ref().and_then(|a| a.password_hash.clone());
-    // argon2 is deliberately slow: keep it off the async workers.
-    let ok = tokio::task::spawn_blocking(move || match hash {
+    // argon2 is deliberately slow: handlers run on blocking threads (see
+    // `web::blocking!`), never on the async workers.
+    let ok = match hash {
         Some(h) => password::verify(&pw, &h),
         None => {
             password::verify(&pw, password::dummy_hash());
             false
         }
-    })
-    .await
-    .unwrap_or(false);
+    };
     let Some(account) = account.filter(|_| ok) else {
         web.throttle.record_failure(&email, &ctx.client, now);
         tracing::info!(client = %ctx.client, "login failed");
@@ -190,7 +189,7 @@ pub async fn login_post(web: Arc<Web>, ctx: Ctx, form: Form) -> Resp {
     ))
 }
 
-pub async fn register_page(web: Arc<Web>, ctx: Ctx) -> Resp {
+pub fn register_page(web: Arc<Web>, ctx: Ctx) -> Resp {
     let page = RegisterPage {
         c: Chrome::new(&web, &ctx, ctx.lang.t().registration),
         v: RegisterValues::default(),
@@ -298,7 +297,7 @@ pub fn register_form(form: &Form, t: &super::i18n::Texts) -> (RegisterValues, Re
     (v, errors)
 }
 
-pub async fn register_post(web: Arc<Web>, ctx: Ctx, form: Form) -> Resp {
+pub fn register_post(web: Arc<Web>, ctx: Ctx, form: Form) -> Resp {
     let t = ctx.lang.t();
     let (v, mut errors) = register_form(&form, t);
     let pw = form.raw("password");
@@ -314,12 +313,7 @@ pub async fn register_post(web: Arc<Web>, ctx: Ctx, form: Form) -> Resp {
     if errors.any() {
         return Ok(show(&web, &ctx, v, errors));
     }
-    let hash = {
-        let pw = pw.to_owned();
-        tokio::task::spawn_blocking(move || password::hash(&pw))
-            .await
-            .unwrap_or_default()
-    };
+    let hash = password::hash(pw);
     let new = NewAccount {
         email: normalize_email(&v.email),
         password_hash: Some(hash),
@@ -350,7 +344,7 @@ pub async fn register_post(web: Arc<Web>, ctx: Ctx, form: Form) -> Resp {
     ))
 }
 
-pub async fn verify(web: Arc<Web>, ctx: Ctx, q: HashMap<String, String>) -> Resp {
+pub fn verify(web: Arc<Web>, ctx: Ctx, q: HashMap<String, String>) -> Resp {
     let t = ctx.lang.t();
     let token = q.get("token").map(|s| s.as_str()).unwrap_or("");
     let now = web.clock.now();
@@ -410,7 +404,7 @@ pub async fn verify(web: Arc<Web>, ctx: Ctx, q: HashMap<String, String>) -> Resp
 }
 
 /// Sends a new verification link. Same answer whether or not the account exists.
-pub async fn resend_post(web: Arc<Web>, ctx: Ctx, form: Form) -> Resp {
+pub fn resend_post(web: Arc<Web>, ctx: Ctx, form: Form) -> Resp {
     let t = ctx.lang.t();
     if let Ok(Some(a)) = web
         .store
@@ -432,7 +426,7 @@ pub async fn resend_post(web: Arc<Web>, ctx: Ctx, form: Form) -> Resp {
     ))
 }
 
-pub async fn forgot_page(web: Arc<Web>, ctx: Ctx) -> Resp {
+pub fn forgot_page(web: Arc<Web>, ctx: Ctx) -> Resp {
     let page = ForgotPage {
         c: Chrome::new(&web, &ctx, ctx.lang.t().reset_password),
         notice: None,
@@ -441,7 +435,7 @@ pub async fn forgot_page(web: Arc<Web>, ctx: Ctx) -> Resp {
 }
 
 /// Sends a reset link. Same answer whether or not the account exists.
-pub async fn forgot_post(web: Arc<Web>, ctx: Ctx, form: Form) -> Resp {
+pub fn forgot_post(web: Arc<Web>, ctx: Ctx, form: Form) -> Resp {
     let t = ctx.lang.t();
     if let Ok(Some(a)) = web
         .store
@@ -473,7 +467,7 @@ fn invalid_link(web: &Web, ctx: &Ctx) -> Response<Body> {
     )
 }
 
-pub async fn reset_page(web: Arc<Web>, ctx: Ctx, q: HashMap<String, String>) -> Resp {
+pub fn reset_page(web: Arc<Web>, ctx: Ctx, q: HashMap<String, String>) -> Resp {
     let token = q.get("token").cloned().unwrap_or_default();
     match web.tokens.peek(Purpose::Reset, &token, web.clock.now()) {
         Ok(TokenCheck::Valid(_)) => {
@@ -489,7 +483,7 @@ pub async fn reset_page(web: Arc<Web>, ctx: Ctx, q: HashMap<String, String>) -> 
     }
 }
 
-pub async fn reset_post(web: Arc<Web>, ctx: Ctx, form: Form) -> Resp {
+pub fn reset_post(web: Arc<Web>, ctx: Ctx, form: Form) -> Resp {
     let t = ctx.lang.t();
     let token = form.get("token").to_owned();
     let pw = form.raw("password").to_owned();
@@ -523,9 +517,7 @@ pub async fn reset_post(web: Arc<Web>, ctx: Ctx, form: Form) -> Resp {
         Ok(TokenCheck::Invalid) => return Ok(invalid_link(&web, &ctx)),
         Err(e) => return Ok(internal_error(&web, &ctx, "reset", e)),
     };
-    let hash = tokio::task::spawn_blocking(move || password::hash(&pw))
-        .await
-        .unwrap_or_default();
+    let hash = password::hash(&pw);
     // A reset link proves control of the mailbox, so it also verifies the address.
     if let Err(e) = web
         .store
@@ -559,7 +551,7 @@ pub async fn reset_post(web: Arc<Web>, ctx: Ctx, form: Form) -> Resp {
     Ok(resp)
 }
 
-pub async fn logout(web: Arc<Web>, ctx: Ctx) -> Resp {
+pub fn logout(web: Arc<Web>, ctx: Ctx) -> Resp {
     if let Some(s) = &ctx.session {
         if let Err(e) = web.sessions.remove(&s.id) {
             return Ok(internal_error(&web, &ctx, "logout", e));
@@ -574,12 +566,7 @@ pub async fn logout(web: Arc<Web>, ctx: Ctx) -> Resp {
     ))
 }
 
-pub async fn switch_lang(
-    web: Arc<Web>,
-    ctx: Ctx,
-    code: String,
-    q: HashMap<String, String>,
-) -> Resp {
+pub fn switch_lang(web: Arc<Web>, ctx: Ctx, code: String, q: HashMap<String, String>) -> Resp {
     let Some(lang) = Lang::from_code(&code) else {
         let t = ctx.lang.t();
         return Ok(pages::message(
@@ -606,7 +593,7 @@ pub async fn switch_lang(
     ))
 }
 
-pub async fn imprint(web: Arc<Web>, ctx: Ctx) -> Resp {
+pub fn imprint(web: Arc<Web>, ctx: Ctx) -> Resp {
     let t = ctx.lang.t();
     let lines = vec![
         "MST Systemtechnik AG".to_owned(),
@@ -624,7 +611,7 @@ pub async fn imprint(web: Arc<Web>, ctx: Ctx) -> Resp {
     ))
 }
 
-pub async fn privacy(web: Arc<Web>, ctx: Ctx) -> Resp {
+pub fn privacy(web: Arc<Web>, ctx: Ctx) -> Resp {
     let t = ctx.lang.t();
     let text = if ctx.lang.is_de() {
         vec![
@@ -649,7 +636,7 @@ pub async fn privacy(web: Arc<Web>, ctx: Ctx) -> Resp {
 }
 
 /// The logged-in landing page: the customer's licenses.
-pub async fn licenses(web: Arc<Web>, ctx: Ctx) -> Resp {
+pub fn licenses(web: Arc<Web>, ctx: Ctx) -> Resp {
     let Some(account) = &ctx.account else {
         return Ok(login_first(&ctx));
     };

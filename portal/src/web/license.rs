@@ -131,7 +131,7 @@ fn kind_name(t: LicenseType, de: bool) -> &'static str {
     }
 }
 
-pub async fn page(web: Arc<Web>, ctx: Ctx, number: String, q: HashMap<String, String>) -> Resp {
+pub fn page(web: Arc<Web>, ctx: Ctx, number: String, q: HashMap<String, String>) -> Resp {
     let license = match license_for(&web, &ctx, &number) {
         Ok(l) => l,
         Err(refused) => return Ok(*refused),
@@ -309,7 +309,7 @@ fn edit_page(
     pages::render(web, ctx, status, &page)
 }
 
-pub async fn edit_get(web: Arc<Web>, ctx: Ctx, number: String) -> Resp {
+pub fn edit_get(web: Arc<Web>, ctx: Ctx, number: String) -> Resp {
     let license = match license_for(&web, &ctx, &number) {
         Ok(l) => l,
         Err(refused) => return Ok(*refused),
@@ -353,7 +353,7 @@ pub fn license_data_form(form: &Form, de: bool) -> (LicenseData, Errors) {
 }
 
 /// Saves name, postcode and city (manual 5: nothing else can change after ordering).
-pub async fn edit_post(web: Arc<Web>, ctx: Ctx, number: String, form: Form) -> Resp {
+pub fn edit_post(web: Arc<Web>, ctx: Ctx, number: String, form: Form) -> Resp {
     let Some(account) = ctx.account.clone() else {
         return Ok(login_first(&ctx));
     };
@@ -402,7 +402,7 @@ fn actor_for(ctx: &Ctx, license: &License) -> Actor {
 /// The signed license file `<number>.json` (manual 6): hardware-dongle licenses
 /// only, once the vendor entered the dongle serial. The stored grant is verified
 /// against the server's key before it leaves.
-pub async fn download(web: Arc<Web>, ctx: Ctx, number: String) -> Resp {
+pub fn download(web: Arc<Web>, ctx: Ctx, number: String) -> Resp {
     let license = match license_for(&web, &ctx, &number) {
         Ok(l) => l,
         Err(refused) => return Ok(*refused),
@@ -489,7 +489,7 @@ fn hard_dongle_reset(web: &Web, ctx: &Ctx) -> Response<Body> {
     )
 }
 
-pub async fn reset_get(web: Arc<Web>, ctx: Ctx, number: String) -> Resp {
+pub fn reset_get(web: Arc<Web>, ctx: Ctx, number: String) -> Resp {
     let license = match license_for(&web, &ctx, &number) {
         Ok(l) => l,
         Err(refused) => return Ok(*refused),
@@ -505,7 +505,7 @@ pub async fn reset_get(web: Arc<Web>, ctx: Ctx, number: String) -> Resp {
 }
 
 /// Releases the hardware binding (manual 7).
-pub async fn reset_post(web: Arc<Web>, ctx: Ctx, number: String) -> Resp {
+pub fn reset_post(web: Arc<Web>, ctx: Ctx, number: String) -> Resp {
     let license = match license_for(&web, &ctx, &number) {
         Ok(l) => l,
         Err(refused) => return Ok(*refused),
@@ -560,7 +560,7 @@ fn upgrade_refusal(web: &Web, license: &License, de: bool) -> Option<String> {
     None
 }
 
-pub async fn upgrade_get(web: Arc<Web>, ctx: Ctx, number: String) -> Resp {
+pub fn upgrade_get(web: Arc<Web>, ctx: Ctx, number: String) -> Resp {
     let license = match license_for(&web, &ctx, &number) {
         Ok(l) => l,
         Err(refused) => return Ok(*refused),
@@ -590,7 +590,7 @@ pub async fn upgrade_get(web: Arc<Web>, ctx: Ctx, number: String) -> Resp {
 }
 
 /// "Next", "Back", "Get quote" and "Order now" of the upgrade form.
-pub async fn upgrade_post(web: Arc<Web>, ctx: Ctx, number: String, form: Form) -> Resp {
+pub fn upgrade_post(web: Arc<Web>, ctx: Ctx, number: String, form: Form) -> Resp {
     let license = match license_for(&web, &ctx, &number) {
         Ok(l) => l,
         Err(refused) => return Ok(*refused),
@@ -728,7 +728,7 @@ fn upgrade_form(
 /// The free renewal of an engineering license, from 60 days before its end: a
 /// renewal mutation, activated at once; the daemon receives the new grant at its
 /// next check.
-pub async fn renew(web: Arc<Web>, ctx: Ctx, number: String) -> Resp {
+pub fn renew(web: Arc<Web>, ctx: Ctx, number: String) -> Resp {
     let license = match license_for(&web, &ctx, &number) {
         Ok(l) => l,
         Err(refused) => return Ok(*refused),

@@ -302,53 +302,78 @@ fn ctx(web: Arc<Web>) -> impl Filter<Extract = (Ctx,), Error = Rejection> + Clon
         .and(warp::addr::remote())
         .and(warp::path::full())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
-        .map(
+        .and_then(
             move |cookie: Option<String>,
                   accept: Option<String>,
                   xff: Option<String>,
                   remote: Option<SocketAddr>,
                   path: warp::path::FullPath,
                   query: String| {
-                let now = web.clock.now();
-                let cookie = cookie.as_deref();
-                let session = session::read_cookie(cookie, session::SESSION_COOKIE)
-                    .and_then(|id| web.sessions.lookup(id, now).ok().flatten());
-                let account = session
-                    .as_ref()
-                    .and_then(|s| web.store.account(s.account).ok().flatten());
-                let lang = session::read_cookie(cookie, session::LANG_COOKIE)
-                    .and_then(Lang::from_code)
-                    .or_else(|| account.as_ref().and_then(|a| web.lang_pref(a.id)))
-                    .or_else(|| accept.as_deref().and_then(Lang::from_accept_language))
-                    .unwrap_or(Lang::De);
-                let (anon, anon_is_new) = match session::read_cookie(cookie, session::ANON_COOKIE) {
-                    Some(a) if a.len() == 64 && a.bytes().all(|b| b.is_ascii_hexdigit()) => {
-                        (a.to_owned(), false)
-                    }
-                    _ => (session::random_id(), true),
-                };
-                let client = match (web.cfg.trust_forwarded_for, xff) {
-                    (true, Some(x)) => x.rsplit(',').next().unwrap_or("").trim().to_owned(),
-                    _ => remote
-                        .map(|r| r.ip().to_string())
-                        .unwrap_or_else(|| "unknown".into()),
-                };
-                Ctx {
-                    lang,
-                    session,
-                    account,
-                    anon,
-                    anon_is_new,
-                    client,
-                    path_and_query: if query.is_empty() {
-                        path.as_str().to_owned()
-                    } else {
-                        format!("{}?{query}", path.as_str())
-                    },
-                    path: path.as_str().to_owned(),
+                let web = Arc::clone(&web);
+                async move {
+                    // The session and account lookups read the store: on a
+                    // blocking thread, like the handlers.
+                    let built = tokio::task::spawn_blocking(move || {
+                        build_ctx(&web, cookie, accept, xff, remote, path, query)
+                    })
+                    .await;
+                    built.map_err(|e| {
+                        tracing::error!(error = %e, "building the request context failed");
+                        warp::reject::reject()
+                    })
                 }
             },
         )
+}
+
+/// The request context of one request (see [`ctx`]).
+fn build_ctx(
+    web: &Web,
+    cookie: Option<String>,
+    accept: Option<String>,
+    xff: Option<String>,
+    remote: Option<SocketAddr>,
+    path: warp::path::FullPath,
+    query: String,
+) -> Ctx {
+    let now = web.clock.now();
+    let cookie = cookie.as_deref();
+    let session = session::read_cookie(cookie, session::SESSION_COOKIE)
+        .and_then(|id| web.sessions.lookup(id, now).ok().flatten());
+    let account = session
+        .as_ref()
+        .and_then(|s| web.store.account(s.account).ok().flatten());
+    let lang = session::read_cookie(cookie, session::LANG_COOKIE)
+        .and_then(Lang::from_code)
+        .or_else(|| account.as_ref().and_then(|a| web.lang_pref(a.id)))
+        .or_else(|| accept.as_deref().and_then(Lang::from_accept_language))
+        .unwrap_or(Lang::De);
+    let (anon, anon_is_new) = match session::read_cookie(cookie, session::ANON_COOKIE) {
+        Some(a) if a.len() == 64 && a.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            (a.to_owned(), false)
+        }
+        _ => (session::random_id(), true),
+    };
+    let client = match (web.cfg.trust_forwarded_for, xff) {
+        (true, Some(x)) => x.rsplit(',').next().unwrap_or("").trim().to_owned(),
+        _ => remote
+            .map(|r| r.ip().to_string())
+            .unwrap_or_else(|| "unknown".into()),
+    };
+    Ctx {
+        lang,
+        session,
+        account,
+        anon,
+        anon_is_new,
+        client,
+        path_and_query: if query.is_empty() {
+            path.as_str().to_owned()
+        } else {
+            format!("{}?{query}", path.as_str())
+        },
+        path: path.as_str().to_owned(),
+    }
 }
 
 /// The largest form body read. A form's own fields are far smaller (the longest,
@@ -422,6 +447,32 @@ fn with_security_headers(mut resp: Response<Body>) -> Response<Body> {
 type Resp = Result<Response<Body>, Infallible>;
 
 /// Every route of the portal.
+/// A handler as a warp `and_then` function that runs it on a blocking thread:
+/// the one boundary between warp's async workers and the store. Every handler is
+/// a plain function (store calls, argon2), and none of that ever runs on an
+/// async worker. `blocking!(shop::quotes; a, b, c)` names the handler and as
+/// many argument names as it takes.
+macro_rules! blocking {
+    ($f:path; $($a:ident),+) => {
+        move |$($a),+| async move { $crate::web::on_blocking_thread(move || $f($($a),+)).await }
+    };
+}
+
+/// Runs `f` on tokio's blocking pool. A handler that panicked answers 500 (the
+/// panic is logged), as an async handler's panic would have ended the request.
+pub(crate) async fn on_blocking_thread(f: impl FnOnce() -> Resp + Send + 'static) -> Resp {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "a portal handler failed");
+            Ok(
+                warp::reply::with_status("internal error", StatusCode::INTERNAL_SERVER_ERROR)
+                    .into_response(),
+            )
+        }
+    }
+}
+
 pub fn routes(
     web: Arc<Web>,
 ) -> impl Filter<Extract = (Response<Body>,), Error = Infallible> + Clone {
@@ -438,7 +489,7 @@ pub fn routes(
         .and(w.clone())
         .and(c.clone())
         .and(form())
-        .and_then(dispatch_post)
+        .and_then(blocking!(dispatch_post; a, b, c, d))
         .boxed();
 
     let static_files = warp::get()
@@ -467,28 +518,28 @@ pub fn routes(
     let shop_routes = get
         .clone()
         .and(warp::path!("quote"))
-        .and_then(shop::choose)
+        .and_then(blocking!(shop::choose; a, b))
         .or(get
             .clone()
             .and(warp::path!("quote" / String))
-            .and_then(shop::form_get))
+            .and_then(blocking!(shop::form_get; a, b, c)))
         .unify()
         .or(get
             .clone()
             .and(warp::path!("api" / "price"))
             .and(warp::query::<Vec<(String, String)>>())
-            .and_then(shop::price_api))
+            .and_then(blocking!(shop::price_api; a, b, c)))
         .unify()
         .or(get
             .clone()
             .and(warp::path!("quotes"))
             .and(warp::query::<HashMap<String, String>>())
-            .and_then(shop::quotes))
+            .and_then(blocking!(shop::quotes; a, b, c)))
         .unify()
         .or(get
             .clone()
             .and(warp::path!("quotes" / String / u32))
-            .and_then(shop::quote_show))
+            .and_then(blocking!(shop::quote_show; a, b, c, d)))
         .unify()
         .boxed();
 
@@ -496,110 +547,110 @@ pub fn routes(
         .clone()
         .and(warp::path!("licenses" / String))
         .and(warp::query::<HashMap<String, String>>())
-        .and_then(license::page)
+        .and_then(blocking!(license::page; a, b, c, d))
         .or(get
             .clone()
             .and(warp::path!("licenses" / String / "edit"))
-            .and_then(license::edit_get))
+            .and_then(blocking!(license::edit_get; a, b, c)))
         .unify()
         .or(get
             .clone()
             .and(warp::path!("licenses" / String / "download"))
-            .and_then(license::download))
+            .and_then(blocking!(license::download; a, b, c)))
         .unify()
         .or(get
             .clone()
             .and(warp::path!("licenses" / String / "reset"))
-            .and_then(license::reset_get))
+            .and_then(blocking!(license::reset_get; a, b, c)))
         .unify()
         .or(get
             .clone()
             .and(warp::path!("licenses" / String / "upgrade"))
-            .and_then(license::upgrade_get))
+            .and_then(blocking!(license::upgrade_get; a, b, c)))
         .unify()
         .boxed();
 
     let account_routes = get
         .clone()
         .and(warp::path::end())
-        .and_then(auth::home)
+        .and_then(blocking!(auth::home; a, b))
         .or(get
             .clone()
             .and(warp::path!("login"))
             .and(warp::query::<HashMap<String, String>>())
-            .and_then(auth::login_page))
+            .and_then(blocking!(auth::login_page; a, b, c)))
         .unify()
         .or(get
             .clone()
             .and(warp::path!("register"))
-            .and_then(auth::register_page))
+            .and_then(blocking!(auth::register_page; a, b)))
         .unify()
         .or(get
             .clone()
             .and(warp::path!("verify"))
             .and(warp::query::<HashMap<String, String>>())
-            .and_then(auth::verify))
+            .and_then(blocking!(auth::verify; a, b, c)))
         .unify()
         .or(get
             .clone()
             .and(warp::path!("password" / "forgot"))
-            .and_then(auth::forgot_page))
+            .and_then(blocking!(auth::forgot_page; a, b)))
         .unify()
         .or(get
             .clone()
             .and(warp::path!("password" / "reset"))
             .and(warp::query::<HashMap<String, String>>())
-            .and_then(auth::reset_page))
+            .and_then(blocking!(auth::reset_page; a, b, c)))
         .unify()
         .or(get
             .clone()
             .and(warp::path!("lang" / String))
             .and(warp::query::<HashMap<String, String>>())
-            .and_then(auth::switch_lang))
+            .and_then(blocking!(auth::switch_lang; a, b, c, d)))
         .unify()
         .or(get
             .clone()
             .and(warp::path!("imprint"))
-            .and_then(auth::imprint))
+            .and_then(blocking!(auth::imprint; a, b)))
         .unify()
         .or(get
             .clone()
             .and(warp::path!("privacy"))
-            .and_then(auth::privacy))
+            .and_then(blocking!(auth::privacy; a, b)))
         .unify()
         .or(get
             .clone()
             .and(warp::path!("licenses"))
-            .and_then(auth::licenses))
+            .and_then(blocking!(auth::licenses; a, b)))
         .unify()
         .boxed();
 
     let admin_routes = get
         .clone()
         .and(warp::path!("admin"))
-        .and_then(admin::index)
+        .and_then(blocking!(admin::index; a, b))
         .or(get
             .clone()
             .and(warp::path!("admin" / "orders" / String / u32 / "paid"))
             .and(warp::query::<HashMap<String, String>>())
-            .and_then(admin::paid_page))
+            .and_then(blocking!(admin::paid_page; a, b, c, d, e)))
         .unify()
         .or(get
             .clone()
             .and(warp::path!("admin" / "licenses"))
             .and(warp::query::<HashMap<String, String>>())
-            .and_then(admin::licenses))
+            .and_then(blocking!(admin::licenses; a, b, c)))
         .unify()
         .or(get
             .clone()
             .and(warp::path!("admin" / "licenses" / String))
-            .and_then(admin::license))
+            .and_then(blocking!(admin::license; a, b, c)))
         .unify()
         .or(get
             .clone()
             .and(warp::path!("admin" / "customers"))
             .and(warp::query::<HashMap<String, String>>())
-            .and_then(admin::customers))
+            .and_then(blocking!(admin::customers; a, b, c)))
         .unify()
         .boxed();
 
@@ -608,7 +659,7 @@ pub fn routes(
     let fallback = warp::get()
         .and(w.clone())
         .and(c.clone())
-        .and_then(not_found)
+        .and_then(blocking!(not_found; a, b))
         .boxed();
 
     static_files
@@ -731,7 +782,7 @@ fn post_route() -> impl Filter<Extract = (PostRoute,), Error = Rejection> + Clon
 /// The one gate of every POST: a field longer than any form has is refused with
 /// 413 naming it, a missing, foreign or stale CSRF token with 403; only then
 /// does the route's handler see the form.
-async fn dispatch_post(route: PostRoute, web: Arc<Web>, ctx: Ctx, form: Form) -> Resp {
+fn dispatch_post(route: PostRoute, web: Arc<Web>, ctx: Ctx, form: Form) -> Resp {
     use PostRoute as P;
     if let Some(field) = input::overlong_field(form.fields()) {
         return Ok(pages::too_long(&web, &ctx, Some(field)));
@@ -750,27 +801,27 @@ async fn dispatch_post(route: PostRoute, web: Arc<Web>, ctx: Ctx, form: Form) ->
         }
     }
     match route {
-        P::Login => auth::login_post(web, ctx, form).await,
-        P::Register => auth::register_post(web, ctx, form).await,
-        P::VerifyResend => auth::resend_post(web, ctx, form).await,
-        P::PasswordForgot => auth::forgot_post(web, ctx, form).await,
-        P::PasswordReset => auth::reset_post(web, ctx, form).await,
-        P::Logout => auth::logout(web, ctx).await,
-        P::Quote(kind) => shop::form_post(web, ctx, kind, form).await,
-        P::QuoteOrder(number, n) => shop::quote_order(web, ctx, number, n).await,
-        P::QuoteDelete(number, n) => shop::quote_delete(web, ctx, number, n).await,
-        P::LicenseEdit(number) => license::edit_post(web, ctx, number, form).await,
-        P::LicenseReset(number) => license::reset_post(web, ctx, number).await,
-        P::LicenseUpgrade(number) => license::upgrade_post(web, ctx, number, form).await,
-        P::LicenseRenew(number) => license::renew(web, ctx, number).await,
-        P::AdminMailRetry(id) => admin::retry_mail(web, ctx, id).await,
-        P::AdminMarkPaid(number, n) => admin::mark_paid(web, ctx, number, n, form).await,
-        P::AdminDongle(number) => admin::set_dongle(web, ctx, number, form).await,
-        P::AdminTrusted(id) => admin::set_trusted(web, ctx, id, form).await,
+        P::Login => auth::login_post(web, ctx, form),
+        P::Register => auth::register_post(web, ctx, form),
+        P::VerifyResend => auth::resend_post(web, ctx, form),
+        P::PasswordForgot => auth::forgot_post(web, ctx, form),
+        P::PasswordReset => auth::reset_post(web, ctx, form),
+        P::Logout => auth::logout(web, ctx),
+        P::Quote(kind) => shop::form_post(web, ctx, kind, form),
+        P::QuoteOrder(number, n) => shop::quote_order(web, ctx, number, n),
+        P::QuoteDelete(number, n) => shop::quote_delete(web, ctx, number, n),
+        P::LicenseEdit(number) => license::edit_post(web, ctx, number, form),
+        P::LicenseReset(number) => license::reset_post(web, ctx, number),
+        P::LicenseUpgrade(number) => license::upgrade_post(web, ctx, number, form),
+        P::LicenseRenew(number) => license::renew(web, ctx, number),
+        P::AdminMailRetry(id) => admin::retry_mail(web, ctx, id),
+        P::AdminMarkPaid(number, n) => admin::mark_paid(web, ctx, number, n, form),
+        P::AdminDongle(number) => admin::set_dongle(web, ctx, number, form),
+        P::AdminTrusted(id) => admin::set_trusted(web, ctx, id, form),
     }
 }
 
-async fn not_found(web: Arc<Web>, ctx: Ctx) -> Resp {
+fn not_found(web: Arc<Web>, ctx: Ctx) -> Resp {
     Ok(pages::message(
         &web,
         &ctx,

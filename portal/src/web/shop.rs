@@ -1107,7 +1107,7 @@ fn require_login(ctx: &Ctx) -> Option<AccountId> {
 }
 
 /// "Angebot einholen": Standard or Engineering.
-pub async fn choose(web: Arc<Web>, ctx: Ctx) -> Resp {
+pub fn choose(web: Arc<Web>, ctx: Ctx) -> Resp {
     if require_login(&ctx).is_none() {
         return Ok(login_first(&ctx));
     }
@@ -1125,7 +1125,7 @@ fn license_type_of(kind: &str) -> Option<LicenseType> {
     }
 }
 
-pub async fn form_get(web: Arc<Web>, ctx: Ctx, kind: String) -> Resp {
+pub fn form_get(web: Arc<Web>, ctx: Ctx, kind: String) -> Resp {
     if require_login(&ctx).is_none() {
         return Ok(login_first(&ctx));
     }
@@ -1204,7 +1204,7 @@ pub fn evaluate_submitted(
 }
 
 /// "Next", "Back" and "Get quote" of the new-license form.
-pub async fn form_post(web: Arc<Web>, ctx: Ctx, kind: String, form: Form) -> Resp {
+pub fn form_post(web: Arc<Web>, ctx: Ctx, kind: String, form: Form) -> Resp {
     let Some(account) = require_login(&ctx) else {
         return Ok(login_first(&ctx));
     };
@@ -1362,7 +1362,7 @@ pub fn internal_error(
 /// as JSON for `static/order.js`. With `license=<number>` it prices an upgrade of
 /// that license (its owner only). Never stores anything. Any invalid or unknown
 /// field answers 422 with `ok: false` and the field errors, and no total.
-pub async fn price_api(web: Arc<Web>, ctx: Ctx, q: Vec<(String, String)>) -> Resp {
+pub fn price_api(web: Arc<Web>, ctx: Ctx, q: Vec<(String, String)>) -> Resp {
     let form = Form::from_pairs(q);
     let current = if form.has("license") {
         match super::license::owned(&web, &ctx, form.get("license")) {
@@ -1570,7 +1570,7 @@ pub fn owned_mutation(web: &Web, ctx: &Ctx, number: &str, n: u32) -> Option<(Lic
 /// "Meine Angebote": number, type, license, licensee, created, valid until, price;
 /// search (`q`) and filter (`show` = open, expired, ordered, new, upgrade). An
 /// ordered quote stays in the list, marked as ordered, with a link to its license.
-pub async fn quotes(web: Arc<Web>, ctx: Ctx, q: HashMap<String, String>) -> Resp {
+pub fn quotes(web: Arc<Web>, ctx: Ctx, q: HashMap<String, String>) -> Resp {
     let Some(account) = require_login(&ctx) else {
         return Ok(login_first(&ctx));
     };
@@ -1720,7 +1720,7 @@ pub fn state_name(state: MutationState, de: bool) -> &'static str {
 }
 
 /// One quote, with "Order" while it can be ordered (the emailed link lands here).
-pub async fn quote_show(web: Arc<Web>, ctx: Ctx, number: String, n: u32) -> Resp {
+pub fn quote_show(web: Arc<Web>, ctx: Ctx, number: String, n: u32) -> Resp {
     if require_login(&ctx).is_none() {
         return Ok(login_first(&ctx));
     }
@@ -1790,7 +1790,7 @@ fn minus(a: &Entitlements, b: &Entitlements) -> Entitlements {
 }
 
 /// Orders a quote: the license page thanks and explains what happens next.
-pub async fn quote_order(web: Arc<Web>, ctx: Ctx, number: String, n: u32) -> Resp {
+pub fn quote_order(web: Arc<Web>, ctx: Ctx, number: String, n: u32) -> Resp {
     let Some(account) = require_login(&ctx) else {
         return Ok(login_first(&ctx));
     };
@@ -1873,7 +1873,7 @@ fn quote_expired_page(web: &Web, ctx: &Ctx) -> Response<Body> {
 }
 
 /// Deletes a quote (not an order).
-pub async fn quote_delete(web: Arc<Web>, ctx: Ctx, number: String, n: u32) -> Resp {
+pub fn quote_delete(web: Arc<Web>, ctx: Ctx, number: String, n: u32) -> Resp {
     let Some(account) = require_login(&ctx) else {
         return Ok(login_first(&ctx));
     };

@@ -17,15 +17,40 @@ const KILLS: usize = 24;
 fn every_acknowledged_write_survives_sigkill() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
+    let db = data.join(portal::store::DB_FILE);
+    crash_rounds(&data, None, || Store::open(&db));
+}
+
+/// The same on PostgreSQL: the writer is `pls` with `PLS_DATABASE_URL` set, a
+/// database of the throwaway cluster.
+#[test]
+fn every_acknowledged_write_survives_sigkill_on_postgres() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let url = portal::store::throwaway::shared()
+        .create_database()
+        .expect("database");
+    crash_rounds(&data, Some(&url), || Store::open_url(&url));
+}
+
+fn crash_rounds(
+    data: &std::path::Path,
+    url: Option<&str>,
+    open: impl Fn() -> Result<Store, portal::store::OpenError>,
+) {
     let seed: u64 = rand::random();
     println!("crash test seed {seed}");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut created: Vec<String> = vec![];
     let mut paid: Vec<String> = vec![];
     for round in 0..KILLS {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pls"))
+        let mut writer = Command::new(env!("CARGO_BIN_EXE_pls"));
+        if let Some(url) = url {
+            writer.env("PLS_DATABASE_URL", url);
+        }
+        let mut child = writer
             .args(["--data-dir"])
-            .arg(&data)
+            .arg(data)
             .arg("__crash-writer")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -71,8 +96,7 @@ fn every_acknowledged_write_survives_sigkill() {
                 other => panic!("unexpected writer output {other:?}"),
             }
         }
-        let store = Store::open(&data.join(portal::store::DB_FILE))
-            .unwrap_or_else(|e| panic!("round {round}: store does not open: {e}"));
+        let store = open().unwrap_or_else(|e| panic!("round {round}: store does not open: {e}"));
         let problems = store.verify().expect("verify");
         assert!(
             problems.is_empty(),

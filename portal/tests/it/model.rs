@@ -93,8 +93,7 @@ fn host(h: u8) -> HardwareId {
     HardwareId::from_bytes([h + 1; 16])
 }
 
-fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
-    let store = Store::temporary().expect("store");
+fn run(store: Store, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let key = SigningKeyPair::from_seed(&[3; 32]);
     let actor = Actor::Admin("model".into());
     let now = UnixTime(1_767_225_600);
@@ -395,6 +394,16 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
     #[test]
     fn store_agrees_with_the_model(ops in proptest::collection::vec(op(), 1..40)) {
-        run(ops)?;
+        run(Store::temporary().expect("store"), ops)?;
+    }
+}
+
+// The same model on PostgreSQL (each case a new database of the test binary's
+// throwaway cluster); fewer cases, as each costs a database.
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+    #[test]
+    fn postgres_store_agrees_with_the_model(ops in proptest::collection::vec(op(), 1..40)) {
+        run(Store::temporary_postgres().expect("PostgreSQL store"), ops)?;
     }
 }

@@ -254,36 +254,65 @@ proptest! {
         queries in proptest::collection::vec(text(6), 1..12),
         picks in proptest::collection::vec((any::<usize>(), 0usize..11, any::<usize>(), 1usize..8), 1..12),
     ) {
-        let store = Store::temporary().expect("store");
-        store.set_flush_each_write(false);
-        build(&store, &emails, &lics);
-        prop_assert_eq!(store.verify().expect("verify"), Vec::<String>::new());
-        for q in &queries {
-            assert_search_agrees(&store, q);
+        index_agrees_with_scan(Store::temporary().expect("store"), &emails, &lics, &queries, picks)?;
+    }
+}
+
+// The same on PostgreSQL's trigram index (pg_trgm).
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    #[test]
+    fn postgres_index_search_is_the_scan(
+        emails in proptest::collection::vec(text(4).prop_map(|s| s.replace([' ', '"', '\\'], "")), 0..3),
+        lics in proptest::collection::vec(lic(), 1..10),
+        queries in proptest::collection::vec(text(6), 1..12),
+        picks in proptest::collection::vec((any::<usize>(), 0usize..11, any::<usize>(), 1usize..8), 1..12),
+    ) {
+        index_agrees_with_scan(Store::temporary_postgres().expect("store"), &emails, &lics, &queries, picks)?;
+    }
+}
+
+fn index_agrees_with_scan(
+    store: Store,
+    emails: &[String],
+    lics: &[Lic],
+    queries: &[String],
+    picks: Vec<(usize, usize, usize, usize)>,
+) -> Result<(), TestCaseError> {
+    store.set_flush_each_write(false);
+    build(&store, emails, lics);
+    prop_assert_eq!(store.verify().expect("verify"), Vec::<String>::new());
+    for q in queries {
+        assert_search_agrees(&store, q);
+    }
+    // Pieces of what is stored, so most of these queries hit.
+    let all = store.licenses().expect("licenses");
+    let emails: HashMap<AccountId, String> = store
+        .accounts()
+        .expect("accounts")
+        .into_iter()
+        .map(|a| (a.id, a.email))
+        .collect();
+    for (li, fi, start, len) in picks {
+        let l = &all[li % all.len()];
+        let email = l
+            .account
+            .and_then(|a| emails.get(&a))
+            .cloned()
+            .unwrap_or_default();
+        let field: Vec<char> = portal::search::fields(l, &email)[fi].chars().collect();
+        if field.is_empty() {
+            continue;
         }
-        // Pieces of what is stored, so most of these queries hit.
-        let all = store.licenses().expect("licenses");
-        let emails: HashMap<AccountId, String> = store
-            .accounts()
-            .expect("accounts")
-            .into_iter()
-            .map(|a| (a.id, a.email))
-            .collect();
-        for (li, fi, start, len) in picks {
-            let l = &all[li % all.len()];
-            let email = l.account.and_then(|a| emails.get(&a)).cloned().unwrap_or_default();
-            let field: Vec<char> = portal::search::fields(l, &email)[fi].chars().collect();
-            if field.is_empty() {
-                continue;
-            }
-            let s = start % field.len();
-            let q: String = field[s..(s + len).min(field.len())].iter().collect();
-            let hits = assert_search_agrees(&store, &q);
-            if !q.trim().is_empty() {
-                prop_assert!(hits >= 1, "{q:?} is part of license {}", l.number);
-            }
+        let s = start % field.len();
+        let q: String = field[s..(s + len).min(field.len())].iter().collect();
+        let hits = assert_search_agrees(&store, &q);
+        if !q.trim().is_empty() {
+            prop_assert!(hits >= 1, "{q:?} is part of license {}", l.number);
         }
     }
+    Ok(())
 }
 
 /// The schema-1 search missed text that JSON escapes; the index finds it.

@@ -156,18 +156,19 @@ impl Server {
         )
         .map_err(|e| StartError::Mail(e.to_string()))?
         .with_metrics(Arc::clone(&registry));
-        let web = Arc::new(
-            web::Web::new(
+        // Web::new reads the store (the CSRF key): on a blocking thread.
+        let web = {
+            let (store, clock, http, key) = (
                 Arc::clone(&store),
                 Arc::clone(&clock),
-                Arc::new(mailer),
                 config.http.clone(),
                 Arc::clone(&identity.key),
-            )
-            .map_err(|e| StartError::Mail(e.to_string()))?
-            .with_prices(prices)
-            .with_metrics(Arc::clone(&registry)),
-        );
+            );
+            blocking(move || web::Web::new(store, clock, Arc::new(mailer), http, key))
+                .await
+                .map_err(|e| StartError::Mail(e.to_string()))?
+        };
+        let web = Arc::new(web.with_prices(prices).with_metrics(Arc::clone(&registry)));
         let http = web::HttpListener::bind(Arc::clone(&web)).map_err(|e| StartError::Http {
             addr: config.http.listen,
             reason: e.to_string(),

@@ -34,10 +34,17 @@ struct Pls {
 
 impl Pls {
     async fn start(dir: &std::path::Path, clock: SimClock) -> Pls {
+        Self::start_on(dir, clock, None).await
+    }
+
+    /// A server on PostgreSQL (`database_url`) or, without it, on SQLite in its
+    /// data directory.
+    async fn start_on(dir: &std::path::Path, clock: SimClock, database_url: Option<String>) -> Pls {
         let mut config = portal::config::Config {
             data_dir: dir.join("pls"),
             ..Default::default()
         };
+        config.database.url = database_url;
         config.quic.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         config.http.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         config.metrics.listen = SocketAddr::from(([127, 0, 0, 1], 0));
@@ -99,15 +106,20 @@ impl Pls {
         }
     }
 
+    /// Runs an admin command as `pls admin` would, on a blocking thread (the
+    /// store is never called on an async worker; the tests run multi-threaded).
     fn admin(&self, request: AdminRequest) -> Value {
-        let reply = portal::admin::execute(
-            self.admin.as_ref().expect("server bound"),
-            AdminEnvelope {
-                idempotency_key: None,
-                operator: "e2e".into(),
-                request,
-            },
-        )
+        let ctx = self.admin.as_ref().expect("server bound");
+        let reply = tokio::task::block_in_place(|| {
+            portal::admin::execute(
+                ctx,
+                AdminEnvelope {
+                    idempotency_key: None,
+                    operator: "e2e".into(),
+                    request,
+                },
+            )
+        })
         .unwrap_or_else(|e| panic!("admin command failed: {e}"));
         reply.data
     }
@@ -309,9 +321,24 @@ const HOST_B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn soft_dongle_lifecycle_against_the_real_server() {
+    soft_dongle_lifecycle(None).await;
+}
+
+/// The same lifecycle with the server's store on PostgreSQL (a database of this
+/// test binary's throwaway cluster), restarts included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soft_dongle_lifecycle_against_the_real_server_on_postgres() {
+    let url = tokio::task::spawn_blocking(|| portal::store::throwaway::shared().create_database())
+        .await
+        .expect("cluster task")
+        .expect("database");
+    soft_dongle_lifecycle(Some(url)).await;
+}
+
+async fn soft_dongle_lifecycle(database_url: Option<String>) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let clock = SimClock::at(T0);
-    let mut pls = Pls::start(tmp.path(), clock.clone()).await;
+    let mut pls = Pls::start_on(tmp.path(), clock.clone(), database_url).await;
     let (number, token) = pls.create_license(LicenseType::Standard, Protection::SoftDongle);
     let mut licd = Licd::start(tmp.path().join("host-a"), &pls, HOST_A).await;
 

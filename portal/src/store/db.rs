@@ -316,7 +316,8 @@ impl Row<'_> {
 /// A PostgreSQL connection with its own statement cache (the blocking client
 /// prepares each text again otherwise: a round trip per statement).
 pub struct PgConn {
-    client: RefCell<postgres::Client>,
+    /// Always `Some` until the connection is dropped.
+    client: RefCell<Option<postgres::Client>>,
     cache: RefCell<HashMap<String, postgres::Statement>>,
 }
 
@@ -330,23 +331,46 @@ impl PgConn {
     pub fn connect(url: &str) -> Result<PgConn, DbError> {
         let client = postgres::Client::connect(url, postgres::NoTls)?;
         Ok(PgConn {
-            client: RefCell::new(client),
+            client: RefCell::new(Some(client)),
             cache: RefCell::new(HashMap::new()),
         })
     }
 
     /// Whether the connection to the server was lost (the next use reconnects).
     pub fn is_closed(&self) -> bool {
-        self.client.borrow().is_closed()
+        self.client.borrow().as_ref().is_none_or(postgres::Client::is_closed)
+    }
+
+    /// Runs `f` on the client.
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut postgres::Client) -> Result<T, postgres::Error>,
+    ) -> Result<T, DbError> {
+        let mut client = self.client.borrow_mut();
+        let client = client.as_mut().ok_or(DbError::NoRows)?;
+        Ok(f(client)?)
     }
 
     fn statement(&self, sql: &str) -> Result<postgres::Statement, DbError> {
         if let Some(s) = self.cache.borrow().get(sql) {
             return Ok(s.clone());
         }
-        let stmt = self.client.borrow_mut().prepare(&pg_placeholders(sql))?;
+        let stmt = self.with(|c| c.prepare(&pg_placeholders(sql)))?;
         self.cache.borrow_mut().insert(sql.to_owned(), stmt.clone());
         Ok(stmt)
+    }
+}
+
+impl Drop for PgConn {
+    /// The blocking client closes its connection with a blocking call, which
+    /// must not run on an async worker (a store dropped at the end of an async
+    /// task): there, it is closed on a thread of its own.
+    fn drop(&mut self) {
+        if let Some(client) = self.client.get_mut().take() {
+            if tokio::runtime::Handle::try_current().is_ok() {
+                std::thread::spawn(move || drop(client));
+            }
+        }
     }
 }
 
@@ -420,7 +444,7 @@ impl Conn {
     pub fn execute_batch(&self, sql: &str) -> Result<(), DbError> {
         match self {
             Conn::Sqlite(c) => c.execute_batch(sql)?,
-            Conn::Pg(c) => c.client.borrow_mut().batch_execute(sql)?,
+            Conn::Pg(c) => c.with(|c| c.batch_execute(sql))?,
         }
         Ok(())
     }
@@ -480,7 +504,7 @@ impl Stmt<'_> {
             Stmt::Pg { conn, stmt } => {
                 let pg: Vec<&(dyn postgres::types::ToSql + Sync)> =
                     args.iter().map(|a| a.pg()).collect();
-                let n = conn.client.borrow_mut().execute(&*stmt, &pg)?;
+                let n = conn.with(|c| c.execute(&*stmt, &pg))?;
                 Ok(usize::try_from(n).unwrap_or(usize::MAX))
             }
         }
@@ -504,7 +528,7 @@ impl Stmt<'_> {
             Stmt::Pg { conn, stmt } => {
                 let pg: Vec<&(dyn postgres::types::ToSql + Sync)> =
                     args.iter().map(|a| a.pg()).collect();
-                match conn.client.borrow_mut().query_opt(&*stmt, &pg)? {
+                match conn.with(|c| c.query_opt(&*stmt, &pg))? {
                     Some(r) => f(&Row::Pg(&r)),
                     None => Err(DbError::NoRows),
                 }
@@ -532,7 +556,7 @@ impl Stmt<'_> {
             Stmt::Pg { conn, stmt } => {
                 let pg: Vec<&(dyn postgres::types::ToSql + Sync)> =
                     args.iter().map(|a| a.pg()).collect();
-                for r in conn.client.borrow_mut().query(&*stmt, &pg)? {
+                for r in conn.with(|c| c.query(&*stmt, &pg))? {
                     out.push(f(&Row::Pg(&r)));
                 }
             }

@@ -338,7 +338,10 @@ impl PgConn {
 
     /// Whether the connection to the server was lost (the next use reconnects).
     pub fn is_closed(&self) -> bool {
-        self.client.borrow().as_ref().is_none_or(postgres::Client::is_closed)
+        self.client
+            .borrow()
+            .as_ref()
+            .is_none_or(postgres::Client::is_closed)
     }
 
     /// Runs `f` on the client.

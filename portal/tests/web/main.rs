@@ -37,8 +37,31 @@ impl Portal {
     }
 
     async fn start_with(smtp: Option<SmtpConfig>, public_url: &str) -> Portal {
+        Self::start_engine(smtp, public_url, false).await
+    }
+
+    /// The portal with its store on PostgreSQL (a database of this test binary's
+    /// throwaway cluster).
+    async fn start_postgres() -> Portal {
+        Self::start_engine(None, "http://portal.test", true).await
+    }
+
+    async fn start_engine(smtp: Option<SmtpConfig>, public_url: &str, postgres: bool) -> Portal {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Arc::new(Store::open(&dir.path().join(portal::store::DB_FILE)).expect("store"));
+        let path = dir.path().join(portal::store::DB_FILE);
+        // Opening a store (and Web::new, which reads it) blocks: not on the
+        // test's async thread.
+        let store = Arc::new(
+            portal::blocking(move || {
+                if postgres {
+                    Store::temporary_postgres()
+                } else {
+                    Store::open(&path)
+                }
+            })
+            .await
+            .expect("store"),
+        );
         let clock = SimClock::at(START);
         let outbox = dir.path().join("outbox");
         let mailer = Arc::new(
@@ -57,8 +80,12 @@ impl Portal {
             ..HttpConfig::default()
         };
         let key = Arc::new(keys::SigningKeyPair::from_seed(&[7; 32]));
-        let web =
-            Arc::new(Web::new(store, Arc::new(clock.clone()), mailer, cfg, key).expect("web"));
+        let web_clock = Arc::new(clock.clone());
+        let web = Arc::new(
+            portal::blocking(move || Web::new(store, web_clock, mailer, cfg, key))
+                .await
+                .expect("web"),
+        );
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (addr, _task) = web::serve(web.clone(), async move {
             let _ = stopped.await;

@@ -100,6 +100,13 @@ pub(crate) fn location(r: &Reply) -> String {
     r.header("location").unwrap_or_default().to_owned()
 }
 
+/// Runs `f` on a thread of its own, outside the test's async runtime: a test's
+/// direct store calls block (PostgreSQL's client refuses to run on an async
+/// thread), as the portal's own calls run on blocking threads.
+pub(crate) fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| s.spawn(f).join().expect("store call"))
+}
+
 impl Portal {
     /// A verified, logged-in customer.
     pub(crate) async fn customer(&self, email: &str) -> Browser {
@@ -113,6 +120,13 @@ impl Portal {
 
     /// A logged-in admin (created directly in the store, like `pls admin create-admin`).
     pub(crate) async fn admin(&self) -> Browser {
+        off_runtime(|| self.create_admin());
+        let mut b = Browser::new(self.addr);
+        self.login(&mut b, "vendor@mst.example", PW, false).await;
+        b
+    }
+
+    fn create_admin(&self) {
         let store = &self.web.store;
         let a = store
             .create_account(
@@ -135,9 +149,6 @@ impl Portal {
                 a.email_verified = true
             })
             .expect("verify");
-        let mut b = Browser::new(self.addr);
-        self.login(&mut b, "vendor@mst.example", PW, false).await;
-        b
     }
 
     /// Quotes `fields` on `/quote/<kind>`: Next, then Get quote. Returns the license
@@ -255,7 +266,16 @@ impl Portal {
 
 #[tokio::test]
 async fn the_manuals_worked_order_from_quote_to_activation() {
-    let p = Portal::start().await;
+    order_to_activation(Portal::start().await).await;
+}
+
+/// The same order with the portal's store on PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_manuals_worked_order_on_postgres() {
+    order_to_activation(Portal::start_postgres().await).await;
+}
+
+async fn order_to_activation(p: Portal) {
     let mut b = p.customer("christoph@example.com").await;
 
     // Next: the summary with the manual's positions and totals.
@@ -298,10 +318,7 @@ async fn the_manuals_worked_order_from_quote_to_activation() {
         START.plus_days(91),
         portal::web::i18n::Lang::De
     )));
-    let quote = p
-        .web
-        .store
-        .mutation(&number, 1)
+    let quote = off_runtime(|| p.web.store.mutation(&number, 1))
         .expect("store")
         .expect("quote");
     assert_eq!(quote.state, MutationState::Quote);
@@ -399,10 +416,7 @@ async fn the_manuals_worked_order_from_quote_to_activation() {
         "</code>",
     )
     .expect("token");
-    let license = p
-        .web
-        .store
-        .license(&number)
+    let license = off_runtime(|| p.web.store.license(&number))
         .expect("store")
         .expect("license");
     assert_eq!(token, license.token.expose());
@@ -486,7 +500,7 @@ async fn errors_stand_next_to_their_fields_and_values_are_kept() {
     );
     assert!(r.body.contains("value=\"6000\""));
     assert_eq!(
-        p.web.store.license_count().expect("count"),
+        off_runtime(|| p.web.store.license_count()).expect("count"),
         0,
         "nothing stored"
     );
@@ -516,9 +530,7 @@ async fn expired_quotes_cannot_be_ordered() {
     assert!(r.body.contains("nicht mehr gültig"));
     p.web.housekeeping().expect("housekeeping");
     assert_eq!(
-        p.web
-            .store
-            .mutation(&number, 1)
+        off_runtime(|| p.web.store.mutation(&number, 1))
             .expect("store")
             .expect("m")
             .state,
@@ -552,17 +564,23 @@ async fn expired_quotes_cannot_be_ordered() {
 /// login page), and nothing of the license in the answer.
 #[tokio::test]
 async fn another_customer_sees_and_changes_nothing() {
-    let p = Portal::start().await;
+    another_customer(Portal::start().await).await;
+}
+
+/// The same with the portal's store on PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_customer_sees_and_changes_nothing_on_postgres() {
+    another_customer(Portal::start_postgres().await).await;
+}
+
+async fn another_customer(p: Portal) {
     let mut owner = p.customer("owner@example.com").await;
     let number = p
         .quote(&mut owner, "standard", |f| {
             set(f, "data_name", "Geheime Anlage")
         })
         .await;
-    let license = p
-        .web
-        .store
-        .license(&number)
+    let license = off_runtime(|| p.web.store.license(&number))
         .expect("store")
         .expect("license");
     let token = license.token.expose().to_owned();
@@ -622,26 +640,19 @@ async fn another_customer_sees_and_changes_nothing() {
         assert!(!r.body.contains("Geheime"), "POST {path} leaks");
     }
     // Nothing changed.
-    let after = p
-        .web
-        .store
-        .license(&number)
+    let after = off_runtime(|| p.web.store.license(&number))
         .expect("store")
         .expect("license");
     assert_eq!(after, license);
     assert_eq!(
-        p.web
-            .store
-            .mutation(&number, 1)
+        off_runtime(|| p.web.store.mutation(&number, 1))
             .expect("store")
             .expect("m")
             .state,
         MutationState::Quote
     );
     assert!(
-        !p.web
-            .store
-            .account_by_email("owner@example.com")
+        !off_runtime(|| p.web.store.account_by_email("owner@example.com"))
             .expect("store")
             .expect("a")
             .trusted
@@ -809,23 +820,19 @@ async fn upgrade_only_while_stopped_only_upwards_and_reset_moves_the_license() {
     hidden.push(("step".into(), "order".into()));
     let r = post_owned(&mut b, &format!("/licenses/{number}/upgrade"), &hidden).await;
     assert_eq!(r.status, 303, "{}", r.body);
-    let m = p
-        .web
-        .store
-        .mutation(&number, 2)
+    let m = off_runtime(|| p.web.store.mutation(&number, 2))
         .expect("store")
         .expect("upgrade");
     assert_eq!(m.state, MutationState::Ordered);
     assert_eq!(m.price_net.as_deref(), Some("800"));
-    let serial_before = p
-        .web
-        .store
-        .license(&number)
+    let serial_before = off_runtime(|| p.web.store.license(&number))
         .expect("s")
         .expect("l")
         .current_grant;
     p.mark_paid(&mut admin, &number, 2).await;
-    let after = p.web.store.license(&number).expect("s").expect("l");
+    let after = off_runtime(|| p.web.store.license(&number))
+        .expect("s")
+        .expect("l");
     assert_eq!(after.entitlements.driver(keys::Driver::SaiaPcd), 16_100);
     assert!(
         after.current_grant > serial_before,
@@ -896,11 +903,15 @@ async fn engineering_is_free_active_at_once_and_renewed_with_reminders() {
         .body
         .contains("SoftDongle und HardDongle sind nicht wählbar"));
     let number = p.quote(&mut b, "engineering", |_| {}).await;
-    let q = p.web.store.mutation(&number, 1).expect("s").expect("m");
+    let q = off_runtime(|| p.web.store.mutation(&number, 1))
+        .expect("s")
+        .expect("m");
     assert_eq!(q.price_net.as_deref(), Some("0"));
     let r = p.order(&mut b, &number, 1).await;
     assert_eq!(r.status, 303);
-    let l = p.web.store.license(&number).expect("s").expect("l");
+    let l = off_runtime(|| p.web.store.license(&number))
+        .expect("s")
+        .expect("l");
     assert_eq!(
         l.entitlements,
         keys::Entitlements::engineering(),
@@ -941,10 +952,7 @@ async fn engineering_is_free_active_at_once_and_renewed_with_reminders() {
     assert_eq!(count(&p.deliver().await), 2);
 
     // Renewal: free, at once, 3 more years from the old end, a new grant.
-    let grant_before = p
-        .web
-        .store
-        .license(&number)
+    let grant_before = off_runtime(|| p.web.store.license(&number))
         .expect("s")
         .expect("l")
         .current_grant;
@@ -958,10 +966,14 @@ async fn engineering_is_free_active_at_once_and_renewed_with_reminders() {
         )
         .await;
     assert_eq!(r.status, 303, "{}", r.body);
-    let l = p.web.store.license(&number).expect("s").expect("l");
+    let l = off_runtime(|| p.web.store.license(&number))
+        .expect("s")
+        .expect("l");
     assert_eq!(l.valid_until, Some(end.plus_days(3 * 365 + 1)));
     assert!(l.current_grant > grant_before);
-    let grant = p.web.store.current_grant(&l).expect("s").expect("grant");
+    let grant = off_runtime(|| p.web.store.current_grant(&l))
+        .expect("s")
+        .expect("grant");
     let v = TrustedKeys::with([p.web.key.public()])
         .verify(&grant)
         .expect("signed");
@@ -976,10 +988,7 @@ async fn edit_license_data_and_the_trusted_customer() {
     // The vendor marks the customer trusted: orders activate at once.
     let list = admin.get("/admin/customers?q=c%40example").await;
     assert!(list.body.contains("c@example.com"));
-    let id = p
-        .web
-        .store
-        .account_by_email("c@example.com")
+    let id = off_runtime(|| p.web.store.account_by_email("c@example.com"))
         .expect("s")
         .expect("a")
         .id;
@@ -1029,7 +1038,9 @@ async fn edit_license_data_and_the_trusted_customer() {
     // A field the edit form does not have is refused, and nothing changes.
     assert_eq!(r.status, 422);
     assert!(r.body.contains("company"), "{}", r.body);
-    let l = p.web.store.license(&number).expect("s").expect("l");
+    let l = off_runtime(|| p.web.store.license(&number))
+        .expect("s")
+        .expect("l");
     assert_eq!(l.licensee.company, "MST System Solutions GmbH");
     assert_ne!(l.license_data.name, "ProMoS License Server");
     let r = b
@@ -1044,7 +1055,9 @@ async fn edit_license_data_and_the_trusted_customer() {
         )
         .await;
     assert_eq!(r.status, 303);
-    let l = p.web.store.license(&number).expect("s").expect("l");
+    let l = off_runtime(|| p.web.store.license(&number))
+        .expect("s")
+        .expect("l");
     assert_eq!(l.license_data.name, "ProMoS License Server");
     assert_eq!(
         l.licensee.company, "MST System Solutions GmbH",

@@ -19,7 +19,7 @@ use crate::domain::{
 };
 use crate::store::{LicenseError, NewMutation};
 use askama::Template;
-use keys::{Binding, Entitlements, LicenseData, LicenseType, Protection, TrustedKeys, UnixTime};
+use keys::{Binding, Entitlements, LicenseData, LicenseType, Protection, UnixTime};
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -409,52 +409,27 @@ pub async fn download(web: Arc<Web>, ctx: Ctx, number: String) -> Resp {
     };
     let de = ctx.lang.is_de();
     let title = tr(de, "Lizenz herunterladen", "Download license");
-    if license.protection != Protection::HardDongle {
-        return Ok(conflict(
-            &web,
-            &ctx,
-            title,
-            tr(
-                de,
-                "Die Lizenzdatei gibt es nur für HardDongle-Lizenzen. Eine SoftDongle- oder Engineering-Lizenz wird über das Internet geprüft; sie darf NICHT in das Projekt kopiert werden.",
-                "License files exist for hardware-dongle licenses only. A soft-dongle or engineering license is checked over the internet; it must NOT be copied into the project.",
-            ),
-        ));
-    }
-    if license.dongle_serial.is_none() {
-        return Ok(conflict(
-            &web,
-            &ctx,
-            title,
-            tr(
-                de,
-                "Die Lizenzdatei kann erst heruntergeladen werden, wenn der Dongle ausgeliefert und seine Nummer im Lizenzserver eingetragen ist.",
-                "The license file can be downloaded once the dongle has been delivered and its number entered in the license server.",
-            ),
-        ));
-    }
-    let grant = match web.store.current_grant(&license) {
-        Ok(Some(g)) => g,
-        Ok(None) => {
-            return Ok(conflict(
-                &web,
-                &ctx,
-                title,
-                tr(
-                    de,
-                    "Diese Lizenz enthält noch keine aktiven Services. Die Datei steht bereit, sobald die Bestellung freigeschaltet ist.",
-                    "This license has no active services yet. The file is available once the order is activated.",
-                ),
-            ))
-        }
+    let refused = |text: &str| Ok(conflict(&web, &ctx, title, text));
+    use crate::license_file::LicenseFileError as E;
+    let body = match crate::license_file::render(&web.store, &web.key, &license) {
+        Ok(body) => body,
+        Err(E::NotHardDongle(_)) => return refused(tr(
+            de,
+            "Die Lizenzdatei gibt es nur für HardDongle-Lizenzen. Eine SoftDongle- oder Engineering-Lizenz wird über das Internet geprüft; sie darf NICHT in das Projekt kopiert werden.",
+            "License files exist for hardware-dongle licenses only. A soft-dongle or engineering license is checked over the internet; it must NOT be copied into the project.",
+        )),
+        Err(E::NoDongleSerial(_)) => return refused(tr(
+            de,
+            "Die Lizenzdatei kann erst heruntergeladen werden, wenn der Dongle ausgeliefert und seine Nummer im Lizenzserver eingetragen ist.",
+            "The license file can be downloaded once the dongle has been delivered and its number entered in the license server.",
+        )),
+        Err(E::NotActivated(_)) => return refused(tr(
+            de,
+            "Diese Lizenz enthält noch keine aktiven Services. Die Datei steht bereit, sobald die Bestellung freigeschaltet ist.",
+            "This license has no active services yet. The file is available once the order is activated.",
+        )),
         Err(e) => return Ok(internal_error(&web, &ctx, "license download", e)),
     };
-    let trusted = TrustedKeys::with([web.key.public()]);
-    let verified = match trusted.verify(&grant) {
-        Ok(v) => v,
-        Err(e) => return Ok(internal_error(&web, &ctx, "verifying the stored grant", e)),
-    };
-    let body = keys::file::render(&verified);
     Ok(Response::builder()
         .header(header::CONTENT_TYPE, "application/json")
         .header(

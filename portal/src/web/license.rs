@@ -13,6 +13,7 @@ use super::shop::{
     FormState, SummaryPage, SummaryView,
 };
 use super::{redirect, Ctx, Form, Web};
+use crate::daemon_config::DaemonSettings;
 use crate::domain::{
     self, Actor, License, MutationKind, MutationRuleError, MutationState,
     RENEWAL_LAST_REMINDER_DAYS, RENEWAL_WINDOW_DAYS,
@@ -122,6 +123,31 @@ pub struct LicensePage {
     pub can_upgrade: bool,
     pub upgrade_hint: Option<String>,
     pub can_renew: bool,
+    /// The daemon's settings for this license (none: no QUIC endpoint known).
+    pub daemon: Option<DaemonView>,
+}
+
+/// The daemon settings section: the values and the file they make.
+#[derive(Clone, Debug)]
+pub struct DaemonView {
+    pub server: String,
+    pub other_servers: Vec<String>,
+    pub keys: Vec<String>,
+    pub pin: String,
+    /// The `promos-licd.toml` as the download gives it.
+    pub file: String,
+}
+
+impl DaemonView {
+    fn new(settings: &DaemonSettings, number: &keys::LicenseNumber) -> DaemonView {
+        DaemonView {
+            server: settings.server().to_owned(),
+            other_servers: settings.servers.iter().skip(1).cloned().collect(),
+            keys: settings.key_texts(),
+            pin: settings.cert_sha256.clone(),
+            file: settings.render(Some(number)),
+        }
+    }
 }
 
 fn kind_name(t: LicenseType, de: bool) -> &'static str {
@@ -267,6 +293,10 @@ pub async fn page(web: Arc<Web>, ctx: Ctx, number: String, q: HashMap<String, St
             .to_owned()
         }),
         can_renew: active && domain::renewal_offered(&license, now),
+        daemon: web
+            .daemon
+            .as_deref()
+            .map(|d| DaemonView::new(d, &license.number)),
     };
     Ok(pages::render(&web, &ctx, StatusCode::OK, &page))
 }
@@ -438,6 +468,29 @@ pub async fn download(web: Arc<Web>, ctx: Ctx, number: String) -> Resp {
         )
         .header(header::CACHE_CONTROL, "no-store")
         .body(Body::from(body))
+        .unwrap_or_default())
+}
+
+// ----- daemon settings ------------------------------------------------------------------
+
+/// The daemon's `promos-licd.toml` for this license (server, keys, pin,
+/// number; never the token): the owner and vendor staff only, like the page.
+pub async fn daemon_config(web: Arc<Web>, ctx: Ctx, number: String) -> Resp {
+    let license = match license_for(&web, &ctx, &number) {
+        Ok(l) => l,
+        Err(refused) => return Ok(*refused),
+    };
+    let Some(settings) = web.daemon.as_deref() else {
+        return Ok(not_found(&web, &ctx));
+    };
+    Ok(Response::builder()
+        .header(header::CONTENT_TYPE, "application/toml; charset=utf-8")
+        .header(
+            header::CONTENT_DISPOSITION,
+            "attachment; filename=\"promos-licd.toml\"",
+        )
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(Body::from(settings.render(Some(&license.number))))
         .unwrap_or_default())
 }
 

@@ -520,6 +520,11 @@ pub fn routes(
         .unify()
         .or(get
             .clone()
+            .and(warp::path!("licenses" / String / "promos-licd.toml"))
+            .and_then(license::daemon_config))
+        .unify()
+        .or(get
+            .clone()
             .and(warp::path!("licenses" / String / "reset"))
             .and_then(license::reset_get))
         .unify()

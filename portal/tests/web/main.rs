@@ -57,8 +57,17 @@ impl Portal {
             ..HttpConfig::default()
         };
         let key = Arc::new(keys::SigningKeyPair::from_seed(&[7; 32]));
-        let web =
-            Arc::new(Web::new(store, Arc::new(clock.clone()), mailer, cfg, key).expect("web"));
+        let daemon = portal::daemon_config::DaemonSettings::from_parts(
+            &["license.portal.test".to_owned()],
+            4433,
+            vec![key.public()],
+            "ab".repeat(32),
+        );
+        let web = Arc::new(
+            Web::new(store, Arc::new(clock.clone()), mailer, cfg, key)
+                .expect("web")
+                .with_daemon_settings(daemon),
+        );
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (addr, _task) = web::serve(web.clone(), async move {
             let _ = stopped.await;

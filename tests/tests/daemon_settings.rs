@@ -216,13 +216,16 @@ async fn the_portals_daemon_settings_download_activates_a_daemon_unchanged() {
 
     let config = dir.join("promos-licd.toml");
     std::fs::write(&config, &file).expect("write the configuration");
+    // At debug level, to show that not even then the token is logged.
+    let log = dir.join("licd.log");
     let child = licd(dir, &config)
         .arg("run")
+        .env("PROMOS_LICD_LOG", "debug")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
         .spawn()
         .expect("promos-licd run");
-    let _daemon = Running(child);
+    let daemon = Running(child);
     let end = Instant::now() + Duration::from_secs(30);
     while !dir.join("licd.sock").exists() {
         assert!(Instant::now() < end, "the daemon's socket never came up");
@@ -254,6 +257,17 @@ async fn the_portals_daemon_settings_download_activates_a_daemon_unchanged() {
     );
     // The configuration is still the downloaded file, byte for byte.
     assert_eq!(std::fs::read_to_string(&config).expect("read"), file);
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains(&token) && !stderr(&out).contains(&token),
+        "activate never prints the token"
+    );
+    drop(daemon);
+    let logged = std::fs::read_to_string(&log).expect("daemon log");
+    assert!(
+        logged.contains("DEBUG") || logged.contains("debug"),
+        "the daemon logged at debug level"
+    );
+    assert!(!logged.contains(&token), "the token is never logged");
 
     let _ = stop.send(());
     pls.await

@@ -13,6 +13,8 @@
 //! - [`config`]: TOML plus `PROMOS_LICD_*` environment overrides;
 //! - [`hwid`]: the hardware ID; [`dongle`]: hidapi and simulated dongles;
 //! - [`licinfo`]: `lic/licinfo.cfg`; [`doctor`]: the manual's chapter 11;
+//! - [`setup`]: the first-start dialog; [`cli_text`]: what the other CLI
+//!   commands print, German or English by the locale;
 //! - [`notify`]: `sd_notify` for `Type=notify`; [`metrics`]: the optional
 //!   Prometheus listener;
 //! - [`peer`]: peer identity, mutual TLS and the QUIC endpoint for the site's
@@ -22,6 +24,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cache;
+pub mod cli_text;
 pub mod client;
 pub mod config;
 pub mod doctor;

@@ -4,9 +4,10 @@
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
+use daemon::cli_text::{self, Lang};
 use daemon::socket::SocketClient;
 use daemon::Config;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -167,6 +168,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn client_command(cmd: &Command, socket: &std::path::Path) -> anyhow::Result<()> {
+    let lang = Lang::current();
     let mut c = SocketClient::connect(socket).await.with_context(|| {
         format!(
             "cannot reach the daemon at {} (is promos-licd running? are you in its group?)",
@@ -179,24 +181,16 @@ async fn client_command(cmd: &Command, socket: &std::path::Path) -> anyhow::Resu
             if *raw {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
-                print_status(&v["status"]);
+                print!("{}", cli_text::status(lang, &v["status"]));
             }
         }
         Command::Seats => {
             let v = c.call(&json!({"cmd": "seats"})).await?;
-            for p in ["ge", "pwa"] {
-                let s = &v["seats"][p];
-                println!(
-                    "{:<4} {} of {} in use",
-                    p.to_uppercase(),
-                    s["used"],
-                    s["limit"]
-                );
-            }
+            print!("{}", cli_text::seats(lang, &v));
         }
         Command::CheckNow => {
             let v = c.call(&json!({"cmd": "check_now"})).await?;
-            print_status(&v["status"]);
+            print!("{}", cli_text::status(lang, &v["status"]));
             // Exit codes (README, "Commands"): 0 the server confirmed the
             // license, 1 the check failed, 2 refused, 3 nothing to check.
             let code = match v["check"].as_str() {
@@ -206,10 +200,7 @@ async fn client_command(cmd: &Command, socket: &std::path::Path) -> anyhow::Resu
                 _ => 1,
             };
             if code != 0 {
-                eprintln!(
-                    "check: {}",
-                    v["check"].as_str().unwrap_or("no answer from the daemon")
-                );
+                eprintln!("{}", cli_text::check_failed(lang, v["check"].as_str()));
                 std::process::exit(code);
             }
         }
@@ -226,21 +217,21 @@ async fn client_command(cmd: &Command, socket: &std::path::Path) -> anyhow::Resu
                     .unwrap_or("?")
                     .to_owned()
             });
-            println!("License server address: {shown}");
-            println!("License number:         {license}");
-            println!(
-                "Hardware ID:            {}",
-                id["hardware_id"].as_str().unwrap_or("?")
+            print!(
+                "{}",
+                cli_text::activation(
+                    lang,
+                    &shown,
+                    license,
+                    id["hardware_id"].as_str().unwrap_or("?")
+                )
             );
             let v = c.call(&json!({"cmd": "activate", "server": server, "license_number": license, "token": token})).await?;
             if v["ok"] != json!(true) {
-                bail!(
-                    "activation failed: {}",
-                    v["message"].as_str().unwrap_or("unknown error")
-                );
+                bail!("{}", cli_text::activation_failed(lang, &v));
             }
-            println!("Activated.");
-            print_status(&v["status"]);
+            println!("{}", cli_text::activated(lang));
+            print!("{}", cli_text::status(lang, &v["status"]));
         }
         _ => {}
     }
@@ -261,7 +252,7 @@ fn hardware_id() -> anyhow::Result<keys::HardwareId> {
 const TOKEN_ATTEMPTS: usize = 3;
 
 fn setup(cli: &Cli) -> anyhow::Result<()> {
-    use daemon::setup::{Dialog, Lang};
+    use daemon::setup::Dialog;
     let lang = Lang::current();
     let config = load_config(cli)?;
     let path = cli
@@ -314,8 +305,8 @@ fn setup(cli: &Cli) -> anyhow::Result<()> {
                 .call(&json!({"cmd": "activate", "server": answers.server, "license_number": answers.license.to_string(), "token": token.trim()}))
                 .await?;
             if v["ok"] == json!(true) {
-                println!("{}", lang.pick("Aktiviert.", "Activated."));
-                print_status(&v["status"]);
+                println!("{}", cli_text::activated(lang));
+                print!("{}", cli_text::status(lang, &v["status"]));
                 return Ok(());
             }
             let message = match lang {
@@ -338,48 +329,17 @@ fn setup(cli: &Cli) -> anyhow::Result<()> {
     })
 }
 
-fn print_status(s: &Value) {
-    let text = |v: &Value| v.as_str().map(str::to_owned).unwrap_or_else(|| "-".into());
-    println!("State:       {}", text(&s["state"]));
-    println!("Licensed:    {}", s["licensed"]);
-    println!("Reason:      {}", text(&s["reason"]["en"]));
-    if let Some(w) = s["warning"]["en"].as_str() {
-        println!("Warning:     {w}");
-    }
-    if let Some(t) = s["stop_at_text"].as_str() {
-        println!("Stop at:     {t} (in {} s)", s["seconds_until_stop"]);
-    }
-    println!("License:     {}", text(&s["license_number"]));
-    println!("Hardware ID: {}", text(&s["hardware_id"]));
-    println!("Last check:  {}", text(&s["last_check"]));
-    for d in s["diagnosis"].as_array().into_iter().flatten() {
-        println!("Diagnosis:   {}", text(&d["en"]));
-    }
-}
-
 fn doctor(project: &std::path::Path, fix: bool) -> anyhow::Result<()> {
+    let lang = Lang::current();
     let findings = daemon::doctor::examine(project)?;
+    print!("{}", cli_text::doctor(lang, project, &findings, fix));
     if findings.is_empty() {
-        println!("No problems found in {}.", project.display());
         return Ok(());
     }
-    for f in &findings {
-        println!("{}: {}", f.path.display(), f.advice);
-    }
     if fix {
-        for done in daemon::doctor::fix(&findings, keys::UnixTime::now())? {
-            let to = done
-                .moved_to
-                .map(|p| p.display().to_string())
-                .unwrap_or_default();
-            println!(
-                "fixed {}: {} ({to})",
-                done.finding.path.display(),
-                done.note
-            );
-        }
+        let done = daemon::doctor::fix(&findings, keys::UnixTime::now())?;
+        print!("{}", cli_text::fixed(lang, &done));
     } else {
-        println!("Run again with --fix to rename these files (nothing is deleted).");
         std::process::exit(1);
     }
     Ok(())

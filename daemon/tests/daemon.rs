@@ -501,9 +501,18 @@ async fn the_binary_tells_systemd_it_is_ready_once_the_socket_listens() {
     assert!(!socket.exists());
 }
 
+/// The CLI in English, whatever the machine's locale (`cli_in` for another).
 fn cli() -> tokio::process::Command {
+    cli_in("en_US.UTF-8")
+}
+
+/// The CLI with `LANG` set to `lang` (and no `LC_ALL`/`LC_MESSAGES` overriding it).
+fn cli_in(lang: &str) -> tokio::process::Command {
     let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_promos-licd"));
-    c.env("PROMOS_LICD_LOG", "error");
+    c.env("PROMOS_LICD_LOG", "error")
+        .env("LANG", lang)
+        .env_remove("LC_ALL")
+        .env_remove("LC_MESSAGES");
     c
 }
 
@@ -617,6 +626,126 @@ async fn cli_hwid_status_seats_and_doctor() {
         .await
         .expect("doctor");
     assert!(out.status.success(), "clean after the fix");
+}
+
+/// `status`, `seats`, `check-now` and `doctor` speak German by the locale
+/// (`LANG`, or `LC_MESSAGES`/`LC_ALL` over it); `--json` stays as it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_outputs_in_german_by_the_locale() {
+    let mut d = Daemon::hard(2).await;
+    let run = |lang: &'static str, args: &'static [&'static str]| {
+        let socket = d.socket.clone();
+        async move {
+            let out = cli_in(lang)
+                .args(args)
+                .arg("--socket")
+                .arg(&socket)
+                .output()
+                .await
+                .expect("promos-licd");
+            assert!(out.status.success(), "{args:?}: {out:?}");
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        }
+    };
+    let text = run("de_CH.UTF-8", &["status"]).await;
+    for part in [
+        "Zustand:         lizenziert (licensed)",
+        "Lizenziert:      ja",
+        "Lizenz:          1921900",
+        "Letzte Prüfung:",
+    ] {
+        assert!(
+            text.contains(part),
+            "no {part:?} in
+{text}"
+        );
+    }
+    let text = run("de_DE.UTF-8", &["seats"]).await;
+    assert!(text.contains("PWA  0 von 2 belegt"), "{text}");
+    // A hard-dongle host has nothing to check with a server (exit code 3).
+    let out = cli_in("de_AT.UTF-8")
+        .arg("check-now")
+        .arg("--socket")
+        .arg(&d.socket)
+        .output()
+        .await
+        .expect("check-now");
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Lizenziert:      ja"), "{text}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "Prüfung: nichts zu prüfen (not_activated)\n"
+    );
+    // LC_MESSAGES and LC_ALL win over LANG, as POSIX orders them.
+    let out = cli_in("en_US.UTF-8")
+        .env("LC_MESSAGES", "de_CH.UTF-8")
+        .arg("seats")
+        .arg("--socket")
+        .arg(&d.socket)
+        .output()
+        .await
+        .expect("seats");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("von 2 belegt"));
+    let out = cli_in("de_CH.UTF-8")
+        .env("LC_ALL", "en_GB.UTF-8")
+        .arg("seats")
+        .arg("--socket")
+        .arg(&d.socket)
+        .output()
+        .await
+        .expect("seats");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("of 2 in use"));
+    // The machine-readable output is the same in every language.
+    let de: serde_json::Value =
+        serde_json::from_str(&run("de_CH.UTF-8", &["status", "--json"]).await).expect("json");
+    let en: serde_json::Value =
+        serde_json::from_str(&run("en_US.UTF-8", &["status", "--json"]).await).expect("json");
+    assert_eq!(de["status"]["state"], json!("licensed"));
+    assert_eq!(
+        de["status"]["reason"], en["status"]["reason"],
+        "both languages' texts in both"
+    );
+    d.stop().await;
+
+    let project = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(project.path().join("lic")).expect("lic");
+    std::fs::write(project.path().join("lic/promos.key"), "old").expect("key");
+    let out = cli_in("de_CH.UTF-8")
+        .arg("doctor")
+        .arg("--project")
+        .arg(project.path())
+        .output()
+        .await
+        .expect("doctor");
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("ein alter Lizenzschlüssel") && text.contains("Mit --fix erneut aufrufen"),
+        "{text}"
+    );
+    let out = cli_in("de_CH.UTF-8")
+        .arg("doctor")
+        .arg("--project")
+        .arg(project.path())
+        .arg("--fix")
+        .output()
+        .await
+        .expect("fix");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("behoben") && text.contains("in eine Sicherung umbenannt"),
+        "{text}"
+    );
+    let out = cli_in("de_CH.UTF-8")
+        .arg("doctor")
+        .arg("--project")
+        .arg(project.path())
+        .output()
+        .await
+        .expect("doctor");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Keine Probleme gefunden"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -95,6 +95,15 @@ pub enum AdminRequest {
     Verify,
     /// The database's schema version and the one this server writes.
     Schema,
+    /// The `promos-licd.toml` for this server's daemons (with the license's
+    /// number, never its token).
+    DaemonConfig {
+        number: Option<LicenseNumber>,
+    },
+    /// The signed license file of a hardware-dongle license.
+    ExportLicense {
+        number: LicenseNumber,
+    },
 }
 
 /// Who sends the command.
@@ -141,6 +150,8 @@ pub struct AdminContext {
     pub clock: Arc<dyn Clock>,
     /// The operator notice (public key, certificate fingerprint).
     pub identity: String,
+    /// What a daemon needs (`pls admin identity --daemon-config`).
+    pub daemon: crate::daemon_config::DaemonSettings,
 }
 
 /// What `pls admin schema` prints for a database of schema version `found`
@@ -432,6 +443,38 @@ pub fn execute(ctx: &AdminContext, envelope: AdminEnvelope) -> Result<AdminReply
             text: ctx.identity.clone(),
             data: serde_json::json!({"notice": ctx.identity}),
         }),
+        AdminRequest::DaemonConfig { number } => {
+            if let Some(n) = &number {
+                // A number that is not a license here would make a daemon
+                // that can never activate.
+                store
+                    .license(n)?
+                    .ok_or_else(|| LicenseError::UnknownLicense(n.clone()))?;
+            }
+            let text = ctx.daemon.render(number.as_ref());
+            Ok(AdminReply {
+                data: serde_json::json!({
+                    "server": ctx.daemon.server(),
+                    "servers": ctx.daemon.servers,
+                    "trusted_keys": ctx.daemon.key_texts(),
+                    "server_cert_sha256": ctx.daemon.cert_sha256,
+                    "license_number": number,
+                    "toml": text,
+                }),
+                text,
+            })
+        }
+        AdminRequest::ExportLicense { number } => {
+            let license = store
+                .license(&number)?
+                .ok_or_else(|| LicenseError::UnknownLicense(number.clone()))?;
+            let file = crate::license_file::render(store, &ctx.key, &license)
+                .map_err(|e| AdminError::Invalid(e.to_string()))?;
+            Ok(AdminReply {
+                data: serde_json::json!({"license_number": number, "file": file}),
+                text: file,
+            })
+        }
         AdminRequest::Schema => {
             let found = store.schema_version()?;
             Ok(schema_reply(Some(found)))

@@ -9,6 +9,8 @@
 //! - [`service`]: answers daemon requests (signed grants, receipts, refusals);
 //! - [`quic`]: the quinn endpoint and its limits, and a small pinned client;
 //! - [`admin`]: the vendor's commands and the local admin socket;
+//! - [`daemon_config`]: the `promos-licd.toml` a daemon of this server needs;
+//! - [`license_file`]: the signed license file of a hardware-dongle license;
 //! - [`metrics`]: Prometheus metrics on their own (loopback) listener.
 //!
 //! [`Server::bind`] then [`Server::run`] (or [`run`]) is the whole server; `main.rs`
@@ -19,12 +21,14 @@
 
 pub mod admin;
 pub mod config;
+pub mod daemon_config;
 pub mod demo;
 pub mod domain;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod identity;
 pub mod import_sled;
+pub mod license_file;
 pub mod mail;
 pub mod metrics;
 pub mod quic;
@@ -92,6 +96,8 @@ pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static)
 #[derive(Debug)]
 pub struct Server {
     config: Config,
+    /// What the daemons need (the real QUIC port when bound to 0).
+    daemon_settings: daemon_config::DaemonSettings,
     identity: Identity,
     store: Arc<Store>,
     service: Arc<Service>,
@@ -124,6 +130,11 @@ impl Server {
             .with_metrics(Arc::clone(&registry)),
         );
         let endpoint = quic::bind(&identity, &config.quic)?;
+        let daemon_settings = daemon_config::DaemonSettings::new(
+            &config.quic,
+            endpoint.local_addr().unwrap_or(config.quic.listen),
+            &identity,
+        );
         let sock = config.admin_socket_path();
         // A socket that answers belongs to a server on this data directory.
         if std::os::unix::net::UnixStream::connect(&sock).is_ok() {
@@ -168,7 +179,11 @@ impl Server {
                 .await
                 .map_err(|e| StartError::Mail(e.to_string()))?
         };
-        let web = Arc::new(web.with_prices(prices).with_metrics(Arc::clone(&registry)));
+        let web = Arc::new(
+            web.with_prices(prices)
+                .with_metrics(Arc::clone(&registry))
+                .with_daemon_settings(daemon_settings.clone()),
+        );
         let http = web::HttpListener::bind(Arc::clone(&web)).map_err(|e| StartError::Http {
             addr: config.http.listen,
             reason: e.to_string(),
@@ -186,6 +201,7 @@ impl Server {
         };
         Ok(Server {
             config,
+            daemon_settings,
             identity,
             store,
             service,
@@ -224,6 +240,11 @@ impl Server {
         &self.identity
     }
 
+    /// The `promos-licd.toml` settings of this server (see [`daemon_config`]).
+    pub fn daemon_settings(&self) -> &daemon_config::DaemonSettings {
+        &self.daemon_settings
+    }
+
     pub fn store(&self) -> Arc<Store> {
         Arc::clone(&self.store)
     }
@@ -235,6 +256,7 @@ impl Server {
             key: Arc::clone(&self.identity.key),
             clock: Arc::clone(&self.clock),
             identity: self.identity.operator_notice(),
+            daemon: self.daemon_settings.clone(),
         }
     }
 

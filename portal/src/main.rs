@@ -127,7 +127,21 @@ enum AdminCommand {
         source: Option<PathBuf>,
     },
     /// Print the public key and certificate fingerprint to give to daemons.
-    Identity,
+    Identity {
+        /// Print a ready promos-licd.toml instead: server address, public key,
+        /// certificate pin (never a token).
+        #[arg(long)]
+        daemon_config: bool,
+        /// With --daemon-config: the license number to put in it.
+        #[arg(long, requires = "daemon_config")]
+        license: Option<String>,
+    },
+    /// Write the signed license file of a hardware-dongle license (as the
+    /// portal's download gives it) to FILE, replaced atomically, or to stdout.
+    ExportLicense {
+        number: String,
+        file: Option<PathBuf>,
+    },
     /// Check the database's internal consistency.
     Verify,
 }
@@ -413,6 +427,8 @@ fn number(s: &str) -> Result<LicenseNumber> {
 }
 
 async fn admin_command(config: Config, json: bool, command: AdminCommand) -> Result<()> {
+    // Where the reply's text goes instead of stdout (export-license FILE).
+    let mut output: Option<PathBuf> = None;
     let request = match command {
         AdminCommand::Restore { file, keep_schema } => {
             return restore(&config, &file, keep_schema).await
@@ -531,7 +547,22 @@ async fn admin_command(config: Config, json: bool, command: AdminCommand) -> Res
             };
             AdminRequest::Backup { path }
         }
-        AdminCommand::Identity => AdminRequest::Identity,
+        AdminCommand::Identity {
+            daemon_config: false,
+            ..
+        } => AdminRequest::Identity,
+        AdminCommand::Identity {
+            daemon_config: true,
+            license,
+        } => AdminRequest::DaemonConfig {
+            number: license.as_deref().map(number).transpose()?,
+        },
+        AdminCommand::ExportLicense { number: n, file } => {
+            output = file;
+            AdminRequest::ExportLicense {
+                number: number(&n)?,
+            }
+        }
         AdminCommand::Verify => AdminRequest::Verify,
     };
     // One key per invocation, sent again with every retry (create-license
@@ -572,8 +603,44 @@ async fn admin_command(config: Config, json: bool, command: AdminCommand) -> Res
             }
         }
     };
-    print_reply(&reply, json);
+    match output {
+        Some(path) => {
+            write_atomically(&path, reply.text.as_bytes())
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            eprintln!("written: {}", path.display());
+        }
+        None => print_reply(&reply, json),
+    }
     Ok(())
+}
+
+/// Replaces `path` with `bytes`: a temporary file beside it, synced, renamed
+/// over it, the directory synced, so `path` is the old or the whole new file.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("the path names no file"))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let written = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 fn print_reply(reply: &AdminReply, json: bool) {
@@ -595,6 +662,11 @@ fn direct_context(config: &Config) -> Result<AdminContext> {
         key: Arc::clone(&identity.key),
         clock: Arc::new(SystemClock),
         identity: identity.operator_notice(),
+        daemon: portal::daemon_config::DaemonSettings::new(
+            &config.quic,
+            config.quic.listen,
+            &identity,
+        ),
     })
 }
 

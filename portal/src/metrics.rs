@@ -308,6 +308,7 @@ const ROUTES: &[&str] = &[
     "/licenses/{}",
     "/licenses/{}/edit",
     "/licenses/{}/download",
+    "/licenses/{}/promos-licd.toml",
     "/licenses/{}/reset",
     "/licenses/{}/upgrade",
     "/licenses/{}/renew",

@@ -837,6 +837,9 @@ async fn check_now_waits_for_a_fresh_check_and_exits_non_zero_when_it_fails() {
             .arg(socket)
             .arg("check-now")
             .env("PROMOS_LICD_LOG", "error")
+            .env("LANG", "en_US.UTF-8")
+            .env_remove("LC_ALL")
+            .env_remove("LC_MESSAGES")
             .output()
             .await
             .expect("check-now")

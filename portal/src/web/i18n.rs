@@ -170,6 +170,15 @@ pub struct Texts {
     pub actor_daemon: &'static str,
     pub actor_system: &'static str,
     pub actor_unknown_account: &'static str,
+    pub daemon_settings: &'static str,
+    pub daemon_settings_intro: &'static str,
+    pub daemon_server: &'static str,
+    pub daemon_other_names: &'static str,
+    pub daemon_pin: &'static str,
+    pub daemon_keys: &'static str,
+    pub daemon_download: &'static str,
+    pub daemon_show_file: &'static str,
+    pub daemon_token_hint: &'static str,
 }
 
 pub static DE: Texts = Texts {
@@ -267,6 +276,15 @@ pub static DE: Texts = Texts {
     actor_daemon: "Daemon",
     actor_system: "System",
     actor_unknown_account: "Konto",
+    daemon_settings: "Daemon-Einstellungen",
+    daemon_settings_intro: "Diese Einstellungen braucht der Lizenzdienst promos-licd auf dem ProMoS-Rechner. Laden Sie sie als promos-licd.toml herunter und speichern Sie die Datei dort als /etc/promos-licd/promos-licd.toml. Danach gibt der Standort bei „promos-licd setup“ nur noch das Token ein.",
+    daemon_server: "Lizenzserver",
+    daemon_other_names: "auch erreichbar als",
+    daemon_pin: "Zertifikat (SHA-256)",
+    daemon_keys: "Schlüssel des Servers",
+    daemon_download: "promos-licd.toml herunterladen",
+    daemon_show_file: "Datei anzeigen",
+    daemon_token_hint: "Das Token steht nicht in der Datei: es wird einmal bei der Aktivierung eingegeben und nie gespeichert.",
 };
 
 pub static EN: Texts = Texts {
@@ -364,6 +382,15 @@ pub static EN: Texts = Texts {
     actor_daemon: "Daemon",
     actor_system: "System",
     actor_unknown_account: "Account",
+    daemon_settings: "Daemon settings",
+    daemon_settings_intro: "The license daemon promos-licd on the ProMoS computer needs these settings. Download them as promos-licd.toml and save the file there as /etc/promos-licd/promos-licd.toml. Then, in “promos-licd setup”, the site enters only the token.",
+    daemon_server: "License server",
+    daemon_other_names: "also reachable as",
+    daemon_pin: "Certificate (SHA-256)",
+    daemon_keys: "Server keys",
+    daemon_download: "Download promos-licd.toml",
+    daemon_show_file: "Show the file",
+    daemon_token_hint: "The token is not in the file: it is entered once, at the activation, and never stored.",
 };
 
 /// A name as German and English readers sort it: case and umlauts folded

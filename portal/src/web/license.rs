@@ -13,13 +13,14 @@ use super::shop::{
     FormState, SummaryPage, SummaryView,
 };
 use super::{redirect, Ctx, Form, Web};
+use crate::daemon_config::DaemonSettings;
 use crate::domain::{
     self, Actor, License, MutationKind, MutationRuleError, MutationState,
     RENEWAL_LAST_REMINDER_DAYS, RENEWAL_WINDOW_DAYS,
 };
 use crate::store::{LicenseError, NewMutation};
 use askama::Template;
-use keys::{Binding, Entitlements, LicenseData, LicenseType, Protection, TrustedKeys, UnixTime};
+use keys::{Binding, Entitlements, LicenseData, LicenseType, Protection, UnixTime};
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -122,6 +123,31 @@ pub struct LicensePage {
     pub can_upgrade: bool,
     pub upgrade_hint: Option<String>,
     pub can_renew: bool,
+    /// The daemon's settings for this license (none: no QUIC endpoint known).
+    pub daemon: Option<DaemonView>,
+}
+
+/// The daemon settings section: the values and the file they make.
+#[derive(Clone, Debug)]
+pub struct DaemonView {
+    pub server: String,
+    pub other_servers: Vec<String>,
+    pub keys: Vec<String>,
+    pub pin: String,
+    /// The `promos-licd.toml` as the download gives it.
+    pub file: String,
+}
+
+impl DaemonView {
+    fn new(settings: &DaemonSettings, number: &keys::LicenseNumber) -> DaemonView {
+        DaemonView {
+            server: settings.server().to_owned(),
+            other_servers: settings.servers.iter().skip(1).cloned().collect(),
+            keys: settings.key_texts(),
+            pin: settings.cert_sha256.clone(),
+            file: settings.render(Some(number)),
+        }
+    }
 }
 
 fn kind_name(t: LicenseType, de: bool) -> &'static str {
@@ -267,6 +293,10 @@ pub fn page(web: Arc<Web>, ctx: Ctx, number: String, q: HashMap<String, String>)
             .to_owned()
         }),
         can_renew: active && domain::renewal_offered(&license, now),
+        daemon: web
+            .daemon
+            .as_deref()
+            .map(|d| DaemonView::new(d, &license.number)),
     };
     Ok(pages::render(&web, &ctx, StatusCode::OK, &page))
 }
@@ -409,52 +439,27 @@ pub fn download(web: Arc<Web>, ctx: Ctx, number: String) -> Resp {
     };
     let de = ctx.lang.is_de();
     let title = tr(de, "Lizenz herunterladen", "Download license");
-    if license.protection != Protection::HardDongle {
-        return Ok(conflict(
-            &web,
-            &ctx,
-            title,
-            tr(
-                de,
-                "Die Lizenzdatei gibt es nur für HardDongle-Lizenzen. Eine SoftDongle- oder Engineering-Lizenz wird über das Internet geprüft; sie darf NICHT in das Projekt kopiert werden.",
-                "License files exist for hardware-dongle licenses only. A soft-dongle or engineering license is checked over the internet; it must NOT be copied into the project.",
-            ),
-        ));
-    }
-    if license.dongle_serial.is_none() {
-        return Ok(conflict(
-            &web,
-            &ctx,
-            title,
-            tr(
-                de,
-                "Die Lizenzdatei kann erst heruntergeladen werden, wenn der Dongle ausgeliefert und seine Nummer im Lizenzserver eingetragen ist.",
-                "The license file can be downloaded once the dongle has been delivered and its number entered in the license server.",
-            ),
-        ));
-    }
-    let grant = match web.store.current_grant(&license) {
-        Ok(Some(g)) => g,
-        Ok(None) => {
-            return Ok(conflict(
-                &web,
-                &ctx,
-                title,
-                tr(
-                    de,
-                    "Diese Lizenz enthält noch keine aktiven Services. Die Datei steht bereit, sobald die Bestellung freigeschaltet ist.",
-                    "This license has no active services yet. The file is available once the order is activated.",
-                ),
-            ))
-        }
+    let refused = |text: &str| Ok(conflict(&web, &ctx, title, text));
+    use crate::license_file::LicenseFileError as E;
+    let body = match crate::license_file::render(&web.store, &web.key, &license) {
+        Ok(body) => body,
+        Err(E::NotHardDongle(_)) => return refused(tr(
+            de,
+            "Die Lizenzdatei gibt es nur für HardDongle-Lizenzen. Eine SoftDongle- oder Engineering-Lizenz wird über das Internet geprüft; sie darf NICHT in das Projekt kopiert werden.",
+            "License files exist for hardware-dongle licenses only. A soft-dongle or engineering license is checked over the internet; it must NOT be copied into the project.",
+        )),
+        Err(E::NoDongleSerial(_)) => return refused(tr(
+            de,
+            "Die Lizenzdatei kann erst heruntergeladen werden, wenn der Dongle ausgeliefert und seine Nummer im Lizenzserver eingetragen ist.",
+            "The license file can be downloaded once the dongle has been delivered and its number entered in the license server.",
+        )),
+        Err(E::NotActivated(_)) => return refused(tr(
+            de,
+            "Diese Lizenz enthält noch keine aktiven Services. Die Datei steht bereit, sobald die Bestellung freigeschaltet ist.",
+            "This license has no active services yet. The file is available once the order is activated.",
+        )),
         Err(e) => return Ok(internal_error(&web, &ctx, "license download", e)),
     };
-    let trusted = TrustedKeys::with([web.key.public()]);
-    let verified = match trusted.verify(&grant) {
-        Ok(v) => v,
-        Err(e) => return Ok(internal_error(&web, &ctx, "verifying the stored grant", e)),
-    };
-    let body = keys::file::render(&verified);
     Ok(Response::builder()
         .header(header::CONTENT_TYPE, "application/json")
         .header(
@@ -463,6 +468,29 @@ pub fn download(web: Arc<Web>, ctx: Ctx, number: String) -> Resp {
         )
         .header(header::CACHE_CONTROL, "no-store")
         .body(Body::from(body))
+        .unwrap_or_default())
+}
+
+// ----- daemon settings ------------------------------------------------------------------
+
+/// The daemon's `promos-licd.toml` for this license (server, keys, pin,
+/// number; never the token): the owner and vendor staff only, like the page.
+pub fn daemon_config(web: Arc<Web>, ctx: Ctx, number: String) -> Resp {
+    let license = match license_for(&web, &ctx, &number) {
+        Ok(l) => l,
+        Err(refused) => return Ok(*refused),
+    };
+    let Some(settings) = web.daemon.as_deref() else {
+        return Ok(not_found(&web, &ctx));
+    };
+    Ok(Response::builder()
+        .header(header::CONTENT_TYPE, "application/toml; charset=utf-8")
+        .header(
+            header::CONTENT_DISPOSITION,
+            "attachment; filename=\"promos-licd.toml\"",
+        )
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(Body::from(settings.render(Some(&license.number))))
         .unwrap_or_default())
 }
 

@@ -84,6 +84,10 @@ pub struct Web {
     pub throttle: Throttle,
     /// Requests by route and status (the server's registry, see [`Web::with_metrics`]).
     pub metrics: Arc<Metrics>,
+    /// What a daemon needs to reach this server, shown on the license page and
+    /// offered as `promos-licd.toml` (none: a portal without a QUIC endpoint,
+    /// as in some tests; the page then leaves the section out).
+    pub daemon: Option<Arc<crate::daemon_config::DaemonSettings>>,
 }
 
 impl std::fmt::Debug for Web {
@@ -114,7 +118,14 @@ impl Web {
             key,
             prices: Arc::new(PriceList::embedded()),
             metrics: Arc::new(Metrics::new()),
+            daemon: None,
         })
+    }
+
+    /// The daemon settings the license page shows (the server's, see [`crate::Server`]).
+    pub fn with_daemon_settings(mut self, settings: crate::daemon_config::DaemonSettings) -> Self {
+        self.daemon = Some(Arc::new(settings));
+        self
     }
 
     /// Counts requests into `metrics` (the server's registry).
@@ -557,6 +568,11 @@ pub fn routes(
             .clone()
             .and(warp::path!("licenses" / String / "download"))
             .and_then(blocking!(license::download; a, b, c)))
+        .unify()
+        .or(get
+            .clone()
+            .and(warp::path!("licenses" / String / "promos-licd.toml"))
+            .and_then(blocking!(license::daemon_config; a, b, c)))
         .unify()
         .or(get
             .clone()

@@ -234,6 +234,13 @@ fn serve_prints_identity_answers_admin_socket_and_stops_on_sigterm() {
     }
     let (number, _) = create(&data, &["--paid"]);
     assert!(ok(&pls(&data, &["admin", "show", &number])).contains("SAIA PCD 6100"));
+    // The running server names the port it really listens on (bound to 0 here).
+    let toml = ok(&pls(&data, &["admin", "identity", "--daemon-config"]));
+    let port = toml
+        .lines()
+        .find_map(|l| l.strip_prefix("server = \"localhost:"))
+        .expect("the server line");
+    assert_ne!(port.trim_end_matches('"'), "0", "{toml}");
     let backup = dir.path().join("live.backup");
     ok(&pls(
         &data,
@@ -264,4 +271,149 @@ fn serve_prints_identity_answers_admin_socket_and_stops_on_sigterm() {
 
     // After the server stopped, the CLI works on the database directly.
     assert!(ok(&pls(&data, &["admin", "show", &number])).contains("SAIA PCD 6100"));
+}
+
+/// `pls` with the data directory and a server name, on a stopped server.
+fn pls_named(data: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_pls"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .env("PLS_QUIC_LISTEN", "0.0.0.0:4433")
+        .env("PLS_QUIC_SERVER_NAMES", "license.example.com,10.0.0.5")
+        .env("PLS_HTTP_LISTEN", "127.0.0.1:0")
+        .env("PLS_METRICS_LISTEN", "127.0.0.1:0")
+        .output()
+        .expect("run pls")
+}
+
+#[test]
+fn identity_prints_the_daemon_configuration_without_the_token() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let (number, token) = create(&data, &["--paid"]);
+    let identity: serde_json::Value =
+        serde_json::from_str(&ok(&pls_named(&data, &["admin", "--json", "identity"])))
+            .expect("json");
+    let notice = identity["notice"].as_str().expect("notice");
+    let field = |label: &str| {
+        notice
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(label))
+            .expect(label)
+            .trim()
+            .to_owned()
+    };
+    let (key, pin) = (field("server public key:"), field("certificate SHA-256:"));
+
+    let toml = ok(&pls_named(&data, &["admin", "identity", "--daemon-config"]));
+    assert!(toml.starts_with("# promos-licd.toml"), "{toml}");
+    for line in [
+        "server = \"license.example.com:4433\"".to_owned(),
+        "#server = \"10.0.0.5:4433\"".to_owned(),
+        format!("server_cert_sha256 = \"{pin}\""),
+        format!("trusted_keys = [\"{key}\"]"),
+    ] {
+        assert!(toml.lines().any(|l| l == line), "no {line:?} in\n{toml}");
+    }
+    assert!(!toml.contains("license_number"), "{toml}");
+
+    let with = ok(&pls_named(
+        &data,
+        &["admin", "identity", "--daemon-config", "--license", &number],
+    ));
+    assert!(
+        with.lines()
+            .any(|l| l == format!("license_number = \"{number}\"")),
+        "{with}"
+    );
+    assert!(!with.contains(&token), "never the token: {with}");
+    assert!(with.starts_with(&toml), "the same file, plus the number");
+    let json: serde_json::Value = serde_json::from_str(&ok(&pls_named(
+        &data,
+        &[
+            "admin",
+            "--json",
+            "identity",
+            "--daemon-config",
+            "--license",
+            &number,
+        ],
+    )))
+    .expect("json");
+    assert_eq!(json["toml"].as_str(), Some(with.as_str()));
+    assert_eq!(json["server"], "license.example.com:4433");
+
+    let unknown = keys::LicenseNumber::from_body(111_111_111)
+        .expect("number")
+        .to_string();
+    let err = fails(&pls_named(
+        &data,
+        &[
+            "admin",
+            "identity",
+            "--daemon-config",
+            "--license",
+            &unknown,
+        ],
+    ));
+    assert!(err.contains("no license"), "{err}");
+    let err = fails(&pls_named(
+        &data,
+        &["admin", "identity", "--license", &number],
+    ));
+    assert!(err.contains("--daemon-config"), "{err}");
+}
+
+#[test]
+fn export_license_writes_the_portals_license_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let (soft, _) = create(&data, &["--paid"]);
+    let (hard, _) = create(&data, &["--paid", "--protection", "hard-dongle"]);
+    let err = fails(&pls(&data, &["admin", "export-license", &soft]));
+    assert!(err.contains("not a hardware-dongle license"), "{err}");
+    let err = fails(&pls(&data, &["admin", "export-license", &hard]));
+    assert!(
+        err.contains("no dongle serial") && err.contains("pls admin set-dongle"),
+        "{err}"
+    );
+    let unknown = keys::LicenseNumber::from_body(111_111_111)
+        .expect("number")
+        .to_string();
+    let err = fails(&pls(&data, &["admin", "export-license", &unknown]));
+    assert!(err.contains("no license"), "{err}");
+    let err = fails(&pls(&data, &["admin", "export-license", "12345"]));
+    assert!(
+        err.contains("10 digits") || err.contains("license number"),
+        "{err}"
+    );
+
+    ok(&pls(&data, &["admin", "set-dongle", &hard, "MST-4711"]));
+    let out = pls(&data, &["admin", "export-license", &hard]);
+    let stdout = ok(&out);
+    let key = keys::PublicKey::load(&data.join("signing.pub")).expect("public key");
+    let grant = keys::file::parse(stdout.as_bytes(), &keys::TrustedKeys::with([key]))
+        .expect("a valid license file, byte for byte");
+    assert_eq!(grant.license_number.to_string(), hard);
+
+    // To a file: replaced atomically, the same bytes.
+    let file = dir.path().join(format!("{hard}.json"));
+    std::fs::write(&file, "old").expect("write");
+    ok(&pls(
+        &data,
+        &[
+            "admin",
+            "export-license",
+            &hard,
+            file.to_str().expect("path"),
+        ],
+    ));
+    assert_eq!(std::fs::read_to_string(&file).expect("read"), stdout);
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().contains("tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
 }

@@ -80,11 +80,18 @@ impl Portal {
             ..HttpConfig::default()
         };
         let key = Arc::new(keys::SigningKeyPair::from_seed(&[7; 32]));
+        let daemon = portal::daemon_config::DaemonSettings::from_parts(
+            &["license.portal.test".to_owned()],
+            4433,
+            vec![key.public()],
+            "ab".repeat(32),
+        );
         let web_clock = Arc::new(clock.clone());
         let web = Arc::new(
             portal::blocking(move || Web::new(store, web_clock, mailer, cfg, key))
                 .await
-                .expect("web"),
+                .expect("web")
+                .with_daemon_settings(daemon),
         );
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (addr, _task) = web::serve(web.clone(), async move {

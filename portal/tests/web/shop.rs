@@ -591,6 +591,7 @@ async fn another_customer(p: Portal) {
         format!("/licenses/{number}?token=show"),
         format!("/licenses/{number}/edit"),
         format!("/licenses/{number}/download"),
+        format!("/licenses/{number}/promos-licd.toml"),
         format!("/licenses/{number}/reset"),
         format!("/licenses/{number}/upgrade"),
         format!("/quotes/{number}/1"),
@@ -662,7 +663,7 @@ async fn another_customer(p: Portal) {
     assert!(!other.get("/licenses").await.body.contains(number.as_str()));
     // Logged out: the login page, not the license.
     let mut nobody = Browser::new(p.addr);
-    for path in &gets[..7] {
+    for path in &gets[..8] {
         let r = nobody.get(path).await;
         assert_eq!(r.status, 303, "GET {path} logged out");
         assert!(location(&r).starts_with("/login?next="));
@@ -673,6 +674,98 @@ async fn another_customer(p: Portal) {
         .await
         .body
         .contains("Geheime Anlage"));
+}
+
+/// The daemon settings on the license page (German and English), the token
+/// only on request, and the `promos-licd.toml` download: the same settings,
+/// never the token.
+#[tokio::test]
+async fn the_license_page_shows_the_daemon_settings_and_offers_them_as_a_file() {
+    let p = Portal::start().await;
+    let mut b = p.customer("c@example.com").await;
+    let mut admin = p.admin().await;
+    let number = p.quote(&mut b, "standard", |_| {}).await;
+    p.order(&mut b, &number, 1).await;
+    p.mark_paid(&mut admin, &number, 1).await;
+    let token = p
+        .web
+        .store
+        .license(&number)
+        .expect("store")
+        .expect("license")
+        .token
+        .expose()
+        .to_owned();
+    let key = p.web.key.public().to_string();
+    let pin = "ab".repeat(32);
+
+    let page = b.get(&format!("/licenses/{number}")).await;
+    assert_eq!(page.status, 200);
+    for part in [
+        "<h2 id=\"daemon-settings\">Daemon-Einstellungen</h2>",
+        "<code id=\"daemon-server\">license.portal.test:4433</code>",
+        &format!("<code>{key}</code>"),
+        &format!("<code id=\"daemon-pin\">{pin}</code>"),
+        &format!("<code id=\"daemon-number\">{number}</code>"),
+        &format!("href=\"/licenses/{number}/promos-licd.toml\""),
+        "promos-licd.toml herunterladen",
+        "nur noch das Token ein",
+        &format!("href=\"/licenses/{number}?token=show#daemon-settings\""),
+    ] {
+        assert!(page.body.contains(part), "no {part:?} on the page");
+    }
+    assert!(!page.body.contains(&token), "the token is hidden");
+    // Shown on request, in both places the page shows it.
+    let shown = b.get(&format!("/licenses/{number}?token=show")).await;
+    assert!(shown.body.contains(&format!(
+        "<code id=\"daemon-token\" class=\"token\">{token}</code>"
+    )));
+    assert!(shown.body.contains(&format!(
+        "<code id=\"token\" class=\"token\">{token}</code>"
+    )));
+
+    // The download: the file the page shows, with the number, never the token.
+    let file = b.get(&format!("/licenses/{number}/promos-licd.toml")).await;
+    assert_eq!(file.status, 200);
+    assert_eq!(
+        file.header("content-disposition"),
+        Some("attachment; filename=\"promos-licd.toml\"")
+    );
+    assert_eq!(file.header("cache-control"), Some("no-store"));
+    let expected = p
+        .web
+        .daemon
+        .as_deref()
+        .expect("daemon settings")
+        .render(Some(&number));
+    assert_eq!(file.body, expected);
+    assert!(file
+        .body
+        .lines()
+        .any(|l| l == format!("license_number = \"{number}\"")));
+    assert!(file.body.contains("server = \"license.portal.test:4433\""));
+    assert!(!file.body.contains(&token), "never the token");
+    // The page shows the same file.
+    assert!(page
+        .body
+        .contains("<pre class=\"config\" id=\"daemon-file\"># promos-licd.toml"));
+    // Vendor staff see it too.
+    let r = admin
+        .get(&format!("/licenses/{number}/promos-licd.toml"))
+        .await;
+    assert_eq!((r.status, r.body.as_str()), (200, expected.as_str()));
+
+    // In English.
+    b.get("/lang/en?back=/").await;
+    let page = b.get(&format!("/licenses/{number}")).await;
+    for part in [
+        "<h2 id=\"daemon-settings\">Daemon settings</h2>",
+        "Download promos-licd.toml",
+        "the site enters only the token",
+        "The token is not in the file",
+    ] {
+        assert!(page.body.contains(part), "no {part:?} on the English page");
+    }
 }
 
 #[tokio::test]

@@ -653,6 +653,20 @@ async fn journey() {
         ],
     )
     .await;
+    // The daemon's settings (server, key, pin, number, the shown token) fit too.
+    j.fits(
+        &c,
+        "07-daemon-settings",
+        &[
+            "#daemon-settings",
+            "#daemon-server",
+            "#daemon-keys",
+            "#daemon-pin",
+            "#daemon-token",
+            "#daemon-download",
+        ],
+    )
+    .await;
 
     // 5. Stopped: upgrade SAIA PCD; the admin activates; A gets the new grant.
     let r = runtime.ask(json!({"cmd": "runtime_stopped"})).await;

@@ -1631,17 +1631,55 @@ impl Store {
     /// candidates in the FTS5 trigram index and checks each; a query shorter than
     /// three characters looks at every license ([`Store::search_licenses_by_scan`]).
     pub fn search_licenses(&self, q: &str) -> Result<Vec<License>, StoreError> {
+        Ok(self
+            .search_licenses_with_emails(q)?
+            .into_iter()
+            .map(|(l, _)| l)
+            .collect())
+    }
+
+    /// [`Store::search_licenses`], each license with its customer's email (empty
+    /// without a customer), as the admin list shows them.
+    pub fn search_licenses_with_emails(
+        &self,
+        q: &str,
+    ) -> Result<Vec<(License, String)>, StoreError> {
         let q = search::normalize(q);
         if q.chars().count() < search::GRAM {
-            return self.search_licenses_by_scan(&q);
+            return self.search_by_scan(&q);
         }
         self.read(|c| {
             let mut out = vec![];
             for (record, email) in engine_of(c).search_candidates(c, &q)? {
                 let l: License = from_json("license", &record)?;
                 if search::matches(&l, &email, &q) {
-                    out.push(l);
+                    out.push((l, email));
                 }
+            }
+            Ok(out)
+        })
+    }
+
+    /// One page of the admin license list in number order, each license with its
+    /// customer's email: one indexed query, whatever the number of licenses.
+    pub fn licenses_page_with_emails(
+        &self,
+        skip: usize,
+        take: usize,
+    ) -> Result<Vec<(License, String)>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT l.record, COALESCE(a.email, '') FROM licenses l
+                 LEFT JOIN accounts a ON a.id = l.account_id
+                 ORDER BY l.number LIMIT ?1 OFFSET ?2",
+            )?;
+            let rows = stmt.query_map(params![int(take as u64), int(skip as u64)], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })?;
+            let mut out = vec![];
+            for r in rows {
+                let (record, email) = r?;
+                out.push((from_json("license", &record)?, email));
             }
             Ok(out)
         })
@@ -1651,7 +1689,14 @@ impl Store {
     /// checks it. The definition [`Store::search_licenses`] is tested against, and
     /// its answer to queries shorter than three characters.
     pub fn search_licenses_by_scan(&self, q: &str) -> Result<Vec<License>, StoreError> {
-        let q = search::normalize(q);
+        Ok(self
+            .search_by_scan(&search::normalize(q))?
+            .into_iter()
+            .map(|(l, _)| l)
+            .collect())
+    }
+
+    fn search_by_scan(&self, q: &str) -> Result<Vec<(License, String)>, StoreError> {
         self.read(|c| {
             let mut stmt = c.prepare_cached(
                 "SELECT l.record, COALESCE(a.email, '') FROM licenses l
@@ -1663,8 +1708,8 @@ impl Store {
             for r in rows {
                 let (record, email) = r?;
                 let l: License = from_json("license", &record)?;
-                if search::matches(&l, &email, &q) {
-                    out.push(l);
+                if search::matches(&l, &email, q) {
+                    out.push((l, email));
                 }
             }
             Ok(out)

@@ -343,33 +343,25 @@ pub fn licenses(web: Arc<Web>, ctx: Ctx, q: HashMap<String, String>) -> Resp {
     }
     let de = ctx.lang.is_de();
     let (search, page) = search_and_page(&q);
-    let emails: HashMap<AccountId, String> = web
-        .store
-        .accounts()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|a| (a.id, a.email))
-        .collect();
-    let email_of = |l: &License| {
-        l.account
-            .and_then(|a| emails.get(&a).cloned())
-            .unwrap_or_default()
-    };
-    // Without a search only the page is decoded; with one, the store's search
-    // index gives the candidates and only those are decoded and checked
-    // (`crate::search`: number, licensee, license data, customer email, binding).
+    // Without a search only the page is read (one indexed query, the customers'
+    // emails joined); with one, the store's search index gives the candidates
+    // and only those are decoded and checked (`crate::search`: number,
+    // licensee, license data, customer email, binding).
     let (total, listed) = if search.is_empty() {
         let total = match web.store.license_count() {
             Ok(n) => n,
             Err(e) => return Ok(internal_error(&web, &ctx, "admin license list", e)),
         };
         let page = page.min(total.div_ceil(PAGE_SIZE).max(1));
-        match web.store.licenses_page((page - 1) * PAGE_SIZE, PAGE_SIZE) {
+        match web
+            .store
+            .licenses_page_with_emails((page - 1) * PAGE_SIZE, PAGE_SIZE)
+        {
             Ok(l) => (total, l),
             Err(e) => return Ok(internal_error(&web, &ctx, "admin license list", e)),
         }
     } else {
-        let found = match web.store.search_licenses(&search) {
+        let found = match web.store.search_licenses_with_emails(&search) {
             Ok(l) => l,
             Err(e) => return Ok(internal_error(&web, &ctx, "admin license search", e)),
         };
@@ -386,7 +378,7 @@ pub fn licenses(web: Arc<Web>, ctx: Ctx, q: HashMap<String, String>) -> Resp {
     let page = page.min(pages);
     let rows = listed
         .iter()
-        .map(|l| LicenseListRow {
+        .map(|(l, email)| LicenseListRow {
             number: l.number.to_string(),
             kind: match l.license_type {
                 LicenseType::Standard => "Standard".into(),
@@ -401,7 +393,7 @@ pub fn licenses(web: Arc<Web>, ctx: Ctx, q: HashMap<String, String>) -> Resp {
                 "{}, {} {}",
                 l.license_data.name, l.license_data.postcode, l.license_data.city
             ),
-            customer: email_of(l),
+            customer: email.clone(),
             active: domain::is_active(l),
             bound: match &l.binding {
                 Some(Binding::HardwareId(h)) => h.to_string(),

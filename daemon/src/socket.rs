@@ -394,6 +394,16 @@ impl SocketClient {
         self.writer.write_all(b"\n").await
     }
 
+    /// Reads the next line as it came (without its `\n`; empty at end of stream).
+    pub async fn next_line(&mut self) -> std::io::Result<String> {
+        let mut line = String::new();
+        self.reader.read_line(&mut line).await?;
+        if line.ends_with('\n') {
+            line.pop();
+        }
+        Ok(line)
+    }
+
     /// Reads the next line as JSON (`Null` at end of stream).
     pub async fn next(&mut self) -> std::io::Result<Value> {
         let mut line = String::new();

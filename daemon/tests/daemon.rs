@@ -1161,3 +1161,178 @@ async fn sigkill_right_after_runtime_started_or_stopped_keeps_the_acknowledged_r
         }
     }
 }
+
+// ---- The socket protocol as a visible diff (issue 16) ----
+
+/// Compares `line` with `daemon/tests/snapshots/<name>.json`; with
+/// `PROMOS_LICD_UPDATE_SNAPSHOTS=1` it writes the file instead (then review
+/// the diff: every change there is a change clients see).
+fn snapshot(name: &str, line: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/snapshots")
+        .join(format!("{name}.json"));
+    if std::env::var_os("PROMOS_LICD_UPDATE_SNAPSHOTS").is_some() {
+        std::fs::create_dir_all(path.parent().expect("dir")).expect("snapshots dir");
+        std::fs::write(&path, format!("{line}\n")).expect("write snapshot");
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; run with PROMOS_LICD_UPDATE_SNAPSHOTS=1 to create it",
+            path.display()
+        )
+    });
+    assert_eq!(
+        line,
+        expected.trim_end_matches('\n'),
+        "the answer {name} changed (PROMOS_LICD_UPDATE_SNAPSHOTS=1 rewrites {})",
+        path.display()
+    );
+}
+
+/// Sends `request` (a raw line) and snapshots the answer line.
+async fn answer_snapshot(c: &mut SocketClient, name: &str, request: &str) -> Value {
+    c.send_line(request).await.expect("send");
+    let line = c.next_line().await.expect("answer");
+    snapshot(name, &line);
+    serde_json::from_str(&line).expect("an answer is JSON")
+}
+
+async fn event_snapshot(c: &mut SocketClient, name: &str) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let line = tokio::time::timeout(left, c.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("no {name} event"))
+            .expect("read");
+        let v: Value = serde_json::from_str(&line).expect("an event is JSON");
+        if v["event"] == json!(name) {
+            snapshot(&format!("event_{name}"), &line);
+            return;
+        }
+    }
+}
+
+/// Every answer and event a hard-dongle host gives, byte for byte, as the
+/// runtime sees them on the socket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_socket_answer_and_event_matches_its_snapshot() {
+    let mut d = Daemon::hard(2).await;
+    // The wall clock ahead of the daemon's monotonic anchor: `now` in the
+    // answers stays the same however long the test takes.
+    d.clock.set(T0.plus_secs(1000));
+    d.wait_status("the clock moved", |s| {
+        s["now"] == json!(T0.plus_secs(1000).to_string())
+    })
+    .await;
+    let mut c = d.client().await;
+    answer_snapshot(&mut c, "hwid", r#"{"cmd":"hwid","id":1}"#).await;
+    answer_snapshot(&mut c, "status_hard_dongle", r#"{"cmd":"status"}"#).await;
+    answer_snapshot(&mut c, "seats", r#"{"cmd":"seats","id":"s"}"#).await;
+    answer_snapshot(
+        &mut c,
+        "acquire_seat",
+        r#"{"cmd":"acquire_seat","program":"pwa","id":2}"#,
+    )
+    .await;
+    answer_snapshot(
+        &mut c,
+        "acquire_seat_ge",
+        r#"{"cmd":"acquire_seat","program":"ge"}"#,
+    )
+    .await;
+    answer_snapshot(
+        &mut c,
+        "acquire_seat_none_free",
+        r#"{"cmd":"acquire_seat","program":"ge","id":3}"#,
+    )
+    .await;
+    answer_snapshot(
+        &mut c,
+        "release_seat",
+        r#"{"cmd":"release_seat","program":"pwa"}"#,
+    )
+    .await;
+    answer_snapshot(
+        &mut c,
+        "release_seat_none_held",
+        r#"{"cmd":"release_seat","program":"pwa","id":4}"#,
+    )
+    .await;
+    answer_snapshot(
+        &mut c,
+        "runtime_started",
+        r#"{"cmd":"runtime_started","id":5}"#,
+    )
+    .await;
+    let mut other = d.client().await;
+    answer_snapshot(
+        &mut other,
+        "runtime_already_running",
+        r#"{"cmd":"runtime_started"}"#,
+    )
+    .await;
+    answer_snapshot(
+        &mut other,
+        "runtime_stopped_not_here",
+        r#"{"cmd":"runtime_stopped"}"#,
+    )
+    .await;
+    answer_snapshot(
+        &mut c,
+        "runtime_stopped",
+        r#"{"cmd":"runtime_stopped","id":6}"#,
+    )
+    .await;
+    answer_snapshot(
+        &mut c,
+        "check_now_not_activated",
+        r#"{"cmd":"check_now","id":7}"#,
+    )
+    .await;
+    answer_snapshot(
+        &mut c,
+        "activate_bad_license_number",
+        r#"{"cmd":"activate","license_number":"12","token":"t"}"#,
+    )
+    .await;
+    answer_snapshot(&mut c, "bad_request_not_json", "hello").await;
+    answer_snapshot(&mut c, "bad_request_not_an_object", "[1]").await;
+    answer_snapshot(
+        &mut c,
+        "bad_request_unknown_cmd",
+        r#"{"cmd":"fly","id":[1,"a"]}"#,
+    )
+    .await;
+    answer_snapshot(&mut c, "subscribe", r#"{"cmd":"subscribe","id":8}"#).await;
+
+    std::fs::remove_file(&d.dongle).expect("unplug");
+    event_snapshot(&mut c, "warning_begins").await;
+    event_snapshot(&mut c, "stop_scheduled").await;
+    std::fs::write(&d.dongle, "DG-0001").expect("plug");
+    event_snapshot(&mut c, "stop_cancelled").await;
+    d.wait_status("licensed again", |s| s["state"] == json!("licensed"))
+        .await;
+    std::fs::remove_file(&d.dongle).expect("unplug");
+    d.wait_status("grace", |s| s["state"] == json!("dongle_removed"))
+        .await;
+    d.clock.advance_secs(3601);
+    event_snapshot(&mut c, "license_ended").await;
+    answer_snapshot(
+        &mut c,
+        "status_dongle_missing",
+        r#"{"cmd":"status","id":9}"#,
+    )
+    .await;
+    std::fs::write(&d.dongle, "DG-0001").expect("plug");
+    event_snapshot(&mut c, "license_restored").await;
+
+    let mut long = d.client().await;
+    // The daemon may close before it has read all of it.
+    let _ = long
+        .send_line(&"x".repeat(daemon::socket::MAX_LINE + 10))
+        .await;
+    snapshot("line_too_long", &long.next_line().await.expect("answer"));
+    d.stop().await;
+}

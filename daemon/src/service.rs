@@ -7,7 +7,8 @@ use crate::client::{RequestError, ServerClient};
 use crate::config::{Config, DEFAULT_SERVER};
 use crate::dongle::DongleSource;
 use crate::licinfo::LicInfo;
-use crate::state::{Decision, Input, LicenseMachine, Notice, Now, Output, ProjectScan};
+use crate::protocol::StatusJson;
+use crate::state::{Decision, Event, Input, LicenseMachine, Now, Output, ProjectScan};
 use keys::{Clock, HardwareId, LicenseNumber, TrustedKeys, UnixTime};
 use std::collections::HashMap;
 use std::future::Future;
@@ -154,10 +155,13 @@ pub struct Inner {
     cache: Cache,
     started: Instant,
     clock: Arc<dyn Clock>,
-    events: broadcast::Sender<Notice>,
+    events: broadcast::Sender<Event>,
     check_wanted: Arc<Notify>,
     check_forced: Arc<AtomicBool>,
     pub last_check_attempt: Option<UnixTime>,
+    /// Bumped by every change that can show in the status (inputs, seats),
+    /// so the serialized status can be reused until it changes.
+    version: u64,
 }
 
 impl Inner {
@@ -170,6 +174,7 @@ impl Inner {
 
     /// Feeds the machine, persists, pushes notices, requests checks.
     pub fn apply(&mut self, input: Input) {
+        self.version += 1;
         let now = self.now();
         let outputs = self.machine.handle(input, now);
         // On disk before anything is answered or pushed. A failure (disk full)
@@ -216,6 +221,7 @@ impl Inner {
             return Err(limit);
         }
         *self.seats.slot(c, p) += 1;
+        self.version += 1;
         Ok(self.seats.held_by(c, p))
     }
 
@@ -226,6 +232,7 @@ impl Inner {
             return false;
         }
         *slot -= 1;
+        self.version += 1;
         true
     }
 
@@ -261,7 +268,9 @@ impl Inner {
 
     /// A connection closed: release its seats and its runtime.
     pub fn connection_closed(&mut self, c: ConnId) {
-        self.seats.held.remove(&c);
+        if self.seats.held.remove(&c).is_some() {
+            self.version += 1;
+        }
         if self.runtime_owner == Some(c) {
             self.runtime_stopped(c, "connection_closed");
         }
@@ -311,7 +320,7 @@ pub struct Shared {
     pub hardware_id: HardwareId,
     pub trusted: TrustedKeys,
     pub config: Config,
-    pub events: broadcast::Sender<Notice>,
+    pub events: broadcast::Sender<Event>,
     check_wanted: Arc<Notify>,
     /// Set by whoever wants a check; cleared when one finishes (requests made
     /// while a check is in flight are answered by that check).
@@ -328,6 +337,9 @@ pub struct Shared {
     uplink_ok: AtomicBool,
     /// When the last check to recover a lost state was asked for.
     recovery_attempt: Mutex<Option<Instant>>,
+    /// The last serialized status and what it was decided at: the state's
+    /// version and the effective second (`now`, `seconds_until_stop`).
+    status_cache: Mutex<Option<(u64, UnixTime, StatusJson)>>,
 }
 
 impl Shared {
@@ -335,6 +347,30 @@ impl Shared {
         // A panic while holding the lock leaves consistent data (every update is
         // a single assignment chain), so a poisoned lock is still usable.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The status object, serialized: reused while neither the state nor
+    /// the effective second changed (the runtime and scrapers ask often;
+    /// deciding and encoding ~1 KB each time was most of the answer's cost).
+    /// What it reads from files (`lic/licinfo.cfg`) is at most a second old.
+    pub fn status_json(&self) -> StatusJson {
+        let key = |s: &Self| {
+            let mut inner = s.lock();
+            let now = inner.now();
+            (inner.version, inner.machine.effective(now))
+        };
+        let before = key(self);
+        let mut cache = self.status_cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((v, t, json)) = cache.as_ref() {
+            if (*v, *t) == before {
+                return json.clone();
+            }
+        }
+        let json = StatusJson::new(&crate::socket::status(self));
+        if key(self) == before {
+            *cache = Some((before.0, before.1, json.clone()));
+        }
+        json
     }
 
     pub fn new_conn_id(&self) -> ConnId {
@@ -788,6 +824,7 @@ pub async fn run(
             check_wanted: check_wanted.clone(),
             check_forced: check_forced.clone(),
             last_check_attempt: None,
+            version: 0,
         }),
         hardware_id,
         trusted,
@@ -800,6 +837,7 @@ pub async fn run(
         peers,
         uplink_ok: AtomicBool::new(true),
         recovery_attempt: Mutex::new(None),
+        status_cache: Mutex::new(None),
     });
     let peer_server = shared
         .peers

@@ -244,6 +244,23 @@ impl Phase {
         Phase::WrongHost,
     ];
 
+    /// The protocol's name (`server_unreachable`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::NotActivated => "not_activated",
+            Phase::Licensed => "licensed",
+            Phase::ServerUnreachable => "server_unreachable",
+            Phase::OfflineStartHour => "offline_start_hour",
+            Phase::DongleRemoved => "dongle_removed",
+            Phase::Stopped => "stopped",
+            Phase::Refused => "refused",
+            Phase::Expired => "expired",
+            Phase::DongleMissing => "dongle_missing",
+            Phase::InvalidLicenseFile => "invalid_license_file",
+            Phase::WrongHost => "wrong_host",
+        }
+    }
+
     pub fn is_licensed(self) -> bool {
         matches!(
             self,
@@ -291,34 +308,15 @@ pub struct Decision {
     pub now: UnixTime,
 }
 
-/// A change worth telling the runtime about (pushed to subscribers).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum Notice {
-    WarningBegins {
-        warning: Text,
-    },
-    StopScheduled {
-        at: UnixTime,
-        at_text: String,
-    },
-    NewGrant {
-        serial: u64,
-    },
-    LicenseEnded {
-        reason_code: String,
-        reason: Text,
-    },
-    LicenseRestored,
-    /// The scheduled stop is off (dongle back, server reached again).
-    StopCancelled,
-}
+/// A change worth telling the runtime about (pushed to subscribers; the
+/// protocol's type, [`crate::protocol::Event`]).
+pub use crate::protocol::Event;
 
 /// What the shell should do after an input.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Output {
     /// Push this to subscribers.
-    Notify(Notice),
+    Notify(Event),
     /// Run a check with the server as soon as possible.
     CheckNow,
 }
@@ -590,7 +588,7 @@ impl LicenseMachine {
             }
             let serial = g.serial;
             self.grant = Some(g);
-            return vec![Output::Notify(Notice::NewGrant { serial })];
+            return vec![Output::Notify(Event::NewGrant { serial })];
         }
         if self.superseded.as_ref().is_none_or(|s| g.serial > s.serial) {
             self.superseded = Some(g);
@@ -637,7 +635,7 @@ impl LicenseMachine {
                 .as_ref()
                 .is_none_or(|old| g.supersedes(old) || old.license_number != g.license_number);
             if fits && newer {
-                out.push(Output::Notify(Notice::NewGrant { serial: g.serial }));
+                out.push(Output::Notify(Event::NewGrant { serial: g.serial }));
                 self.grant = Some(g);
             }
         }
@@ -739,6 +737,11 @@ impl LicenseMachine {
 
     fn check_due(&self, t: UnixTime) -> bool {
         self.next_check_at().is_some_and(|due| t >= due)
+    }
+
+    /// The effective time of `now` (see the module doc's rollback rule).
+    pub fn effective(&mut self, now: Now) -> UnixTime {
+        self.time.effective(now)
     }
 
     /// The current decision at `now`.
@@ -1120,10 +1123,10 @@ impl LicenseMachine {
             None => (false, None, None),
         };
         if new.licensed && !was_licensed && old.is_some() {
-            out.push(Output::Notify(Notice::LicenseRestored));
+            out.push(Output::Notify(Event::LicenseRestored));
         }
         if !new.licensed && (was_licensed || old.is_none()) && new.phase != Phase::NotActivated {
-            out.push(Output::Notify(Notice::LicenseEnded {
+            out.push(Output::Notify(Event::LicenseEnded {
                 reason_code: new.reason_code.to_owned(),
                 reason: new.reason.clone(),
             }));
@@ -1131,13 +1134,13 @@ impl LicenseMachine {
         if let Some(w) = &new.warning {
             let old_phase = old.as_ref().map(|o| o.phase);
             if old_warning.is_none() || old_phase != Some(new.phase) {
-                out.push(Output::Notify(Notice::WarningBegins { warning: w.clone() }));
+                out.push(Output::Notify(Event::WarningBegins { warning: w.clone() }));
             }
         }
         if new.licensed {
             if let Some(at) = new.stop_at {
                 if old_stop != Some(at) || !was_licensed {
-                    out.push(Output::Notify(Notice::StopScheduled {
+                    out.push(Output::Notify(Event::StopScheduled {
                         at,
                         at_text: at.to_string(),
                     }));
@@ -1145,7 +1148,7 @@ impl LicenseMachine {
             }
         }
         if new.licensed && was_licensed && old_stop.is_some() && new.stop_at.is_none() {
-            out.push(Output::Notify(Notice::StopCancelled));
+            out.push(Output::Notify(Event::StopCancelled));
         }
         self.last = Some(new);
         out

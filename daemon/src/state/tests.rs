@@ -242,7 +242,7 @@ impl Host {
         self.decide().phase
     }
 
-    fn notices(&mut self) -> Vec<Notice> {
+    fn notices(&mut self) -> Vec<Event> {
         let n = self
             .outputs
             .iter()
@@ -350,7 +350,7 @@ fn one_successful_check_restores_in_every_phase() {
             "day {d}"
         );
         if d >= 30 {
-            assert_eq!(h.notices(), vec![Notice::LicenseRestored], "day {d}");
+            assert_eq!(h.notices(), vec![Event::LicenseRestored], "day {d}");
         }
         // And the periods count from the new check.
         h.advance(10 * D - 1);
@@ -412,7 +412,7 @@ fn a_refusal_ends_the_license_at_once_and_a_later_check_restores_it() {
         assert_eq!(dec.reason_code, reason.key());
         assert_eq!(dec.reason.de, reason.message(true));
         assert!(
-            matches!(h.notices().as_slice(), [Notice::LicenseEnded { .. }]),
+            matches!(h.notices().as_slice(), [Event::LicenseEnded { .. }]),
             "{reason:?}"
         );
         // Survives a restart.
@@ -684,11 +684,11 @@ fn notices_for_warning_stop_end_new_grant_and_restore() {
     h.advance_to(day(10));
     let n = h.notices();
     assert!(
-        n.iter().any(|n| matches!(n, Notice::WarningBegins { .. })),
+        n.iter().any(|n| matches!(n, Event::WarningBegins { .. })),
         "{n:?}"
     );
     assert!(
-        n.contains(&Notice::StopScheduled {
+        n.contains(&Event::StopScheduled {
             at: day(30),
             at_text: day(30).to_string()
         }),
@@ -698,7 +698,7 @@ fn notices_for_warning_stop_end_new_grant_and_restore() {
     assert_eq!(h.notices(), vec![], "no repeats while nothing changes");
     h.advance_to(day(30));
     assert!(
-        matches!(h.notices().as_slice(), [Notice::LicenseEnded { reason_code, .. }] if reason_code == "server_unreachable_stop")
+        matches!(h.notices().as_slice(), [Event::LicenseEnded { reason_code, .. }] if reason_code == "server_unreachable_stop")
     );
     // Upgrade: a newer grant arrives with a check.
     let n = Nonce::random();
@@ -714,8 +714,8 @@ fn notices_for_warning_stop_end_new_grant_and_restore() {
         grant: Some(better),
     });
     let got = h.notices();
-    assert!(got.contains(&Notice::NewGrant { serial: 2 }), "{got:?}");
-    assert!(got.contains(&Notice::LicenseRestored), "{got:?}");
+    assert!(got.contains(&Event::NewGrant { serial: 2 }), "{got:?}");
+    assert!(got.contains(&Event::LicenseRestored), "{got:?}");
     assert_eq!(h.decide().entitlements.expect("licensed").pwa_users, 5);
     // An older grant never replaces a newer one.
     let n = Nonce::random();

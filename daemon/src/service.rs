@@ -27,6 +27,11 @@ pub use peers::PeerNet;
 /// minutes of the line coming back, rarely enough to be no load.
 pub const RECOVERY_RETRY: std::time::Duration = std::time::Duration::from_secs(120);
 
+/// The step in which the last second before a timeout of the state machine
+/// is slept (see [`Inner::until_timeout`]): the effective time counts whole
+/// seconds, so a stop is handled at most this late (the goal is 1 s).
+pub const TIMEOUT_STEP: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// The version string sent to the server.
 pub const DAEMON_VERSION: &str = concat!("promos-licd/", env!("CARGO_PKG_VERSION"));
 
@@ -158,6 +163,8 @@ pub struct Inner {
     events: broadcast::Sender<Event>,
     check_wanted: Arc<Notify>,
     check_forced: Arc<AtomicBool>,
+    /// Woken after every input: the machine's next timeout may have moved.
+    timers: Arc<Notify>,
     pub last_check_attempt: Option<UnixTime>,
     /// Bumped by every change that can show in the status (inputs, seats),
     /// so the serialized status can be reused until it changes.
@@ -195,6 +202,25 @@ impl Inner {
                 }
             }
         }
+        self.timers.notify_one();
+    }
+
+    /// How long the shell may sleep before the machine's next timeout
+    /// ([`LicenseMachine::poll_timeout`]); `None`: nothing scheduled. The
+    /// effective time has whole seconds, so the last second before a moment
+    /// is slept in steps of [`TIMEOUT_STEP`]: a stop happens at most that late.
+    pub fn until_timeout(&mut self) -> Option<std::time::Duration> {
+        let now = self.now();
+        let t = self.machine.effective(now);
+        let at = self.machine.poll_timeout()?;
+        let left = at.0.saturating_sub(t.0);
+        Some(if left == 0 {
+            std::time::Duration::ZERO
+        } else if left == 1 {
+            TIMEOUT_STEP
+        } else {
+            std::time::Duration::from_secs(left - 1)
+        })
     }
 
     pub fn decide(&mut self) -> Decision {
@@ -811,6 +837,7 @@ pub async fn run(
     let (events, _) = broadcast::channel(64);
     let check_wanted = Arc::new(Notify::new());
     let check_forced = Arc::new(AtomicBool::new(false));
+    let timers = Arc::new(Notify::new());
     let shared = Arc::new(Shared {
         inner: Mutex::new(Inner {
             machine,
@@ -823,6 +850,7 @@ pub async fn run(
             events: events.clone(),
             check_wanted: check_wanted.clone(),
             check_forced: check_forced.clone(),
+            timers: timers.clone(),
             last_check_attempt: None,
             version: 0,
         }),
@@ -926,10 +954,21 @@ pub async fn run(
         })
     };
 
+    // Two clocks: `tick` for what the machine cannot know the time of (a
+    // dongle pulled, `lic/` edited, a full disk with space again, the wall
+    // clock set), and the machine's own next timeout (a stop, the next
+    // check), slept until exactly; any input wakes the loop to recompute it.
     let mut interval = tokio::time::interval(config.tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
     loop {
+        let until = shared.lock().until_timeout();
+        let timeout = async {
+            match until {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = &mut shutdown => break,
             _ = interval.tick() => {
@@ -940,6 +979,13 @@ pub async fn run(
                     tracing::error!(error = %e, "license cache not flushed");
                 }
             }
+            _ = timeout => {
+                let mut inner = shared.lock();
+                if inner.until_timeout() == Some(std::time::Duration::ZERO) {
+                    inner.apply(Input::Tick);
+                }
+            }
+            _ = timers.notified() => {}
         }
     }
     let _ = stop_tx.send(true);

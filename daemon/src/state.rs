@@ -403,6 +403,9 @@ pub struct LicenseMachine {
     last_failure: Option<String>,
     clock_warning: Option<Text>,
     last: Option<Decision>,
+    /// The effective time `last` was decided at (the last input): moments
+    /// after it are still to be handled (see [`LicenseMachine::poll_timeout`]).
+    evaluated_at: UnixTime,
 }
 
 impl LicenseMachine {
@@ -442,6 +445,7 @@ impl LicenseMachine {
             last_failure: None,
             clock_warning: None,
             last: None,
+            evaluated_at: UnixTime(0),
         };
         let mut out = m.diff(now);
         if m.mode() == Mode::Online {
@@ -733,6 +737,61 @@ impl LicenseMachine {
             ),
             None => UnixTime(0),
         })
+    }
+
+    /// The next moment (effective time) at which anything can change: the
+    /// next check, the start of the warning, a scheduled stop (end of the
+    /// grace periods, of a 1-hour or a 24-hour run, of the dongle hour), the
+    /// end of validity. Only moments after the last input count (a moment
+    /// already passed but not handled yet is returned: the shell feeds a tick
+    /// at once); `None` if nothing is scheduled (a hard dongle that is
+    /// plugged in). Like quinn-proto's `Connection::poll_timeout`: the shell sleeps
+    /// until then, or until an input arrives, and feeds [`Input::Tick`]. The
+    /// dongle and `lic/` are not the machine's to poll (the shell scans them
+    /// every `tick_secs`).
+    pub fn poll_timeout(&self) -> Option<UnixTime> {
+        let t = self.evaluated_at;
+        let mut at: Vec<UnixTime> = Vec::new();
+        at.extend(self.next_check_at());
+        match self.mode() {
+            Mode::Online => {
+                if let Some(g) = &self.grant {
+                    at.extend(g.valid_until);
+                    let last = self
+                        .receipt
+                        .as_ref()
+                        .map(|r| r.server_time)
+                        .unwrap_or(g.issued_at);
+                    let warn_from = last.plus_secs(SILENT_SECS);
+                    let grace_end = warn_from.plus_secs(WARNING_SECS);
+                    at.extend([warn_from, grace_end]);
+                    if let Some(s) = self.run_started {
+                        if s >= grace_end {
+                            at.push(s.plus_secs(OFFLINE_START_SECS));
+                        }
+                        if g.protection == Protection::Engineering {
+                            at.push(s.plus_secs(ENGINEERING_RUN_SECS));
+                        }
+                    }
+                }
+            }
+            Mode::HardDongle => {
+                if let Some(Ok(g)) = &self.file {
+                    at.extend(g.valid_until);
+                }
+                let present = self
+                    .hard_serial()
+                    .is_some_and(|s| self.dongles.contains(&s));
+                if !present {
+                    at.extend(
+                        self.dongle_last_seen
+                            .map(|seen| seen.plus_secs(DONGLE_GRACE_SECS)),
+                    );
+                }
+            }
+            Mode::None => {}
+        }
+        at.into_iter().filter(|a| *a > t).min()
     }
 
     fn check_due(&self, t: UnixTime) -> bool {
@@ -1115,6 +1174,7 @@ impl LicenseMachine {
     /// Compares the decision with the previous one and turns changes into notices.
     fn diff(&mut self, now: Now) -> Vec<Output> {
         let t = self.time.effective(now);
+        self.evaluated_at = t;
         let new = self.decide_at(t);
         let mut out = Vec::new();
         let old = self.last.take();

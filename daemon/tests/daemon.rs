@@ -1336,3 +1336,193 @@ async fn every_socket_answer_and_event_matches_its_snapshot() {
     snapshot("line_too_long", &long.next_line().await.expect("answer"));
     d.stop().await;
 }
+
+// ---- Timers from the state machine: stops on time, not at the next tick ----
+
+/// A wall clock on tokio's (paused) time: `base` plus the tokio time since
+/// `start`. With `start_paused` tokio jumps to the next timer whenever
+/// everything waits, so these tests walk hours in milliseconds, and the
+/// daemon sees time pass only by sleeping, exactly as in the field.
+#[derive(Debug)]
+struct TokioClock {
+    base: UnixTime,
+    start: tokio::time::Instant,
+}
+
+impl keys::Clock for TokioClock {
+    fn now(&self) -> UnixTime {
+        self.base.plus_secs(self.start.elapsed().as_secs())
+    }
+}
+
+impl TokioClock {
+    /// The tokio instant at which the wall clock reads `t`.
+    fn instant_of(&self, t: UnixTime) -> tokio::time::Instant {
+        self.start + Duration::from_secs(t.since(self.base))
+    }
+}
+
+/// Starts `daemon::run` on `config` with `clock`; the stop sender and task.
+async fn start_on(
+    config: Config,
+    clock: Arc<dyn keys::Clock>,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), daemon::service::RunError>>,
+) {
+    let socket = config.socket_path.clone();
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(daemon::run(config, clock, async move {
+        let _ = rx.await;
+    }));
+    while SocketClient::connect(&socket).await.is_err() {
+        assert!(!task.is_finished(), "daemon ended at start");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    (stop, task)
+}
+
+/// Waits (on tokio time, at most a day) for event `name`; returns it and when it came.
+async fn event_at(c: &mut SocketClient, name: &str) -> (Value, tokio::time::Instant) {
+    loop {
+        let v = tokio::time::timeout(Duration::from_secs(86_400), c.next())
+            .await
+            .unwrap_or_else(|_| panic!("no {name} event within a day"))
+            .expect("read");
+        if v["event"] == json!(name) {
+            return (v, tokio::time::Instant::now());
+        }
+    }
+}
+
+/// How late `came` is after the moment the wall clock reads `at` (panics if early).
+fn lateness(clock: &TokioClock, at: &Value, came: tokio::time::Instant) -> Duration {
+    let at = UnixTime(at.as_u64().expect("unix seconds"));
+    let due = clock.instant_of(at);
+    assert!(came >= due, "stopped {:?} early", due - came);
+    came - due
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_dongle_hour_ends_within_a_second_with_the_default_tick() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let project = dir.path().join("project");
+    std::fs::create_dir_all(project.join("lic")).expect("lic");
+    std::fs::write(project.join("lic/promos.json"), hard_license(1)).expect("license");
+    let dongle = dir.path().join("SIMULATED-DONGLE");
+    std::fs::write(&dongle, "DG-0001\n").expect("dongle");
+    let mut c = Config::with_defaults(&dir.path().join("data"));
+    c.socket_path = dir.path().join("licd.sock");
+    c.project_dir = Some(project);
+    c.trusted_keys = TrustedKeys::with([key().public()]);
+    assert_eq!(c.tick, Duration::from_secs(30), "the default tick");
+    c.dongle = DongleBackend::Simulated {
+        file: dongle.clone(),
+    };
+    c.test_hardware_id = Some(HWID.parse().expect("hwid"));
+    let clock = Arc::new(TokioClock {
+        base: T0,
+        start: tokio::time::Instant::now(),
+    });
+    let (stop, task) = start_on(c.clone(), clock.clone()).await;
+    let mut sub = SocketClient::connect(&c.socket_path)
+        .await
+        .expect("connect");
+    assert_eq!(
+        sub.call(&json!({"cmd": "subscribe"}))
+            .await
+            .expect("subscribe")["ok"],
+        json!(true)
+    );
+    // Twice. The dongle hour counts from the scan that last saw the dongle,
+    // so it ends on the scan grid: this one would be on time with the old
+    // tick-only loop as well; the grace-period test below is the one the
+    // old loop fails (17 s late).
+    for round in 0..2 {
+        tokio::time::sleep(Duration::from_secs(17 + round * 7)).await;
+        std::fs::remove_file(&dongle).expect("unplug");
+        let (scheduled, _) = event_at(&mut sub, "stop_scheduled").await;
+        let (ended, came) = event_at(&mut sub, "license_ended").await;
+        assert_eq!(ended["reason_code"], json!("dongle_missing"), "{ended}");
+        let late = lateness(&clock, &scheduled["at"], came);
+        assert!(
+            late <= Duration::from_secs(1),
+            "the dongle hour ended {late:?} late"
+        );
+        std::fs::write(&dongle, "DG-0001").expect("plug");
+        event_at(&mut sub, "license_restored").await;
+    }
+    let _ = stop.send(());
+    task.await.expect("join").expect("clean stop");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_end_of_the_grace_periods_and_of_a_one_hour_run_come_within_a_second() {
+    let dir = soft_host();
+    let mut c = soft_config(dir.path(), &dir.path().join("data"));
+    c.tick = Duration::from_secs(30);
+    // The last check was at T0: the grace periods end at T0 + 30 days.
+    let grace_end = T0.plus_days(30);
+    let clock = Arc::new(TokioClock {
+        base: UnixTime(grace_end.0 - 2 * 3600 - 13),
+        start: tokio::time::Instant::now(),
+    });
+    let (stop, task) = start_on(c.clone(), clock.clone()).await;
+    let mut sub = SocketClient::connect(&c.socket_path)
+        .await
+        .expect("connect");
+    assert_eq!(
+        sub.call(&json!({"cmd": "subscribe"}))
+            .await
+            .expect("subscribe")["ok"],
+        json!(true)
+    );
+    let mut rt = SocketClient::connect(&c.socket_path)
+        .await
+        .expect("connect");
+    let v = rt
+        .call(&json!({"cmd": "runtime_started"}))
+        .await
+        .expect("start");
+    assert_eq!(v["status"]["state"], json!("server_unreachable"), "{v}");
+    assert_eq!(v["status"]["stop_at"], json!(grace_end.secs()), "{v}");
+    let (ended, came) = event_at(&mut sub, "license_ended").await;
+    assert_eq!(
+        ended["reason_code"],
+        json!("server_unreachable_stop"),
+        "{ended}"
+    );
+    let late = lateness(&clock, &json!(grace_end.secs()), came);
+    assert!(
+        late <= Duration::from_secs(1),
+        "the grace periods ended {late:?} late"
+    );
+
+    // The runtime stops and starts again: 1 hour, on time too.
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert_eq!(
+        rt.call(&json!({"cmd": "runtime_stopped"}))
+            .await
+            .expect("stop")["ok"],
+        json!(true)
+    );
+    let v = rt
+        .call(&json!({"cmd": "runtime_started"}))
+        .await
+        .expect("start");
+    assert_eq!(v["status"]["state"], json!("offline_start_hour"), "{v}");
+    let at = v["status"]["stop_at"].clone();
+    let (ended, came) = event_at(&mut sub, "license_ended").await;
+    assert_eq!(
+        ended["reason_code"],
+        json!("server_unreachable_stop"),
+        "{ended}"
+    );
+    let late = lateness(&clock, &at, came);
+    assert!(
+        late <= Duration::from_secs(1),
+        "the 1-hour run ended {late:?} late"
+    );
+    let _ = stop.send(());
+    task.await.expect("join").expect("clean stop");
+}

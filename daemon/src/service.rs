@@ -612,7 +612,9 @@ impl Shared {
         });
     }
 
-    async fn check_once(&self) -> CheckOutcome {
+    /// The check to send now and its nonce (recorded as sent); `None` if
+    /// there is nothing to check (not activated).
+    fn check_request(&self) -> Option<(Request, Nonce)> {
         let (request, nonce) = {
             let mut inner = self.lock();
             let held = match inner.machine.grant() {
@@ -625,9 +627,7 @@ impl Shared {
                 // ID with the current grant (no token needed).
                 None => self.licinfo_license().map(|n| (n, None)),
             };
-            let Some(grant) = held else {
-                return CheckOutcome::NotActivated;
-            };
+            let grant = held?;
             inner.last_check_attempt = Some(inner.now().wall);
             let nonce = Nonce::random();
             let check = Check {
@@ -642,11 +642,19 @@ impl Shared {
             (Request::Check(check), nonce)
         };
         self.lock().apply(Input::CheckSent { nonce });
+        Some((request, nonce))
+    }
+
+    async fn check_once(&self) -> CheckOutcome {
+        let Some((request, nonce)) = self.check_request() else {
+            return CheckOutcome::NotActivated;
+        };
         let server = self.server_address();
         let result = match self.client(&server) {
             Ok(c) => c.request(&request).await,
             Err(e) => Err(e),
         };
+        let reached = result.is_ok();
         let input = match result {
             Ok(response) => {
                 self.uplink_ok.store(true, Ordering::SeqCst);
@@ -682,9 +690,31 @@ impl Shared {
             if self.uplink_ok.load(Ordering::SeqCst) {
                 p.flush(self).await;
             }
-            p.exchange_with_peers(self).await;
+            // This host reached the server itself: the peers that cannot
+            // check through it now (their queued checks are answered).
+            p.exchange_with_peers(self, reached).await;
         }
         outcome
+    }
+
+    /// A peer says its check just reached the server (`ServerReached`):
+    /// check through it now. Only for a host whose own last attempt failed;
+    /// a host with a working line keeps its own schedule.
+    pub async fn check_through(&self, address: &str) {
+        let Some(p) = &self.peers else {
+            return;
+        };
+        let Some(peer) = self.config.peers.iter().find(|e| e.address == address) else {
+            return;
+        };
+        let Some((request, nonce)) = self.check_request() else {
+            return;
+        };
+        if let Some(input) = p.check_via_peer(self, peer, &request, nonce).await {
+            tracing::info!(peer = %address, "checked through a peer that reached the server");
+            self.apply_answer(input);
+        }
+        p.exchange_with_peers(self, false).await;
     }
 
     /// Feeds an answer to the machine and remembers the nonce it used up (a

@@ -22,6 +22,7 @@ use keys::{LicenseGrant, Signed, Verified};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use wire::codec;
+use wire::peer::{has_capability, CAP_SERVER_REACHED};
 use wire::{Nonce, PeerError, PeerRequest, PeerResponse, RelayEnvelope, Request, Response};
 
 /// Answered nonces remembered to recognise replays: a few weeks of daily
@@ -32,6 +33,11 @@ const USED_NONCES: usize = 512;
 /// long, so a line that came back (or a single slow answer) does not leave the
 /// site queueing until the relay's own next check.
 const UPLINK_PROBE: std::time::Duration = std::time::Duration::from_secs(30);
+/// Checks started by `ServerReached` follow each other at least this far
+/// apart (none is dropped: a report that comes during one starts the next):
+/// a listed peer cannot make this host check, and record open nonces (64
+/// kept), faster than that.
+const REACHED_CHECK_GAP: std::time::Duration = std::time::Duration::from_secs(1);
 /// Bytes of grants per `Collected` answer: leaves room in the 64 KiB frame for
 /// [`crate::relay::MAX_ANSWERS_PER_PEER`] answers of ~3 KiB.
 const GRANT_BYTES_PER_ANSWER: usize = 32 * 1024;
@@ -47,10 +53,24 @@ pub struct PeerNet {
     flushing: tokio::sync::Mutex<()>,
     /// When the uplink was last tried for a peer while it was thought down.
     last_probe: Mutex<Option<std::time::Instant>>,
+    /// The peer whose `ServerReached` is still to be acted on (the latest).
+    reached_from: Mutex<Option<String>>,
+    /// A task is checking through peers that reported `ServerReached`.
+    reached_running: std::sync::atomic::AtomicBool,
 }
 
 /// What a peer did wrong.
 struct Hostile(String);
+
+/// How asking one peer to relay a check went.
+enum Relayed {
+    /// The server's answer (verified, for this request).
+    Answer(Box<Input>),
+    /// The peer has no uplink and keeps the check.
+    Queued,
+    /// Not reachable, declined, or cut off.
+    Nothing,
+}
 
 impl PeerNet {
     pub fn new(endpoint: PeerEndpoint, cache: Cache) -> Self {
@@ -61,6 +81,8 @@ impl PeerNet {
             used: Mutex::new(VecDeque::new()),
             flushing: tokio::sync::Mutex::new(()),
             last_probe: Mutex::new(None),
+            reached_from: Mutex::new(None),
+            reached_running: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -114,7 +136,7 @@ impl PeerNet {
         }
     }
 
-    async fn serve_conn(&self, shared: &Shared, conn: quinn::Connection) {
+    async fn serve_conn(&self, shared: &Arc<Shared>, conn: quinn::Connection) {
         let addr = conn.remote_address().to_string();
         let Some(key) = remote_key(&conn) else {
             conn.close(2u32.into(), b"no key");
@@ -160,7 +182,7 @@ impl PeerNet {
 
     async fn answer(
         &self,
-        shared: &Shared,
+        shared: &Arc<Shared>,
         key: &PeerKey,
         request: PeerRequest,
     ) -> Result<PeerResponse, Hostile> {
@@ -169,7 +191,7 @@ impl PeerNet {
                 tracing::debug!(peer = %hardware_id, %agent, "peer hello");
                 PeerResponse::Hello {
                     hardware_id: shared.hardware_id.clone(),
-                    agent: DAEMON_VERSION.into(),
+                    agent: format!("{DAEMON_VERSION} {CAP_SERVER_REACHED}"),
                 }
             }
             PeerRequest::Forward { body } => self.forward(shared, key, body).await,
@@ -181,7 +203,69 @@ impl PeerNet {
                 self.take_grants(shared, grants)?;
                 PeerResponse::Ack
             }
+            PeerRequest::ServerReached => {
+                self.server_reached(shared, key);
+                PeerResponse::Ack
+            }
         })
+    }
+
+    /// Peer `key` reached the server: if this host could not, it checks
+    /// through that peer now (in the background; the peer gets its `Ack` at
+    /// once). One such check at a time; a report during one starts another
+    /// after it.
+    fn server_reached(&self, shared: &Arc<Shared>, key: &PeerKey) {
+        use std::sync::atomic::Ordering::SeqCst;
+        if shared.uplink_ok.load(SeqCst) {
+            return;
+        }
+        let (Some(peer), Some(net)) = (
+            shared
+                .config
+                .peers
+                .iter()
+                .find(|p| p.public_key.to_bytes() == *key),
+            shared.peers.clone(),
+        ) else {
+            return;
+        };
+        tracing::info!(peer = %peer.address, "a peer reached the license server: checking through it");
+        *self.reached_from.lock().unwrap_or_else(|p| p.into_inner()) = Some(peer.address.clone());
+        if self.reached_running.swap(true, SeqCst) {
+            return;
+        }
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            loop {
+                let next = net
+                    .reached_from
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take();
+                match next {
+                    Some(address) => {
+                        let started = std::time::Instant::now();
+                        shared.check_through(&address).await;
+                        if let Some(rest) = REACHED_CHECK_GAP.checked_sub(started.elapsed()) {
+                            tokio::time::sleep(rest).await;
+                        }
+                    }
+                    None => {
+                        net.reached_running.store(false, SeqCst);
+                        // A report between `take` and `store` would wait
+                        // for the next one: look once more.
+                        let again = net
+                            .reached_from
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .is_some();
+                        if !again || net.reached_running.swap(true, SeqCst) {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
     }
 
     /// Carries a peer's check to the server, or keeps it for later.
@@ -237,7 +321,18 @@ impl PeerNet {
             relay: shared.hardware_id.clone(),
             body,
         });
-        match client.request(&request).await {
+        let was_down = !shared.uplink_ok.load(std::sync::atomic::Ordering::SeqCst);
+        let result = client.request(&request).await;
+        if was_down && result.is_ok() {
+            // The line is back (found by a peer's check): this host checks
+            // now too, and then tells its peers (`ServerReached`).
+            tracing::info!("uplink back (a peer's check went through)");
+            shared
+                .check_forced
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            shared.check_wanted.notify_one();
+        }
+        match result {
             Ok(Response::Relayed(env)) => {
                 shared
                     .uplink_ok
@@ -352,44 +447,12 @@ impl PeerNet {
         request: &Request,
         nonce: Nonce,
     ) -> Option<Input> {
-        let body = codec::encode_body(request).ok()?;
         let mut queued_at = Vec::new();
         for peer in &shared.config.peers {
-            let key = peer.public_key.to_bytes();
-            if self.guard.is_banned(&key) {
-                continue;
-            }
-            let conn = match self.endpoint.connect(&peer.address).await {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::info!(error = %e, "peer not reachable");
-                    continue;
-                }
-            };
-            let answer = conn.ask(&PeerRequest::Forward { body: body.clone() }).await;
-            match answer {
-                Ok(PeerResponse::Answer { body }) => {
-                    match self.relayed_answer(shared, &body, nonce) {
-                        Ok(input) => {
-                            conn.close();
-                            tracing::info!(peer = %peer.address, "check relayed by a peer");
-                            return Some(input);
-                        }
-                        Err(Hostile(why)) => {
-                            self.guard.ban(&key, &peer.address, &why);
-                            conn.cut_off(&why);
-                        }
-                    }
-                }
-                Ok(PeerResponse::Queued) => {
-                    queued_at.push(peer.address.clone());
-                    conn.close();
-                }
-                Ok(other) => {
-                    tracing::info!(peer = %peer.address, answer = ?other, "peer did not relay");
-                    conn.close();
-                }
-                Err(e) => tracing::info!(error = %e, "peer exchange failed"),
+            match self.ask_peer(shared, peer, request, nonce).await {
+                Relayed::Answer(input) => return Some(*input),
+                Relayed::Queued => queued_at.push(peer.address.clone()),
+                Relayed::Nothing => {}
             }
         }
         if queued_at.is_empty() {
@@ -401,6 +464,70 @@ impl PeerNet {
                     queued_at.join(", ")
                 ),
             })
+        }
+    }
+
+    /// The check through one peer only; `None` unless it brought the server's answer.
+    pub(super) async fn check_via_peer(
+        &self,
+        shared: &Shared,
+        peer: &crate::config::PeerEntry,
+        request: &Request,
+        nonce: Nonce,
+    ) -> Option<Input> {
+        match self.ask_peer(shared, peer, request, nonce).await {
+            Relayed::Answer(input) => Some(*input),
+            Relayed::Queued | Relayed::Nothing => None,
+        }
+    }
+
+    async fn ask_peer(
+        &self,
+        shared: &Shared,
+        peer: &crate::config::PeerEntry,
+        request: &Request,
+        nonce: Nonce,
+    ) -> Relayed {
+        let Ok(body) = codec::encode_body(request) else {
+            return Relayed::Nothing;
+        };
+        let key = peer.public_key.to_bytes();
+        if self.guard.is_banned(&key) {
+            return Relayed::Nothing;
+        }
+        let conn = match self.endpoint.connect(&peer.address).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::info!(error = %e, "peer not reachable");
+                return Relayed::Nothing;
+            }
+        };
+        match conn.ask(&PeerRequest::Forward { body }).await {
+            Ok(PeerResponse::Answer { body }) => match self.relayed_answer(shared, &body, nonce) {
+                Ok(input) => {
+                    conn.close();
+                    tracing::info!(peer = %peer.address, "check relayed by a peer");
+                    Relayed::Answer(Box::new(input))
+                }
+                Err(Hostile(why)) => {
+                    self.guard.ban(&key, &peer.address, &why);
+                    conn.cut_off(&why);
+                    Relayed::Nothing
+                }
+            },
+            Ok(PeerResponse::Queued) => {
+                conn.close();
+                Relayed::Queued
+            }
+            Ok(other) => {
+                tracing::info!(peer = %peer.address, answer = ?other, "peer did not relay");
+                conn.close();
+                Relayed::Nothing
+            }
+            Err(e) => {
+                tracing::info!(error = %e, "peer exchange failed");
+                Relayed::Nothing
+            }
         }
     }
 
@@ -450,8 +577,10 @@ impl PeerNet {
     }
 
     /// After every check: collect late answers and grants from each peer and pass
-    /// ours on.
-    pub(super) async fn exchange_with_peers(&self, shared: &Shared) {
+    /// ours on. `reached`: this host's own check just reached the server, so
+    /// each peer that understands it hears so first (`ServerReached`) and
+    /// checks through this host at once if it could not reach the server.
+    pub(super) async fn exchange_with_peers(&self, shared: &Shared, reached: bool) {
         for peer in &shared.config.peers {
             let key = peer.public_key.to_bytes();
             if self.guard.is_banned(&key) {
@@ -460,12 +589,30 @@ impl PeerNet {
             let Ok(conn) = self.endpoint.connect(&peer.address).await else {
                 continue;
             };
+            if reached {
+                self.tell_server_reached(shared, &conn).await;
+            }
             if let Err(Hostile(why)) = self.exchange(shared, &conn).await {
                 self.guard.ban(&key, &peer.address, &why);
                 conn.cut_off(&why);
             } else {
                 conn.close();
             }
+        }
+    }
+
+    /// `ServerReached` to a peer whose `Hello` lists the capability (an older
+    /// daemon would take the unknown message for garbage).
+    async fn tell_server_reached(&self, shared: &Shared, conn: &PeerConn) {
+        let hello = PeerRequest::Hello {
+            hardware_id: shared.hardware_id.clone(),
+            agent: format!("{DAEMON_VERSION} {CAP_SERVER_REACHED}"),
+        };
+        match conn.ask(&hello).await {
+            Ok(PeerResponse::Hello { agent, .. }) if has_capability(&agent, CAP_SERVER_REACHED) => {
+                let _ = conn.ask(&PeerRequest::ServerReached).await;
+            }
+            _ => {}
         }
     }
 

@@ -853,8 +853,8 @@ async fn check_now_waits_for_a_fresh_check_and_exits_non_zero_when_it_fails() {
 /// padded to 1200 bytes by QUIC (the client's two Initial flights, the
 /// server's first), so what is left for certificate, request and receipt
 /// does not fit without session resumption on the server (BENCHMARKS.md).
-/// The bound here is what the daemon's client achieves alone (it was 10.5
-/// KiB with the server probing for a larger path MTU).
+/// The bound here is what the daemon's client achieves alone (quinn's
+/// defaults took 16 KiB, mostly path-MTU probes from both sides).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_daily_check_costs_under_5_kib_on_the_wire() {
     let tmp = tempfile::tempdir().expect("tempdir");

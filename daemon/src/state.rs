@@ -5,9 +5,11 @@
 //! time they happened ([`Now`]) and answers with a [`Decision`]: licensed or
 //! not, the warning (German and English), when the runtime must stop, the
 //! entitlements and the reason. Changes of the decision come back as
-//! [`Output`]s (events to push to subscribers, "check now"). The tokio shell in
-//! [`crate::service`] only moves bytes and time; every rule lives here, so a
-//! test walks 40 simulated days in milliseconds.
+//! [`Output`]s (events to push to subscribers, "check now"), and
+//! [`LicenseMachine::poll_timeout`] names the next moment anything can change
+//! (like quinn-proto's `poll_timeout`), so the shell sleeps until exactly then.
+//! The tokio shell in [`crate::service`] only moves bytes and time; every rule
+//! lives here, so a test walks 40 simulated days in milliseconds.
 //!
 //! # The rules (PRODUCT.md, manual chapter 10)
 //!

@@ -602,6 +602,9 @@ struct Hostile {
     mode: Arc<Mutex<Hostility>>,
     kept: Arc<Mutex<Option<Vec<u8>>>>,
     relayed: Arc<Mutex<u32>>,
+    /// `ServerReached` received: never, its Hello does not list the capability
+    /// (it stands for an older daemon, which could not decode it).
+    reached: Arc<Mutex<u32>>,
 }
 
 impl Hostile {
@@ -618,8 +621,14 @@ impl Hostile {
             mode: Arc::new(Mutex::new(Hostility::Decline)),
             kept: Arc::new(Mutex::new(None)),
             relayed: Arc::new(Mutex::new(0)),
+            reached: Arc::new(Mutex::new(0)),
         };
-        let (mode, kept, relayed) = (h.mode.clone(), h.kept.clone(), h.relayed.clone());
+        let (mode, kept, relayed, reached) = (
+            h.mode.clone(),
+            h.kept.clone(),
+            h.relayed.clone(),
+            h.reached.clone(),
+        );
         let server = daemon::client::ServerClient::new(
             &pls.addr.to_string(),
             "localhost",
@@ -633,8 +642,13 @@ impl Hostile {
         tokio::spawn(async move {
             while let Some(incoming) = endpoint.endpoint().accept().await {
                 let Ok(conn) = incoming.await else { continue };
-                let (mode, kept, relayed, server) =
-                    (mode.clone(), kept.clone(), relayed.clone(), server.clone());
+                let (mode, kept, relayed, reached, server) = (
+                    mode.clone(),
+                    kept.clone(),
+                    relayed.clone(),
+                    reached.clone(),
+                    server.clone(),
+                );
                 tokio::spawn(async move {
                     while let Ok((mut send, mut recv)) = conn.accept_bi().await {
                         let Ok(req) = codec::read_message::<PeerRequest, _>(&mut recv).await else {
@@ -704,7 +718,9 @@ impl Hostile {
                                 answers: vec![],
                                 grants: vec![],
                             },
-                            PeerRequest::Grants(_) | PeerRequest::ServerReached => {
+                            PeerRequest::Grants(_) => PeerResponse::Ack,
+                            PeerRequest::ServerReached => {
+                                *reached.lock().expect("reached") += 1;
                                 PeerResponse::Ack
                             }
                         };
@@ -1102,4 +1118,9 @@ async fn three_hosts_one_uplink_relay_grace_restore_reset_and_a_hostile_peer() {
     );
     assert_eq!(b.status().await["state"], json!("licensed"));
     assert_eq!(c.status().await["state"], json!("refused"));
+    // A reported every check that reached the server to its peers, but only
+    // to those whose Hello lists the capability: never to these.
+    for h in &hostiles {
+        assert_eq!(*h.reached.lock().expect("reached"), 0);
+    }
 }

@@ -378,7 +378,9 @@ impl Shared {
     /// The status object, serialized: reused while neither the state nor
     /// the effective second changed (the runtime and scrapers ask often;
     /// deciding and encoding ~1 KB each time was most of the answer's cost).
-    /// What it reads from files (`lic/licinfo.cfg`) is at most a second old.
+    /// Every input and seat change makes a new one at once; what changes
+    /// without one (`lic/licinfo.cfg`, a flush error of the cache) shows
+    /// within the second.
     pub fn status_json(&self) -> StatusJson {
         let key = |s: &Self| {
             let mut inner = s.lock();
@@ -710,11 +712,16 @@ impl Shared {
         let Some((request, nonce)) = self.check_request() else {
             return;
         };
-        if let Some(input) = p.check_via_peer(self, peer, &request, nonce).await {
-            tracing::info!(peer = %address, "checked through a peer that reached the server");
-            self.apply_answer(input);
+        match p.check_via_peer(self, peer, &request, nonce).await {
+            Some(input) => {
+                tracing::info!(peer = %address, "checked through a peer that reached the server");
+                // A fresh answer: what was queued at the peers is older and
+                // can wait for the next exchange (each request counts
+                // against this host's rate limit at its peers).
+                self.apply_answer(input);
+            }
+            None => p.exchange_with_peers(self, false).await,
         }
-        p.exchange_with_peers(self, false).await;
     }
 
     /// Feeds an answer to the machine and remembers the nonce it used up (a

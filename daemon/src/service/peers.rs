@@ -11,7 +11,11 @@
 //!   sees it; a forged signature, a document for another host or request, a
 //!   replayed answer, an undecodable frame or a flood cut the peer off for
 //!   [`crate::peer::BAN`] and are logged;
-//! - the relay's queue, answers and grant table are bounded ([`crate::relay`]).
+//! - the relay's queue, answers and grant table are bounded ([`crate::relay`]);
+//! - a daemon whose own check reached the server says so to each peer that
+//!   lists the capability in its `Hello` (`ServerReached`); a peer that could
+//!   not reach the server checks through it at once, one such check at a time
+//!   and at most one a second. The message carries nothing to trust.
 
 use super::{Shared, DAEMON_VERSION};
 use crate::cache::Cache;
@@ -19,7 +23,7 @@ use crate::peer::{remote_key, PeerConn, PeerEndpoint, PeerGuard};
 use crate::relay::{PeerKey, QueueError, RelayStore};
 use crate::state::Input;
 use keys::{LicenseGrant, Signed, Verified};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use wire::codec;
 use wire::peer::{has_capability, CAP_SERVER_REACHED};
@@ -38,6 +42,11 @@ const UPLINK_PROBE: std::time::Duration = std::time::Duration::from_secs(30);
 /// a listed peer cannot make this host check, and record open nonces (64
 /// kept), faster than that.
 const REACHED_CHECK_GAP: std::time::Duration = std::time::Duration::from_secs(1);
+/// A peer's `Hello` listing `server-reached` is believed this long; then it
+/// is asked again. Saves a request per report (each counts against the
+/// peer's rate limit); as long as a peer's ban, so a daemon downgraded
+/// meanwhile costs at most one.
+const CAPABILITY_KEPT: std::time::Duration = crate::peer::BAN;
 /// Bytes of grants per `Collected` answer: leaves room in the 64 KiB frame for
 /// [`crate::relay::MAX_ANSWERS_PER_PEER`] answers of ~3 KiB.
 const GRANT_BYTES_PER_ANSWER: usize = 32 * 1024;
@@ -57,6 +66,8 @@ pub struct PeerNet {
     reached_from: Mutex<Option<String>>,
     /// A task is checking through peers that reported `ServerReached`.
     reached_running: std::sync::atomic::AtomicBool,
+    /// Peers whose `Hello` listed `server-reached`, and when it said so.
+    can_hear_reached: Mutex<HashMap<PeerKey, std::time::Instant>>,
 }
 
 /// What a peer did wrong.
@@ -83,6 +94,7 @@ impl PeerNet {
             last_probe: Mutex::new(None),
             reached_from: Mutex::new(None),
             reached_running: std::sync::atomic::AtomicBool::new(false),
+            can_hear_reached: Mutex::new(HashMap::new()),
         }
     }
 
@@ -602,17 +614,40 @@ impl PeerNet {
     }
 
     /// `ServerReached` to a peer whose `Hello` lists the capability (an older
-    /// daemon would take the unknown message for garbage).
+    /// daemon would take the unknown message for garbage); the answer to
+    /// `Hello` is kept for [`CAPABILITY_KEPT`].
     async fn tell_server_reached(&self, shared: &Shared, conn: &PeerConn) {
-        let hello = PeerRequest::Hello {
-            hardware_id: shared.hardware_id.clone(),
-            agent: format!("{DAEMON_VERSION} {CAP_SERVER_REACHED}"),
+        let known = {
+            let mut can = self
+                .can_hear_reached
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            can.retain(|_, at| at.elapsed() < CAPABILITY_KEPT);
+            can.contains_key(&conn.key)
         };
-        match conn.ask(&hello).await {
-            Ok(PeerResponse::Hello { agent, .. }) if has_capability(&agent, CAP_SERVER_REACHED) => {
-                let _ = conn.ask(&PeerRequest::ServerReached).await;
+        if !known {
+            let hello = PeerRequest::Hello {
+                hardware_id: shared.hardware_id.clone(),
+                agent: format!("{DAEMON_VERSION} {CAP_SERVER_REACHED}"),
+            };
+            match conn.ask(&hello).await {
+                Ok(PeerResponse::Hello { agent, .. })
+                    if has_capability(&agent, CAP_SERVER_REACHED) =>
+                {
+                    self.can_hear_reached
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(conn.key, std::time::Instant::now());
+                }
+                _ => return,
             }
-            _ => {}
+        }
+        if conn.ask(&PeerRequest::ServerReached).await.is_err() {
+            // Asked again next time (it may have been replaced by an older build).
+            self.can_hear_reached
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&conn.key);
         }
     }
 

@@ -784,13 +784,19 @@ fn soft_receipt() -> Signed<wire::CheckReceipt> {
 /// last check at T0) and whose `lic/licinfo.cfg` names it; the server is not
 /// reachable (nothing listens on its port).
 fn soft_host() -> tempfile::TempDir {
+    online_host(soft_grant())
+}
+
+/// A host whose cache holds `grant` (online activation: soft dongle or
+/// engineering), last checked at T0, as [`soft_host`].
+fn online_host(grant: Signed<LicenseGrant>) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     let trusted = TrustedKeys::with([key().public()]);
     let cache = daemon::cache::Cache::open(&dir.path().join("data")).expect("cache");
     cache.load(&trusted, &HWID.parse().expect("hwid"));
     cache
         .save(&daemon::state::Persisted {
-            grant: Some(trusted.verify(&soft_grant()).expect("grant")),
+            grant: Some(trusted.verify(&grant).expect("grant")),
             receipt: Some(trusted.verify(&soft_receipt()).expect("receipt")),
             high_water: T0,
             ..Default::default()
@@ -1522,6 +1528,80 @@ async fn the_end_of_the_grace_periods_and_of_a_one_hour_run_come_within_a_second
     assert!(
         late <= Duration::from_secs(1),
         "the 1-hour run ended {late:?} late"
+    );
+    let _ = stop.send(());
+    task.await.expect("join").expect("clean stop");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_engineering_run_ends_within_a_second_of_its_24_hours() {
+    let k = key();
+    let grant = Signed::sign(
+        &LicenseGrant {
+            format: GRANT_FORMAT,
+            license_number: LicenseNumber::from_body(192_190_001).expect("n"),
+            license_type: LicenseType::Engineering,
+            protection: Protection::Engineering,
+            license_data: LicenseData {
+                name: "Muster AG".into(),
+                postcode: "3000".into(),
+                city: "Bern".into(),
+            },
+            binding: Binding::HardwareId(HWID.parse().expect("hwid")),
+            entitlements: Entitlements::engineering(),
+            issued_at: T0,
+            valid_until: Some(T0.plus_days(3 * 365)),
+            serial: 7,
+            key_id: k.key_id(),
+        },
+        &k,
+    );
+    let dir = online_host(grant);
+    let mut c = soft_config(dir.path(), &dir.path().join("data"));
+    // An hour: the stop does not wait for a tick at all (and 24 simulated
+    // hours of 30 s scans, each written to disk, take real seconds).
+    c.tick = Duration::from_secs(3600);
+    let clock = Arc::new(TokioClock {
+        base: T0.plus_secs(3600),
+        start: tokio::time::Instant::now(),
+    });
+    let (stop, task) = start_on(c.clone(), clock.clone()).await;
+    let mut sub = SocketClient::connect(&c.socket_path)
+        .await
+        .expect("connect");
+    assert_eq!(
+        sub.call(&json!({"cmd": "subscribe"}))
+            .await
+            .expect("subscribe")["ok"],
+        json!(true)
+    );
+    // Not on the minute: the run's end falls between two ticks.
+    tokio::time::sleep(Duration::from_millis(13_700)).await;
+    let mut rt = SocketClient::connect(&c.socket_path)
+        .await
+        .expect("connect");
+    let before = keys::Clock::now(clock.as_ref());
+    let v = rt
+        .call(&json!({"cmd": "runtime_started"}))
+        .await
+        .expect("start");
+    assert_eq!(v["status"]["state"], json!("licensed"), "{v}");
+    let at = v["status"]["stop_at"].clone();
+    let run = at.as_u64().expect("stop_at") - before.0;
+    assert!(
+        (24 * 3600..=24 * 3600 + 1).contains(&run),
+        "24 hours from the start: {run} s"
+    );
+    let (ended, came) = event_at(&mut sub, "license_ended").await;
+    assert_eq!(
+        ended["reason_code"],
+        json!("engineering_run_over"),
+        "{ended}"
+    );
+    let late = lateness(&clock, &at, came);
+    assert!(
+        late <= Duration::from_secs(1),
+        "the 24-hour run ended {late:?} late"
     );
     let _ = stop.send(());
     task.await.expect("join").expect("clean stop");

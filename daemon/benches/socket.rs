@@ -5,6 +5,13 @@
 //!
 //! The daemon runs the real binary (`promos-licd run`) with a hard-dongle
 //! license and the SIMULATED dongle, so `status` carries a full license.
+//!
+//! The ceiling, in the same run and with the same client: a bare echo server
+//! (this bench re-started as a separate process with `--echo-server`, a
+//! tokio runtime like the daemon's) that answers every line with the
+//! daemon's own `status` answer, byte for byte, without looking at it. The
+//! ratios to it say what the daemon adds to moving a line of that size
+//! through a Unix socket.
 
 use daemon::socket::SocketClient;
 use keys::grant::GRANT_FORMAT;
@@ -21,6 +28,8 @@ const ROUNDS_ONE: usize = 20_000;
 const CLIENTS: usize = 32;
 const ROUNDS_EACH: usize = 1_000;
 const STARTS: usize = 5;
+/// Alternations of daemon and echo; rates are their medians, latencies pooled.
+const ROUNDS: usize = 5;
 
 fn setup(dir: &Path) -> String {
     let k = SigningKeyPair::from_seed(&[11u8; 32]);
@@ -50,8 +59,16 @@ fn setup(dir: &Path) -> String {
     k.public().to_string()
 }
 
+/// The daemon binary: this build's, or `PROMOS_LICD_BENCH_BIN` (to measure
+/// an older build with the same client and ceiling).
+fn binary() -> std::path::PathBuf {
+    std::env::var_os("PROMOS_LICD_BENCH_BIN")
+        .map(Into::into)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_promos-licd").into())
+}
+
 fn spawn(dir: &Path, public: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_promos-licd"))
+    Command::new(binary())
         .arg("run")
         .env_clear()
         .env("PROMOS_LICD_DATA_DIR", dir.join("data"))
@@ -120,9 +137,66 @@ async fn rounds(sock: &Path, n: usize) -> Vec<Duration> {
     lat
 }
 
+/// The echo server: answers each line on `sock` with `answer`, as it is.
+fn echo_server(sock: &Path, answer: Vec<u8>) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async move {
+        let listener = tokio::net::UnixListener::bind(sock).expect("bind echo socket");
+        let answer = std::sync::Arc::new(answer);
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                let (r, mut w) = stream.into_split();
+                let mut r = tokio::io::BufReader::new(r);
+                let mut line = Vec::new();
+                loop {
+                    line.clear();
+                    match r.read_until(b'\n', &mut line).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {}
+                    }
+                    if w.write_all(&answer).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+}
+
+/// Latencies and requests per second of `clients` clients doing `each`
+/// `status` round trips at once.
+async fn load(sock: &Path, clients: usize, each: usize) -> (Vec<Duration>, f64) {
+    let t = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|_| {
+            let sock = sock.to_path_buf();
+            tokio::spawn(async move { rounds(&sock, each).await })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.expect("join"));
+    }
+    let rate = all.len() as f64 / t.elapsed().as_secs_f64();
+    all.sort();
+    (all, rate)
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--echo-server") {
+        let sock = Path::new(&args[i + 1]);
+        let answer = std::fs::read(&args[i + 2]).expect("answer file");
+        echo_server(sock, answer);
+        return;
+    }
     // `cargo test --benches` runs this with --bench absent; keep it quick then.
-    let quick = !std::env::args().any(|a| a == "--bench");
+    let quick = !args.iter().any(|a| a == "--bench");
     let dir = tempfile::tempdir().expect("tempdir");
     let public = setup(dir.path());
     let sock = dir.path().join("licd.sock");
@@ -148,31 +222,56 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let (one, one_secs, many, many_secs) = rt.block_on(async {
-        let n1 = if quick { 100 } else { ROUNDS_ONE };
-        let t = Instant::now();
-        let mut one = rounds(&sock, n1).await;
-        let one_secs = t.elapsed().as_secs_f64();
-        let each = if quick { 10 } else { ROUNDS_EACH };
-        let t = Instant::now();
-        let tasks: Vec<_> = (0..CLIENTS)
-            .map(|_| {
-                let sock = sock.clone();
-                tokio::spawn(async move { rounds(&sock, each).await })
-            })
-            .collect();
-        let mut many = Vec::new();
-        for task in tasks {
-            many.extend(task.await.expect("join"));
-        }
-        let many_secs = t.elapsed().as_secs_f64();
-        one.sort();
-        many.sort();
-        (one, one_secs, many, many_secs)
+    // The daemon's status answer, for the echo server to send back.
+    let answer = rt.block_on(async {
+        let mut c = SocketClient::connect(&sock).await.expect("connect");
+        c.send_line(r#"{"cmd":"status"}"#).await.expect("send");
+        let mut line = c.next_line().await.expect("status").into_bytes();
+        line.push(b'\n');
+        line
     });
+    let answer_file = dir.path().join("answer.json");
+    std::fs::write(&answer_file, &answer).expect("answer file");
+    let echo_sock = dir.path().join("echo.sock");
+    let mut echo = Command::new(std::env::current_exe().expect("bench binary"))
+        .arg("--echo-server")
+        .arg(&echo_sock)
+        .arg(&answer_file)
+        .spawn()
+        .expect("spawn echo server");
+    wait_ready(&echo_sock);
+
+    let n1 = if quick { 100 } else { ROUNDS_ONE };
+    let each = if quick { 10 } else { ROUNDS_EACH };
+    // Daemon and echo alternate, ROUNDS times each, so both see the same
+    // machine (it is shared: single runs vary by 2x).
+    let mut runs: Vec<[(Vec<Duration>, f64); 2]> = Vec::new();
+    for _ in 0..if quick { 1 } else { ROUNDS } {
+        for target in [&sock, &echo_sock] {
+            let r = rt
+                .block_on(async { [load(target, 1, n1).await, load(target, CLIENTS, each).await] });
+            runs.push(r);
+        }
+    }
     let busy_rss = rss_kib(child.id());
     stop(child);
-
+    let _ = echo.kill();
+    let _ = echo.wait();
+    let merge = |pick: usize, which: usize| {
+        let mut lat = Vec::new();
+        let mut rates = Vec::new();
+        for r in runs.iter().skip(pick).step_by(2) {
+            lat.extend(r[which].0.iter().copied());
+            rates.push(r[which].1);
+        }
+        lat.sort();
+        rates.sort_by(f64::total_cmp);
+        (lat, rates[rates.len() / 2])
+    };
+    let (one, one_rate) = merge(0, 0);
+    let (many, many_rate) = merge(0, 1);
+    let (echo_one, echo_one_rate) = merge(1, 0);
+    let (echo_many, echo_many_rate) = merge(1, 1);
     let ms = |d: Duration| format!("{:.3} ms", d.as_secs_f64() * 1e3);
     println!("| measurement | result |");
     println!("| --- | --- |");
@@ -185,18 +284,37 @@ fn main() {
     );
     println!("| idle RSS after start | {} KiB |", idle_rss);
     println!("| RSS after the socket runs below | {} KiB |", busy_rss);
+    let row = |what: &str, lat: &[Duration], rate: f64, echo: &[Duration], echo_rate: f64| {
+        println!(
+            "| {what} | p50 {}, p99 {}, {:.0} req/s | p50 {}, p99 {}, {:.0} req/s | {:.2} | {:.2} |",
+            ms(pct(lat, 0.5)),
+            ms(pct(lat, 0.99)),
+            rate,
+            ms(pct(echo, 0.5)),
+            ms(pct(echo, 0.99)),
+            echo_rate,
+            rate / echo_rate,
+            pct(lat, 0.99).as_secs_f64() / pct(echo, 0.99).as_secs_f64(),
+        );
+    };
+    println!();
     println!(
-        "| `status`, 1 client, {} sequential round trips | p50 {}, p99 {}, {:.0} req/s |",
-        one.len(),
-        ms(pct(&one, 0.5)),
-        ms(pct(&one, 0.99)),
-        one.len() as f64 / one_secs
+        "| `status` ({} bytes) | daemon | echo (ceiling) | throughput ratio | p99 ratio |",
+        answer.len()
     );
-    println!(
-        "| `status`, {CLIENTS} clients x {} round trips | p50 {}, p99 {}, {:.0} req/s |",
-        many.len() / CLIENTS,
-        ms(pct(&many, 0.5)),
-        ms(pct(&many, 0.99)),
-        many.len() as f64 / many_secs
+    println!("| --- | --- | --- | --- | --- |");
+    row(
+        &format!("1 client x {n1} round trips (x{ROUNDS})"),
+        &one,
+        one_rate,
+        &echo_one,
+        echo_one_rate,
+    );
+    row(
+        &format!("{CLIENTS} clients x {each} round trips (x{ROUNDS})"),
+        &many,
+        many_rate,
+        &echo_many,
+        echo_many_rate,
     );
 }

@@ -21,6 +21,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use wire::{Request, Response};
 
+/// The largest UDP payload this client accepts and sends: QUIC's minimum,
+/// which every path must carry. A check is a few hundred bytes each way.
+pub const MAX_UDP_PAYLOAD: u16 = 1200;
+
 /// One attempt may take this long: QUIC needs a few round trips, and a site on a
 /// bad mobile line can take seconds per round trip.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -174,6 +178,11 @@ impl ServerClient {
             .map_err(|e| RequestError::Setup(e.to_string()))?;
         let mut config = quinn::ClientConfig::new(Arc::new(quic));
         let mut transport = quinn::TransportConfig::default();
+        // One request per connection, a few hundred bytes each way: probing
+        // for a larger path MTU only adds packets (quinn's PMTUD sends probes
+        // up to ~1450 bytes once the handshake is done). The QUIC minimum
+        // (1200, the initial MTU) carries every frame of a check.
+        transport.mtu_discovery_config(None);
         // Idle connections are closed after this; each request opens its own.
         transport.max_idle_timeout(Some(
             Duration::from_secs(20)
@@ -184,8 +193,20 @@ impl ServerClient {
         let bind: SocketAddr = "[::]:0"
             .parse()
             .map_err(|_| RequestError::Setup("bind address".into()))?;
-        let mut endpoint = quinn::Endpoint::client(bind)
-            .or_else(|_| quinn::Endpoint::client(SocketAddr::from(([0, 0, 0, 0], 0))))
+        let socket = std::net::UdpSocket::bind(bind)
+            .or_else(|_| std::net::UdpSocket::bind(SocketAddr::from(([0, 0, 0, 0], 0))))
+            .map_err(|e| RequestError::Setup(e.to_string()))?;
+        // Tells the server (transport parameter max_udp_payload_size) that
+        // datagrams over 1200 bytes are not wanted: then its path-MTU
+        // discovery has nothing to probe for. Its probes (PING + padding up
+        // to ~1450 bytes, four of them) were over half the bytes of a check.
+        let mut endpoint_config = quinn::EndpointConfig::default();
+        endpoint_config
+            .max_udp_payload_size(MAX_UDP_PAYLOAD)
+            .map_err(|e| RequestError::Setup(e.to_string()))?;
+        let runtime = quinn::default_runtime()
+            .ok_or_else(|| RequestError::Setup("no async runtime".into()))?;
+        let mut endpoint = quinn::Endpoint::new(endpoint_config, None, socket, runtime)
             .map_err(|e| RequestError::Setup(e.to_string()))?;
         endpoint.set_default_client_config(config);
         Ok(ServerClient {
@@ -232,6 +253,49 @@ impl ServerClient {
 
     /// One attempt: connect, one stream, one frame each way.
     pub async fn once(&self, request: &Request) -> Result<Response, RequestError> {
+        self.exchange(request).await.0
+    }
+
+    /// One attempt, as [`ServerClient::once`], and the bytes it put on the
+    /// wire: UDP payload sent and received, handshake and connection close
+    /// included (it waits until the connection has drained).
+    pub async fn once_measured(
+        &self,
+        request: &Request,
+    ) -> (Result<Response, RequestError>, Option<WireBytes>) {
+        let (result, conn) = self.exchange(request).await;
+        let Some(conn) = conn else {
+            return (result, None);
+        };
+        // The close is sent by the endpoint's driver; draining ends after
+        // 3 PTOs (milliseconds on a LAN), bounded here for a dead peer.
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.endpoint.wait_idle()).await;
+        let stats = conn.stats();
+        (
+            result,
+            Some(WireBytes {
+                sent: stats.udp_tx.bytes,
+                received: stats.udp_rx.bytes,
+                datagrams: stats.udp_tx.datagrams + stats.udp_rx.datagrams,
+            }),
+        )
+    }
+
+    async fn exchange(
+        &self,
+        request: &Request,
+    ) -> (Result<Response, RequestError>, Option<quinn::Connection>) {
+        match self.connect().await {
+            Err(e) => (Err(e), None),
+            Ok(conn) => {
+                let result = Self::ask(&conn, request).await;
+                conn.close(0u32.into(), b"done");
+                (result, Some(conn))
+            }
+        }
+    }
+
+    async fn connect(&self) -> Result<quinn::Connection, RequestError> {
         let addr = tokio::net::lookup_host(&self.server)
             .await
             .map_err(|e| RequestError::Resolve(self.server.clone(), e.to_string()))?
@@ -241,29 +305,40 @@ impl ServerClient {
             server: self.server.clone(),
             message,
         };
-        let conn = self
-            .endpoint
+        self.endpoint
             .connect(addr, &self.tls_name)
             .map_err(|e| connect_err(e.to_string()))?
             .await
-            .map_err(|e| connect_err(e.to_string()))?;
-        let result = async {
-            let (mut send, mut recv) = conn
-                .open_bi()
-                .await
-                .map_err(|e| RequestError::Exchange(e.to_string()))?;
-            wire::codec::write_message(&mut send, request)
-                .await
-                .map_err(|e| RequestError::Exchange(e.to_string()))?;
-            send.finish()
-                .map_err(|e| RequestError::Exchange(e.to_string()))?;
-            wire::codec::read_message::<Response, _>(&mut recv)
-                .await
-                .map_err(|e| RequestError::Exchange(e.to_string()))
-        }
-        .await;
-        conn.close(0u32.into(), b"done");
-        result
+            .map_err(|e| connect_err(e.to_string()))
+    }
+
+    async fn ask(conn: &quinn::Connection, request: &Request) -> Result<Response, RequestError> {
+        let (mut send, mut recv) = conn
+            .open_bi()
+            .await
+            .map_err(|e| RequestError::Exchange(e.to_string()))?;
+        wire::codec::write_message(&mut send, request)
+            .await
+            .map_err(|e| RequestError::Exchange(e.to_string()))?;
+        send.finish()
+            .map_err(|e| RequestError::Exchange(e.to_string()))?;
+        wire::codec::read_message::<Response, _>(&mut recv)
+            .await
+            .map_err(|e| RequestError::Exchange(e.to_string()))
+    }
+}
+
+/// What one exchange with the server cost on the wire (UDP payloads).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WireBytes {
+    pub sent: u64,
+    pub received: u64,
+    pub datagrams: u64,
+}
+
+impl WireBytes {
+    pub fn total(&self) -> u64 {
+        self.sent + self.received
     }
 }
 

@@ -8,6 +8,7 @@
 //! - [`state`]: the sans-IO license state machine (every rule, the clock-rollback rule);
 //! - [`service`]: the tokio shell, [`run`];
 //! - [`socket`]: the JSON-lines protocol for the runtime (documented for C++);
+//!   [`protocol`]: its requests, answers, status object and events as types;
 //! - [`client`]: the QUIC client pinned to the server certificate;
 //! - [`cache`]: the sled cache of signed state;
 //! - [`config`]: TOML plus `PROMOS_LICD_*` environment overrides;
@@ -34,6 +35,7 @@ pub mod licinfo;
 pub mod metrics;
 pub mod notify;
 pub mod peer;
+pub mod protocol;
 pub mod relay;
 pub mod service;
 pub mod setup;

@@ -1,7 +1,7 @@
 //! The optional Prometheus metrics listener (`metrics_listen`; off by default).
 //!
 //! Everything it shows comes from the socket's status object
-//! ([`crate::socket::status_json`]), so a scrape and `promos-licd status` never
+//! ([`crate::protocol::Status`], built by [`crate::socket::status`]), so a scrape and `promos-licd status` never
 //! disagree: the license state, whether the host is licensed, the seconds until a
 //! forced stop, the last successful check, the seats in use and licensed, and
 //! whether the runtime runs.
@@ -9,9 +9,9 @@
 //! The listener speaks just enough HTTP/1.1 for a scraper: `GET /metrics`, one
 //! request per connection, a bounded request head, a read timeout.
 
+use crate::protocol::{Runtime, SeatCount, Status};
 use crate::service::Shared;
 use crate::state::Phase;
-use serde_json::Value;
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +26,7 @@ const MAX_HEAD: usize = 8 * 1024;
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The exposition for one status object.
-pub fn render(status: &Value) -> String {
+pub fn render(status: &Status) -> String {
     let mut out = String::new();
     let mut metric = |name: &str, help: &str, samples: &[(String, f64)]| {
         let _ = writeln!(out, "# HELP promos_licd_{name} {help}");
@@ -36,91 +36,83 @@ pub fn render(status: &Value) -> String {
         }
     };
     let flag = |b: bool| if b { 1.0 } else { 0.0 };
-    let number = |key: &str| status[key].as_f64();
-    let state = status["state"].as_str().unwrap_or("");
     metric(
         "state",
         "The license state (1 for the current one; see the socket protocol's `state`)",
         &Phase::ALL
             .iter()
             .map(|p| {
-                let name = serde_json::to_value(p)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default();
-                let current = flag(name == state);
-                (format!("{{state=\"{name}\"}}"), current)
+                let current = flag(*p == status.state);
+                (format!("{{state=\"{}\"}}", p.name()), current)
             })
             .collect::<Vec<_>>(),
     );
     metric(
         "licensed",
         "1 while ProMoS may run",
-        &[(String::new(), flag(status["licensed"] == Value::Bool(true)))],
+        &[(String::new(), flag(status.licensed))],
     );
-    if let Some(secs) = number("seconds_until_stop") {
+    if let Some(secs) = status.seconds_until_stop {
         metric(
             "seconds_until_stop",
             "Seconds until the runtime must stop (absent when no stop is scheduled)",
-            &[(String::new(), secs)],
+            &[(String::new(), secs as f64)],
         );
     }
-    if let Some(at) = number("last_check_unix") {
+    if let Some(at) = status.last_check_unix {
         metric(
             "last_check_timestamp_seconds",
             "When the license server last answered a check (its time, Unix seconds)",
-            &[(String::new(), at)],
+            &[(String::new(), at as f64)],
         );
     }
     metric(
         "check_failing",
         "1 if the last check with the license server failed",
-        &[(String::new(), flag(!status["last_check_failure"].is_null()))],
+        &[(String::new(), flag(status.last_check_failure.is_some()))],
     );
-    let storage = &status["storage"];
+    let storage = &status.storage;
     metric(
         "storage_problems",
         "Damage or loss of the stored license state found at start (see `storage.problems` in the status)",
-        &[(
-            String::new(),
-            storage["problems"].as_array().map_or(0, Vec::len) as f64,
-        )],
+        &[(String::new(), storage.problems.len() as f64)],
     );
     metric(
         "storage_write_failing",
         "1 while the license state cannot be written (disk full); the daemon answers from memory",
-        &[(String::new(), flag(!storage["write_error"].is_null()))],
+        &[(String::new(), flag(storage.write_error.is_some()))],
     );
     metric(
         "storage_recovering",
         "1 while the stored license state is lost and is being fetched from the server",
-        &[(
-            String::new(),
-            flag(!storage["recovering_license"].is_null()),
-        )],
+        &[(String::new(), flag(storage.recovering_license.is_some()))],
     );
     metric(
         "runtime_running",
         "1 while the ProMoS runtime reports it runs",
-        &[(String::new(), flag(status["runtime"] == "running"))],
+        &[(String::new(), flag(status.runtime == Runtime::Running))],
     );
-    if let Some(serial) = number("grant_serial") {
+    if let Some(serial) = status.grant_serial {
         metric(
             "grant_serial",
             "Serial of the license grant in force",
-            &[(String::new(), serial)],
+            &[(String::new(), serial as f64)],
         );
     }
-    for (name, key, help) in [
-        ("seats_used", "used", "Seats held by ProMoS programs"),
-        ("seats_limit", "limit", "Seats the license allows"),
+    let seats = [("ge", status.seats.ge), ("pwa", status.seats.pwa)];
+    for (name, help, pick) in [
+        (
+            "seats_used",
+            "Seats held by ProMoS programs",
+            (|c: SeatCount| c.used) as fn(SeatCount) -> u32,
+        ),
+        ("seats_limit", "Seats the license allows", |c: SeatCount| {
+            c.limit
+        }),
     ] {
-        let samples: Vec<(String, f64)> = ["ge", "pwa"]
+        let samples: Vec<(String, f64)> = seats
             .iter()
-            .filter_map(|p| {
-                let v = status["seats"][p][key].as_f64()?;
-                Some((format!("{{program=\"{p}\"}}"), v))
-            })
+            .map(|(p, c)| (format!("{{program=\"{p}\"}}"), f64::from(pick(*c))))
             .collect();
         metric(name, help, &samples);
     }
@@ -155,7 +147,7 @@ async fn answer(mut stream: TcpStream, shared: &Arc<Shared>) -> std::io::Result<
     let (status, body) = match head.as_deref().map(request_target) {
         None => ("431 Request Header Fields Too Large", String::new()),
         Some(Some(("GET", "/metrics"))) => {
-            let status = crate::socket::status_json(shared);
+            let status = crate::socket::status(shared);
             ("200 OK", render(&status))
         }
         Some(Some(("GET", _))) => ("404 Not Found", "only /metrics is served here\n".into()),
@@ -203,16 +195,15 @@ fn request_target(head: &[u8]) -> Option<(&str, &str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn the_exposition_reflects_the_status_object() {
-        let text = render(&json!({
-            "state": "server_unreachable", "licensed": true, "seconds_until_stop": 86400,
-            "last_check_unix": 1767225600, "last_check_failure": "timed out",
-            "runtime": "running", "grant_serial": 3,
-            "seats": {"ge": {"used": 1, "limit": 2}, "pwa": {"used": 0, "limit": 5}},
-        }));
+        let mut status = crate::protocol::tests::example_status();
+        status.seats.ge.used = 1;
+        status.seats.ge.limit = 2;
+        status.last_check_unix = Some(1_767_225_600);
+        status.seconds_until_stop = Some(86_400);
+        let text = render(&status);
         for line in [
             "promos_licd_state{state=\"server_unreachable\"} 1",
             "promos_licd_state{state=\"licensed\"} 0",
@@ -237,10 +228,17 @@ mod tests {
             Phase::ALL.len(),
             "every state is listed"
         );
-        let idle = render(&json!({"state": "not_activated", "licensed": false,
-            "seconds_until_stop": null, "last_check_failure": null, "runtime": "stopped"}));
+        status.state = Phase::NotActivated;
+        status.licensed = false;
+        status.seconds_until_stop = None;
+        status.last_check_failure = None;
+        status.runtime = Runtime::Stopped;
+        status.grant_serial = None;
+        let idle = render(&status);
         assert!(!idle.contains("seconds_until_stop "), "no stop, no sample");
+        assert!(!idle.contains("grant_serial "), "no grant, no sample");
         assert!(idle.lines().any(|l| l == "promos_licd_licensed 0"));
+        assert!(idle.lines().any(|l| l == "promos_licd_check_failing 0"));
         assert!(idle
             .lines()
             .any(|l| l == "promos_licd_state{state=\"not_activated\"} 1"));
@@ -248,13 +246,22 @@ mod tests {
 
     #[test]
     fn storage_damage_a_full_disk_and_a_recovery_are_in_the_metrics() {
-        let text = render(&json!({
-            "state": "not_activated", "licensed": false, "runtime": "stopped",
-            "storage": {"ok": false,
-                "problems": [{"code": "cache_db_lost_state", "de": "…", "en": "…"},
-                             {"code": "state_file_damaged", "de": "…", "en": "…"}],
-                "write_error": "No space left on device", "recovering_license": "1921900019"},
-        }));
+        let mut status = crate::protocol::tests::example_status();
+        let problem = |code| crate::cache::StorageProblem {
+            code,
+            de: "…".into(),
+            en: "…".into(),
+        };
+        status.storage = crate::protocol::Storage {
+            ok: false,
+            problems: vec![
+                problem("cache_db_lost_state"),
+                problem("state_file_damaged"),
+            ],
+            recovering_license: Some("1921900019".into()),
+            write_error: Some("No space left on device".into()),
+        };
+        let text = render(&status);
         for line in [
             "promos_licd_storage_problems 2",
             "promos_licd_storage_write_failing 1",
@@ -265,8 +272,13 @@ mod tests {
                 "missing {line:?} in\n{text}"
             );
         }
-        let healthy = render(&json!({"state": "licensed", "licensed": true,
-            "storage": {"ok": true, "problems": [], "write_error": null, "recovering_license": null}}));
+        status.storage = crate::protocol::Storage {
+            ok: true,
+            problems: vec![],
+            recovering_license: None,
+            write_error: None,
+        };
+        let healthy = render(&status);
         for line in [
             "promos_licd_storage_problems 0",
             "promos_licd_storage_write_failing 0",

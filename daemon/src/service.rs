@@ -7,7 +7,8 @@ use crate::client::{RequestError, ServerClient};
 use crate::config::{Config, DEFAULT_SERVER};
 use crate::dongle::DongleSource;
 use crate::licinfo::LicInfo;
-use crate::state::{Decision, Input, LicenseMachine, Notice, Now, Output, ProjectScan};
+use crate::protocol::StatusJson;
+use crate::state::{Decision, Event, Input, LicenseMachine, Now, Output, ProjectScan};
 use keys::{Clock, HardwareId, LicenseNumber, TrustedKeys, UnixTime};
 use std::collections::HashMap;
 use std::future::Future;
@@ -25,6 +26,11 @@ pub use peers::PeerNet;
 /// again while the server cannot be reached: often enough to recover within
 /// minutes of the line coming back, rarely enough to be no load.
 pub const RECOVERY_RETRY: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// The step in which the last second before a timeout of the state machine
+/// is slept (see [`Inner::until_timeout`]): the effective time counts whole
+/// seconds, so a stop is handled at most this late (the goal is 1 s).
+pub const TIMEOUT_STEP: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// The version string sent to the server.
 pub const DAEMON_VERSION: &str = concat!("promos-licd/", env!("CARGO_PKG_VERSION"));
@@ -154,10 +160,15 @@ pub struct Inner {
     cache: Cache,
     started: Instant,
     clock: Arc<dyn Clock>,
-    events: broadcast::Sender<Notice>,
+    events: broadcast::Sender<Event>,
     check_wanted: Arc<Notify>,
     check_forced: Arc<AtomicBool>,
+    /// Woken after every input: the machine's next timeout may have moved.
+    timers: Arc<Notify>,
     pub last_check_attempt: Option<UnixTime>,
+    /// Bumped by every change that can show in the status (inputs, seats),
+    /// so the serialized status can be reused until it changes.
+    version: u64,
 }
 
 impl Inner {
@@ -170,6 +181,7 @@ impl Inner {
 
     /// Feeds the machine, persists, pushes notices, requests checks.
     pub fn apply(&mut self, input: Input) {
+        self.version += 1;
         let now = self.now();
         let outputs = self.machine.handle(input, now);
         // On disk before anything is answered or pushed. A failure (disk full)
@@ -190,6 +202,25 @@ impl Inner {
                 }
             }
         }
+        self.timers.notify_one();
+    }
+
+    /// How long the shell may sleep before the machine's next timeout
+    /// ([`LicenseMachine::poll_timeout`]); `None`: nothing scheduled. The
+    /// effective time has whole seconds, so the last second before a moment
+    /// is slept in steps of [`TIMEOUT_STEP`]: a stop happens at most that late.
+    pub fn until_timeout(&mut self) -> Option<std::time::Duration> {
+        let now = self.now();
+        let t = self.machine.effective(now);
+        let at = self.machine.poll_timeout()?;
+        let left = at.0.saturating_sub(t.0);
+        Some(if left == 0 {
+            std::time::Duration::ZERO
+        } else if left == 1 {
+            TIMEOUT_STEP
+        } else {
+            std::time::Duration::from_secs(left - 1)
+        })
     }
 
     pub fn decide(&mut self) -> Decision {
@@ -216,6 +247,7 @@ impl Inner {
             return Err(limit);
         }
         *self.seats.slot(c, p) += 1;
+        self.version += 1;
         Ok(self.seats.held_by(c, p))
     }
 
@@ -226,6 +258,7 @@ impl Inner {
             return false;
         }
         *slot -= 1;
+        self.version += 1;
         true
     }
 
@@ -261,7 +294,9 @@ impl Inner {
 
     /// A connection closed: release its seats and its runtime.
     pub fn connection_closed(&mut self, c: ConnId) {
-        self.seats.held.remove(&c);
+        if self.seats.held.remove(&c).is_some() {
+            self.version += 1;
+        }
         if self.runtime_owner == Some(c) {
             self.runtime_stopped(c, "connection_closed");
         }
@@ -311,7 +346,7 @@ pub struct Shared {
     pub hardware_id: HardwareId,
     pub trusted: TrustedKeys,
     pub config: Config,
-    pub events: broadcast::Sender<Notice>,
+    pub events: broadcast::Sender<Event>,
     check_wanted: Arc<Notify>,
     /// Set by whoever wants a check; cleared when one finishes (requests made
     /// while a check is in flight are answered by that check).
@@ -328,6 +363,9 @@ pub struct Shared {
     uplink_ok: AtomicBool,
     /// When the last check to recover a lost state was asked for.
     recovery_attempt: Mutex<Option<Instant>>,
+    /// The last serialized status and what it was decided at: the state's
+    /// version and the effective second (`now`, `seconds_until_stop`).
+    status_cache: Mutex<Option<(u64, UnixTime, StatusJson)>>,
 }
 
 impl Shared {
@@ -335,6 +373,32 @@ impl Shared {
         // A panic while holding the lock leaves consistent data (every update is
         // a single assignment chain), so a poisoned lock is still usable.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The status object, serialized: reused while neither the state nor
+    /// the effective second changed (the runtime and scrapers ask often;
+    /// deciding and encoding ~1 KB each time was most of the answer's cost).
+    /// Every input and seat change makes a new one at once; what changes
+    /// without one (`lic/licinfo.cfg`, a flush error of the cache) shows
+    /// within the second.
+    pub fn status_json(&self) -> StatusJson {
+        let key = |s: &Self| {
+            let mut inner = s.lock();
+            let now = inner.now();
+            (inner.version, inner.machine.effective(now))
+        };
+        let before = key(self);
+        let mut cache = self.status_cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((v, t, json)) = cache.as_ref() {
+            if (*v, *t) == before {
+                return json.clone();
+            }
+        }
+        let json = StatusJson::new(&crate::socket::status(self));
+        if key(self) == before {
+            *cache = Some((before.0, before.1, json.clone()));
+        }
+        json
     }
 
     pub fn new_conn_id(&self) -> ConnId {
@@ -550,7 +614,9 @@ impl Shared {
         });
     }
 
-    async fn check_once(&self) -> CheckOutcome {
+    /// The check to send now and its nonce (recorded as sent); `None` if
+    /// there is nothing to check (not activated).
+    fn check_request(&self) -> Option<(Request, Nonce)> {
         let (request, nonce) = {
             let mut inner = self.lock();
             let held = match inner.machine.grant() {
@@ -563,9 +629,7 @@ impl Shared {
                 // ID with the current grant (no token needed).
                 None => self.licinfo_license().map(|n| (n, None)),
             };
-            let Some(grant) = held else {
-                return CheckOutcome::NotActivated;
-            };
+            let grant = held?;
             inner.last_check_attempt = Some(inner.now().wall);
             let nonce = Nonce::random();
             let check = Check {
@@ -580,11 +644,19 @@ impl Shared {
             (Request::Check(check), nonce)
         };
         self.lock().apply(Input::CheckSent { nonce });
+        Some((request, nonce))
+    }
+
+    async fn check_once(&self) -> CheckOutcome {
+        let Some((request, nonce)) = self.check_request() else {
+            return CheckOutcome::NotActivated;
+        };
         let server = self.server_address();
         let result = match self.client(&server) {
             Ok(c) => c.request(&request).await,
             Err(e) => Err(e),
         };
+        let reached = result.is_ok();
         let input = match result {
             Ok(response) => {
                 self.uplink_ok.store(true, Ordering::SeqCst);
@@ -620,9 +692,36 @@ impl Shared {
             if self.uplink_ok.load(Ordering::SeqCst) {
                 p.flush(self).await;
             }
-            p.exchange_with_peers(self).await;
+            // This host reached the server itself: the peers that cannot
+            // check through it now (their queued checks are answered).
+            p.exchange_with_peers(self, reached).await;
         }
         outcome
+    }
+
+    /// A peer says its check just reached the server (`ServerReached`):
+    /// check through it now. Only for a host whose own last attempt failed;
+    /// a host with a working line keeps its own schedule.
+    pub async fn check_through(&self, address: &str) {
+        let Some(p) = &self.peers else {
+            return;
+        };
+        let Some(peer) = self.config.peers.iter().find(|e| e.address == address) else {
+            return;
+        };
+        let Some((request, nonce)) = self.check_request() else {
+            return;
+        };
+        match p.check_via_peer(self, peer, &request, nonce).await {
+            Some(input) => {
+                tracing::info!(peer = %address, "checked through a peer that reached the server");
+                // A fresh answer: what was queued at the peers is older and
+                // can wait for the next exchange (each request counts
+                // against this host's rate limit at its peers).
+                self.apply_answer(input);
+            }
+            None => p.exchange_with_peers(self, false).await,
+        }
     }
 
     /// Feeds an answer to the machine and remembers the nonce it used up (a
@@ -775,6 +874,7 @@ pub async fn run(
     let (events, _) = broadcast::channel(64);
     let check_wanted = Arc::new(Notify::new());
     let check_forced = Arc::new(AtomicBool::new(false));
+    let timers = Arc::new(Notify::new());
     let shared = Arc::new(Shared {
         inner: Mutex::new(Inner {
             machine,
@@ -787,7 +887,9 @@ pub async fn run(
             events: events.clone(),
             check_wanted: check_wanted.clone(),
             check_forced: check_forced.clone(),
+            timers: timers.clone(),
             last_check_attempt: None,
+            version: 0,
         }),
         hardware_id,
         trusted,
@@ -800,6 +902,7 @@ pub async fn run(
         peers,
         uplink_ok: AtomicBool::new(true),
         recovery_attempt: Mutex::new(None),
+        status_cache: Mutex::new(None),
     });
     let peer_server = shared
         .peers
@@ -888,10 +991,21 @@ pub async fn run(
         })
     };
 
+    // Two clocks: `tick` for what the machine cannot know the time of (a
+    // dongle pulled, `lic/` edited, a full disk with space again, the wall
+    // clock set), and the machine's own next timeout (a stop, the next
+    // check), slept until exactly; any input wakes the loop to recompute it.
     let mut interval = tokio::time::interval(config.tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
     loop {
+        let until = shared.lock().until_timeout();
+        let timeout = async {
+            match until {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = &mut shutdown => break,
             _ = interval.tick() => {
@@ -902,6 +1016,13 @@ pub async fn run(
                     tracing::error!(error = %e, "license cache not flushed");
                 }
             }
+            _ = timeout => {
+                let mut inner = shared.lock();
+                if inner.until_timeout() == Some(std::time::Duration::ZERO) {
+                    inner.apply(Input::Tick);
+                }
+            }
+            _ = timers.notified() => {}
         }
     }
     let _ = stop_tx.send(true);

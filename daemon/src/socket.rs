@@ -56,6 +56,9 @@
 //! `dongle_missing`, `invalid_license_file`, `wrong_host`. The runtime must stop
 //! when `licensed` is false or when `seconds_until_stop` reaches 0.
 //!
+//! The types of all of this are in [`crate::protocol`] (keys sorted, as
+//! always); `daemon/README.md` has the tables of the status fields and events.
+//!
 //! Pushed events (after `subscribe`), one per line:
 //! `{"event":"warning_begins","warning":{"de":...,"en":...}}`,
 //! `{"event":"stop_scheduled","at":1767225600,"at_text":"2026-01-01T00:00:00Z"}`,
@@ -75,55 +78,31 @@
 //! {"error":"bad_request","message":"not JSON: expected value at line 1 column 1","ok":false}
 //! ```
 
+use crate::protocol::{
+    Answer, ErrorCode, LicenseDataView, Reason, Runtime, SeatCount, SeatsView, Status, Storage,
+};
 use crate::service::{ConnId, Program, Shared};
 use crate::state::{Decision, Text};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::sync::Arc;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+
+pub use crate::protocol::Command;
 
 /// Longest request line: requests are tiny; this bounds what a client can make
 /// the daemon hold.
 pub const MAX_LINE: usize = 64 * 1024;
 
-/// One request of the protocol, as [`parse_request`] reads it.
-#[derive(Debug, Deserialize)]
-#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
-pub enum Command {
-    Status {},
-    Seats {},
-    AcquireSeat {
-        program: Program,
-    },
-    ReleaseSeat {
-        program: Program,
-    },
-    RuntimeStarted {},
-    RuntimeStopped {},
-    Subscribe {},
-    CheckNow {},
-    Activate {
-        license_number: String,
-        token: String,
-        server: Option<String>,
-    },
-    Hwid {},
-}
-
-fn error(code: &str, message: impl Into<String>) -> Value {
-    json!({"ok": false, "error": code, "message": message.into()})
-}
-
-/// The status object of the protocol.
-pub fn status_json(shared: &Shared) -> Value {
+/// The status object of the protocol, decided now.
+pub fn status(shared: &Shared) -> Status {
     let mut inner = shared.lock();
     let d: Decision = inner.decide();
     let grant = inner.machine.grant().cloned();
-    let seats = seats_json(&mut inner);
+    let seats = seats(&mut inner);
     let runtime = if inner.runtime_state() == wire::RuntimeState::Running {
-        "running"
+        Runtime::Running
     } else {
-        "stopped"
+        Runtime::Stopped
     };
     let last_check = inner.machine.last_check();
     let last_failure = inner.machine.last_failure().map(str::to_owned);
@@ -145,47 +124,61 @@ pub fn status_json(shared: &Shared) -> Value {
             en: format!("The stored license state is missing although lic/licinfo.cfg names license {n}; it is being fetched from the license server (no token needed)."),
         });
     }
-    let storage = json!({
-        "ok": problems.is_empty() && write_error.is_none() && lost.is_none(),
-        "problems": problems,
-        "write_error": write_error,
-        "recovering_license": lost.map(|n| n.to_string()),
-    });
-    json!({
-        "state": d.phase,
-        "licensed": d.licensed,
-        "warning": d.warning,
-        "stop_at": d.stop_at.map(|t| t.secs()),
-        "stop_at_text": d.stop_at.map(|t| t.to_string()),
-        "seconds_until_stop": d.stop_at.map(|t| t.since(d.now)),
-        "reason": {"code": d.reason_code, "de": d.reason.de, "en": d.reason.en},
-        "diagnosis": diagnosis,
-        "storage": storage,
-        "license_number": grant.as_ref().map(|g| g.license_number.to_string()),
-        "license_type": grant.as_ref().map(|g| g.license_type),
-        "protection": grant.as_ref().map(|g| g.protection),
-        "license_data": grant.as_ref().map(|g| g.license_data.clone()),
-        "valid_until": grant.as_ref().and_then(|g| g.valid_until).map(|t| t.to_string()),
-        "entitlements": d.entitlements,
-        "grant_serial": grant.as_ref().map(|g| g.serial),
-        "hardware_id": shared.hardware_id.as_str(),
-        "server": shared.server_address(),
-        "last_check": last_check.map(|t| t.to_string()),
-        "last_check_unix": last_check.map(|t| t.secs()),
-        "last_check_failure": last_failure,
-        "runtime": runtime,
-        "seats": seats,
-        "now": d.now.to_string(),
-    })
+    let storage = Storage {
+        ok: problems.is_empty() && write_error.is_none() && lost.is_none(),
+        problems,
+        recovering_license: lost.map(|n| n.to_string()),
+        write_error,
+    };
+    let grant = grant.as_ref();
+    Status {
+        diagnosis,
+        entitlements: d.entitlements.as_ref().map(Into::into),
+        grant_serial: grant.map(|g| g.serial),
+        hardware_id: shared.hardware_id.to_string(),
+        last_check: last_check.map(|t| t.to_string()),
+        last_check_failure: last_failure,
+        last_check_unix: last_check.map(|t| t.secs()),
+        license_data: grant.map(|g| LicenseDataView::from(&g.license_data)),
+        license_number: grant.map(|g| g.license_number.to_string()),
+        license_type: grant.map(|g| g.license_type),
+        licensed: d.licensed,
+        now: d.now.to_string(),
+        protection: grant.map(|g| g.protection),
+        reason: Reason {
+            code: d.reason_code,
+            de: d.reason.de,
+            en: d.reason.en,
+        },
+        runtime,
+        seats,
+        seconds_until_stop: d.stop_at.map(|t| t.since(d.now)),
+        server: shared.server_address(),
+        state: d.phase,
+        stop_at: d.stop_at.map(|t| t.secs()),
+        stop_at_text: d.stop_at.map(|t| t.to_string()),
+        storage,
+        valid_until: grant.and_then(|g| g.valid_until).map(|t| t.to_string()),
+        warning: d.warning,
+    }
 }
 
-fn seats_json(inner: &mut crate::service::Inner) -> Value {
-    let ge_limit = inner.seat_limit(Program::Ge);
-    let pwa_limit = inner.seat_limit(Program::Pwa);
-    json!({
-        "ge": {"used": inner.seats.used(Program::Ge), "limit": ge_limit},
-        "pwa": {"used": inner.seats.used(Program::Pwa), "limit": pwa_limit},
-    })
+fn seats(inner: &mut crate::service::Inner) -> SeatsView {
+    SeatsView {
+        ge: SeatCount {
+            limit: inner.seat_limit(Program::Ge),
+            used: inner.seats.used(Program::Ge),
+        },
+        pwa: SeatCount {
+            limit: inner.seat_limit(Program::Pwa),
+            used: inner.seats.used(Program::Pwa),
+        },
+    }
+}
+
+fn bad_request(message: impl Into<String>, id: Option<Value>) -> Value {
+    let answer = Answer::error(ErrorCode::BadRequest, message).with_id(id);
+    serde_json::to_value(&answer).unwrap_or(Value::Null)
 }
 
 /// Parses one request line (without its `\n`): its `id` (any JSON value, echoed
@@ -198,38 +191,46 @@ pub fn parse_request(line: &[u8]) -> Result<(Option<Value>, Command), Value> {
         Ok(Value::Object(request)) => request,
         // serde would also read an internally tagged enum from an array
         // (`["acquire_seat","pwa"]`), which could carry no id.
-        Ok(_) => return Err(error("bad_request", "a request is a JSON object")),
-        Err(e) => return Err(error("bad_request", format!("not JSON: {e}"))),
+        Ok(_) => return Err(bad_request("a request is a JSON object", None)),
+        Err(e) => return Err(bad_request(format!("not JSON: {e}"), None)),
     };
     let id = request.remove("id");
     match serde_json::from_value(Value::Object(request)) {
         Ok(cmd) => Ok((id, cmd)),
-        Err(e) => {
-            let mut v = error("bad_request", e.to_string());
-            if let Some(id) = id {
-                v["id"] = id;
-            }
-            Err(v)
-        }
+        Err(e) => Err(bad_request(e.to_string(), id)),
     }
 }
 
-/// Answers one request line. `subscribed` is set by `subscribe`.
-async fn answer(shared: &Arc<Shared>, conn: ConnId, line: &[u8], subscribed: &mut bool) -> Value {
+/// Answers one request line (`\n` included). `subscribed` is set by `subscribe`.
+async fn answer(shared: &Arc<Shared>, conn: ConnId, line: &[u8], subscribed: &mut bool) -> Vec<u8> {
     let (id, cmd) = match parse_request(line) {
         Ok(parsed) => parsed,
-        Err(reply) => return reply,
+        Err(reply) => {
+            let mut line = serde_json::to_vec(&reply).unwrap_or_default();
+            line.push(b'\n');
+            return line;
+        }
     };
-    let mut reply = match cmd {
-        Command::Status {} => json!({"ok": true, "status": status_json(shared)}),
-        Command::Seats {} => json!({"ok": true, "seats": seats_json(&mut shared.lock())}),
+    let reply = match cmd {
+        Command::Status {} => Answer::status(shared.status_json()),
+        Command::Seats {} => Answer::Seats {
+            id: None,
+            ok: true,
+            seats: seats(&mut shared.lock()),
+        },
         Command::AcquireSeat { program } => {
             let mut inner = shared.lock();
             match inner.acquire_seat(conn, program) {
-                Ok(held) => json!({"ok": true, "program": program, "held": held,
-                    "used": inner.seats.used(program), "limit": inner.seat_limit(program)}),
-                Err(limit) => error(
-                    "no_seat_free",
+                Ok(held) => Answer::SeatAcquired {
+                    held,
+                    id: None,
+                    limit: inner.seat_limit(program),
+                    ok: true,
+                    program,
+                    used: inner.seats.used(program),
+                },
+                Err(limit) => Answer::error(
+                    ErrorCode::NoSeatFree,
                     format!("all {limit} licensed seats of {program:?} are in use (or the host is not licensed)"),
                 ),
             }
@@ -237,11 +238,16 @@ async fn answer(shared: &Arc<Shared>, conn: ConnId, line: &[u8], subscribed: &mu
         Command::ReleaseSeat { program } => {
             let mut inner = shared.lock();
             if inner.release_seat(conn, program) {
-                json!({"ok": true, "program": program, "held": inner.seats.held_by(conn, program),
-                    "used": inner.seats.used(program)})
+                Answer::SeatReleased {
+                    held: inner.seats.held_by(conn, program),
+                    id: None,
+                    ok: true,
+                    program,
+                    used: inner.seats.used(program),
+                }
             } else {
-                error(
-                    "no_seat_held",
+                Answer::error(
+                    ErrorCode::NoSeatHeld,
                     format!("this connection holds no {program:?} seat"),
                 )
             }
@@ -249,51 +255,61 @@ async fn answer(shared: &Arc<Shared>, conn: ConnId, line: &[u8], subscribed: &mu
         Command::RuntimeStarted {} => {
             let started = shared.lock().runtime_started(conn);
             match started {
-                Ok(()) => json!({"ok": true, "status": status_json(shared)}),
-                Err(()) => error(
-                    "runtime_already_running",
+                Ok(()) => Answer::status(shared.status_json()),
+                Err(()) => Answer::error(
+                    ErrorCode::RuntimeAlreadyRunning,
                     "another connection reported a running runtime",
                 ),
             }
         }
         Command::RuntimeStopped {} => {
             if shared.lock().runtime_stopped(conn, "runtime_stopped") {
-                json!({"ok": true})
+                Answer::Done { id: None, ok: true }
             } else {
-                error(
-                    "not_running_here",
+                Answer::error(
+                    ErrorCode::NotRunningHere,
                     "the running runtime belongs to another connection",
                 )
             }
         }
         Command::Subscribe {} => {
             *subscribed = true;
-            json!({"ok": true, "subscribed": true})
+            Answer::Subscribed {
+                id: None,
+                ok: true,
+                subscribed: true,
+            }
         }
         Command::CheckNow {} => {
-            let outcome = shared.check_now().await;
-            json!({"ok": true, "check": outcome, "status": status_json(shared)})
+            let check = shared.check_now().await;
+            Answer::Check {
+                check,
+                id: None,
+                ok: true,
+                status: shared.status_json(),
+            }
         }
         Command::Activate {
             license_number,
             token,
             server,
         } => match license_number.parse() {
-            Err(e) => error("bad_license_number", format!("{e}")),
+            Err(e) => Answer::error(ErrorCode::BadLicenseNumber, format!("{e}")),
             Ok(number) => match shared.activate(server, number, wire::Token(token)).await {
-                Ok(_) => json!({"ok": true, "status": status_json(shared)}),
+                Ok(_) => Answer::status(shared.status_json()),
                 Err(crate::service::ActivateError::Refused { code, en, de }) => {
-                    json!({"ok": false, "error": "activation_refused", "reason": code, "message": en, "message_de": de})
+                    Answer::activation_refused(code, en, de)
                 }
-                Err(e) => error("activation_failed", e.to_string()),
+                Err(e) => Answer::error(ErrorCode::ActivationFailed, e.to_string()),
             },
         },
-        Command::Hwid {} => json!({"ok": true, "hardware_id": shared.hardware_id.as_str()}),
+        Command::Hwid {} => Answer::Hwid {
+            hardware_id: shared.hardware_id.to_string(),
+            id: None,
+            ok: true,
+        },
     };
-    if let Some(id) = id {
-        reply["id"] = id;
-    }
-    reply
+    reply.with_id(id).to_line()
 }
 
 /// Reads one line of at most [`MAX_LINE`] bytes. `Ok(None)` at end of stream;
@@ -317,12 +333,6 @@ async fn read_line<R: AsyncRead + Unpin>(
     Ok(Some(()))
 }
 
-async fn write_value<W: AsyncWrite + Unpin>(w: &mut W, v: &Value) -> std::io::Result<()> {
-    let mut line = serde_json::to_vec(v).unwrap_or_default();
-    line.push(b'\n');
-    w.write_all(&line).await
-}
-
 /// Serves one connection until it closes; then releases its seats and run.
 pub async fn serve_connection(shared: Arc<Shared>, stream: tokio::net::UnixStream) {
     let conn = shared.new_conn_id();
@@ -337,7 +347,8 @@ pub async fn serve_connection(shared: Arc<Shared>, stream: tokio::net::UnixStrea
                 match line {
                     Ok(None) => break,
                     Err(()) => {
-                        let _ = write_value(&mut w, &error("line_too_long", format!("request lines are limited to {MAX_LINE} bytes"))).await;
+                        let reply = Answer::error(ErrorCode::LineTooLong, format!("request lines are limited to {MAX_LINE} bytes"));
+                        let _ = w.write_all(&reply.to_line()).await;
                         break;
                     }
                     Ok(Some(())) => {
@@ -346,7 +357,7 @@ pub async fn serve_connection(shared: Arc<Shared>, stream: tokio::net::UnixStrea
                             continue;
                         }
                         let reply = answer(&shared, conn, text, &mut subscribed).await;
-                        if write_value(&mut w, &reply).await.is_err() {
+                        if w.write_all(&reply).await.is_err() {
                             break;
                         }
                     }
@@ -354,9 +365,10 @@ pub async fn serve_connection(shared: Arc<Shared>, stream: tokio::net::UnixStrea
             }
             ev = events.recv(), if subscribed => {
                 match ev {
-                    Ok(notice) => {
-                        let v = serde_json::to_value(&notice).unwrap_or(Value::Null);
-                        if write_value(&mut w, &v).await.is_err() {
+                    Ok(event) => {
+                        let mut line = event.to_line();
+                        line.push(b'\n');
+                        if w.write_all(&line).await.is_err() {
                             break;
                         }
                     }
@@ -394,6 +406,16 @@ impl SocketClient {
         self.writer.write_all(b"\n").await
     }
 
+    /// Reads the next line as it came (without its `\n`; empty at end of stream).
+    pub async fn next_line(&mut self) -> std::io::Result<String> {
+        let mut line = String::new();
+        self.reader.read_line(&mut line).await?;
+        if line.ends_with('\n') {
+            line.pop();
+        }
+        Ok(line)
+    }
+
     /// Reads the next line as JSON (`Null` at end of stream).
     pub async fn next(&mut self) -> std::io::Result<Value> {
         let mut line = String::new();
@@ -414,6 +436,7 @@ impl SocketClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn parse_request_takes_the_id_out_and_reads_the_command() {

@@ -5,9 +5,11 @@
 //! time they happened ([`Now`]) and answers with a [`Decision`]: licensed or
 //! not, the warning (German and English), when the runtime must stop, the
 //! entitlements and the reason. Changes of the decision come back as
-//! [`Output`]s (events to push to subscribers, "check now"). The tokio shell in
-//! [`crate::service`] only moves bytes and time; every rule lives here, so a
-//! test walks 40 simulated days in milliseconds.
+//! [`Output`]s (events to push to subscribers, "check now"), and
+//! [`LicenseMachine::poll_timeout`] names the next moment anything can change
+//! (like quinn-proto's `poll_timeout`), so the shell sleeps until exactly then.
+//! The tokio shell in [`crate::service`] only moves bytes and time; every rule
+//! lives here, so a test walks 40 simulated days in milliseconds.
 //!
 //! # The rules (PRODUCT.md, manual chapter 10)
 //!
@@ -244,6 +246,23 @@ impl Phase {
         Phase::WrongHost,
     ];
 
+    /// The protocol's name (`server_unreachable`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::NotActivated => "not_activated",
+            Phase::Licensed => "licensed",
+            Phase::ServerUnreachable => "server_unreachable",
+            Phase::OfflineStartHour => "offline_start_hour",
+            Phase::DongleRemoved => "dongle_removed",
+            Phase::Stopped => "stopped",
+            Phase::Refused => "refused",
+            Phase::Expired => "expired",
+            Phase::DongleMissing => "dongle_missing",
+            Phase::InvalidLicenseFile => "invalid_license_file",
+            Phase::WrongHost => "wrong_host",
+        }
+    }
+
     pub fn is_licensed(self) -> bool {
         matches!(
             self,
@@ -291,34 +310,15 @@ pub struct Decision {
     pub now: UnixTime,
 }
 
-/// A change worth telling the runtime about (pushed to subscribers).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum Notice {
-    WarningBegins {
-        warning: Text,
-    },
-    StopScheduled {
-        at: UnixTime,
-        at_text: String,
-    },
-    NewGrant {
-        serial: u64,
-    },
-    LicenseEnded {
-        reason_code: String,
-        reason: Text,
-    },
-    LicenseRestored,
-    /// The scheduled stop is off (dongle back, server reached again).
-    StopCancelled,
-}
+/// A change worth telling the runtime about (pushed to subscribers; the
+/// protocol's type, [`crate::protocol::Event`]).
+pub use crate::protocol::Event;
 
 /// What the shell should do after an input.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Output {
     /// Push this to subscribers.
-    Notify(Notice),
+    Notify(Event),
     /// Run a check with the server as soon as possible.
     CheckNow,
 }
@@ -405,6 +405,9 @@ pub struct LicenseMachine {
     last_failure: Option<String>,
     clock_warning: Option<Text>,
     last: Option<Decision>,
+    /// The effective time `last` was decided at (the last input): moments
+    /// after it are still to be handled (see [`LicenseMachine::poll_timeout`]).
+    evaluated_at: UnixTime,
 }
 
 impl LicenseMachine {
@@ -444,6 +447,7 @@ impl LicenseMachine {
             last_failure: None,
             clock_warning: None,
             last: None,
+            evaluated_at: UnixTime(0),
         };
         let mut out = m.diff(now);
         if m.mode() == Mode::Online {
@@ -590,7 +594,7 @@ impl LicenseMachine {
             }
             let serial = g.serial;
             self.grant = Some(g);
-            return vec![Output::Notify(Notice::NewGrant { serial })];
+            return vec![Output::Notify(Event::NewGrant { serial })];
         }
         if self.superseded.as_ref().is_none_or(|s| g.serial > s.serial) {
             self.superseded = Some(g);
@@ -637,7 +641,7 @@ impl LicenseMachine {
                 .as_ref()
                 .is_none_or(|old| g.supersedes(old) || old.license_number != g.license_number);
             if fits && newer {
-                out.push(Output::Notify(Notice::NewGrant { serial: g.serial }));
+                out.push(Output::Notify(Event::NewGrant { serial: g.serial }));
                 self.grant = Some(g);
             }
         }
@@ -737,8 +741,68 @@ impl LicenseMachine {
         })
     }
 
+    /// The next moment (effective time) at which anything can change: the
+    /// next check, the start of the warning, a scheduled stop (end of the
+    /// grace periods, of a 1-hour or a 24-hour run, of the dongle hour), the
+    /// end of validity. Only moments after the last input count (a moment
+    /// already passed but not handled yet is returned: the shell feeds a tick
+    /// at once); `None` if nothing is scheduled (a hard dongle that is
+    /// plugged in). Like quinn-proto's `Connection::poll_timeout`: the shell sleeps
+    /// until then, or until an input arrives, and feeds [`Input::Tick`]. The
+    /// dongle and `lic/` are not the machine's to poll (the shell scans them
+    /// every `tick_secs`).
+    pub fn poll_timeout(&self) -> Option<UnixTime> {
+        let t = self.evaluated_at;
+        let mut at: Vec<UnixTime> = Vec::new();
+        at.extend(self.next_check_at());
+        match self.mode() {
+            Mode::Online => {
+                if let Some(g) = &self.grant {
+                    at.extend(g.valid_until);
+                    let last = self
+                        .receipt
+                        .as_ref()
+                        .map(|r| r.server_time)
+                        .unwrap_or(g.issued_at);
+                    let warn_from = last.plus_secs(SILENT_SECS);
+                    let grace_end = warn_from.plus_secs(WARNING_SECS);
+                    at.extend([warn_from, grace_end]);
+                    if let Some(s) = self.run_started {
+                        if s >= grace_end {
+                            at.push(s.plus_secs(OFFLINE_START_SECS));
+                        }
+                        if g.protection == Protection::Engineering {
+                            at.push(s.plus_secs(ENGINEERING_RUN_SECS));
+                        }
+                    }
+                }
+            }
+            Mode::HardDongle => {
+                if let Some(Ok(g)) = &self.file {
+                    at.extend(g.valid_until);
+                }
+                let present = self
+                    .hard_serial()
+                    .is_some_and(|s| self.dongles.contains(&s));
+                if !present {
+                    at.extend(
+                        self.dongle_last_seen
+                            .map(|seen| seen.plus_secs(DONGLE_GRACE_SECS)),
+                    );
+                }
+            }
+            Mode::None => {}
+        }
+        at.into_iter().filter(|a| *a > t).min()
+    }
+
     fn check_due(&self, t: UnixTime) -> bool {
         self.next_check_at().is_some_and(|due| t >= due)
+    }
+
+    /// The effective time of `now` (see the module doc's rollback rule).
+    pub fn effective(&mut self, now: Now) -> UnixTime {
+        self.time.effective(now)
     }
 
     /// The current decision at `now`.
@@ -1112,6 +1176,7 @@ impl LicenseMachine {
     /// Compares the decision with the previous one and turns changes into notices.
     fn diff(&mut self, now: Now) -> Vec<Output> {
         let t = self.time.effective(now);
+        self.evaluated_at = t;
         let new = self.decide_at(t);
         let mut out = Vec::new();
         let old = self.last.take();
@@ -1120,10 +1185,10 @@ impl LicenseMachine {
             None => (false, None, None),
         };
         if new.licensed && !was_licensed && old.is_some() {
-            out.push(Output::Notify(Notice::LicenseRestored));
+            out.push(Output::Notify(Event::LicenseRestored));
         }
         if !new.licensed && (was_licensed || old.is_none()) && new.phase != Phase::NotActivated {
-            out.push(Output::Notify(Notice::LicenseEnded {
+            out.push(Output::Notify(Event::LicenseEnded {
                 reason_code: new.reason_code.to_owned(),
                 reason: new.reason.clone(),
             }));
@@ -1131,13 +1196,13 @@ impl LicenseMachine {
         if let Some(w) = &new.warning {
             let old_phase = old.as_ref().map(|o| o.phase);
             if old_warning.is_none() || old_phase != Some(new.phase) {
-                out.push(Output::Notify(Notice::WarningBegins { warning: w.clone() }));
+                out.push(Output::Notify(Event::WarningBegins { warning: w.clone() }));
             }
         }
         if new.licensed {
             if let Some(at) = new.stop_at {
                 if old_stop != Some(at) || !was_licensed {
-                    out.push(Output::Notify(Notice::StopScheduled {
+                    out.push(Output::Notify(Event::StopScheduled {
                         at,
                         at_text: at.to_string(),
                     }));
@@ -1145,7 +1210,7 @@ impl LicenseMachine {
             }
         }
         if new.licensed && was_licensed && old_stop.is_some() && new.stop_at.is_none() {
-            out.push(Output::Notify(Notice::StopCancelled));
+            out.push(Output::Notify(Event::StopCancelled));
         }
         self.last = Some(new);
         out

@@ -913,13 +913,19 @@ fn soft_receipt() -> Signed<wire::CheckReceipt> {
 /// last check at T0) and whose `lic/licinfo.cfg` names it; the server is not
 /// reachable (nothing listens on its port).
 fn soft_host() -> tempfile::TempDir {
+    online_host(soft_grant())
+}
+
+/// A host whose cache holds `grant` (online activation: soft dongle or
+/// engineering), last checked at T0, as [`soft_host`].
+fn online_host(grant: Signed<LicenseGrant>) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     let trusted = TrustedKeys::with([key().public()]);
     let cache = daemon::cache::Cache::open(&dir.path().join("data")).expect("cache");
     cache.load(&trusted, &HWID.parse().expect("hwid"));
     cache
         .save(&daemon::state::Persisted {
-            grant: Some(trusted.verify(&soft_grant()).expect("grant")),
+            grant: Some(trusted.verify(&grant).expect("grant")),
             receipt: Some(trusted.verify(&soft_receipt()).expect("receipt")),
             high_water: T0,
             ..Default::default()
@@ -1289,4 +1295,443 @@ async fn sigkill_right_after_runtime_started_or_stopped_keeps_the_acknowledged_r
             }
         }
     }
+}
+
+// ---- The socket protocol as a visible diff (issue 16) ----
+
+/// Compares `line` with `daemon/tests/snapshots/<name>.json`; with
+/// `PROMOS_LICD_UPDATE_SNAPSHOTS=1` it writes the file instead (then review
+/// the diff: every change there is a change clients see).
+fn snapshot(name: &str, line: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/snapshots")
+        .join(format!("{name}.json"));
+    if std::env::var_os("PROMOS_LICD_UPDATE_SNAPSHOTS").is_some() {
+        std::fs::create_dir_all(path.parent().expect("dir")).expect("snapshots dir");
+        std::fs::write(&path, format!("{line}\n")).expect("write snapshot");
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; run with PROMOS_LICD_UPDATE_SNAPSHOTS=1 to create it",
+            path.display()
+        )
+    });
+    assert_eq!(
+        line,
+        expected.trim_end_matches('\n'),
+        "the answer {name} changed (PROMOS_LICD_UPDATE_SNAPSHOTS=1 rewrites {})",
+        path.display()
+    );
+}
+
+/// Sends `request` (a raw line) and snapshots the answer line.
+async fn answer_snapshot(c: &mut SocketClient, name: &str, request: &str) -> Value {
+    c.send_line(request).await.expect("send");
+    let line = c.next_line().await.expect("answer");
+    snapshot(name, &line);
+    serde_json::from_str(&line).expect("an answer is JSON")
+}
+
+async fn event_snapshot(c: &mut SocketClient, name: &str) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let line = tokio::time::timeout(left, c.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("no {name} event"))
+            .expect("read");
+        let v: Value = serde_json::from_str(&line).expect("an event is JSON");
+        if v["event"] == json!(name) {
+            snapshot(&format!("event_{name}"), &line);
+            return;
+        }
+    }
+}
+
+/// Every answer and event a hard-dongle host gives, byte for byte, as the
+/// runtime sees them on the socket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_socket_answer_and_event_matches_its_snapshot() {
+    let mut d = Daemon::hard(2).await;
+    // The wall clock ahead of the daemon's monotonic anchor: `now` in the
+    // answers stays the same however long the test takes.
+    d.clock.set(T0.plus_secs(1000));
+    d.wait_status("the clock moved", |s| {
+        s["now"] == json!(T0.plus_secs(1000).to_string())
+    })
+    .await;
+    let mut c = d.client().await;
+    answer_snapshot(&mut c, "hwid", r#"{"cmd":"hwid","id":1}"#).await;
+    answer_snapshot(&mut c, "status_hard_dongle", r#"{"cmd":"status"}"#).await;
+    answer_snapshot(&mut c, "seats", r#"{"cmd":"seats","id":"s"}"#).await;
+    answer_snapshot(
+        &mut c,
+        "acquire_seat",
+        r#"{"cmd":"acquire_seat","program":"pwa","id":2}"#,
+    )
+    .await;
+    answer_snapshot(
+        &mut c,
+        "acquire_seat_ge",
+        r#"{"cmd":"acquire_seat","program":"ge"}"#,
+    )
+    .await;
+    answer_snapshot(
+        &mut c,
+        "acquire_seat_none_free",
+        r#"{"cmd":"acquire_seat","program":"ge","id":3}"#,
+    )
+    .await;
+    answer_snapshot(
+        &mut c,
+        "release_seat",
+        r#"{"cmd":"release_seat","program":"pwa"}"#,
+    )
+    .await;
+    answer_snapshot(
+        &mut c,
+        "release_seat_none_held",
+        r#"{"cmd":"release_seat","program":"pwa","id":4}"#,
+    )
+    .await;
+    answer_snapshot(
+        &mut c,
+        "runtime_started",
+        r#"{"cmd":"runtime_started","id":5}"#,
+    )
+    .await;
+    let mut other = d.client().await;
+    answer_snapshot(
+        &mut other,
+        "runtime_already_running",
+        r#"{"cmd":"runtime_started"}"#,
+    )
+    .await;
+    answer_snapshot(
+        &mut other,
+        "runtime_stopped_not_here",
+        r#"{"cmd":"runtime_stopped"}"#,
+    )
+    .await;
+    answer_snapshot(
+        &mut c,
+        "runtime_stopped",
+        r#"{"cmd":"runtime_stopped","id":6}"#,
+    )
+    .await;
+    answer_snapshot(
+        &mut c,
+        "check_now_not_activated",
+        r#"{"cmd":"check_now","id":7}"#,
+    )
+    .await;
+    answer_snapshot(
+        &mut c,
+        "activate_bad_license_number",
+        r#"{"cmd":"activate","license_number":"12","token":"t"}"#,
+    )
+    .await;
+    answer_snapshot(&mut c, "bad_request_not_json", "hello").await;
+    answer_snapshot(&mut c, "bad_request_not_an_object", "[1]").await;
+    answer_snapshot(
+        &mut c,
+        "bad_request_unknown_cmd",
+        r#"{"cmd":"fly","id":[1,"a"]}"#,
+    )
+    .await;
+    answer_snapshot(&mut c, "subscribe", r#"{"cmd":"subscribe","id":8}"#).await;
+
+    std::fs::remove_file(&d.dongle).expect("unplug");
+    event_snapshot(&mut c, "warning_begins").await;
+    event_snapshot(&mut c, "stop_scheduled").await;
+    std::fs::write(&d.dongle, "DG-0001").expect("plug");
+    event_snapshot(&mut c, "stop_cancelled").await;
+    d.wait_status("licensed again", |s| s["state"] == json!("licensed"))
+        .await;
+    std::fs::remove_file(&d.dongle).expect("unplug");
+    d.wait_status("grace", |s| s["state"] == json!("dongle_removed"))
+        .await;
+    d.clock.advance_secs(3601);
+    event_snapshot(&mut c, "license_ended").await;
+    answer_snapshot(
+        &mut c,
+        "status_dongle_missing",
+        r#"{"cmd":"status","id":9}"#,
+    )
+    .await;
+    std::fs::write(&d.dongle, "DG-0001").expect("plug");
+    event_snapshot(&mut c, "license_restored").await;
+
+    let mut long = d.client().await;
+    // The daemon may close before it has read all of it.
+    let _ = long
+        .send_line(&"x".repeat(daemon::socket::MAX_LINE + 10))
+        .await;
+    snapshot("line_too_long", &long.next_line().await.expect("answer"));
+    d.stop().await;
+}
+
+// ---- Timers from the state machine: stops on time, not at the next tick ----
+
+/// A wall clock on tokio's (paused) time: `base` plus the tokio time since
+/// `start`. With `start_paused` tokio jumps to the next timer whenever
+/// everything waits, so these tests walk hours in milliseconds, and the
+/// daemon sees time pass only by sleeping, exactly as in the field.
+#[derive(Debug)]
+struct TokioClock {
+    base: UnixTime,
+    start: tokio::time::Instant,
+}
+
+impl keys::Clock for TokioClock {
+    fn now(&self) -> UnixTime {
+        self.base.plus_secs(self.start.elapsed().as_secs())
+    }
+}
+
+impl TokioClock {
+    /// The tokio instant at which the wall clock reads `t`.
+    fn instant_of(&self, t: UnixTime) -> tokio::time::Instant {
+        self.start + Duration::from_secs(t.since(self.base))
+    }
+}
+
+/// Starts `daemon::run` on `config` with `clock`; the stop sender and task.
+async fn start_on(
+    config: Config,
+    clock: Arc<dyn keys::Clock>,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), daemon::service::RunError>>,
+) {
+    let socket = config.socket_path.clone();
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(daemon::run(config, clock, async move {
+        let _ = rx.await;
+    }));
+    while SocketClient::connect(&socket).await.is_err() {
+        assert!(!task.is_finished(), "daemon ended at start");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    (stop, task)
+}
+
+/// Waits (on tokio time, at most a day) for event `name`; returns it and when it came.
+async fn event_at(c: &mut SocketClient, name: &str) -> (Value, tokio::time::Instant) {
+    loop {
+        let v = tokio::time::timeout(Duration::from_secs(86_400), c.next())
+            .await
+            .unwrap_or_else(|_| panic!("no {name} event within a day"))
+            .expect("read");
+        if v["event"] == json!(name) {
+            return (v, tokio::time::Instant::now());
+        }
+    }
+}
+
+/// How late `came` is after the moment the wall clock reads `at` (panics if early).
+fn lateness(clock: &TokioClock, at: &Value, came: tokio::time::Instant) -> Duration {
+    let at = UnixTime(at.as_u64().expect("unix seconds"));
+    let due = clock.instant_of(at);
+    assert!(came >= due, "stopped {:?} early", due - came);
+    came - due
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_dongle_hour_ends_within_a_second_with_the_default_tick() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let project = dir.path().join("project");
+    std::fs::create_dir_all(project.join("lic")).expect("lic");
+    std::fs::write(project.join("lic/promos.json"), hard_license(1)).expect("license");
+    let dongle = dir.path().join("SIMULATED-DONGLE");
+    std::fs::write(&dongle, "DG-0001\n").expect("dongle");
+    let mut c = Config::with_defaults(&dir.path().join("data"));
+    c.socket_path = dir.path().join("licd.sock");
+    c.project_dir = Some(project);
+    c.trusted_keys = TrustedKeys::with([key().public()]);
+    assert_eq!(c.tick, Duration::from_secs(30), "the default tick");
+    c.dongle = DongleBackend::Simulated {
+        file: dongle.clone(),
+    };
+    c.test_hardware_id = Some(HWID.parse().expect("hwid"));
+    let clock = Arc::new(TokioClock {
+        base: T0,
+        start: tokio::time::Instant::now(),
+    });
+    let (stop, task) = start_on(c.clone(), clock.clone()).await;
+    let mut sub = SocketClient::connect(&c.socket_path)
+        .await
+        .expect("connect");
+    assert_eq!(
+        sub.call(&json!({"cmd": "subscribe"}))
+            .await
+            .expect("subscribe")["ok"],
+        json!(true)
+    );
+    // Twice. The dongle hour counts from the scan that last saw the dongle,
+    // so it ends on the scan grid: this one would be on time with the old
+    // tick-only loop as well; the grace-period test below is the one the
+    // old loop fails (17 s late).
+    for round in 0..2 {
+        tokio::time::sleep(Duration::from_secs(17 + round * 7)).await;
+        std::fs::remove_file(&dongle).expect("unplug");
+        let (scheduled, _) = event_at(&mut sub, "stop_scheduled").await;
+        let (ended, came) = event_at(&mut sub, "license_ended").await;
+        assert_eq!(ended["reason_code"], json!("dongle_missing"), "{ended}");
+        let late = lateness(&clock, &scheduled["at"], came);
+        assert!(
+            late <= Duration::from_secs(1),
+            "the dongle hour ended {late:?} late"
+        );
+        std::fs::write(&dongle, "DG-0001").expect("plug");
+        event_at(&mut sub, "license_restored").await;
+    }
+    let _ = stop.send(());
+    task.await.expect("join").expect("clean stop");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_end_of_the_grace_periods_and_of_a_one_hour_run_come_within_a_second() {
+    let dir = soft_host();
+    let mut c = soft_config(dir.path(), &dir.path().join("data"));
+    c.tick = Duration::from_secs(30);
+    // The last check was at T0: the grace periods end at T0 + 30 days.
+    let grace_end = T0.plus_days(30);
+    let clock = Arc::new(TokioClock {
+        base: UnixTime(grace_end.0 - 2 * 3600 - 13),
+        start: tokio::time::Instant::now(),
+    });
+    let (stop, task) = start_on(c.clone(), clock.clone()).await;
+    let mut sub = SocketClient::connect(&c.socket_path)
+        .await
+        .expect("connect");
+    assert_eq!(
+        sub.call(&json!({"cmd": "subscribe"}))
+            .await
+            .expect("subscribe")["ok"],
+        json!(true)
+    );
+    let mut rt = SocketClient::connect(&c.socket_path)
+        .await
+        .expect("connect");
+    let v = rt
+        .call(&json!({"cmd": "runtime_started"}))
+        .await
+        .expect("start");
+    assert_eq!(v["status"]["state"], json!("server_unreachable"), "{v}");
+    assert_eq!(v["status"]["stop_at"], json!(grace_end.secs()), "{v}");
+    let (ended, came) = event_at(&mut sub, "license_ended").await;
+    assert_eq!(
+        ended["reason_code"],
+        json!("server_unreachable_stop"),
+        "{ended}"
+    );
+    let late = lateness(&clock, &json!(grace_end.secs()), came);
+    assert!(
+        late <= Duration::from_secs(1),
+        "the grace periods ended {late:?} late"
+    );
+
+    // The runtime stops and starts again: 1 hour, on time too.
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert_eq!(
+        rt.call(&json!({"cmd": "runtime_stopped"}))
+            .await
+            .expect("stop")["ok"],
+        json!(true)
+    );
+    let v = rt
+        .call(&json!({"cmd": "runtime_started"}))
+        .await
+        .expect("start");
+    assert_eq!(v["status"]["state"], json!("offline_start_hour"), "{v}");
+    let at = v["status"]["stop_at"].clone();
+    let (ended, came) = event_at(&mut sub, "license_ended").await;
+    assert_eq!(
+        ended["reason_code"],
+        json!("server_unreachable_stop"),
+        "{ended}"
+    );
+    let late = lateness(&clock, &at, came);
+    assert!(
+        late <= Duration::from_secs(1),
+        "the 1-hour run ended {late:?} late"
+    );
+    let _ = stop.send(());
+    task.await.expect("join").expect("clean stop");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_engineering_run_ends_within_a_second_of_its_24_hours() {
+    let k = key();
+    let grant = Signed::sign(
+        &LicenseGrant {
+            format: GRANT_FORMAT,
+            license_number: LicenseNumber::from_body(192_190_001).expect("n"),
+            license_type: LicenseType::Engineering,
+            protection: Protection::Engineering,
+            license_data: LicenseData {
+                name: "Muster AG".into(),
+                postcode: "3000".into(),
+                city: "Bern".into(),
+            },
+            binding: Binding::HardwareId(HWID.parse().expect("hwid")),
+            entitlements: Entitlements::engineering(),
+            issued_at: T0,
+            valid_until: Some(T0.plus_days(3 * 365)),
+            serial: 7,
+            key_id: k.key_id(),
+        },
+        &k,
+    );
+    let dir = online_host(grant);
+    let mut c = soft_config(dir.path(), &dir.path().join("data"));
+    // An hour: the stop does not wait for a tick at all (and 24 simulated
+    // hours of 30 s scans, each written to disk, take real seconds).
+    c.tick = Duration::from_secs(3600);
+    let clock = Arc::new(TokioClock {
+        base: T0.plus_secs(3600),
+        start: tokio::time::Instant::now(),
+    });
+    let (stop, task) = start_on(c.clone(), clock.clone()).await;
+    let mut sub = SocketClient::connect(&c.socket_path)
+        .await
+        .expect("connect");
+    assert_eq!(
+        sub.call(&json!({"cmd": "subscribe"}))
+            .await
+            .expect("subscribe")["ok"],
+        json!(true)
+    );
+    // Not on the minute: the run's end falls between two ticks.
+    tokio::time::sleep(Duration::from_millis(13_700)).await;
+    let mut rt = SocketClient::connect(&c.socket_path)
+        .await
+        .expect("connect");
+    let before = keys::Clock::now(clock.as_ref());
+    let v = rt
+        .call(&json!({"cmd": "runtime_started"}))
+        .await
+        .expect("start");
+    assert_eq!(v["status"]["state"], json!("licensed"), "{v}");
+    let at = v["status"]["stop_at"].clone();
+    let run = at.as_u64().expect("stop_at") - before.0;
+    assert!(
+        (24 * 3600..=24 * 3600 + 1).contains(&run),
+        "24 hours from the start: {run} s"
+    );
+    let (ended, came) = event_at(&mut sub, "license_ended").await;
+    assert_eq!(
+        ended["reason_code"],
+        json!("engineering_run_over"),
+        "{ended}"
+    );
+    let late = lateness(&clock, &at, came);
+    assert!(
+        late <= Duration::from_secs(1),
+        "the 24-hour run ended {late:?} late"
+    );
+    let _ = stop.send(());
+    task.await.expect("join").expect("clean stop");
 }

@@ -34,6 +34,26 @@ pub enum PeerRequest {
     /// Gossip: server-signed grants the sender holds or has seen, for any host of
     /// the site. The receiver verifies each and keeps the highest serial per license.
     Grants(Vec<Signed<LicenseGrant>>),
+    /// The sender's own check has just reached the license server (its
+    /// uplink works): a receiver that could not reach the server itself may
+    /// check through the sender now instead of at its next retry. Carries
+    /// nothing to trust; answered [`PeerResponse::Ack`]. Sent only to a peer
+    /// whose [`PeerResponse::Hello`] agent lists [`CAP_SERVER_REACHED`]: an
+    /// older daemon cannot decode this variant and would cut the sender off.
+    ServerReached,
+}
+
+/// Capability token in the `agent` of [`PeerResponse::Hello`]: this daemon
+/// understands [`PeerRequest::ServerReached`]. Capabilities follow the
+/// version, separated by spaces (`promos-licd/0.2.0 server-reached`).
+pub const CAP_SERVER_REACHED: &str = "server-reached";
+
+/// True if a peer's `agent` (from its [`PeerResponse::Hello`]) lists `capability`.
+pub fn has_capability(agent: &str, capability: &str) -> bool {
+    agent
+        .split_ascii_whitespace()
+        .skip(1)
+        .any(|c| c == capability)
 }
 
 /// Why a peer did not do what was asked. Unsigned: never changes a license.

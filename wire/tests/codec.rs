@@ -395,6 +395,7 @@ fn every_peer_message_round_trips() {
         PeerRequest::Forward { body: body.clone() },
         PeerRequest::Collect,
         PeerRequest::Grants(vec![grant(), grant()]),
+        PeerRequest::ServerReached,
     ];
     for req in requests {
         let frame = codec::encode_frame(&req).expect("encode");
@@ -431,4 +432,30 @@ fn peer_frame_bytes_are_stable() {
     expect!["00000003000102"].assert_eq(&hex::encode(&frame));
     let frame = codec::encode_frame(&PeerResponse::Queued).expect("encode");
     expect!["00000003000102"].assert_eq(&hex::encode(&frame));
+    // Appended: variant 4. Older daemons cannot decode it, so it goes only to
+    // peers whose Hello lists the capability.
+    let frame = codec::encode_frame(&PeerRequest::ServerReached).expect("encode");
+    expect!["00000003000104"].assert_eq(&hex::encode(&frame));
+}
+
+#[test]
+fn capabilities_are_read_from_the_agent_after_the_version() {
+    use wire::peer::{has_capability, CAP_SERVER_REACHED};
+    assert!(has_capability(
+        "promos-licd/0.1.0 server-reached",
+        CAP_SERVER_REACHED
+    ));
+    assert!(has_capability(
+        "promos-licd/0.1.0 x server-reached",
+        CAP_SERVER_REACHED
+    ));
+    assert!(!has_capability("promos-licd/0.1.0", CAP_SERVER_REACHED));
+    assert!(
+        !has_capability("server-reached", CAP_SERVER_REACHED),
+        "the version is not a capability"
+    );
+    assert!(!has_capability(
+        "promos-licd/0.1.0 server-reached-2",
+        CAP_SERVER_REACHED
+    ));
 }

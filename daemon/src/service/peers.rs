@@ -11,7 +11,11 @@
 //!   sees it; a forged signature, a document for another host or request, a
 //!   replayed answer, an undecodable frame or a flood cut the peer off for
 //!   [`crate::peer::BAN`] and are logged;
-//! - the relay's queue, answers and grant table are bounded ([`crate::relay`]).
+//! - the relay's queue, answers and grant table are bounded ([`crate::relay`]);
+//! - a daemon whose own check reached the server says so to each peer that
+//!   lists the capability in its `Hello` (`ServerReached`); a peer that could
+//!   not reach the server checks through it at once, one such check at a time
+//!   and at most one a second. The message carries nothing to trust.
 
 use super::{Shared, DAEMON_VERSION};
 use crate::cache::Cache;
@@ -19,9 +23,10 @@ use crate::peer::{remote_key, PeerConn, PeerEndpoint, PeerGuard};
 use crate::relay::{PeerKey, QueueError, RelayStore};
 use crate::state::Input;
 use keys::{LicenseGrant, Signed, Verified};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use wire::codec;
+use wire::peer::{has_capability, CAP_SERVER_REACHED};
 use wire::{Nonce, PeerError, PeerRequest, PeerResponse, RelayEnvelope, Request, Response};
 
 /// Answered nonces remembered to recognise replays: a few weeks of daily
@@ -32,6 +37,16 @@ const USED_NONCES: usize = 512;
 /// long, so a line that came back (or a single slow answer) does not leave the
 /// site queueing until the relay's own next check.
 const UPLINK_PROBE: std::time::Duration = std::time::Duration::from_secs(30);
+/// Checks started by `ServerReached` follow each other at least this far
+/// apart (none is dropped: a report that comes during one starts the next):
+/// a listed peer cannot make this host check, and record open nonces (64
+/// kept), faster than that.
+const REACHED_CHECK_GAP: std::time::Duration = std::time::Duration::from_secs(1);
+/// A peer's `Hello` listing `server-reached` is believed this long; then it
+/// is asked again. Saves a request per report (each counts against the
+/// peer's rate limit); as long as a peer's ban, so a daemon downgraded
+/// meanwhile costs at most one.
+const CAPABILITY_KEPT: std::time::Duration = crate::peer::BAN;
 /// Bytes of grants per `Collected` answer: leaves room in the 64 KiB frame for
 /// [`crate::relay::MAX_ANSWERS_PER_PEER`] answers of ~3 KiB.
 const GRANT_BYTES_PER_ANSWER: usize = 32 * 1024;
@@ -47,10 +62,26 @@ pub struct PeerNet {
     flushing: tokio::sync::Mutex<()>,
     /// When the uplink was last tried for a peer while it was thought down.
     last_probe: Mutex<Option<std::time::Instant>>,
+    /// The peer whose `ServerReached` is still to be acted on (the latest).
+    reached_from: Mutex<Option<String>>,
+    /// A task is checking through peers that reported `ServerReached`.
+    reached_running: std::sync::atomic::AtomicBool,
+    /// Peers whose `Hello` listed `server-reached`, and when it said so.
+    can_hear_reached: Mutex<HashMap<PeerKey, std::time::Instant>>,
 }
 
 /// What a peer did wrong.
 struct Hostile(String);
+
+/// How asking one peer to relay a check went.
+enum Relayed {
+    /// The server's answer (verified, for this request).
+    Answer(Box<Input>),
+    /// The peer has no uplink and keeps the check.
+    Queued,
+    /// Not reachable, declined, or cut off.
+    Nothing,
+}
 
 impl PeerNet {
     pub fn new(endpoint: PeerEndpoint, cache: Cache) -> Self {
@@ -61,6 +92,9 @@ impl PeerNet {
             used: Mutex::new(VecDeque::new()),
             flushing: tokio::sync::Mutex::new(()),
             last_probe: Mutex::new(None),
+            reached_from: Mutex::new(None),
+            reached_running: std::sync::atomic::AtomicBool::new(false),
+            can_hear_reached: Mutex::new(HashMap::new()),
         }
     }
 
@@ -114,7 +148,7 @@ impl PeerNet {
         }
     }
 
-    async fn serve_conn(&self, shared: &Shared, conn: quinn::Connection) {
+    async fn serve_conn(&self, shared: &Arc<Shared>, conn: quinn::Connection) {
         let addr = conn.remote_address().to_string();
         let Some(key) = remote_key(&conn) else {
             conn.close(2u32.into(), b"no key");
@@ -160,7 +194,7 @@ impl PeerNet {
 
     async fn answer(
         &self,
-        shared: &Shared,
+        shared: &Arc<Shared>,
         key: &PeerKey,
         request: PeerRequest,
     ) -> Result<PeerResponse, Hostile> {
@@ -169,7 +203,7 @@ impl PeerNet {
                 tracing::debug!(peer = %hardware_id, %agent, "peer hello");
                 PeerResponse::Hello {
                     hardware_id: shared.hardware_id.clone(),
-                    agent: DAEMON_VERSION.into(),
+                    agent: format!("{DAEMON_VERSION} {CAP_SERVER_REACHED}"),
                 }
             }
             PeerRequest::Forward { body } => self.forward(shared, key, body).await,
@@ -181,7 +215,69 @@ impl PeerNet {
                 self.take_grants(shared, grants)?;
                 PeerResponse::Ack
             }
+            PeerRequest::ServerReached => {
+                self.server_reached(shared, key);
+                PeerResponse::Ack
+            }
         })
+    }
+
+    /// Peer `key` reached the server: if this host could not, it checks
+    /// through that peer now (in the background; the peer gets its `Ack` at
+    /// once). One such check at a time; a report during one starts another
+    /// after it.
+    fn server_reached(&self, shared: &Arc<Shared>, key: &PeerKey) {
+        use std::sync::atomic::Ordering::SeqCst;
+        if shared.uplink_ok.load(SeqCst) {
+            return;
+        }
+        let (Some(peer), Some(net)) = (
+            shared
+                .config
+                .peers
+                .iter()
+                .find(|p| p.public_key.to_bytes() == *key),
+            shared.peers.clone(),
+        ) else {
+            return;
+        };
+        tracing::info!(peer = %peer.address, "a peer reached the license server: checking through it");
+        *self.reached_from.lock().unwrap_or_else(|p| p.into_inner()) = Some(peer.address.clone());
+        if self.reached_running.swap(true, SeqCst) {
+            return;
+        }
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            loop {
+                let next = net
+                    .reached_from
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take();
+                match next {
+                    Some(address) => {
+                        let started = std::time::Instant::now();
+                        shared.check_through(&address).await;
+                        if let Some(rest) = REACHED_CHECK_GAP.checked_sub(started.elapsed()) {
+                            tokio::time::sleep(rest).await;
+                        }
+                    }
+                    None => {
+                        net.reached_running.store(false, SeqCst);
+                        // A report between `take` and `store` would wait
+                        // for the next one: look once more.
+                        let again = net
+                            .reached_from
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .is_some();
+                        if !again || net.reached_running.swap(true, SeqCst) {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
     }
 
     /// Carries a peer's check to the server, or keeps it for later.
@@ -237,7 +333,18 @@ impl PeerNet {
             relay: shared.hardware_id.clone(),
             body,
         });
-        match client.request(&request).await {
+        let was_down = !shared.uplink_ok.load(std::sync::atomic::Ordering::SeqCst);
+        let result = client.request(&request).await;
+        if was_down && result.is_ok() {
+            // The line is back (found by a peer's check): this host checks
+            // now too, and then tells its peers (`ServerReached`).
+            tracing::info!("uplink back (a peer's check went through)");
+            shared
+                .check_forced
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            shared.check_wanted.notify_one();
+        }
+        match result {
             Ok(Response::Relayed(env)) => {
                 shared
                     .uplink_ok
@@ -352,44 +459,12 @@ impl PeerNet {
         request: &Request,
         nonce: Nonce,
     ) -> Option<Input> {
-        let body = codec::encode_body(request).ok()?;
         let mut queued_at = Vec::new();
         for peer in &shared.config.peers {
-            let key = peer.public_key.to_bytes();
-            if self.guard.is_banned(&key) {
-                continue;
-            }
-            let conn = match self.endpoint.connect(&peer.address).await {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::info!(error = %e, "peer not reachable");
-                    continue;
-                }
-            };
-            let answer = conn.ask(&PeerRequest::Forward { body: body.clone() }).await;
-            match answer {
-                Ok(PeerResponse::Answer { body }) => {
-                    match self.relayed_answer(shared, &body, nonce) {
-                        Ok(input) => {
-                            conn.close();
-                            tracing::info!(peer = %peer.address, "check relayed by a peer");
-                            return Some(input);
-                        }
-                        Err(Hostile(why)) => {
-                            self.guard.ban(&key, &peer.address, &why);
-                            conn.cut_off(&why);
-                        }
-                    }
-                }
-                Ok(PeerResponse::Queued) => {
-                    queued_at.push(peer.address.clone());
-                    conn.close();
-                }
-                Ok(other) => {
-                    tracing::info!(peer = %peer.address, answer = ?other, "peer did not relay");
-                    conn.close();
-                }
-                Err(e) => tracing::info!(error = %e, "peer exchange failed"),
+            match self.ask_peer(shared, peer, request, nonce).await {
+                Relayed::Answer(input) => return Some(*input),
+                Relayed::Queued => queued_at.push(peer.address.clone()),
+                Relayed::Nothing => {}
             }
         }
         if queued_at.is_empty() {
@@ -401,6 +476,70 @@ impl PeerNet {
                     queued_at.join(", ")
                 ),
             })
+        }
+    }
+
+    /// The check through one peer only; `None` unless it brought the server's answer.
+    pub(super) async fn check_via_peer(
+        &self,
+        shared: &Shared,
+        peer: &crate::config::PeerEntry,
+        request: &Request,
+        nonce: Nonce,
+    ) -> Option<Input> {
+        match self.ask_peer(shared, peer, request, nonce).await {
+            Relayed::Answer(input) => Some(*input),
+            Relayed::Queued | Relayed::Nothing => None,
+        }
+    }
+
+    async fn ask_peer(
+        &self,
+        shared: &Shared,
+        peer: &crate::config::PeerEntry,
+        request: &Request,
+        nonce: Nonce,
+    ) -> Relayed {
+        let Ok(body) = codec::encode_body(request) else {
+            return Relayed::Nothing;
+        };
+        let key = peer.public_key.to_bytes();
+        if self.guard.is_banned(&key) {
+            return Relayed::Nothing;
+        }
+        let conn = match self.endpoint.connect(&peer.address).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::info!(error = %e, "peer not reachable");
+                return Relayed::Nothing;
+            }
+        };
+        match conn.ask(&PeerRequest::Forward { body }).await {
+            Ok(PeerResponse::Answer { body }) => match self.relayed_answer(shared, &body, nonce) {
+                Ok(input) => {
+                    conn.close();
+                    tracing::info!(peer = %peer.address, "check relayed by a peer");
+                    Relayed::Answer(Box::new(input))
+                }
+                Err(Hostile(why)) => {
+                    self.guard.ban(&key, &peer.address, &why);
+                    conn.cut_off(&why);
+                    Relayed::Nothing
+                }
+            },
+            Ok(PeerResponse::Queued) => {
+                conn.close();
+                Relayed::Queued
+            }
+            Ok(other) => {
+                tracing::info!(peer = %peer.address, answer = ?other, "peer did not relay");
+                conn.close();
+                Relayed::Nothing
+            }
+            Err(e) => {
+                tracing::info!(error = %e, "peer exchange failed");
+                Relayed::Nothing
+            }
         }
     }
 
@@ -450,8 +589,10 @@ impl PeerNet {
     }
 
     /// After every check: collect late answers and grants from each peer and pass
-    /// ours on.
-    pub(super) async fn exchange_with_peers(&self, shared: &Shared) {
+    /// ours on. `reached`: this host's own check just reached the server, so
+    /// each peer that understands it hears so first (`ServerReached`) and
+    /// checks through this host at once if it could not reach the server.
+    pub(super) async fn exchange_with_peers(&self, shared: &Shared, reached: bool) {
         for peer in &shared.config.peers {
             let key = peer.public_key.to_bytes();
             if self.guard.is_banned(&key) {
@@ -460,12 +601,53 @@ impl PeerNet {
             let Ok(conn) = self.endpoint.connect(&peer.address).await else {
                 continue;
             };
+            if reached {
+                self.tell_server_reached(shared, &conn).await;
+            }
             if let Err(Hostile(why)) = self.exchange(shared, &conn).await {
                 self.guard.ban(&key, &peer.address, &why);
                 conn.cut_off(&why);
             } else {
                 conn.close();
             }
+        }
+    }
+
+    /// `ServerReached` to a peer whose `Hello` lists the capability (an older
+    /// daemon would take the unknown message for garbage); the answer to
+    /// `Hello` is kept for [`CAPABILITY_KEPT`].
+    async fn tell_server_reached(&self, shared: &Shared, conn: &PeerConn) {
+        let known = {
+            let mut can = self
+                .can_hear_reached
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            can.retain(|_, at| at.elapsed() < CAPABILITY_KEPT);
+            can.contains_key(&conn.key)
+        };
+        if !known {
+            let hello = PeerRequest::Hello {
+                hardware_id: shared.hardware_id.clone(),
+                agent: format!("{DAEMON_VERSION} {CAP_SERVER_REACHED}"),
+            };
+            match conn.ask(&hello).await {
+                Ok(PeerResponse::Hello { agent, .. })
+                    if has_capability(&agent, CAP_SERVER_REACHED) =>
+                {
+                    self.can_hear_reached
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(conn.key, std::time::Instant::now());
+                }
+                _ => return,
+            }
+        }
+        if conn.ask(&PeerRequest::ServerReached).await.is_err() {
+            // Asked again next time (it may have been replaced by an older build).
+            self.can_hear_reached
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&conn.key);
         }
     }
 

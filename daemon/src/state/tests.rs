@@ -242,7 +242,7 @@ impl Host {
         self.decide().phase
     }
 
-    fn notices(&mut self) -> Vec<Notice> {
+    fn notices(&mut self) -> Vec<Event> {
         let n = self
             .outputs
             .iter()
@@ -350,7 +350,7 @@ fn one_successful_check_restores_in_every_phase() {
             "day {d}"
         );
         if d >= 30 {
-            assert_eq!(h.notices(), vec![Notice::LicenseRestored], "day {d}");
+            assert_eq!(h.notices(), vec![Event::LicenseRestored], "day {d}");
         }
         // And the periods count from the new check.
         h.advance(10 * D - 1);
@@ -412,7 +412,7 @@ fn a_refusal_ends_the_license_at_once_and_a_later_check_restores_it() {
         assert_eq!(dec.reason_code, reason.key());
         assert_eq!(dec.reason.de, reason.message(true));
         assert!(
-            matches!(h.notices().as_slice(), [Notice::LicenseEnded { .. }]),
+            matches!(h.notices().as_slice(), [Event::LicenseEnded { .. }]),
             "{reason:?}"
         );
         // Survives a restart.
@@ -684,11 +684,11 @@ fn notices_for_warning_stop_end_new_grant_and_restore() {
     h.advance_to(day(10));
     let n = h.notices();
     assert!(
-        n.iter().any(|n| matches!(n, Notice::WarningBegins { .. })),
+        n.iter().any(|n| matches!(n, Event::WarningBegins { .. })),
         "{n:?}"
     );
     assert!(
-        n.contains(&Notice::StopScheduled {
+        n.contains(&Event::StopScheduled {
             at: day(30),
             at_text: day(30).to_string()
         }),
@@ -698,7 +698,7 @@ fn notices_for_warning_stop_end_new_grant_and_restore() {
     assert_eq!(h.notices(), vec![], "no repeats while nothing changes");
     h.advance_to(day(30));
     assert!(
-        matches!(h.notices().as_slice(), [Notice::LicenseEnded { reason_code, .. }] if reason_code == "server_unreachable_stop")
+        matches!(h.notices().as_slice(), [Event::LicenseEnded { reason_code, .. }] if reason_code == "server_unreachable_stop")
     );
     // Upgrade: a newer grant arrives with a check.
     let n = Nonce::random();
@@ -714,8 +714,8 @@ fn notices_for_warning_stop_end_new_grant_and_restore() {
         grant: Some(better),
     });
     let got = h.notices();
-    assert!(got.contains(&Notice::NewGrant { serial: 2 }), "{got:?}");
-    assert!(got.contains(&Notice::LicenseRestored), "{got:?}");
+    assert!(got.contains(&Event::NewGrant { serial: 2 }), "{got:?}");
+    assert!(got.contains(&Event::LicenseRestored), "{got:?}");
     assert_eq!(h.decide().entitlements.expect("licensed").pwa_users, 5);
     // An older grant never replaces a newer one.
     let n = Nonce::random();
@@ -1158,4 +1158,192 @@ fn a_receipt_of_another_host_is_useless_here_even_with_an_open_nonce() {
         grant: None,
     });
     assert_eq!(h.phase(), Phase::ServerUnreachable);
+}
+
+// ---- poll_timeout: the next moment anything can change ----
+
+/// Lets time pass up to `poll_timeout` again and again and returns the
+/// moments it named; every one is exactly when the decision changed or a
+/// check fell due.
+fn timeouts_until(h: &mut Host, end: UnixTime) -> Vec<UnixTime> {
+    let mut seen = Vec::new();
+    while let Some(at) = h.m.poll_timeout() {
+        if at > end {
+            break;
+        }
+        assert!(at > h.wall, "poll_timeout {at} is not after now {}", h.wall);
+        h.advance_to(at);
+        seen.push(at);
+        assert!(seen.len() < 1000, "poll_timeout does not advance: {seen:?}");
+    }
+    seen
+}
+
+#[test]
+fn poll_timeout_is_the_next_check_then_the_warning_then_the_stop_of_a_soft_dongle() {
+    let mut h = Host::activated(Protection::SoftDongle);
+    // Licensed: the next check is the next thing (the receipt says a day).
+    assert_eq!(h.m.poll_timeout(), Some(day(1)));
+    h.advance_to(day(1));
+    assert!(h.outputs.contains(&Output::CheckNow));
+    // The check fails: retries after 1, 2, 4, ... minutes, at most hourly.
+    h.check_fails();
+    assert_eq!(h.m.poll_timeout(), Some(day(1).plus_secs(60)));
+    h.advance_to(day(1).plus_secs(60));
+    h.check_fails();
+    assert_eq!(h.m.poll_timeout(), Some(day(1).plus_secs(60 + 120)));
+    // Hourly retries from now on; the warning starts at day 10 exactly.
+    for _ in 0..10 {
+        let at = h.m.poll_timeout().expect("retry");
+        h.advance_to(at);
+        h.check_fails();
+    }
+    h.advance_to(day(10).minus_secs(10));
+    h.check_fails();
+    assert_eq!(h.m.poll_timeout(), Some(day(10)), "the warning begins");
+    h.advance_to(day(10));
+    assert_eq!(h.phase(), Phase::ServerUnreachable);
+    // Near the end of the grace periods, with the last retry just before it:
+    // the stop is next.
+    h.input(Input::RuntimeStarted);
+    h.advance_to(day(30).minus_secs(10 * 60));
+    h.check_fails();
+    assert_eq!(
+        h.m.poll_timeout(),
+        Some(day(30)),
+        "the end of the grace periods"
+    );
+    h.advance_to(day(30));
+    assert_eq!(h.phase(), Phase::Stopped);
+}
+
+#[test]
+fn poll_timeout_is_the_end_of_the_one_hour_run() {
+    let mut h = Host::activated(Protection::SoftDongle);
+    h.advance_to(day(31));
+    for _ in 0..10 {
+        h.check_fails(); // backoff at its hourly maximum
+    }
+    h.advance_to(day(31).plus_secs(30 * 60 + 7));
+    h.input(Input::RuntimeStarted);
+    let start = h.m.run_started().expect("run");
+    h.check_fails(); // the check at the start
+    h.advance(10 * 60);
+    h.check_fails(); // one more: the next retry is 70 minutes after the start
+    assert_eq!(h.phase(), Phase::OfflineStartHour);
+    assert_eq!(
+        h.m.poll_timeout(),
+        Some(start.plus_secs(OFFLINE_START_SECS)),
+        "the 1-hour run ends before the next hourly retry"
+    );
+    h.advance_to(start.plus_secs(OFFLINE_START_SECS));
+    assert_eq!(h.phase(), Phase::Stopped);
+}
+
+#[test]
+fn poll_timeout_is_the_end_of_the_engineering_run_and_of_validity() {
+    let mut h = Host::activated(Protection::Engineering);
+    h.advance(3600);
+    h.input(Input::RuntimeStarted);
+    let start = h.m.run_started().expect("run");
+    // Checks succeed daily; the run's end comes first after the day's check.
+    h.advance_to(day(1));
+    h.check_ok();
+    assert_eq!(
+        h.m.poll_timeout(),
+        Some(start.plus_secs(ENGINEERING_RUN_SECS))
+    );
+    h.advance_to(start.plus_secs(ENGINEERING_RUN_SECS));
+    assert_eq!(h.phase(), Phase::Stopped);
+    // Near the end of validity, checked just before: validity ends first.
+    h.input(Input::RuntimeStopped);
+    let end = T0.plus_days(3 * 365);
+    h.advance_to(end.minus_secs(3600));
+    h.check_ok();
+    assert_eq!(h.m.poll_timeout(), Some(end));
+    h.advance_to(end);
+    assert_eq!(h.phase(), Phase::Expired);
+}
+
+/// A status request (`decide`) moves the effective time on without an input:
+/// a moment it passed is still returned until an input handles it.
+#[test]
+fn poll_timeout_keeps_a_passed_moment_until_an_input_handles_it() {
+    let mut h = Host::hard();
+    h.input(Input::DongleScan(vec![]));
+    let stop = h.wall.plus_secs(DONGLE_GRACE_SECS);
+    h.wall = stop.plus_secs(5);
+    h.mono += DONGLE_GRACE_SECS + 5;
+    assert_eq!(h.decide().phase, Phase::DongleMissing);
+    assert_eq!(h.m.poll_timeout(), Some(stop), "not handled yet");
+    h.input(Input::Tick);
+    assert!(matches!(
+        h.notices().as_slice(),
+        [.., Event::LicenseEnded { .. }]
+    ));
+    assert_eq!(h.m.poll_timeout(), None);
+}
+
+#[test]
+fn poll_timeout_is_the_end_of_the_dongle_hour_and_nothing_while_it_is_plugged_in() {
+    let mut h = Host::hard();
+    assert_eq!(
+        h.m.poll_timeout(),
+        None,
+        "a plugged-in dongle: nothing to wait for"
+    );
+    h.advance(120);
+    let seen = h.wall;
+    h.input(Input::DongleScan(vec![]));
+    assert_eq!(h.phase(), Phase::DongleRemoved);
+    assert_eq!(h.m.poll_timeout(), Some(seen.plus_secs(DONGLE_GRACE_SECS)));
+    let moments = timeouts_until(&mut h, seen.plus_days(2));
+    assert_eq!(moments, vec![seen.plus_secs(DONGLE_GRACE_SECS)]);
+    assert_eq!(h.phase(), Phase::DongleMissing);
+}
+
+/// Walking a soft-dongle host through 40 days by nothing but its own
+/// timeouts: every change of the decision happens at a named moment, so a
+/// shell that sleeps until `poll_timeout` misses none.
+#[test]
+fn sleeping_until_poll_timeout_sees_every_change_when_it_happens() {
+    let mut h = Host::activated(Protection::SoftDongle);
+    h.input(Input::RuntimeStarted);
+    let mut last = h.decide();
+    let mut changes = 0;
+    while let Some(at) = h.m.poll_timeout() {
+        if at > day(40) {
+            break;
+        }
+        // One second before the moment nothing has changed yet.
+        h.advance_to(at.minus_secs(1));
+        let before = h.decide();
+        assert_eq!(
+            (before.phase, before.stop_at, before.warning.is_some()),
+            (last.phase, last.stop_at, last.warning.is_some()),
+            "a change before {at}"
+        );
+        h.advance_to(at);
+        if h.outputs.contains(&Output::CheckNow) {
+            h.outputs.clear();
+            h.check_fails();
+        }
+        let now = h.decide();
+        if (now.phase, now.stop_at) != (last.phase, last.stop_at) {
+            changes += 1;
+        }
+        last = now;
+    }
+    assert_eq!(last.phase, Phase::Stopped);
+    assert!(changes >= 2, "warning and stop were both seen ({changes})");
+}
+
+trait MinusSecs {
+    fn minus_secs(self, secs: u64) -> UnixTime;
+}
+
+impl MinusSecs for UnixTime {
+    fn minus_secs(self, secs: u64) -> UnixTime {
+        UnixTime(self.0 - secs)
+    }
 }

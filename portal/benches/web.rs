@@ -27,7 +27,22 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const LICENSES: usize = 10_000;
+/// Licenses in the store: `PLS_BENCH_LICENSES` (default 10,000; BENCHMARKS.md
+/// also has 100,000).
+fn licenses_wanted() -> usize {
+    std::env::var("PLS_BENCH_LICENSES")
+        .ok()
+        .and_then(|v| v.replace(['_', ','], "").parse().ok())
+        .unwrap_or(10_000)
+}
+
+/// The engine: `PLS_BENCH_ENGINE=postgres` runs on a throwaway PostgreSQL
+/// cluster (`portal::store::throwaway`), otherwise SQLite in a temporary
+/// directory.
+fn postgres_wanted() -> bool {
+    std::env::var("PLS_BENCH_ENGINE").is_ok_and(|v| v.eq_ignore_ascii_case("postgres"))
+}
+
 const CLIENTS: usize = 32;
 
 /// A minimal keep-alive HTTP/1.1 client: one connection, sequential requests.
@@ -200,9 +215,18 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    rt.block_on(async {
+    #[allow(non_snake_case)]
+    let LICENSES = licenses_wanted();
+    // The store is filled and searched here, on the main thread: store calls
+    // block and never run on the runtime's async workers.
+    {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Arc::new(Store::open(&dir.path().join(portal::store::DB_FILE)).expect("store"));
+        let store = Arc::new(if postgres_wanted() {
+            Store::temporary_postgres().expect("PostgreSQL store")
+        } else {
+            Store::open(&dir.path().join(portal::store::DB_FILE)).expect("store")
+        });
+        eprintln!("engine: {:?}", store.engine());
         let clock = Arc::new(SystemClock);
         let now = keys::Clock::now(&*clock);
         let t = Instant::now();
@@ -253,6 +277,13 @@ fn main() {
                 .expect("license");
         }
         eprintln!("{LICENSES} licenses created in {:.1} s", t.elapsed().as_secs_f64());
+        store.flush().expect("flush");
+        println!(
+            "store on disk: {:.1} MiB for {LICENSES} licenses, {:.2} KiB per license ({:?})",
+            store.size_on_disk() as f64 / (1024.0 * 1024.0),
+            store.size_on_disk() as f64 / 1024.0 / LICENSES as f64,
+            store.engine()
+        );
 
         println!();
         println!("| store search, one thread, {LICENSES} licenses | found | schema 1 (scan), median | index, median | ratio |");
@@ -285,6 +316,15 @@ fn main() {
         };
         let key = Arc::new(SigningKeyPair::generate());
         let web = Arc::new(Web::new(store, clock, mailer, cfg, key).expect("web"));
+        rt.block_on(serve_and_load(web, LICENSES));
+        drop(dir);
+    }
+}
+
+async fn serve_and_load(web: Arc<Web>, licenses: usize) {
+    #[allow(non_snake_case)]
+    let LICENSES = licenses;
+    {
         let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (addr, _task) = web::serve(web, async move {
             let _ = stopped.await;
@@ -326,7 +366,7 @@ fn main() {
         let price = "/api/price?kind=standard&driver_modbus=10000&driver_saia_pcd=6000&pwa_users=5&ge_users=1&country=DE";
         let cases = [
             ("GET /api/price (worked order)", "", price, "7.150,00", 300),
-            ("GET /admin/licenses (page 1 of 10,000)", session.as_str(), "/admin/licenses", "Site ", 8),
+            ("GET /admin/licenses (page 1)", session.as_str(), "/admin/licenses", "Site ", 8),
             ("GET /admin/licenses?q=muster4711", session.as_str(), "/admin/licenses?q=muster4711", "Site 4711", 8),
         ];
         println!("| endpoint ({CLIENTS} concurrent clients, {LICENSES} licenses) | requests | p50 | p99 | requests/s |");
@@ -340,5 +380,5 @@ fn main() {
                 ms(p99)
             );
         }
-    });
+    }
 }

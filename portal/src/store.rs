@@ -90,8 +90,11 @@ const _: () = assert!(
 const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Reader connections kept open between reads. Two cores and short queries: a
-/// few readers cover the portal, the QUIC service and a backup at once.
+/// few readers cover the portal, the QUIC service and a backup at once. A
+/// PostgreSQL connection costs a server process and a login to open, so more are
+/// kept: one per concurrent portal request of a busy server.
 const IDLE_READERS: usize = 8;
+const IDLE_READERS_POSTGRES: usize = 48;
 
 /// The results of the store's connection layer: a [`DbError`] unless named.
 type Result<T, E = DbError> = std::result::Result<T, E>;
@@ -1374,7 +1377,11 @@ impl Store {
         };
         let result = conn.read(f);
         let mut pool = self.readers.lock().unwrap_or_else(PoisonError::into_inner);
-        if pool.len() < IDLE_READERS {
+        let keep = match self.engine {
+            Engine::Sqlite => IDLE_READERS,
+            Engine::Postgres => IDLE_READERS_POSTGRES,
+        };
+        if pool.len() < keep {
             pool.push(conn);
         }
         result

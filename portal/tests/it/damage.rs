@@ -193,3 +193,130 @@ fn a_truncated_or_deleted_database_is_refused_and_restore_brings_it_back() {
         .expect("consistent")
         .contains("database consistent: 3 licenses"));
 }
+
+/// Whether this test process runs as root (mounting a tmpfs needs it; CI runs as
+/// root).
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// A small file system of its own (tmpfs), unmounted when dropped.
+struct SmallDisk {
+    mount: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> SmallDisk {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mount = dir.path().join("disk");
+        std::fs::create_dir(&mount).expect("mount point");
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&mount)
+            .status()
+            .expect("mount");
+        assert!(status.success(), "mounting a tmpfs failed");
+        SmallDisk { mount, _dir: dir }
+    }
+
+    /// Writes a filler file until the disk is full; returns its path.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let path = self.mount.join("filler");
+        let mut f = std::fs::File::create(&path).expect("filler");
+        let block = vec![0u8; 64 * 1024];
+        loop {
+            match f.write(&block) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        // The last partial blocks.
+        while f.write(&[0u8; 512]).map(|n| n > 0).unwrap_or(false) {}
+        path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.mount).status();
+    }
+}
+
+/// The disk of the database fills up while the store is open (the same store
+/// object throughout, as a running server holds it): every write fails with the
+/// "disk full" error and changes nothing, reads go on, and writes work again as
+/// soon as there is space, without reopening. Needs root for the tmpfs.
+#[test]
+fn a_full_disk_refuses_writes_keeps_reads_and_recovers_without_a_restart() {
+    if !is_root() {
+        eprintln!("SKIPPED: mounting a tmpfs needs root (CI runs as root)");
+        return;
+    }
+    use keys::{LicenseData, LicenseType, Protection, UnixTime};
+    use portal::domain::{Actor, Licensee, NewLicense};
+    use portal::store::Store;
+    let disk = SmallDisk::mount("3m");
+    let store = Store::open(&disk.mount.join(DB_FILE)).expect("store on the small disk");
+    let actor = Actor::Admin("disk-full".into());
+    let new = |i: u64| NewLicense {
+        account: None,
+        license_type: LicenseType::Standard,
+        protection: Protection::SoftDongle,
+        licensee: Licensee {
+            company: format!("Full Disk {i} AG"),
+            ..Licensee::default()
+        },
+        license_data: LicenseData {
+            name: "Site".into(),
+            postcode: "3000".into(),
+            city: "Bern".into(),
+        },
+    };
+    let now = UnixTime(1_800_000_000);
+    for i in 0..5 {
+        store.create_license(new(i), &actor, now).expect("room for these");
+    }
+    let filler = disk.fill();
+
+    // Writes fail with the disk-full error, however many are tried; nothing of
+    // them is stored.
+    let mut refused = 0;
+    for i in 5..200 {
+        match store.create_license(new(i), &actor, now) {
+            Ok(_) => {}
+            Err(e) => {
+                let text = e.to_string();
+                assert!(
+                    portal::store::is_full_message(&text),
+                    "a write on a full disk fails as 'disk full', got: {text}"
+                );
+                refused += 1;
+            }
+        }
+    }
+    assert!(refused > 0, "the disk never filled up");
+    let stored = store.license_count().expect("reads go on while the disk is full");
+    assert!(stored >= 5, "nothing stored before is lost: {stored}");
+    assert_eq!(
+        store.licenses().expect("read every license").len(),
+        stored,
+        "reads see exactly what was stored"
+    );
+
+    // Space is back: the same store writes again.
+    std::fs::remove_file(filler).expect("free the space");
+    store
+        .create_license(new(1_000), &actor, now)
+        .expect("writes work again without a restart");
+    assert_eq!(store.license_count().expect("count"), stored + 1);
+    assert_eq!(store.verify().expect("verify"), Vec::<String>::new());
+    drop(store);
+    let reopened = Store::open(&disk.mount.join(DB_FILE)).expect("reopens");
+    assert_eq!(reopened.license_count().expect("count"), stored + 1);
+}

@@ -244,7 +244,9 @@ fn main() {
                 now,
             )
             .expect("admin");
-        store.set_admin(admin.id, true, &Actor::System, now).expect("admin");
+        store
+            .set_admin(admin.id, true, &Actor::System, now)
+            .expect("admin");
         store
             .update_account(admin.id, &Actor::System, now, "verified", |a| {
                 a.email_verified = true
@@ -276,7 +278,10 @@ fn main() {
                 )
                 .expect("license");
         }
-        eprintln!("{LICENSES} licenses created in {:.1} s", t.elapsed().as_secs_f64());
+        eprintln!(
+            "{LICENSES} licenses created in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
         store.flush().expect("flush");
         println!(
             "store on disk: {:.1} MiB for {LICENSES} licenses, {:.2} KiB per license ({:?})",
@@ -366,8 +371,20 @@ async fn serve_and_load(web: Arc<Web>, licenses: usize) {
         let price = "/api/price?kind=standard&driver_modbus=10000&driver_saia_pcd=6000&pwa_users=5&ge_users=1&country=DE";
         let cases = [
             ("GET /api/price (worked order)", "", price, "7.150,00", 300),
-            ("GET /admin/licenses (page 1)", session.as_str(), "/admin/licenses", "Site ", 8),
-            ("GET /admin/licenses?q=muster4711", session.as_str(), "/admin/licenses?q=muster4711", "Site 4711", 8),
+            (
+                "GET /admin/licenses (page 1)",
+                session.as_str(),
+                "/admin/licenses",
+                "Site ",
+                8,
+            ),
+            (
+                "GET /admin/licenses?q=muster4711",
+                session.as_str(),
+                "/admin/licenses?q=muster4711",
+                "Site 4711",
+                8,
+            ),
         ];
         println!("| endpoint ({CLIENTS} concurrent clients, {LICENSES} licenses) | requests | p50 | p99 | requests/s |");
         println!("| --- | --- | --- | --- | --- |");

@@ -244,7 +244,7 @@ pub fn execute(ctx: &AdminContext, envelope: AdminEnvelope) -> Result<AdminReply
             first_name,
             last_name,
         } => {
-            let a = store.create_account(
+            let a = store.create_account_keyed(
                 NewAccount {
                     email,
                     password_hash: None,
@@ -252,6 +252,7 @@ pub fn execute(ctx: &AdminContext, envelope: AdminEnvelope) -> Result<AdminReply
                     first_name,
                     last_name,
                 },
+                idempotency_key.as_deref(),
                 &actor,
                 now,
             )?;
@@ -363,10 +364,16 @@ pub fn execute(ctx: &AdminContext, envelope: AdminEnvelope) -> Result<AdminReply
                 priced: None,
                 remarks: "upgrade by admin".into(),
             };
-            let m = store.add_mutation(&number, new, true, &ctx.key, &actor, now)?;
-            if paid && m.state == MutationState::Ordered {
-                store.activate_mutation(&number, m.number, &ctx.key, &actor, now)?;
-            }
+            // Order and (with --paid) activation: one transaction, once per key.
+            store.order_keyed(
+                &number,
+                new,
+                paid,
+                idempotency_key.as_deref(),
+                &ctx.key,
+                &actor,
+                now,
+            )?;
             show(store, &number)
         }
         AdminRequest::SetDongle { number, serial } => {

@@ -565,9 +565,14 @@ async fn admin_command(config: Config, json: bool, command: AdminCommand) -> Res
         }
         AdminCommand::Verify => AdminRequest::Verify,
     };
-    // One key per invocation, sent again with every retry (create-license
-    // answers a retry with what the first attempt made).
-    let retry = matches!(request, AdminRequest::CreateLicense { .. });
+    // One key per invocation, sent again with every retry (the creating
+    // commands answer a retry with what the first attempt made).
+    let retry = matches!(
+        request,
+        AdminRequest::CreateLicense { .. }
+            | AdminRequest::CreateAccount { .. }
+            | AdminRequest::Upgrade { .. }
+    );
     let envelope = AdminEnvelope {
         idempotency_key: Some(hex::encode(rand::random::<[u8; 16]>())),
         operator: operator(),

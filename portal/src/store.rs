@@ -1405,11 +1405,31 @@ impl Store {
         actor: &Actor,
         now: UnixTime,
     ) -> Result<Account, AccountError> {
+        self.create_account_keyed(new, None, actor, now)
+    }
+
+    /// [`Store::create_account`] with an idempotency key (`pls admin
+    /// create-account`): a retry with the same key answers with the account the
+    /// first attempt created instead of "email taken".
+    pub fn create_account_keyed(
+        &self,
+        new: NewAccount,
+        idempotency_key: Option<&str>,
+        actor: &Actor,
+        now: UnixTime,
+    ) -> Result<Account, AccountError> {
         let email = domain::normalize_email(&new.email);
         if !looks_like_email(&email) {
             return Err(AccountError::InvalidEmail(new.email));
         }
         self.write(|c| {
+            if let Some(done) = keyed_reply(c, idempotency_key)? {
+                let id = AccountId(done.parse().map_err(|_| StoreError::Corrupt {
+                    what: "admin request answer".into(),
+                    reason: format!("{done:?} is not an account id"),
+                })?);
+                return q_account(c, id)?.ok_or(AccountError::UnknownAccount(done));
+            }
             let taken: bool = c
                 .prepare_cached("SELECT COUNT(*) > 0 FROM accounts WHERE email = ?1")?
                 .query_row([&email], |r| r.get(0))?;
@@ -1439,6 +1459,7 @@ impl Store {
                 "account.created",
                 format!("email {email}"),
             )?;
+            record_reply(c, idempotency_key, now, &id.0.to_string())?;
             Ok(account)
         })
     }
@@ -1584,29 +1605,18 @@ impl Store {
     ) -> Result<(License, Mutation), LicenseError> {
         check_new_license(&new)?;
         self.write(|c| {
-            if let Some(k) = idempotency_key {
-                let done: Option<String> = c
-                    .prepare_cached("SELECT reply FROM admin_requests WHERE key = ?1")?
-                    .query_row([k], |r| r.get(0))
-                    .optional()?;
-                if let Some(number) = done {
-                    let number = parse_number(&number)?;
-                    let license = existing(c, &number)?;
-                    let m = existing_mutation(c, &number, 1)?;
-                    return Ok((license, m));
-                }
+            if let Some(number) = keyed_reply(c, idempotency_key)? {
+                let number = parse_number(&number)?;
+                let license = existing(c, &number)?;
+                let m = existing_mutation(c, &number, 1)?;
+                return Ok((license, m));
             }
             let license = create_license_in(c, &new, actor, now)?;
             let mut m = add_mutation_in(c, &license.number, &first, true, key, actor, now)?;
             if paid && m.state == MutationState::Ordered {
                 m = activate_mutation_in(c, &license.number, m.number, key, actor, now)?;
             }
-            if let Some(k) = idempotency_key {
-                c.execute(
-                    "INSERT INTO admin_requests (key, at, reply) VALUES (?1, ?2, ?3)",
-                    params![k, int(now.0), license.number.as_str()],
-                )?;
-            }
+            record_reply(c, idempotency_key, now, license.number.as_str())?;
             let license = existing(c, &license.number)?;
             Ok((license, m))
         })
@@ -1855,6 +1865,38 @@ impl Store {
         now: UnixTime,
     ) -> Result<Mutation, LicenseError> {
         self.write(|c| add_mutation_in(c, number, &new, order, key, actor, now))
+    }
+
+    /// An order the vendor enters (`pls admin upgrade`): the mutation, ordered,
+    /// and with `paid` activated, in one transaction. A retry with the same
+    /// idempotency key answers with the mutation of the first attempt instead of
+    /// adding a second one.
+    #[allow(clippy::too_many_arguments)]
+    pub fn order_keyed(
+        &self,
+        number: &LicenseNumber,
+        new: NewMutation,
+        paid: bool,
+        idempotency_key: Option<&str>,
+        key: &SigningKeyPair,
+        actor: &Actor,
+        now: UnixTime,
+    ) -> Result<Mutation, LicenseError> {
+        self.write(|c| {
+            if let Some(done) = keyed_reply(c, idempotency_key)? {
+                let n: u32 = done.parse().map_err(|_| StoreError::Corrupt {
+                    what: "admin request answer".into(),
+                    reason: format!("{done:?} is not a mutation number"),
+                })?;
+                return existing_mutation(c, number, n);
+            }
+            let mut m = add_mutation_in(c, number, &new, true, key, actor, now)?;
+            if paid && m.state == MutationState::Ordered {
+                m = activate_mutation_in(c, number, m.number, key, actor, now)?;
+            }
+            record_reply(c, idempotency_key, now, &m.number.to_string())?;
+            Ok(m)
+        })
     }
 
     /// Orders a quote (the customer accepts it). Trusted customers' orders are
@@ -3173,6 +3215,31 @@ fn create_license_in(
         ),
     )?;
     Ok(license)
+}
+
+/// The answer recorded for an admin request's idempotency key, if that request
+/// was carried out before.
+fn keyed_reply(c: &Conn, key: Option<&str>) -> Result<Option<String>, StoreError> {
+    let Some(k) = key else {
+        return Ok(None);
+    };
+    Ok(
+        c.prepare_cached("SELECT reply FROM admin_requests WHERE key = ?1")?
+            .query_row([k], |r| r.get(0))
+            .optional()?,
+    )
+}
+
+/// Records an admin request's answer under its idempotency key, in the
+/// request's own transaction.
+fn record_reply(c: &Conn, key: Option<&str>, now: UnixTime, reply: &str) -> Result<(), StoreError> {
+    if let Some(k) = key {
+        c.execute(
+            "INSERT INTO admin_requests (key, at, reply) VALUES (?1, ?2, ?3)",
+            params![k, int(now.0), reply],
+        )?;
+    }
+    Ok(())
 }
 
 fn existing(c: &Conn, number: &LicenseNumber) -> Result<License, LicenseError> {

@@ -280,7 +280,9 @@ fn a_full_disk_refuses_writes_keeps_reads_and_recovers_without_a_restart() {
     };
     let now = UnixTime(1_800_000_000);
     for i in 0..5 {
-        store.create_license(new(i), &actor, now).expect("room for these");
+        store
+            .create_license(new(i), &actor, now)
+            .expect("room for these");
     }
     let filler = disk.fill();
 
@@ -301,7 +303,9 @@ fn a_full_disk_refuses_writes_keeps_reads_and_recovers_without_a_restart() {
         }
     }
     assert!(refused > 0, "the disk never filled up");
-    let stored = store.license_count().expect("reads go on while the disk is full");
+    let stored = store
+        .license_count()
+        .expect("reads go on while the disk is full");
     assert!(stored >= 5, "nothing stored before is lost: {stored}");
     assert_eq!(
         store.licenses().expect("read every license").len(),

@@ -4,6 +4,7 @@ mod cli;
 mod crash;
 mod damage;
 mod fuzz_seeds;
+mod idempotency;
 mod metrics;
 mod model;
 mod quic;

@@ -129,14 +129,23 @@ async fn load(
     expect: &str,
     per_client: usize,
 ) -> (Duration, Duration, f64) {
-    // Warm-up: one request per connection.
+    // Warm-up: one request per connection, all at once (so the server's pools
+    // reach the concurrency measured below).
+    let warm: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let (cookie, path, expect) = (cookie.to_owned(), path.to_owned(), expect.to_owned());
+            tokio::spawn(async move {
+                let mut c = Conn::open(addr, &cookie).await;
+                let (status, _, body) = c.request("GET", &path, "").await;
+                assert_eq!(status, 200, "{path}: {body}");
+                assert!(body.contains(&expect), "{path} lacks {expect:?}");
+                c
+            })
+        })
+        .collect();
     let mut conns = vec![];
-    for _ in 0..CLIENTS {
-        let mut c = Conn::open(addr, cookie).await;
-        let (status, _, body) = c.request("GET", path, "").await;
-        assert_eq!(status, 200, "{path}: {body}");
-        assert!(body.contains(expect), "{path} lacks {expect:?}");
-        conns.push(c);
+    for w in warm {
+        conns.push(w.await.expect("warm-up"));
     }
     let start = Instant::now();
     let tasks: Vec<_> = conns
@@ -304,6 +313,18 @@ fn main() {
                 old.as_secs_f64() / new.as_secs_f64()
             );
         }
+        let (page_time, n) = median_of(21, || {
+            store
+                .licenses_page_with_emails(0, portal::web::admin::PAGE_SIZE)
+                .expect("page")
+                .len()
+        });
+        let (count_time, _) = median_of(21, || store.license_count().expect("count"));
+        println!(
+            "| admin list page at the store ({n} licenses decoded) | {} | license count | {} |",
+            ms(page_time),
+            ms(count_time)
+        );
         println!();
         let mailer = Arc::new(
             Mailer::new(
@@ -376,14 +397,14 @@ async fn serve_and_load(web: Arc<Web>, licenses: usize) {
                 session.as_str(),
                 "/admin/licenses",
                 "Site ",
-                8,
+                32,
             ),
             (
                 "GET /admin/licenses?q=muster4711",
                 session.as_str(),
                 "/admin/licenses?q=muster4711",
                 "Site 4711",
-                8,
+                32,
             ),
         ];
         println!("| endpoint ({CLIENTS} concurrent clients, {LICENSES} licenses) | requests | p50 | p99 | requests/s |");

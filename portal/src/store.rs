@@ -131,8 +131,11 @@ impl Engine {
             // PostgreSQL checks foreign keys always; a commit returns once it is
             // flushed (synchronous_commit on, the server's default), and a
             // statement that waits for a lock longer than the busy timeout fails.
+            // Statements are prepared once per connection; each execution is
+            // planned for its values (a generic plan cannot use the trigram index
+            // for `doc LIKE $1`).
             _ => c.execute_batch(&format!(
-                "SET synchronous_commit = on; SET lock_timeout = '{}s'; SET client_min_messages = warning",
+                "SET synchronous_commit = on; SET lock_timeout = '{}s'; SET client_min_messages = warning; SET plan_cache_mode = force_custom_plan",
                 BUSY_TIMEOUT.as_secs()
             )),
         }

@@ -721,3 +721,115 @@ fn a_database_or_backup_newer_than_this_pls_is_refused_with_a_clear_error() {
     ));
     assert!(err.contains("import-sled"), "{err}");
 }
+
+/// A backup moves between the engines: SQLite -> backup -> restore into
+/// PostgreSQL -> backup -> restore into a new SQLite directory, every record
+/// equal at each step (compared through `pls admin list --json` and `show`), and
+/// the PostgreSQL restore keeps what it replaced in a file.
+#[test]
+fn a_backup_moves_from_sqlite_to_postgres_and_back() {
+    use crate::util::{ok, pls_on};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lite = dir.path().join("lite");
+    let url = portal::store::throwaway::shared()
+        .create_database()
+        .expect("database");
+    let create = |data: &std::path::Path, db: Option<&str>, company: &str| {
+        ok(&pls_on(
+            data,
+            db,
+            &[
+                "admin",
+                "create-license",
+                "--type",
+                "standard",
+                "--company",
+                company,
+                "--first-name",
+                "Paul",
+                "--last-name",
+                "Portable",
+                "--data-name",
+                "Site",
+                "--data-postcode",
+                "3000",
+                "--data-city",
+                "Bern",
+                "--paid",
+            ],
+        ))
+    };
+    for i in 0..4 {
+        create(&lite, None, &format!("Portable {i} AG"));
+    }
+    let listing = |data: &std::path::Path, db: Option<&str>| -> serde_json::Value {
+        let list: serde_json::Value =
+            serde_json::from_str(&ok(&pls_on(data, db, &["admin", "--json", "list"])))
+                .expect("json");
+        let mut shown = vec![];
+        for l in list.as_array().expect("list") {
+            let n = l["number"].as_str().expect("number");
+            let show: serde_json::Value =
+                serde_json::from_str(&ok(&pls_on(data, db, &["admin", "--json", "show", n])))
+                    .expect("json");
+            shown.push(show);
+        }
+        serde_json::Value::Array(shown)
+    };
+    let original = listing(&lite, None);
+    assert_eq!(original.as_array().map(Vec::len), Some(4));
+    let backup = dir.path().join("lite.backup");
+    ok(&pls_on(
+        &lite,
+        None,
+        &["admin", "backup", backup.to_str().expect("path")],
+    ));
+
+    // Into PostgreSQL (which already holds a license of its own: kept aside).
+    let pg_data = dir.path().join("pg");
+    create(&pg_data, Some(&url), "Replaced AG");
+    let out = ok(&pls_on(
+        &pg_data,
+        Some(&url),
+        &["admin", "restore", backup.to_str().expect("path")],
+    ));
+    assert!(out.contains("pls-before-restore-"), "{out}");
+    let aside = std::fs::read_dir(&pg_data)
+        .expect("data dir")
+        .filter_map(|e| e.ok())
+        .find(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("pls-before-restore-")
+        })
+        .expect("the replaced contents are kept")
+        .path();
+    let kept = portal::store::Store::check_backup(&aside).expect("a usable backup");
+    assert_eq!(kept.licenses, 1);
+    assert_eq!(
+        listing(&pg_data, Some(&url)),
+        original,
+        "every record equal in PostgreSQL"
+    );
+    ok(&pls_on(&pg_data, Some(&url), &["admin", "verify"]));
+
+    // And back out of PostgreSQL into a new SQLite directory.
+    let pg_backup = dir.path().join("pg.backup");
+    ok(&pls_on(
+        &pg_data,
+        Some(&url),
+        &["admin", "backup", pg_backup.to_str().expect("path")],
+    ));
+    let lite2 = dir.path().join("lite2");
+    ok(&pls_on(
+        &lite2,
+        None,
+        &["admin", "restore", pg_backup.to_str().expect("path")],
+    ));
+    assert_eq!(
+        listing(&lite2, None),
+        original,
+        "every record equal back in SQLite"
+    );
+    ok(&pls_on(&lite2, None, &["admin", "verify"]));
+}

@@ -269,8 +269,16 @@ impl Daemon {
 
 /// Runs `pls --data-dir DATA ARGS...` (off the fixed default ports).
 pub fn pls(data: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pls"))
-        .arg("--data-dir")
+    pls_on(data, None, args)
+}
+
+/// `pls` with its store on PostgreSQL (`PLS_DATABASE_URL`) when `url` is given.
+pub fn pls_on(data: &Path, url: Option<&str>, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pls"));
+    if let Some(url) = url {
+        cmd.env("PLS_DATABASE_URL", url);
+    }
+    cmd.arg("--data-dir")
         .arg(data)
         .args(args)
         .env("PLS_QUIC_LISTEN", "127.0.0.1:0")

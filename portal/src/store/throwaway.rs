@@ -53,7 +53,8 @@ fn bindir() -> Option<PathBuf> {
     versions.pop().map(|(_, b)| b)
 }
 
-fn is_root() -> bool {
+/// Whether this process runs as root (tests that mount or switch users need it).
+pub fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()

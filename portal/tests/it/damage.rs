@@ -194,16 +194,6 @@ fn a_truncated_or_deleted_database_is_refused_and_restore_brings_it_back() {
         .contains("database consistent: 3 licenses"));
 }
 
-/// Whether this test process runs as root (mounting a tmpfs needs it; CI runs as
-/// root).
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
 /// A small file system of its own (tmpfs), unmounted when dropped.
 struct SmallDisk {
     mount: std::path::PathBuf,
@@ -254,7 +244,7 @@ impl Drop for SmallDisk {
 /// soon as there is space, without reopening. Needs root for the tmpfs.
 #[test]
 fn a_full_disk_refuses_writes_keeps_reads_and_recovers_without_a_restart() {
-    if !is_root() {
+    if !portal::store::throwaway::is_root() {
         eprintln!("SKIPPED: mounting a tmpfs needs root (CI runs as root)");
         return;
     }

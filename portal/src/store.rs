@@ -2301,7 +2301,8 @@ impl Store {
         if let Ok(result) = done_rx.try_recv() {
             return result.into_result();
         }
-        let batch = std::mem::take(&mut *self.checkins.lock().unwrap_or_else(PoisonError::into_inner));
+        let batch =
+            std::mem::take(&mut *self.checkins.lock().unwrap_or_else(PoisonError::into_inner));
         let all = conn.write(|c| {
             for p in &batch {
                 write_check_in(c, &p.ci)?;
@@ -2334,9 +2335,7 @@ impl Store {
         drop(conn);
         done_rx
             .recv()
-            .unwrap_or(CheckInResult::Failed(
-                "the check-in was not written".into(),
-            ))
+            .unwrap_or(CheckInResult::Failed("the check-in was not written".into()))
             .into_result()
     }
 

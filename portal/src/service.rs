@@ -10,7 +10,7 @@
 use crate::domain::CHECK_INTERVAL_SECS;
 use crate::metrics::{request_kind, Metrics};
 use crate::store::{HostActivation, HostCheck, Store};
-use keys::{Clock, HardwareId, LicenseNumber, Signed, SigningKeyPair};
+use keys::{Clock, HardwareId, LicenseNumber, Signed, SigningKeyPair, UnixTime};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -138,7 +138,7 @@ impl Service {
                             .flatten()
                             .map_or(0, |l| l.serial);
                         let receipt =
-                            self.receipt(&a.license_number, &a.hardware_id, a.nonce, serial);
+                            self.receipt(&a.license_number, &a.hardware_id, a.nonce, serial, now);
                         Response::Activated { grant, receipt }
                     }
                     Ok(Err(reason)) => {
@@ -158,7 +158,10 @@ impl Service {
                     daemon_version: &c.daemon_version,
                     from: source.label.clone(),
                 };
-                match self.store.check_host(&req, self.clock.now()) {
+                // One reading of the clock: the check-in record and the receipt
+                // carry the same time, however long the commit waited.
+                let now = self.clock.now();
+                match self.store.check_host(&req, now) {
                     Ok(Ok(outcome)) => {
                         tracing::debug!(license = %c.license_number, host = %c.hardware_id, new_grant = outcome.newer_grant.is_some(), "checked");
                         let receipt = self.receipt(
@@ -166,6 +169,7 @@ impl Service {
                             &c.hardware_id,
                             c.nonce,
                             outcome.current_serial,
+                            now,
                         );
                         Response::Checked {
                             receipt,
@@ -200,6 +204,7 @@ impl Service {
                                 &d.hardware_id,
                                 d.nonce,
                                 serial,
+                                now,
                             ),
                         }
                     }
@@ -245,8 +250,8 @@ impl Service {
         host: &HardwareId,
         nonce: Nonce,
         current_serial: u64,
+        now: UnixTime,
     ) -> Signed<CheckReceipt> {
-        let now = self.clock.now();
         let receipt = CheckReceipt {
             license_number: license.clone(),
             hardware_id: host.clone(),

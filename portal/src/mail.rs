@@ -19,6 +19,12 @@ use std::sync::Arc;
 
 const FIRST_RETRY_SECS: u64 = 30;
 const MAX_RETRY_SECS: u64 = 3600;
+/// How long a sender holds the messages it took: longer than one SMTP exchange
+/// can take (lettre's timeout is a minute), so a message is sent again only when
+/// its sender died.
+const LEASE_SECS: u64 = 300;
+/// Messages taken per round.
+const BATCH: usize = 32;
 
 /// How SMTP connections are secured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -279,12 +285,50 @@ impl Mailer {
         }
     }
 
-    /// Sends every message that is due; returns how many were delivered.
+    /// Sends every message that is due; returns how many were delivered. Each
+    /// is leased from the queue first ([`Store::claim_due_mail`]), so of several
+    /// servers on one database exactly one sends it.
     pub async fn deliver_due(&self) -> usize {
+        let mut sent = 0;
+        loop {
+            let (round, full) = self.deliver_batch().await;
+            sent += round;
+            if !full {
+                break;
+            }
+        }
+        sent
+    }
+
+    /// One batch of [`Mailer::deliver_due`]: how many were delivered, and whether
+    /// the batch was full (more may be due).
+    async fn deliver_batch(&self) -> (usize, bool) {
         let now = self.clock.now();
         let mut sent = 0;
-        let jobs = self.on_store(Self::jobs).await.unwrap_or_default();
-        for mut job in jobs.into_iter().filter(|j| j.next_attempt <= now) {
+        let lease_until = now.plus_secs(LEASE_SECS);
+        let claimed = match self
+            .on_store(move |s| s.claim_due_mail(now, lease_until, BATCH))
+            .await
+        {
+            Some(Ok(jobs)) => jobs,
+            Some(Err(e)) => {
+                tracing::error!(error = %e, "cannot read the mail queue");
+                vec![]
+            }
+            None => vec![],
+        };
+        let full = claimed.len() == BATCH;
+        let jobs =
+            claimed
+                .into_iter()
+                .filter_map(|(id, v)| match serde_json::from_str::<MailJob>(&v) {
+                    Ok(j) => Some(j),
+                    Err(e) => {
+                        tracing::error!(mail_id = id, error = %e, "a queued email does not decode");
+                        None
+                    }
+                });
+        for mut job in jobs {
             let result = match self.build(&job.email) {
                 Err(e) => Err(e),
                 Ok(msg) => match &self.transport {
@@ -323,7 +367,7 @@ impl Mailer {
                 }
             }
         }
-        sent
+        (sent, full)
     }
 
     /// Delivers until `shutdown` resolves: at once when woken, otherwise every

@@ -54,7 +54,7 @@ use std::sync::{Mutex, PoisonError};
 use wire::RefusalReason;
 
 /// The schema this build writes: the number of [`MIGRATIONS`].
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// The database file's name in the data directory.
 pub const DB_FILE: &str = "pls.sqlite3";
@@ -68,6 +68,10 @@ const SQLITE_MIGRATIONS: &[(&str, &str)] = &[
         "search_sqlite",
         include_str!("../migrations/0002_search_sqlite.sql"),
     ),
+    (
+        "login_failures",
+        include_str!("../migrations/0003_login_failures.sql"),
+    ),
 ];
 /// PostgreSQL's: the same schema, its own search index (pg_trgm).
 const POSTGRES_MIGRATIONS: &[(&str, &str)] = &[
@@ -75,6 +79,10 @@ const POSTGRES_MIGRATIONS: &[(&str, &str)] = &[
     (
         "search_postgres",
         include_str!("../migrations/0002_search_postgres.sql"),
+    ),
+    (
+        "login_failures",
+        include_str!("../migrations/0003_login_failures.sql"),
     ),
 ];
 const _: () = assert!(
@@ -1228,7 +1236,7 @@ impl Store {
         };
         let writer = connect_postgres(url).map_err(db_err)?;
         writer
-            .execute_batch("SELECT pg_advisory_lock(7407140)")
+            .execute_batch(&format!("SELECT pg_advisory_lock({})", db::MIGRATION_LOCK))
             .map_err(db_err)?;
         let migrated = (|| {
             let version = schema_version_of(&writer).map_err(db_err)?;
@@ -1242,7 +1250,10 @@ impl Store {
             migrate(&writer, version, &shown)?;
             Ok(version)
         })();
-        let _ = writer.execute_batch("SELECT pg_advisory_unlock(7407140)");
+        let _ = writer.execute_batch(&format!(
+            "SELECT pg_advisory_unlock({})",
+            db::MIGRATION_LOCK
+        ));
         let version = migrated?;
         Ok(Store {
             location: Location::Url(url.to_owned()),
@@ -1370,6 +1381,21 @@ impl Store {
             }
         }
         conn
+    }
+
+    /// Runs `f` unless another `pls` on the same database runs the job named by
+    /// `lock` ([`db::HOUSEKEEPING_LOCK`]) right now; then `None`. On PostgreSQL a
+    /// session advisory lock on a connection of its own, released when `f` ends
+    /// or the connection dies with its process; SQLite has one server per file.
+    pub fn exclusively<A>(
+        &self,
+        lock: i64,
+        f: impl FnOnce() -> A,
+    ) -> Result<Option<A>, StoreError> {
+        match self.engine {
+            Engine::Sqlite => Ok(Some(f())),
+            Engine::Postgres => Ok(self.connect()?.exclusively(lock, f)?),
+        }
     }
 
     /// Runs `f` on a reader connection inside a read transaction (one snapshot).
@@ -2592,6 +2618,59 @@ impl Store {
         })
     }
 
+    // ----- login throttling (`web::throttle`) ------------------------------------
+
+    /// For each of `keys`: the failed logins since `since` and the oldest of them.
+    pub fn login_failures(
+        &self,
+        keys: &[&str],
+        since: UnixTime,
+    ) -> Result<Vec<(usize, Option<UnixTime>)>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT COUNT(*), MIN(at) FROM login_failures WHERE key = ?1 AND at > ?2",
+            )?;
+            let mut out = Vec::with_capacity(keys.len());
+            for key in keys {
+                out.push(stmt.query_row(params![*key, int(since.0)], |r| {
+                    let n: i64 = r.get(0)?;
+                    let oldest: Option<i64> = r.get(1)?;
+                    Ok((uint(n) as usize, oldest.map(|t| UnixTime(uint(t)))))
+                })?);
+            }
+            Ok(out)
+        })
+    }
+
+    /// Records a failed login under each of `keys`; forgets failures at or
+    /// before `forget_before` (out of every window).
+    pub fn record_login_failure(
+        &self,
+        keys: &[&str],
+        now: UnixTime,
+        forget_before: UnixTime,
+    ) -> Result<(), StoreError> {
+        self.write(|c| {
+            c.prepare_cached("DELETE FROM login_failures WHERE at <= ?1")?
+                .execute([int(forget_before.0)])?;
+            let mut insert =
+                c.prepare_cached("INSERT INTO login_failures (key, at) VALUES (?1, ?2)")?;
+            for key in keys {
+                insert.execute(params![*key, int(now.0)])?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Forgets the failed logins under `key`.
+    pub fn clear_login_failures(&self, key: &str) -> Result<(), StoreError> {
+        self.write(|c| {
+            c.prepare_cached("DELETE FROM login_failures WHERE key = ?1")?
+                .execute([key])?;
+            Ok(())
+        })
+    }
+
     /// Queues a mail job (`job` is its JSON, written by `make` from the new id).
     pub fn enqueue_mail(
         &self,
@@ -2614,6 +2693,36 @@ impl Store {
             let mut stmt = c.prepare_cached("SELECT id, job FROM mail_queue ORDER BY id")?;
             let rows = stmt.query_map([], |r| Ok((uint(r.get(0)?), r.get(1)?)))?;
             Ok(rows.collect::<Result<Vec<_>>>()?)
+        })
+    }
+
+    /// Takes up to `limit` due mail jobs (id and JSON) for sending: each is
+    /// leased until `lease_until` (its `next_attempt` moves there), so no other
+    /// sender, of this server or another on the same database, takes it
+    /// meanwhile. A sender that dies before it removes or reschedules the job
+    /// leaves it to whoever finds it due after the lease.
+    pub fn claim_due_mail(
+        &self,
+        now: UnixTime,
+        lease_until: UnixTime,
+        limit: usize,
+    ) -> Result<Vec<(u64, String)>, StoreError> {
+        self.write(|c| {
+            let due = {
+                let mut stmt = c.prepare_cached(
+                    "SELECT id, job FROM mail_queue WHERE next_attempt <= ?1 ORDER BY id LIMIT ?2",
+                )?;
+                let rows = stmt.query_map(params![int(now.0), int(limit as u64)], |r| {
+                    Ok((uint(r.get(0)?), r.get(1)?))
+                })?;
+                rows.collect::<Result<Vec<(u64, String)>>>()?
+            };
+            let mut lease =
+                c.prepare_cached("UPDATE mail_queue SET next_attempt = ?2 WHERE id = ?1")?;
+            for (id, _) in &due {
+                lease.execute(params![int(*id), int(lease_until.0)])?;
+            }
+            Ok(due)
         })
     }
 
@@ -2690,7 +2799,8 @@ impl Store {
             let c = Conn::Sqlite(Connection::open(&tmp)?);
             c.execute_batch(
                 "DELETE FROM sessions; DELETE FROM email_tokens; DELETE FROM mail_queue;
-                 DELETE FROM admin_requests; PRAGMA journal_mode = DELETE;",
+                 DELETE FROM admin_requests; DELETE FROM login_failures;
+                 PRAGMA journal_mode = DELETE;",
             )?;
             summarize(&c)?
         };
@@ -3100,6 +3210,7 @@ const BACKUP_TABLES: &[(&str, &str)] = &[
 
 /// Every table with data, children first (the order to empty them in).
 const ALL_TABLES_CHILDREN_FIRST: &[&str] = &[
+    "login_failures",
     "license_search",
     "admin_requests",
     "mail_queue",
@@ -3539,11 +3650,11 @@ mod tests {
             .expect("query")
             .collect::<Result<_>>()
             .expect("rows");
-        assert_eq!(names, vec!["initial", "search_sqlite"]);
+        assert_eq!(names, vec!["initial", "search_sqlite", "login_failures"]);
         // Up to date: nothing runs (running 0001 again would fail on its tables).
         migrate(&c, SCHEMA_VERSION, "t").expect("nothing to do");
         // A failing step leaves the version where it was.
-        c.execute_batch("DROP TABLE license_search; DELETE FROM schema_migrations WHERE version = 2; CREATE TABLE license_search (x TEXT);")
+        c.execute_batch("DROP TABLE license_search; DELETE FROM schema_migrations WHERE version >= 2; CREATE TABLE license_search (x TEXT);")
             .expect("break");
         assert!(matches!(
             migrate(&c, 1, "t"),
@@ -3592,6 +3703,89 @@ mod tests {
             Err(OpenError::NewerSchema { found: 99, .. }) => {}
             other => panic!("a newer schema must be refused, got {other:?}"),
         }
+    }
+
+    /// Two servers on one PostgreSQL database: their writers take turns (no
+    /// duplicate license number or id under concurrent writes), each queued email
+    /// is taken by exactly one sender, and housekeeping runs on one at a time.
+    #[test]
+    fn two_servers_on_one_postgresql_database_write_in_turn() {
+        let url = throwaway::shared().create_database().expect("database");
+        let a = Store::open_url(&url).expect("server a");
+        let b = Store::open_url(&url).expect("server b");
+        let per_server = 40;
+        let (a, b) = (&a, &b);
+        let numbers: Vec<LicenseNumber> = std::thread::scope(|s| {
+            let work = |store: &Store| {
+                (0..per_server)
+                    .map(|_| {
+                        store
+                            .enqueue_mail(UnixTime(1), |id| format!("{{\"id\":{id}}}"))
+                            .expect("enqueue");
+                        soft_license(store).number
+                    })
+                    .collect::<Vec<_>>()
+            };
+            let ta = s.spawn(move || work(a));
+            let tb = s.spawn(move || work(b));
+            let mut all = ta.join().expect("a");
+            all.extend(tb.join().expect("b"));
+            all
+        });
+        let unique: std::collections::BTreeSet<_> = numbers.iter().collect();
+        assert_eq!(unique.len(), 2 * per_server, "license numbers are unique");
+        assert_eq!(a.mail_queue_len().expect("len"), 2 * per_server);
+
+        // Both senders claim the due mail at once: every job exactly once.
+        let now = UnixTime(10);
+        let claimed: Vec<u64> = std::thread::scope(|s| {
+            let claim = |store: &Store| {
+                let mut mine = vec![];
+                loop {
+                    let batch = store
+                        .claim_due_mail(now, now.plus_secs(300), 7)
+                        .expect("claim");
+                    if batch.is_empty() {
+                        break mine;
+                    }
+                    mine.extend(batch.into_iter().map(|(id, _)| id));
+                }
+            };
+            let ta = s.spawn(move || claim(a));
+            let tb = s.spawn(move || claim(b));
+            let mut all = ta.join().expect("a");
+            all.extend(tb.join().expect("b"));
+            all
+        });
+        let unique: std::collections::BTreeSet<_> = claimed.iter().collect();
+        assert_eq!(
+            (claimed.len(), unique.len()),
+            (2 * per_server, 2 * per_server)
+        );
+        // Leased: not due again until the lease ends, then due for anyone.
+        assert!(b
+            .claim_due_mail(now.plus_secs(299), now.plus_secs(600), 100)
+            .expect("claim")
+            .is_empty());
+        assert_eq!(
+            b.claim_due_mail(now.plus_secs(300), now.plus_secs(600), 100)
+                .expect("claim")
+                .len(),
+            2 * per_server
+        );
+
+        // Housekeeping: while one server runs it, the other skips.
+        let inner = a
+            .exclusively(db::HOUSEKEEPING_LOCK, || {
+                b.exclusively(db::HOUSEKEEPING_LOCK, || ())
+                    .expect("b tries")
+            })
+            .expect("a runs");
+        assert_eq!(inner, Some(None), "b must skip while a holds the lock");
+        assert_eq!(
+            b.exclusively(db::HOUSEKEEPING_LOCK, || 1).expect("b runs"),
+            Some(1)
+        );
     }
 
     fn soft_license(store: &Store) -> License {

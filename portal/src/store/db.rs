@@ -414,6 +414,18 @@ pub enum Stmt<'c> {
     },
 }
 
+/// PostgreSQL advisory lock keys of `pls` (one number space per database).
+/// Schema migrations: one instance at a time.
+pub const MIGRATION_LOCK: i64 = 7_407_140;
+/// Every write transaction: the writers of all instances take turns.
+pub const WRITE_LOCK: i64 = 7_407_141;
+/// Housekeeping (quote expiry, reminders): one instance at a time.
+pub const HOUSEKEEPING_LOCK: i64 = 7_407_142;
+
+/// A PostgreSQL write transaction starts by taking [`WRITE_LOCK`] (one round trip).
+const PG_BEGIN_WRITE: &str =
+    "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock(7407141)";
+
 impl Conn {
     pub fn prepare_cached(&self, sql: &str) -> Result<Stmt<'_>, DbError> {
         Ok(match self {
@@ -452,20 +464,43 @@ impl Conn {
         Ok(())
     }
 
+    /// Runs `f` only if no other connection to the database runs it under the
+    /// same `key` at this moment; `None` when another one does. PostgreSQL: a
+    /// session advisory lock, so of several `pls` one does the work (housekeeping).
+    /// SQLite has one server per file: `f` always runs.
+    pub fn exclusively<A>(&self, key: i64, f: impl FnOnce() -> A) -> Result<Option<A>, DbError> {
+        if self.is_sqlite() {
+            return Ok(Some(f()));
+        }
+        let got: bool = self.query_row("SELECT pg_try_advisory_lock(?1)", [key], |r| r.get(0))?;
+        if !got {
+            return Ok(None);
+        }
+        let a = f();
+        self.query_row("SELECT pg_advisory_unlock(?1)", [key], |r| {
+            r.get::<_, bool>(0)
+        })?;
+        Ok(Some(a))
+    }
+
     pub fn is_sqlite(&self) -> bool {
         matches!(self, Conn::Sqlite(_))
     }
 
     /// Runs `f` in a write transaction: committed when it returns `Ok`, rolled
-    /// back otherwise. SQLite takes the write lock at the start (`BEGIN
-    /// IMMEDIATE`), so a write checks its rules on data nothing else changes.
+    /// back otherwise. The write lock is taken at the start, so a write checks
+    /// its rules on data nothing else changes: SQLite's `BEGIN IMMEDIATE`, and on
+    /// PostgreSQL a transaction-scoped advisory lock ([`WRITE_LOCK`]) that every
+    /// `pls` on the database takes. Several servers on one PostgreSQL thus write
+    /// one after the other, exactly as one server does; under READ COMMITTED each
+    /// statement after the lock sees every write committed before it.
     pub fn write<A, E: From<DbError>>(
         &self,
         f: impl FnOnce(&Conn) -> Result<A, E>,
     ) -> Result<A, E> {
         let begin = match self {
             Conn::Sqlite(_) => "BEGIN IMMEDIATE",
-            Conn::Pg(_) => "BEGIN ISOLATION LEVEL READ COMMITTED",
+            Conn::Pg(_) => PG_BEGIN_WRITE,
         };
         self.execute_batch(begin)?;
         match f(self) {
@@ -571,6 +606,12 @@ impl Stmt<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_postgresql_write_takes_the_write_lock() {
+        let key = WRITE_LOCK.to_string();
+        assert!(PG_BEGIN_WRITE.ends_with(&format!("pg_advisory_xact_lock({key})")));
+    }
 
     #[test]
     fn placeholders_are_rewritten_outside_quotes_only() {

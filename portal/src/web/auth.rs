@@ -113,7 +113,11 @@ pub fn login_post(web: Arc<Web>, ctx: Ctx, form: Form) -> Resp {
     let email = normalize_email(form.get("email"));
     let next = input::redirect_target(form.raw("next"), "/licenses").to_owned();
     let now = web.clock.now();
-    if let Some(wait) = web.throttle.blocked_for(&email, &ctx.client, now) {
+    let blocked = match web.throttle.blocked_for(&email, &ctx.client, now) {
+        Ok(b) => b,
+        Err(e) => return Ok(internal_error(&web, &ctx, "login throttle", e)),
+    };
+    if let Some(wait) = blocked {
         let minutes = wait.div_ceil(60).max(1);
         let msg = t.err_throttled.replace("{minutes}", &minutes.to_string());
         return Ok(login_page_with(

@@ -110,7 +110,7 @@ impl Web {
         Ok(Web {
             sessions: Sessions::open(&store)?,
             tokens: EmailTokens::open(&store)?,
-            throttle: Throttle::default(),
+            throttle: Throttle::new(Arc::clone(&store)),
             store,
             clock,
             mailer,
@@ -141,14 +141,27 @@ impl Web {
 
     /// The periodic work: expire quotes past their validity and send the
     /// engineering renewal reminders that are due. Idempotent; the server runs it
-    /// every few minutes and tests call it with a simulated clock.
+    /// every few minutes and tests call it with a simulated clock. Of several
+    /// servers on one database one does it at a time; the others skip the round.
     pub fn housekeeping(&self) -> Result<(), String> {
-        let now = self.clock.now();
-        let expired = self.store.expire_quotes(now).map_err(|e| e.to_string())?;
-        if expired > 0 {
-            tracing::info!(expired, "quotes expired");
+        let ran = self
+            .store
+            .exclusively(crate::store::db::HOUSEKEEPING_LOCK, || {
+                let now = self.clock.now();
+                let expired = self.store.expire_quotes(now).map_err(|e| e.to_string())?;
+                if expired > 0 {
+                    tracing::info!(expired, "quotes expired");
+                }
+                license::send_due_reminders(self, now)
+            })
+            .map_err(|e| e.to_string())?;
+        match ran {
+            Some(result) => result,
+            None => {
+                tracing::debug!("housekeeping skipped: another server is doing it");
+                Ok(())
+            }
         }
-        license::send_due_reminders(self, now)
     }
 
     pub fn secure_cookies(&self) -> bool {

@@ -3,8 +3,11 @@
 //! ```toml
 //! # /etc/promos-licd/promos-licd.toml
 //! server = "license.promosnt.com:4433"        # host:port, UDP (QUIC)
+//! # server = ["pls-a.example:4433", "pls-b.example:4433"]  # or several: tried in order,
+//! #                                           # starting with the last one that answered
 //! # server_name = "license.promosnt.com"      # TLS name; default: host part of `server`
 //! server_cert_sha256 = "<64 hex digits>"      # pin: SHA-256 of the server certificate (DER)
+//! # server_cert_sha256 = ["<a's pin>", "<b's pin>"]  # several servers: one pin for all or one each
 //! # server_cert_der = "/etc/promos-licd/server.der"  # or: the certificate file to pin
 //! trusted_keys = ["promos-ed25519-public:<64 hex digits>"]
 //! license_number = "1921900019"               # optional: else from lic/licinfo.cfg
@@ -34,8 +37,9 @@
 //! ```
 //!
 //! Environment overrides (same meaning, win over the file): `PROMOS_LICD_CONFIG`
-//! (the file's path), `PROMOS_LICD_SERVER`, `PROMOS_LICD_SERVER_NAME`,
-//! `PROMOS_LICD_SERVER_CERT_SHA256`, `PROMOS_LICD_SERVER_CERT_DER`,
+//! (the file's path), `PROMOS_LICD_SERVER` (several: comma-separated),
+//! `PROMOS_LICD_SERVER_NAME`, `PROMOS_LICD_SERVER_CERT_SHA256` (comma-separated
+//! like the servers), `PROMOS_LICD_SERVER_CERT_DER`,
 //! `PROMOS_LICD_TRUSTED_KEYS` (comma-separated), `PROMOS_LICD_LICENSE_NUMBER`,
 //! `PROMOS_LICD_TOKEN`, `PROMOS_LICD_PROJECT_DIR`, `PROMOS_LICD_DATA_DIR`,
 //! `PROMOS_LICD_SOCKET`, `PROMOS_LICD_SOCKET_GROUP`, `PROMOS_LICD_SOCKET_MODE`,
@@ -142,9 +146,13 @@ pub struct CertPin(pub [u8; 32]);
 /// The daemon's whole configuration, parsed.
 #[derive(Clone, Debug)]
 pub struct Config {
+    /// The license server (the first of the list).
     pub server: String,
     pub server_name: Option<String>,
     pub cert_pin: Option<CertPin>,
+    /// Further license servers of the same vendor (redundant servers), tried
+    /// after `server` in this order, each with its pin (`None`: `cert_pin`).
+    pub more_servers: Vec<(String, Option<CertPin>)>,
     pub trusted_keys: TrustedKeys,
     pub license_number: Option<LicenseNumber>,
     pub token: Option<wire::Token>,
@@ -171,12 +179,29 @@ pub struct Config {
     pub test_clock_file: Option<PathBuf>,
 }
 
+/// A TOML value that is one string or a list of them.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMore {
+    One(String),
+    More(Vec<String>),
+}
+
+impl OneOrMore {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMore::One(s) => vec![s],
+            OneOrMore::More(v) => v,
+        }
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
-    server: Option<String>,
+    server: Option<OneOrMore>,
     server_name: Option<String>,
-    server_cert_sha256: Option<String>,
+    server_cert_sha256: Option<OneOrMore>,
     server_cert_der: Option<PathBuf>,
     #[serde(default)]
     trusted_keys: Vec<String>,
@@ -228,6 +253,7 @@ impl Config {
             server: DEFAULT_SERVER.into(),
             server_name: None,
             cert_pin: None,
+            more_servers: Vec::new(),
             trusted_keys: TrustedKeys::new(),
             license_number: None,
             token: None,
@@ -294,31 +320,64 @@ impl Config {
         built_in: &BuiltIn,
     ) -> Result<Config, ConfigError> {
         let e = |k: &str| env.get(k).filter(|v| !v.is_empty()).cloned();
-        let server = e("PROMOS_LICD_SERVER")
-            .or(f.server)
-            .or(built_in.server.map(str::to_owned))
-            .unwrap_or_else(|| DEFAULT_SERVER.into());
-        let server = normalize_server(&server);
+        let split = |text: String| -> Vec<String> {
+            text.split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect()
+        };
+        let servers: Vec<String> = e("PROMOS_LICD_SERVER")
+            .map(split)
+            .or(f.server.map(OneOrMore::into_vec))
+            .or(built_in.server.map(|s| vec![s.to_owned()]))
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| vec![DEFAULT_SERVER.into()])
+            .iter()
+            .map(|s| normalize_server(s))
+            .collect();
         let server_name = e("PROMOS_LICD_SERVER_NAME").or(f.server_name);
-        let sha = e("PROMOS_LICD_SERVER_CERT_SHA256").or(f.server_cert_sha256);
+        let shas: Option<Vec<String>> = e("PROMOS_LICD_SERVER_CERT_SHA256")
+            .map(split)
+            .or(f.server_cert_sha256.map(OneOrMore::into_vec))
+            .filter(|v| !v.is_empty());
         let der = e("PROMOS_LICD_SERVER_CERT_DER")
             .map(PathBuf::from)
             .or(f.server_cert_der);
-        let cert_pin = match (sha, der) {
-            (Some(hex), _) => Some(parse_pin(&hex)?),
+        let pins: Vec<CertPin> = match (shas, der) {
+            (Some(hexes), _) => hexes
+                .iter()
+                .map(|h| parse_pin(h))
+                .collect::<Result<_, _>>()?,
             (None, None) if built_in.server_cert_sha256.is_some() => {
                 let hex = built_in.server_cert_sha256.unwrap_or_default();
-                Some(parse_pin(hex).map_err(|e| built_in_error("server_cert_sha256", e))?)
+                vec![parse_pin(hex).map_err(|e| built_in_error("server_cert_sha256", e))?]
             }
             (None, Some(path)) => {
                 let bytes = std::fs::read(&path).map_err(|err| ConfigError::Invalid {
                     key: "server_cert_der",
                     message: format!("cannot read {}: {err}", path.display()),
                 })?;
-                Some(CertPin(crate::client::sha256(&bytes)))
+                vec![CertPin(crate::client::sha256(&bytes))]
             }
-            (None, None) => None,
+            (None, None) => vec![],
         };
+        if pins.len() > 1 && pins.len() != servers.len() {
+            return Err(ConfigError::Invalid {
+                key: "server_cert_sha256",
+                message: format!(
+                    "{} pins for {} servers: give one pin for all servers, or one per server in the order of `server`",
+                    pins.len(),
+                    servers.len()
+                ),
+            });
+        }
+        let cert_pin = pins.first().cloned();
+        let mut servers = servers.into_iter();
+        let server = servers.next().unwrap_or_else(|| DEFAULT_SERVER.into());
+        let more_servers = servers
+            .enumerate()
+            .map(|(i, s)| (s, pins.get(i + 1).cloned()))
+            .collect();
         let list = |text: &str| -> Vec<String> {
             text.split(',')
                 .map(|s| s.trim().to_owned())
@@ -471,6 +530,7 @@ impl Config {
             server,
             server_name,
             cert_pin,
+            more_servers,
             trusted_keys,
             license_number,
             token,
@@ -497,6 +557,17 @@ impl Config {
             dongle,
             test_hardware_id,
         })
+    }
+
+    /// Every configured server in order with its pin: `server` first.
+    pub fn servers(&self) -> Vec<(String, Option<CertPin>)> {
+        std::iter::once((self.server.clone(), self.cert_pin.clone()))
+            .chain(
+                self.more_servers
+                    .iter()
+                    .map(|(s, pin)| (s.clone(), pin.clone().or_else(|| self.cert_pin.clone()))),
+            )
+            .collect()
     }
 
     /// The TLS server name: `server_name`, else the host part of `server`.
@@ -695,6 +766,45 @@ mod tests {
         let c = Config::from_toml_built_with("", &env(&[]), &BuiltIn::default()).expect("config");
         assert_eq!(c.server, DEFAULT_SERVER);
         assert!(c.trusted_keys.is_empty() && c.cert_pin.is_none());
+    }
+
+    #[test]
+    fn several_servers_each_with_its_pin_or_one_for_all() {
+        let (a, b) = ("ab".repeat(32), "cd".repeat(32));
+        let c = Config::from_toml(
+            &format!("server = [\"pls-a.example\", \"pls-b.example:5000\"]\nserver_cert_sha256 = [\"{a}\", \"{b}\"]\n"),
+            &env(&[]),
+        )
+        .expect("a list");
+        assert_eq!(
+            c.servers(),
+            vec![
+                ("pls-a.example:4433".to_owned(), Some(CertPin([0xab; 32]))),
+                ("pls-b.example:5000".to_owned(), Some(CertPin([0xcd; 32]))),
+            ]
+        );
+        // One pin for all; the environment's comma-separated list wins.
+        let c = Config::from_toml(
+            &format!("server = \"x.example\"\nserver_cert_sha256 = \"{a}\"\n"),
+            &env(&[(
+                "PROMOS_LICD_SERVER",
+                "pls-a.example, pls-b.example,pls-c.example",
+            )]),
+        )
+        .expect("env list");
+        let servers = c.servers();
+        assert_eq!(servers.len(), 3);
+        assert!(servers
+            .iter()
+            .all(|(_, pin)| *pin == Some(CertPin([0xab; 32]))));
+        assert_eq!(servers[2].0, "pls-c.example:4433");
+        // Two pins for three servers: which goes where is unclear, refused.
+        let err = Config::from_toml(
+            &format!("server = [\"a\", \"b\", \"c\"]\nserver_cert_sha256 = [\"{a}\", \"{b}\"]\n"),
+            &env(&[]),
+        )
+        .expect_err("pins do not match");
+        assert!(err.to_string().contains("one pin for all servers"), "{err}");
     }
 
     #[test]

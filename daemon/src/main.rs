@@ -263,7 +263,13 @@ fn setup(cli: &Cli) -> anyhow::Result<()> {
     let dialog = Dialog {
         lang,
         hardware_id: hardware_id()?.to_string(),
-        server: config.server.clone(),
+        // Several servers: shown and kept as one comma-separated list.
+        server: config
+            .servers()
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect::<Vec<_>>()
+            .join(", "),
         license: config.license_number.clone(),
     };
     let stdin = std::io::stdin();
@@ -302,7 +308,13 @@ fn setup(cli: &Cli) -> anyhow::Result<()> {
                 .context("reading the token")?,
             };
             let v = c
-                .call(&json!({"cmd": "activate", "server": answers.server, "license_number": answers.license.to_string(), "token": token.trim()}))
+                .call(&json!({
+                    "cmd": "activate",
+                    // A list: the daemon tries its configured servers in turn.
+                    "server": (!answers.server.contains(',')).then_some(&answers.server),
+                    "license_number": answers.license.to_string(),
+                    "token": token.trim()
+                }))
                 .await?;
             if v["ok"] == json!(true) {
                 println!("{}", cli_text::activated(lang));

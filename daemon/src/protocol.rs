@@ -79,8 +79,10 @@ pub struct Status {
     pub seats: SeatsView,
     /// **The runtime must stop when this reaches 0.** Null if no stop is scheduled.
     pub seconds_until_stop: Option<u64>,
-    /// The license server address in use.
+    /// The license server that answered last (before any: the first).
     pub server: String,
+    /// Every configured license server, in the order they are tried.
+    pub servers: Vec<String>,
     pub state: Phase,
     pub stop_at: Option<u64>,
     pub stop_at_text: Option<String>,

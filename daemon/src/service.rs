@@ -4,7 +4,7 @@
 
 use crate::cache::Cache;
 use crate::client::{RequestError, ServerClient};
-use crate::config::{Config, DEFAULT_SERVER};
+use crate::config::{CertPin, Config, DEFAULT_SERVER};
 use crate::dongle::DongleSource;
 use crate::licinfo::LicInfo;
 use crate::protocol::StatusJson;
@@ -361,6 +361,9 @@ pub struct Shared {
     /// relay then queues its peers' requests at once instead of waiting for a
     /// timeout per request.
     uplink_ok: AtomicBool,
+    /// The license server that answered last (several configured: the next
+    /// check starts with it).
+    last_server: Mutex<Option<String>>,
     /// When the last check to recover a lost state was asked for.
     recovery_attempt: Mutex<Option<Instant>>,
     /// The last serialized status and what it was decided at: the state's
@@ -437,14 +440,92 @@ impl Shared {
         waited.unwrap_or(CheckOutcome::TimedOut)
     }
 
-    /// The server address: config/env, else `lic/licinfo.cfg`, else the default.
+    /// The server address: config/env, else `lic/licinfo.cfg`, else the
+    /// default. With several servers: the one that answered last, else the first.
     pub fn server_address(&self) -> String {
-        if self.config.server != DEFAULT_SERVER {
-            return self.config.server.clone();
-        }
-        self.licinfo()
-            .map(|i| i.server)
+        let servers = self.server_list();
+        let last = self
+            .last_server
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        last.filter(|l| servers.iter().any(|(s, _)| s == l))
+            .or_else(|| servers.into_iter().next().map(|(s, _)| s))
             .unwrap_or_else(|| self.config.server.clone())
+    }
+
+    /// The servers to try, in order, each with its pin: the configured list
+    /// (config/env), else the server `lic/licinfo.cfg` names, else the default.
+    pub fn server_list(&self) -> Vec<(String, Option<CertPin>)> {
+        if self.config.server != DEFAULT_SERVER || !self.config.more_servers.is_empty() {
+            return self.config.servers();
+        }
+        let server = self
+            .licinfo()
+            .map(|i| i.server)
+            .unwrap_or_else(|| self.config.server.clone());
+        vec![(server, self.config.cert_pin.clone())]
+    }
+
+    /// Sends `request` to the license servers: each round tries every server
+    /// once, starting with the one that answered last, until one answers (an
+    /// "unavailable" answer counts as none: that server's database is away);
+    /// rounds are `check_attempts` with backoff between them. One server: the
+    /// attempts of a plain [`ServerClient::request`].
+    async fn request_any(&self, request: &Request) -> Result<Response, RequestError> {
+        let servers = self.server_list();
+        let last = self
+            .last_server
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let start = last
+            .and_then(|l| servers.iter().position(|(s, _)| *s == l))
+            .unwrap_or(0);
+        let mut clients = Vec::with_capacity(servers.len());
+        let mut outcome: Result<Response, RequestError> = Err(RequestError::Timeout);
+        for (server, pin) in servers.iter().cycle().skip(start).take(servers.len()) {
+            match self.client_pinned(server, pin.as_ref()) {
+                Ok(c) => clients.push(c),
+                Err(e) => outcome = Err(e),
+            }
+        }
+        let backoff = crate::client::Backoff {
+            attempts: self.config.check_attempts,
+            ..Default::default()
+        };
+        for n in 0..backoff.attempts.max(1) {
+            if clients.is_empty() {
+                break;
+            }
+            if n > 0 {
+                tokio::time::sleep(backoff.delay(n, rand::random::<f64>())).await;
+            }
+            for client in &clients {
+                let answer =
+                    tokio::time::timeout(self.config.attempt_timeout, client.once(request)).await;
+                match answer {
+                    Ok(Ok(Response::Error(wire::ErrorReply::Unavailable))) => {
+                        tracing::info!(
+                            server = client.server(),
+                            "license server unavailable; trying the next one"
+                        );
+                        outcome = Ok(Response::Error(wire::ErrorReply::Unavailable));
+                    }
+                    Ok(Ok(r)) => {
+                        *self.last_server.lock().unwrap_or_else(|p| p.into_inner()) =
+                            Some(client.server().to_owned());
+                        return Ok(r);
+                    }
+                    Ok(Err(e)) => {
+                        tracing::debug!(server = client.server(), attempt = n + 1, error = %e, "license server request failed");
+                        outcome = Err(e);
+                    }
+                    Err(_) => outcome = Err(RequestError::Timeout),
+                }
+            }
+        }
+        outcome
     }
 
     /// The license `lic/licinfo.cfg` names for this host while the daemon
@@ -495,19 +576,36 @@ impl Shared {
         self.lock().decide()
     }
 
+    /// A client for `server` (one of the list: its own pin; another, such as
+    /// the dialog's: the first pin).
     fn client(&self, server: &str) -> Result<ServerClient, RequestError> {
+        let pin = self
+            .server_list()
+            .into_iter()
+            .find(|(s, _)| s == server)
+            .and_then(|(_, pin)| pin)
+            .or_else(|| self.config.cert_pin.clone());
+        let backoff = crate::client::Backoff {
+            attempts: self.config.check_attempts,
+            ..Default::default()
+        };
+        Ok(self
+            .client_pinned(server, pin.as_ref())?
+            .with_backoff(backoff))
+    }
+
+    fn client_pinned(
+        &self,
+        server: &str,
+        pin: Option<&CertPin>,
+    ) -> Result<ServerClient, RequestError> {
         let name = if server == self.config.server {
             self.config.tls_name()
         } else {
             host_of(server)
         };
-        let backoff = crate::client::Backoff {
-            attempts: self.config.check_attempts,
-            ..Default::default()
-        };
         Ok(
-            ServerClient::new(server, &name, self.config.cert_pin.as_ref())?
-                .with_backoff(backoff)
+            ServerClient::new(server, &name, pin)?
                 .with_attempt_timeout(self.config.attempt_timeout),
         )
     }
@@ -519,10 +617,7 @@ impl Shared {
         number: LicenseNumber,
         token: Token,
     ) -> Result<Decision, ActivateError> {
-        let server = server
-            .map(|s| crate::config::normalize_server(&s))
-            .unwrap_or_else(|| self.server_address());
-        let client = self.client(&server)?;
+        let server = server.map(|s| crate::config::normalize_server(&s));
         let nonce = Nonce::random();
         let request = Request::Activate(Activate {
             license_number: number.clone(),
@@ -531,7 +626,11 @@ impl Shared {
             daemon_version: DAEMON_VERSION.into(),
             nonce,
         });
-        let response = client.request(&request).await?;
+        // The dialog's server, else the configured ones in turn.
+        let response = match &server {
+            Some(server) => self.client(server)?.request(&request).await?,
+            None => self.request_any(&request).await?,
+        };
         match response {
             Response::Activated { grant, receipt } => {
                 let grant = self
@@ -564,7 +663,8 @@ impl Shared {
                 // that recovers a lost state.
                 if let Some(dir) = &self.config.project_dir {
                     let info = LicInfo {
-                        server: server.clone(),
+                        // The server that answered.
+                        server: server.clone().unwrap_or_else(|| self.server_address()),
                         license_number: number,
                         hardware_id: Some(self.hardware_id.clone()),
                         activated: Some(inner.now().wall),
@@ -651,11 +751,7 @@ impl Shared {
         let Some((request, nonce)) = self.check_request() else {
             return CheckOutcome::NotActivated;
         };
-        let server = self.server_address();
-        let result = match self.client(&server) {
-            Ok(c) => c.request(&request).await,
-            Err(e) => Err(e),
-        };
+        let result = self.request_any(&request).await;
         let reached = result.is_ok();
         let input = match result {
             Ok(response) => {
@@ -899,6 +995,7 @@ pub async fn run(
         check_forced: check_forced.clone(),
         checks: watch::channel(CheckProgress::default()).0,
         next_conn: std::sync::atomic::AtomicU64::new(1),
+        last_server: Mutex::new(None),
         peers,
         uplink_ok: AtomicBool::new(true),
         recovery_attempt: Mutex::new(None),

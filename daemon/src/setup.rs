@@ -107,7 +107,7 @@ impl Dialog {
         let server = if server.is_empty() {
             self.server.clone()
         } else {
-            crate::config::normalize_server(&server)
+            normalize_servers(&server)
         };
         for _ in 0..ATTEMPTS {
             match &self.license {
@@ -157,6 +157,23 @@ fn line(input: &mut impl BufRead) -> std::io::Result<Option<String>> {
     Ok(Some(s.trim().to_owned()))
 }
 
+/// A server list as typed (`a:4433, b`): each normalized, joined by ", ".
+pub fn normalize_servers(text: &str) -> String {
+    server_list(text)
+        .iter()
+        .map(|s| crate::config::normalize_server(s))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The servers of a comma-separated list.
+pub fn server_list(text: &str) -> Vec<&str> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
 /// Writes `server` and `license_number` into the configuration file at `path`
 /// (created if missing), keeping every other key and every comment; replaced
 /// atomically (temporary file, fsync, rename, fsync of the directory), mode
@@ -170,7 +187,10 @@ pub fn write_config(path: &Path, answers: &Answers) -> Result<(), String> {
     let mut doc: toml_edit::DocumentMut = old
         .parse()
         .map_err(|e| format!("{} is not valid TOML: {e}", path.display()))?;
-    doc["server"] = toml_edit::value(answers.server.as_str());
+    doc["server"] = match server_list(&answers.server)[..] {
+        [one] => toml_edit::value(one),
+        ref several => toml_edit::value(several.iter().copied().collect::<toml_edit::Array>()),
+    };
     doc["license_number"] = toml_edit::value(answers.license.to_string());
     let text = doc.to_string();
     // The result must still be a configuration the daemon reads.
@@ -281,6 +301,32 @@ mod tests {
         assert_eq!(answers.license.to_string(), "1921900019");
         assert_eq!(run(&dialog(Lang::En, None), "\n").0, None);
         assert_eq!(run(&dialog(Lang::En, None), "\n1\n2\n3\n").0, None);
+    }
+
+    #[test]
+    fn a_server_list_is_offered_and_written_as_a_list() {
+        let mut d = dialog(Lang::En, None);
+        d.server = "pls-a.example:4433, pls-b.example:4433".into();
+        let (answers, shown) = run(&d, "\n1921900019\n");
+        let answers = answers.expect("answers");
+        assert!(
+            shown.contains("[pls-a.example:4433, pls-b.example:4433]"),
+            "{shown}"
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("promos-licd.toml");
+        write_config(&path, &answers).expect("written");
+        let c = crate::Config::from_toml(
+            &std::fs::read_to_string(&path).expect("read"),
+            &Default::default(),
+        )
+        .expect("valid");
+        let servers: Vec<String> = c.servers().into_iter().map(|(s, _)| s).collect();
+        assert_eq!(servers, ["pls-a.example:4433", "pls-b.example:4433"]);
+        assert_eq!(
+            normalize_servers(" a.example ,https://b.example"),
+            "a.example:4433, b.example:4433"
+        );
     }
 
     #[test]

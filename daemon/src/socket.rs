@@ -154,6 +154,7 @@ pub fn status(shared: &Shared) -> Status {
         seats,
         seconds_until_stop: d.stop_at.map(|t| t.since(d.now)),
         server: shared.server_address(),
+        servers: shared.server_list().into_iter().map(|(s, _)| s).collect(),
         state: d.phase,
         stop_at: d.stop_at.map(|t| t.secs()),
         stop_at_text: d.stop_at.map(|t| t.to_string()),

@@ -80,6 +80,7 @@ pub(crate) fn example_status() -> Status {
         },
         seconds_until_stop: Some(18 * 86_400),
         server: "license.promosnt.com:4433".into(),
+        servers: vec!["license.promosnt.com:4433".into()],
         state: Phase::ServerUnreachable,
         stop_at: Some(1_798_538_400),
         stop_at_text: Some("2026-12-29T10:00:00Z".into()),

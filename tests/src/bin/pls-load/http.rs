@@ -38,9 +38,15 @@ pub fn between(s: &str, start: &str, end: &str) -> Option<String> {
 }
 
 /// One user's browser: a cookie jar and one keep-alive connection.
+///
+/// With several addresses (`--instances`) it stands for the browser behind a
+/// load balancer with retries: a request whose server is gone (refused, reset,
+/// closed without an answer) is sent once more to the next address, with the
+/// same cookies, so the session must be valid on every server.
 #[derive(Debug)]
 pub struct Browser {
-    addr: SocketAddr,
+    addrs: Vec<SocketAddr>,
+    current: usize,
     conn: Option<TcpStream>,
     cookies: BTreeMap<String, String>,
     buf: Vec<u8>,
@@ -48,8 +54,14 @@ pub struct Browser {
 
 impl Browser {
     pub fn new(addr: SocketAddr) -> Self {
+        Self::with_fallbacks(vec![addr])
+    }
+
+    /// A browser that starts at `addrs[0]` and moves on when a server is gone.
+    pub fn with_fallbacks(addrs: Vec<SocketAddr>) -> Self {
         Browser {
-            addr,
+            addrs,
+            current: 0,
             conn: None,
             cookies: BTreeMap::new(),
             buf: Vec::with_capacity(64 * 1024),
@@ -69,6 +81,28 @@ impl Browser {
     }
 
     async fn request(&mut self, method: &str, path: &str, body: &str) -> Result<Reply, String> {
+        match self.request_once(method, path, body).await {
+            Err(e) if self.addrs.len() > 1 && !e.starts_with("timeout") => {
+                self.current = (self.current + 1) % self.addrs.len();
+                self.request_once(method, path, body)
+                    .await
+                    .map_err(|again| format!("{e}; again at the next server: {again}"))
+            }
+            other => other,
+        }
+    }
+
+    /// Failed over to another server at least once.
+    pub fn moved(&self) -> bool {
+        self.current != 0
+    }
+
+    async fn request_once(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: &str,
+    ) -> Result<Reply, String> {
         match tokio::time::timeout(TIMEOUT, self.exchange(method, path, body)).await {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(e)) => {
@@ -83,7 +117,8 @@ impl Browser {
     }
 
     async fn exchange(&mut self, method: &str, path: &str, body: &str) -> Result<Reply, String> {
-        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\n", self.addr);
+        let addr = self.addrs[self.current];
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\n");
         if !self.cookies.is_empty() {
             let c: Vec<String> = self
                 .cookies
@@ -101,7 +136,7 @@ impl Browser {
         req.push_str("\r\n");
         req.push_str(body);
         if self.conn.is_none() {
-            let s = TcpStream::connect(self.addr)
+            let s = TcpStream::connect(addr)
                 .await
                 .map_err(|e| format!("connect: {e}"))?;
             let _ = s.set_nodelay(true);

@@ -346,6 +346,15 @@ pub fn is_full_message(text: &str) -> bool {
     text == FULL_MESSAGE
 }
 
+/// How [`StoreError::Unavailable`]'s text begins.
+const UNAVAILABLE_PREFIX: &str = "the database cannot be reached right now";
+
+/// Whether an error's text is [`StoreError::Unavailable`]'s: the database is
+/// away for a moment (a restart, a failover); the request may be tried again.
+pub fn is_unavailable_message(text: &str) -> bool {
+    text.starts_with(UNAVAILABLE_PREFIX)
+}
+
 /// A read or an unconditional write failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -353,7 +362,7 @@ pub enum StoreError {
     Full,
     #[error("the database is damaged: {0}; restore the latest backup (pls admin restore FILE)")]
     Damaged(String),
-    #[error("the database cannot be reached right now ({0}); nothing was changed; try again")]
+    #[error("{UNAVAILABLE_PREFIX} ({0}); nothing was changed; try again")]
     Unavailable(String),
     #[error("database error: {0}")]
     Db(DbError),

@@ -67,3 +67,67 @@ fn two_servers_on_one_database_lose_nothing_when_one_is_killed() {
         "{stdout}"
     );
 }
+
+/// Database failover: the servers' URL names a primary and its synchronous
+/// standby (`target_session_attrs=read-write`). The primary is killed in the
+/// middle of the load and the standby promoted; both servers reconnect to it.
+/// Requests during the switch may fail, but only with "try again" (daemons: an
+/// unsigned "unavailable"; portal: 503), never with a wrong answer; afterwards
+/// the load goes on, and nothing acknowledged is lost.
+#[test]
+fn a_promoted_standby_takes_over_and_nothing_acknowledged_is_lost() {
+    use portal::store::throwaway::Cluster;
+    let (primary, standby) = Cluster::start_replicated().expect("primary and standby");
+    let name = primary.create_database_named().expect("database");
+    let url = Cluster::failover_url(&[&primary, &standby], &name);
+    let pls = e2e::binary("portal", "pls");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let json = dir.path().join("report.json");
+    let run = Command::new(env!("CARGO_BIN_EXE_pls-load"))
+        .arg("--pls")
+        .arg(&pls)
+        .args(["--instances", "2", "--database-url", &url])
+        .args(["--daemons", "100", "--users", "4"])
+        .args(["--duration", "40s", "--check-interval", "10s"])
+        .arg("--data-dir")
+        .arg(dir.path().join("run"))
+        .arg("--json")
+        .arg(&json)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start pls-load");
+    // The load is running (seeding and start take a few seconds): crash the
+    // primary, promote the standby.
+    std::thread::sleep(std::time::Duration::from_secs(20));
+    let switch = std::time::Instant::now();
+    primary.kill().expect("kill the primary");
+    standby.promote().expect("promote the standby");
+    let switch_took = switch.elapsed();
+    let out = run.wait_with_output().expect("pls-load");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!(
+        "primary killed and standby promoted in {switch_took:?}\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("JSON report")).expect("JSON");
+    assert_eq!(report["lost"], 0, "lost: {stdout}");
+    assert_eq!(report["server_stop"], "exited 0 after SIGTERM", "{stdout}");
+    // Every failure was a "try again", none a wrong or broken answer.
+    for c in report["classes"].as_array().expect("classes") {
+        for reason in c["error_reasons"].as_object().expect("reasons").keys() {
+            assert!(
+                reason.contains("Unavailable") || reason.contains("status 503"),
+                "{}: {reason}\n{stdout}",
+                c["class"]
+            );
+        }
+    }
+    assert_eq!(class(&report, "activate")["ok"], 100, "{stdout}");
+    assert!(
+        class(&report, "check")["ok"].as_u64().expect("checks") >= 100,
+        "{stdout}"
+    );
+    assert_eq!(report["emails_duplicated"], 0, "{stdout}");
+}

@@ -72,6 +72,93 @@ fn free_port() -> u16 {
 impl Cluster {
     /// Creates and starts a cluster (a few seconds).
     pub fn start() -> Result<Cluster, ClusterError> {
+        Self::start_with("")
+    }
+
+    /// A primary and its synchronous streaming standby (each its own cluster
+    /// on its own port): a commit returns only when the standby has it, so a
+    /// promotion after the primary's crash loses nothing acknowledged. Connect
+    /// with [`Cluster::failover_url`].
+    pub fn start_replicated() -> Result<(Cluster, Cluster), ClusterError> {
+        let primary = Self::start_with(
+            "wal_level = replica\nmax_wal_senders = 4\nsynchronous_standby_names = '*'\nsynchronous_commit = on\n",
+        )?;
+        let mut standby = Self::empty()?;
+        let data = standby.data_dir();
+        standby.run(
+            "pg_basebackup",
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &primary.port.to_string(),
+                "-U",
+                "pls",
+                "-D",
+                &data.to_string_lossy(),
+                "-R",
+                "-X",
+                "stream",
+                "--no-sync",
+            ],
+        )?;
+        // The copy of the primary's settings would make the promoted standby
+        // wait for a standby of its own at every commit.
+        {
+            use std::io::Write;
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(data.join("postgresql.conf"))
+                .and_then(|mut f| f.write_all(b"synchronous_standby_names = ''\n"))
+                .map_err(|e| step("writing the standby's postgresql.conf", e))?;
+        }
+        standby.pg_start()?;
+        standby.watch_parent();
+        // Wait until the primary sees it streaming: only then are commits
+        // synchronous (before, they would wait for it anyway).
+        let mut admin = postgres::Client::connect(&primary.url("postgres"), postgres::NoTls)
+            .map_err(|e| step("connecting to the primary", e))?;
+        for _ in 0..300 {
+            let n: i64 = admin
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'",
+                    &[],
+                )
+                .map_err(|e| step("pg_stat_replication", e))?
+                .get(0);
+            if n > 0 {
+                return Ok((primary, standby));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Err(step(
+            "waiting for the standby",
+            "it never started streaming",
+        ))
+    }
+
+    /// Makes this standby the primary (`pg_ctl promote`, waits until it takes writes).
+    pub fn promote(&self) -> Result<(), ClusterError> {
+        self.run(
+            "pg_ctl",
+            &["-D", &self.data_dir().to_string_lossy(), "-w", "promote"],
+        )
+    }
+
+    /// The connection string of database `name` on whichever of `clusters`
+    /// takes writes (`target_session_attrs=read-write`), as an operator writes
+    /// it for a primary and its standby.
+    pub fn failover_url(clusters: &[&Cluster], name: &str) -> String {
+        let hosts = vec!["127.0.0.1"; clusters.len()].join(",");
+        let ports: Vec<String> = clusters.iter().map(|c| c.port.to_string()).collect();
+        format!(
+            "host={hosts} port={} user=pls dbname={name} connect_timeout=2 target_session_attrs=read-write",
+            ports.join(",")
+        )
+    }
+
+    /// A cluster directory with nothing in it yet.
+    fn empty() -> Result<Cluster, ClusterError> {
         let bin = bindir().ok_or(ClusterError::NotInstalled)?;
         let as_postgres = is_root();
         let dir = tempfile::Builder::new()
@@ -83,12 +170,17 @@ impl Cluster {
             std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777))
                 .map_err(|e| step("opening the temporary directory to postgres", e))?;
         }
-        let mut cluster = Cluster {
+        Ok(Cluster {
             dir,
             bin,
             port: 0,
             as_postgres,
-        };
+        })
+    }
+
+    /// Creates and starts a cluster with `conf` added to its `postgresql.conf`.
+    fn start_with(conf: &str) -> Result<Cluster, ClusterError> {
+        let mut cluster = Self::empty()?;
         let data = cluster.data_dir();
         cluster.run(
             "initdb",
@@ -105,6 +197,23 @@ impl Cluster {
                 "--no-sync",
             ],
         )?;
+        if !conf.is_empty() {
+            use std::io::Write;
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(data.join("postgresql.conf"))
+                .and_then(|mut f| f.write_all(conf.as_bytes()))
+                .map_err(|e| step("writing postgresql.conf", e))?;
+        }
+        cluster.pg_start()?;
+        cluster.watch_parent();
+        Ok(cluster)
+    }
+
+    /// Starts the server on a free port (tries a few).
+    fn pg_start(&mut self) -> Result<(), ClusterError> {
+        let cluster = self;
+        let data = cluster.data_dir();
         for attempt in 0..5 {
             cluster.port = free_port();
             let options = format!(
@@ -129,13 +238,12 @@ impl Cluster {
                 ],
             );
             match started {
-                Ok(()) => break,
+                Ok(()) => return Ok(()),
                 Err(e) if attempt == 4 => return Err(e),
                 Err(_) => continue,
             }
         }
-        cluster.watch_parent();
-        Ok(cluster)
+        Ok(())
     }
 
     fn data_dir(&self) -> PathBuf {
@@ -213,6 +321,12 @@ impl Cluster {
 
     /// A new empty database; returns its connection string.
     pub fn create_database(&self) -> Result<String, ClusterError> {
+        let name = self.create_database_named()?;
+        Ok(self.url(&name))
+    }
+
+    /// A new empty database; returns its name.
+    pub fn create_database_named(&self) -> Result<String, ClusterError> {
         let name = format!(
             "t{}_{}",
             std::process::id(),
@@ -223,7 +337,7 @@ impl Cluster {
         admin
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .map_err(|e| step("CREATE DATABASE", e))?;
-        Ok(self.url(&name))
+        Ok(name)
     }
 
     /// Stops the server at once, as a crash would (`pg_ctl -m immediate`).

@@ -341,14 +341,28 @@ fn ctx(web: Arc<Web>) -> impl Filter<Extract = (Ctx,), Error = Rejection> + Clon
                         build_ctx(&web, cookie, accept, xff, remote, path, query)
                     })
                     .await;
-                    built.map_err(|e| {
-                        tracing::error!(error = %e, "building the request context failed");
-                        warp::reject::reject()
-                    })
+                    match built {
+                        Ok(Ok(ctx)) => Ok(ctx),
+                        // The session cannot be read: answer "try again", never
+                        // "logged out".
+                        Ok(Err(e)) => {
+                            tracing::error!(error = %e, "cannot read the session");
+                            Err(warp::reject::custom(StoreUnavailable))
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "building the request context failed");
+                            Err(warp::reject::reject())
+                        }
+                    }
                 }
             },
         )
 }
+
+/// The store could not be read to build a request's context.
+#[derive(Debug)]
+struct StoreUnavailable;
+impl warp::reject::Reject for StoreUnavailable {}
 
 /// The request context of one request (see [`ctx`]).
 fn build_ctx(
@@ -359,14 +373,17 @@ fn build_ctx(
     remote: Option<SocketAddr>,
     path: warp::path::FullPath,
     query: String,
-) -> Ctx {
+) -> Result<Ctx, StoreError> {
     let now = web.clock.now();
     let cookie = cookie.as_deref();
-    let session = session::read_cookie(cookie, session::SESSION_COOKIE)
-        .and_then(|id| web.sessions.lookup(id, now).ok().flatten());
-    let account = session
-        .as_ref()
-        .and_then(|s| web.store.account(s.account).ok().flatten());
+    let session = match session::read_cookie(cookie, session::SESSION_COOKIE) {
+        Some(id) => web.sessions.lookup(id, now)?,
+        None => None,
+    };
+    let account = match &session {
+        Some(s) => web.store.account(s.account)?,
+        None => None,
+    };
     let lang = session::read_cookie(cookie, session::LANG_COOKIE)
         .and_then(Lang::from_code)
         .or_else(|| account.as_ref().and_then(|a| web.lang_pref(a.id)))
@@ -384,7 +401,7 @@ fn build_ctx(
             .map(|r| r.ip().to_string())
             .unwrap_or_else(|| "unknown".into()),
     };
-    Ctx {
+    Ok(Ctx {
         lang,
         session,
         account,
@@ -397,7 +414,7 @@ fn build_ctx(
             format!("{}?{query}", path.as_str())
         },
         path: path.as_str().to_owned(),
-    }
+    })
 }
 
 /// The largest form body read. A form's own fields are far smaller (the longest,
@@ -882,6 +899,9 @@ fn rejection_page(web: &Web, rej: Rejection) -> Response<Body> {
     };
     if status == StatusCode::PAYLOAD_TOO_LARGE {
         return pages::too_long(web, &ctx, None);
+    }
+    if rej.find::<StoreUnavailable>().is_some() {
+        return pages::try_again(web, &ctx);
     }
     let t = ctx.lang.t();
     let (title, text) = match status {

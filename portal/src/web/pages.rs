@@ -220,6 +220,23 @@ pub fn unknown_field(web: &Web, ctx: &Ctx, field: &str) -> Response<Body> {
     )
 }
 
+/// 503, in German and English: the database is away for a moment (a restart,
+/// a failover between database servers); nothing was changed.
+pub fn try_again(web: &Web, ctx: &Ctx) -> Response<Body> {
+    message_with(
+        web,
+        ctx,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Vorübergehend nicht verfügbar / Temporarily unavailable",
+        vec![
+            "Der Lizenzserver erreicht seine Datenbank gerade nicht. Es wurde nichts geändert; bitte versuchen Sie es in einer Minute noch einmal.".into(),
+            "The license server cannot reach its database right now. Nothing was changed; please try again in a minute.".into(),
+        ],
+        None,
+        false,
+    )
+}
+
 pub fn message_with(
     web: &Web,
     ctx: &Ctx,

@@ -1345,6 +1345,10 @@ pub fn internal_error(
         };
         return pages::message(web, ctx, StatusCode::SERVICE_UNAVAILABLE, title, body);
     }
+    if crate::store::is_unavailable_message(&text) {
+        tracing::error!(error = %text, "{what} failed: the database is unavailable");
+        return pages::try_again(web, ctx);
+    }
     tracing::error!(error = %text, "{what} failed");
     let t = ctx.lang.t();
     pages::message(

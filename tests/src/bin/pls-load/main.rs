@@ -1347,9 +1347,10 @@ async fn run(args: Args) -> Result<bool, String> {
             s.server.reap();
             continue;
         }
-        match (s.server.stop(), &stopped) {
-            (r @ (Ok(false) | Err(_)), Ok(true)) => stopped = r,
-            _ => {}
+        let r = s.server.stop();
+        // The first failure is the one reported.
+        if matches!(stopped, Ok(true)) {
+            stopped = r;
         }
     }
     let mut log_text = String::new();
@@ -1507,9 +1508,13 @@ fn print_report(r: &Value) {
         println!("    {}", l.as_str().unwrap_or(""));
     }
     if r["instances"].as_u64().unwrap_or(1) > 1 {
+        let killed = match r["killed_after_secs"].as_f64() {
+            Some(s) => format!("the first SIGKILLed after {s} s"),
+            None => "none killed".to_owned(),
+        };
         println!(
-            "Servers: {} on one database; first SIGKILLed after {} s; users moved to another server: {}.",
-            r["instances"], r["killed_after_secs"], r["users_moved"]
+            "Servers: {} on one database, {killed}; users moved to another server: {}.",
+            r["instances"], r["users_moved"]
         );
     }
     println!(

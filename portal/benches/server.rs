@@ -315,7 +315,7 @@ fn main() {
         disk as f64 / 1024.0 / count as f64
     );
     let by_table = disk_by_table(&config.db_path());
-    for (name, bytes) in &by_table {
+    for (name, bytes) in by_table.iter().filter(|(_, b)| *b >= count as u64) {
         eprintln!(
             "  {name}: {:.0} B per license",
             *bytes as f64 / count as f64
@@ -379,6 +379,7 @@ fn main() {
     println!("| database on disk, {count} licenses (each with mutation, grant, audit entries) | {:.1} MiB |", disk as f64 / 1048576.0);
     let per_table: Vec<String> = by_table
         .iter()
+        .filter(|(_, bytes)| *bytes >= count as u64)
         .map(|(name, bytes)| format!("{name} {:.0} B", *bytes as f64 / count as f64))
         .collect();
     println!(

@@ -28,7 +28,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wire::{Check, CheckReceipt, Nonce, Request, Response, RuntimeState, Seats};
 
-const LICENSES: usize = 100_000;
+/// Licenses in the store; `PLS_BENCH_LICENSES` sets another count (a quick look
+/// at the disk per license needs far fewer).
+fn licenses() -> usize {
+    std::env::var("PLS_BENCH_LICENSES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000)
+}
 const RUN: Duration = Duration::from_secs(3);
 const RUNS: usize = 3;
 
@@ -72,8 +79,9 @@ fn fill(config: &Config, key: &SigningKeyPair) -> Vec<LicenseNumber> {
     store.set_flush_each_write(false);
     let actor = Actor::Admin("bench".into());
     let now = UnixTime(1_767_225_600);
-    let mut numbers = Vec::with_capacity(LICENSES);
-    for i in 0..LICENSES {
+    let count = licenses();
+    let mut numbers = Vec::with_capacity(count);
+    for i in 0..count {
         let l = store
             .create_license(
                 NewLicense {
@@ -294,16 +302,25 @@ fn main() {
     let fingerprint = identity.cert_fingerprint();
 
     let sign_before = signing_rate(&identity.key);
-    eprintln!("signing: {sign_before:.0}/s; filling {LICENSES} licenses...");
+    let count = licenses();
+    eprintln!("signing: {sign_before:.0}/s; filling {count} licenses...");
     let fill_start = Instant::now();
     let numbers = Arc::new(fill(&config, &identity.key));
     let fill_secs = fill_start.elapsed().as_secs_f64();
     // The database file and its write-ahead log.
     let disk = db_size(&config.db_path());
     eprintln!(
-        "filled in {fill_secs:.1}s, {:.1} MiB on disk",
-        disk as f64 / 1048576.0
+        "filled in {fill_secs:.1}s, {:.1} MiB on disk ({:.2} KiB per license)",
+        disk as f64 / 1048576.0,
+        disk as f64 / 1024.0 / count as f64
     );
+    let by_table = disk_by_table(&config.db_path());
+    for (name, bytes) in by_table.iter().filter(|(_, b)| *b >= count as u64) {
+        eprintln!(
+            "  {name}: {:.0} B per license",
+            *bytes as f64 / count as f64
+        );
+    }
 
     let port = std::net::UdpSocket::bind("127.0.0.1:0")
         .expect("probe")
@@ -351,7 +368,7 @@ fn main() {
         println!("| checks/s over QUIC, {clients} concurrent client(s) | {rate:.0} /s ({:.1} % of one core's signing rate) |", rate / sign * 100.0);
     }
     println!(
-        "| server RSS, {LICENSES} licenses stored, idle after start | {:.1} MiB |",
+        "| server RSS, {count} licenses stored, idle after start | {:.1} MiB |",
         idle_rss as f64 / 1024.0
     );
     println!(
@@ -359,8 +376,17 @@ fn main() {
         loaded_rss as f64 / 1024.0,
         peak_rss as f64 / 1024.0
     );
-    println!("| database on disk, {LICENSES} licenses (each with mutation, grant, audit entries) | {:.1} MiB |", disk as f64 / 1048576.0);
-    println!("| bulk load of {LICENSES} licenses (create, order, pay, bind + sign grant) | {fill_secs:.1} s |");
+    println!("| database on disk, {count} licenses (each with mutation, grant, audit entries) | {:.1} MiB |", disk as f64 / 1048576.0);
+    let per_table: Vec<String> = by_table
+        .iter()
+        .filter(|(_, bytes)| *bytes >= count as u64)
+        .map(|(name, bytes)| format!("{name} {:.0} B", *bytes as f64 / count as f64))
+        .collect();
+    println!(
+        "| of which per license, by table and index | {} |",
+        per_table.join(", ")
+    );
+    println!("| bulk load of {count} licenses (create, order, pay, bind + sign grant) | {fill_secs:.1} s |");
     println!(
         "| one check on an open connection: UDP bytes client->server / server->client | {} B in {} datagram(s) / {} B in {} datagram(s) |",
         bytes.0, bytes.2, bytes.1, bytes.3
@@ -381,4 +407,17 @@ fn db_size(db: &Path) -> u64 {
         })
         .map(|m| m.len())
         .sum()
+}
+
+/// Bytes per table and index of the SQLite file (its `dbstat` table), largest
+/// first: where the disk per license goes.
+fn disk_by_table(db: &Path) -> Vec<(String, u64)> {
+    let c = rusqlite::Connection::open(db).expect("open the database");
+    let mut stmt = c
+        .prepare("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC")
+        .expect("dbstat");
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
+        .expect("dbstat rows")
+        .map(|r| r.expect("row"))
+        .collect()
 }

@@ -54,7 +54,7 @@ use std::sync::{Mutex, PoisonError};
 use wire::RefusalReason;
 
 /// The schema this build writes: the number of [`MIGRATIONS`].
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// The database file's name in the data directory.
 pub const DB_FILE: &str = "pls.sqlite3";
@@ -72,6 +72,10 @@ const SQLITE_MIGRATIONS: &[(&str, &str)] = &[
         "login_failures",
         include_str!("../migrations/0003_login_failures.sql"),
     ),
+    (
+        "compact_records_sqlite",
+        include_str!("../migrations/0004_compact_records_sqlite.sql"),
+    ),
 ];
 /// PostgreSQL's: the same schema, its own search index (pg_trgm).
 const POSTGRES_MIGRATIONS: &[(&str, &str)] = &[
@@ -84,7 +88,15 @@ const POSTGRES_MIGRATIONS: &[(&str, &str)] = &[
         "login_failures",
         include_str!("../migrations/0003_login_failures.sql"),
     ),
+    (
+        "compact_records_postgres",
+        include_str!("../migrations/0004_compact_records_postgres.sql"),
+    ),
 ];
+
+/// The line of a migration at which the store's own code re-encodes the records
+/// ([`recode_records`]): what SQL cannot do (JSON to postcard).
+const RECODE_MARKER: &str = "-- pls: recode records\n";
 const _: () = assert!(
     SQLITE_MIGRATIONS.len() as u32 == SCHEMA_VERSION
         && POSTGRES_MIGRATIONS.len() as u32 == SCHEMA_VERSION,
@@ -256,7 +268,7 @@ impl Engine {
     /// The license records whose search fields hold every trigram of `q` (at
     /// least three characters, normalized) in one field, in number order: a
     /// superset of the matches.
-    fn search_candidates(self, c: &Conn, q: &str) -> Result<Vec<(String, String)>> {
+    fn search_candidates(self, c: &Conn, q: &str) -> Result<Vec<(Vec<u8>, String)>> {
         let (sql, arg) = match self {
             Engine::Sqlite => (
                 // An FTS5 string: the whole query is one phrase; `"` doubles.
@@ -619,6 +631,32 @@ fn to_json<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_default()
 }
 
+/// A record (account, license, mutation, signed grant) as stored since schema 4:
+/// postcard, the compact binary form of the same serde types (no field names,
+/// integers as varints, bytes as bytes). Schemas 1 and 2 kept JSON text;
+/// migration 3 re-encodes it ([`recode_records`]). Postcard is not
+/// self-describing: a change of these types needs a migration that re-encodes
+/// the records, as migration 3 does.
+fn to_record<T: Serialize>(value: &T) -> Vec<u8> {
+    // Plain data records: serializing cannot fail (every sequence has a length).
+    postcard::to_allocvec(value).unwrap_or_default()
+}
+
+fn from_record<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, StoreError> {
+    let corrupt = |reason: String| {
+        tracing::error!(record = what, error = %reason, "a stored record does not decode");
+        StoreError::Corrupt {
+            what: what.to_owned(),
+            reason,
+        }
+    };
+    match postcard::take_from_bytes(bytes) {
+        Ok((value, [])) => Ok(value),
+        Ok((_, rest)) => Err(corrupt(format!("{} bytes after the record", rest.len()))),
+        Err(e) => Err(corrupt(e.to_string())),
+    }
+}
+
 fn from_json<T: DeserializeOwned>(what: &str, text: &str) -> Result<T, StoreError> {
     serde_json::from_str(text).map_err(|e| {
         tracing::error!(record = what, error = %e, "a stored record does not decode");
@@ -650,9 +688,9 @@ fn uint(v: i64) -> u64 {
 
 fn q_account(c: &Conn, id: AccountId) -> Result<Option<Account>, StoreError> {
     c.prepare_cached("SELECT record FROM accounts WHERE id = ?1")?
-        .query_row([int(id.0)], |r| r.get::<_, String>(0))
+        .query_row([int(id.0)], |r| r.get::<_, Vec<u8>>(0))
         .optional()?
-        .map(|t| from_json("account", &t))
+        .map(|t| from_record("account", &t))
         .transpose()
 }
 
@@ -681,25 +719,25 @@ fn put_account(c: &Conn, a: &Account) -> Result<(), StoreError> {
         a.trusted,
         a.admin,
         int(a.created_at.0),
-        to_json(a)
+        to_record(a)
     ])?;
     Ok(())
 }
 
 fn q_license(c: &Conn, n: &LicenseNumber) -> Result<Option<License>, StoreError> {
     c.prepare_cached("SELECT record FROM licenses WHERE number = ?1")?
-        .query_row([n.as_str()], |r| r.get::<_, String>(0))
+        .query_row([n.as_str()], |r| r.get::<_, Vec<u8>>(0))
         .optional()?
-        .map(|t| from_json("license", &t))
+        .map(|t| from_record("license", &t))
         .transpose()
 }
 
 fn q_licenses(c: &Conn, sql: &str, p: impl Params) -> Result<Vec<License>, StoreError> {
     let mut stmt = c.prepare_cached(sql)?;
-    let rows = stmt.query_map(p, |r| r.get::<_, String>(0))?;
+    let rows = stmt.query_map(p, |r| r.get::<_, Vec<u8>>(0))?;
     let mut out = vec![];
     for r in rows {
-        out.push(from_json("license", &r?)?);
+        out.push(from_record("license", &r?)?);
     }
     Ok(out)
 }
@@ -724,7 +762,7 @@ fn put_license(c: &Conn, l: &License) -> Result<(), StoreError> {
         int(l.serial),
         l.current_grant.map(int),
         i64::from(l.next_mutation),
-        to_json(l)
+        to_record(l)
     ])?;
     let id: i64 = c
         .prepare_cached("SELECT id FROM licenses WHERE number = ?1")?
@@ -737,19 +775,21 @@ fn put_license(c: &Conn, l: &License) -> Result<(), StoreError> {
 fn q_mutations(c: &Conn, n: &LicenseNumber) -> Result<Vec<Mutation>, StoreError> {
     let mut stmt =
         c.prepare_cached("SELECT record FROM mutations WHERE license_number = ?1 ORDER BY number")?;
-    let rows = stmt.query_map([n.as_str()], |r| r.get::<_, String>(0))?;
+    let rows = stmt.query_map([n.as_str()], |r| r.get::<_, Vec<u8>>(0))?;
     let mut out = vec![];
     for r in rows {
-        out.push(from_json("mutation", &r?)?);
+        out.push(from_record("mutation", &r?)?);
     }
     Ok(out)
 }
 
 fn q_mutation(c: &Conn, n: &LicenseNumber, m: u32) -> Result<Option<Mutation>, StoreError> {
     c.prepare_cached("SELECT record FROM mutations WHERE license_number = ?1 AND number = ?2")?
-        .query_row(params![n.as_str(), i64::from(m)], |r| r.get::<_, String>(0))
+        .query_row(params![n.as_str(), i64::from(m)], |r| {
+            r.get::<_, Vec<u8>>(0)
+        })
         .optional()?
-        .map(|t| from_json("mutation", &t))
+        .map(|t| from_record("mutation", &t))
         .transpose()
 }
 
@@ -768,7 +808,7 @@ fn put_mutation(c: &Conn, m: &Mutation) -> Result<(), StoreError> {
         m.state.key(),
         int(m.created_at.0),
         int(m.quote_valid_until.0),
-        to_json(m)
+        to_record(m)
     ])?;
     Ok(())
 }
@@ -779,9 +819,9 @@ fn q_grant(
     serial: u64,
 ) -> Result<Option<Signed<LicenseGrant>>, StoreError> {
     c.prepare_cached("SELECT signed FROM grants WHERE license_number = ?1 AND serial = ?2")?
-        .query_row(params![n.as_str(), int(serial)], |r| r.get::<_, String>(0))
+        .query_row(params![n.as_str(), int(serial)], |r| r.get::<_, Vec<u8>>(0))
         .optional()?
-        .map(|t| from_json("grant", &t))
+        .map(|t| from_record("grant", &t))
         .transpose()
 }
 
@@ -792,7 +832,7 @@ fn put_grant(
     g: &Signed<LicenseGrant>,
 ) -> Result<(), StoreError> {
     c.prepare_cached("INSERT INTO grants (license_number, serial, signed) VALUES (?1, ?2, ?3)")?
-        .execute(params![n.as_str(), int(serial), to_json(g)])?;
+        .execute(params![n.as_str(), int(serial), to_record(g)])?;
     Ok(())
 }
 
@@ -1052,11 +1092,17 @@ fn schema_version_of(c: &Conn) -> Result<u32> {
 /// Runs the migrations after `version`, each in one transaction with its row in
 /// `schema_migrations`. Logs each step.
 fn migrate(c: &Conn, version: u32, p: &str) -> Result<(), OpenError> {
+    migrate_until(c, version, SCHEMA_VERSION, p)
+}
+
+/// [`migrate`] up to schema `until` only (tests make stores of older schemas).
+fn migrate_until(c: &Conn, version: u32, until: u32, p: &str) -> Result<(), OpenError> {
     let engine = engine_of(c);
     for (i, (name, sql)) in engine
         .migrations()
         .iter()
         .enumerate()
+        .take(until as usize)
         .skip(version as usize)
     {
         let from = i as u32;
@@ -1070,7 +1116,14 @@ fn migrate(c: &Conn, version: u32, p: &str) -> Result<(), OpenError> {
                 "CREATE TABLE IF NOT EXISTS schema_migrations (
                      version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
             )?;
-            tx.execute_batch(sql)?;
+            match sql.split_once(RECODE_MARKER) {
+                Some((before, after)) => {
+                    tx.execute_batch(before)?;
+                    recode_records(tx)?;
+                    tx.execute_batch(after)?;
+                }
+                None => tx.execute_batch(sql)?,
+            }
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
@@ -1085,6 +1138,92 @@ fn migrate(c: &Conn, version: u32, p: &str) -> Result<(), OpenError> {
             from,
             source,
         })?;
+    }
+    Ok(())
+}
+
+/// Migration 3's own step: every record the store kept as JSON text (schemas 1
+/// and 2: `record` of accounts, licenses and mutations, `signed` of grants) is
+/// decoded and written again in the compact encoding ([`to_record`]) into the
+/// new column beside it, in the migration's transaction. A record that does not
+/// decode stops the migration (nothing is changed). Reads in batches by key, so
+/// a large store is never in memory at once.
+fn recode_records(c: &Conn) -> Result<(), DbError> {
+    fn recode<T: Serialize + DeserializeOwned>(json: &str) -> Result<Vec<u8>, String> {
+        serde_json::from_str::<T>(json)
+            .map(|v| to_record(&v))
+            .map_err(|e| e.to_string())
+    }
+    type Recode = fn(&str) -> Result<Vec<u8>, String>;
+    // (table, key columns (a one-column key twice), old column, new column, type)
+    let tables: [(&str, [&str; 2], &str, &str, Recode); 4] = [
+        (
+            "accounts",
+            ["id", "id"],
+            "record",
+            "record_bin",
+            recode::<Account>,
+        ),
+        (
+            "licenses",
+            ["id", "id"],
+            "record",
+            "record_bin",
+            recode::<License>,
+        ),
+        (
+            "mutations",
+            ["license_number", "number"],
+            "record",
+            "record_bin",
+            recode::<Mutation>,
+        ),
+        (
+            "grants",
+            ["license_number", "serial"],
+            "signed",
+            "signed_bin",
+            recode::<Signed<LicenseGrant>>,
+        ),
+    ];
+    // Large enough that the per-statement cost does not count, small enough that
+    // a batch of grants (the largest records) stays a few MiB.
+    const BATCH: i64 = 1000;
+    for (table, [k1, k2], old, new, recode) in tables {
+        let (first, next) = (
+            format!("SELECT {k1}, {k2}, {old} FROM {table} ORDER BY {k1}, {k2} LIMIT {BATCH}"),
+            format!(
+                "SELECT {k1}, {k2}, {old} FROM {table} WHERE ({k1}, {k2}) > (?1, ?2)
+                 ORDER BY {k1}, {k2} LIMIT {BATCH}"
+            ),
+        );
+        let update = format!("UPDATE {table} SET {new} = ?3 WHERE {k1} = ?1 AND {k2} = ?2");
+        let mut after: Option<(db::Value, db::Value)> = None;
+        loop {
+            let rows: Vec<(db::Value, db::Value, String)> = {
+                let row = |r: &Row<'_>| Ok((r.get(0)?, r.get(1)?, r.get(2)?));
+                match &after {
+                    None => c
+                        .prepare(&first)?
+                        .query_map([], row)?
+                        .collect::<Result<_>>()?,
+                    Some((a, b)) => c
+                        .prepare(&next)?
+                        .query_map(params![a, b], row)?
+                        .collect::<Result<_>>()?,
+                }
+            };
+            let Some(last) = rows.last() else { break };
+            after = Some((last.0.clone(), last.1.clone()));
+            let mut stmt = c.prepare_cached(&update)?;
+            for (a, b, json) in &rows {
+                let bytes = recode(json).map_err(|reason| DbError::Record {
+                    what: format!("{table} {a:?}/{b:?}"),
+                    reason,
+                })?;
+                stmt.execute(params![a, b, bytes])?;
+            }
+        }
     }
     Ok(())
 }
@@ -1516,9 +1655,9 @@ impl Store {
         let email = domain::normalize_email(email);
         self.read(|c| {
             c.prepare_cached("SELECT record FROM accounts WHERE email = ?1")?
-                .query_row([email], |r| r.get::<_, String>(0))
+                .query_row([email], |r| r.get::<_, Vec<u8>>(0))
                 .optional()?
-                .map(|t| from_json("account", &t))
+                .map(|t| from_record("account", &t))
                 .transpose()
         })
     }
@@ -1527,10 +1666,10 @@ impl Store {
     pub fn accounts(&self) -> Result<Vec<Account>, StoreError> {
         self.read(|c| {
             let mut stmt = c.prepare_cached("SELECT record FROM accounts ORDER BY id")?;
-            let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+            let rows = stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
             let mut out = vec![];
             for r in rows {
-                out.push(from_json("account", &r?)?);
+                out.push(from_record("account", &r?)?);
             }
             Ok(out)
         })
@@ -1675,6 +1814,19 @@ impl Store {
         self.read(|c| q_licenses(c, "SELECT record FROM licenses ORDER BY number", []))
     }
 
+    /// The engineering licenses, by number: the only ones with an end of
+    /// validity (renewal reminders). Reads and decodes no other license, so the
+    /// periodic reminder run does not hold every license in memory.
+    pub fn engineering_licenses(&self) -> Result<Vec<License>, StoreError> {
+        self.read(|c| {
+            q_licenses(
+                c,
+                "SELECT record FROM licenses WHERE license_type = 'engineering' ORDER BY number",
+                [],
+            )
+        })
+    }
+
     /// Licenses in number order: `skip`, then at most `take`. A query on the
     /// number index: a page costs the page, not the list.
     pub fn licenses_page(&self, skip: usize, take: usize) -> Result<Vec<License>, StoreError> {
@@ -1712,7 +1864,7 @@ impl Store {
         self.read(|c| {
             let mut out = vec![];
             for (record, email) in engine_of(c).search_candidates(c, &q)? {
-                let l: License = from_json("license", &record)?;
+                let l: License = from_record("license", &record)?;
                 if search::matches(&l, &email, &q) {
                     out.push((l, email));
                 }
@@ -1735,12 +1887,12 @@ impl Store {
                  ORDER BY l.number LIMIT ?1 OFFSET ?2",
             )?;
             let rows = stmt.query_map(params![int(take as u64), int(skip as u64)], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?))
             })?;
             let mut out = vec![];
             for r in rows {
                 let (record, email) = r?;
-                out.push((from_json("license", &record)?, email));
+                out.push((from_record("license", &record)?, email));
             }
             Ok(out)
         })
@@ -1763,12 +1915,13 @@ impl Store {
                 "SELECT l.record, COALESCE(a.email, '') FROM licenses l
                  LEFT JOIN accounts a ON a.id = l.account_id ORDER BY l.number",
             )?;
-            let rows =
-                stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            let rows = stmt.query_map([], |r| {
+                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?))
+            })?;
             let mut out = vec![];
             for r in rows {
                 let (record, email) = r?;
-                let l: License = from_json("license", &record)?;
+                let l: License = from_record("license", &record)?;
                 if search::matches(&l, &email, q) {
                     out.push((l, email));
                 }
@@ -1777,7 +1930,7 @@ impl Store {
         })
     }
 
-    /// Licenses whose stored record (JSON) contains `needle`, compared
+    /// Licenses whose record as JSON contains `needle`, compared
     /// case-insensitively. The schema-1 search's pre-filter, kept as a reference
     /// the search is tested against; it misses matches whose text JSON escapes
     /// (`"`, `\`).
@@ -1785,12 +1938,12 @@ impl Store {
         let needle = needle.to_lowercase();
         self.read(|c| {
             let mut stmt = c.prepare_cached("SELECT record FROM licenses ORDER BY number")?;
-            let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+            let rows = stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
             let mut out = vec![];
             for r in rows {
-                let r = r?;
-                if r.to_lowercase().contains(&needle) {
-                    out.push(from_json("license", &r)?);
+                let l: License = from_record("license", &r?)?;
+                if to_json(&l).to_lowercase().contains(&needle) {
+                    out.push(l);
                 }
             }
             Ok(out)
@@ -1882,10 +2035,10 @@ impl Store {
             let mut stmt = c.prepare_cached(
                 "SELECT record FROM mutations WHERE state = ?1 ORDER BY license_number, number",
             )?;
-            let rows = stmt.query_map([state.key()], |r| r.get::<_, String>(0))?;
+            let rows = stmt.query_map([state.key()], |r| r.get::<_, Vec<u8>>(0))?;
             let mut out = vec![];
             for r in rows {
-                out.push(from_json("mutation", &r?)?);
+                out.push(from_record("mutation", &r?)?);
             }
             Ok(out)
         })
@@ -3046,7 +3199,7 @@ impl Store {
                         l.record, COALESCE(a.email, '') FROM licenses l
                  LEFT JOIN accounts a ON a.id = l.account_id ORDER BY l.number",
             )?;
-            type Row = (String, Option<i64>, i64, Option<i64>, i64, String, String);
+            type Row = (String, Option<i64>, i64, Option<i64>, i64, Vec<u8>, String);
             let rows: Vec<Row> = stmt
                 .query_map([], |r| {
                     Ok((
@@ -3062,7 +3215,7 @@ impl Store {
                 .collect::<Result<_>>()?;
             let mut search_rows = 0;
             for (number, account, serial, current, next, record, email) in rows {
-                let l: License = match from_json("license", &record) {
+                let l: License = match from_record("license", &record) {
                     Ok(l) => l,
                     Err(e) => {
                         problems.push(format!("license {number}: {e}"));
@@ -3151,13 +3304,13 @@ impl Store {
                 Ok((
                     r.get::<_, String>(0)?,
                     r.get::<_, i64>(1)?,
-                    r.get::<_, String>(2)?,
+                    r.get::<_, Vec<u8>>(2)?,
                 ))
             })?;
             let mut problems = vec![];
             for r in rows {
                 let (number, serial, signed) = r?;
-                let g: Signed<LicenseGrant> = match from_json("grant", &signed) {
+                let g: Signed<LicenseGrant> = match from_record("grant", &signed) {
                     Ok(g) => g,
                     Err(e) => {
                         problems.push(format!("grant {number}/{serial}: {e}"));
@@ -3272,13 +3425,13 @@ fn copy_business_data(from: &Conn, to: &Conn) -> Result<u64, StoreError> {
     let licenses = stmt.query_map([], |r| {
         Ok((
             r.get::<_, i64>(0)?,
-            r.get::<_, String>(1)?,
+            r.get::<_, Vec<u8>>(1)?,
             r.get::<_, String>(2)?,
         ))
     })?;
     for row in licenses {
         let (id, record, email) = row?;
-        let l: License = from_json("license", &record)?;
+        let l: License = from_record("license", &record)?;
         engine.put_search_row(to, id, &search::fields(&l, &email))?;
     }
     Ok(rows_copied)
@@ -3304,10 +3457,10 @@ fn summarize(c: &Conn) -> Result<BackupSummary> {
 fn q_grants(c: &Conn, n: &LicenseNumber) -> Result<Vec<Signed<LicenseGrant>>, StoreError> {
     let mut stmt =
         c.prepare_cached("SELECT signed FROM grants WHERE license_number = ?1 ORDER BY serial")?;
-    let rows = stmt.query_map([n.as_str()], |r| r.get::<_, String>(0))?;
+    let rows = stmt.query_map([n.as_str()], |r| r.get::<_, Vec<u8>>(0))?;
     let mut out = vec![];
     for r in rows {
-        out.push(from_json("grant", &r?)?);
+        out.push(from_record("grant", &r?)?);
     }
     Ok(out)
 }
@@ -3659,7 +3812,10 @@ mod tests {
             .expect("query")
             .collect::<Result<_>>()
             .expect("rows");
-        assert_eq!(names, vec!["initial", "search_sqlite", "login_failures"]);
+        assert_eq!(
+            names,
+            vec!["initial", "search_sqlite", "login_failures", "compact_records_sqlite"]
+        );
         // Up to date: nothing runs (running 0001 again would fail on its tables).
         migrate(&c, SCHEMA_VERSION, "t").expect("nothing to do");
         // A failing step leaves the version where it was.
@@ -3795,6 +3951,237 @@ mod tests {
             b.exclusively(db::HOUSEKEEPING_LOCK, || 1).expect("b runs"),
             Some(1)
         );
+    }
+
+    /// A copy of `from` (a store at this schema) as the schema-2 store would have
+    /// held it: the database `to` brought to schema 2, every row copied, the
+    /// records written as JSON text, the search rows built.
+    fn copy_as_schema_2(from: &Store, to: &Conn) {
+        migrate_until(to, 0, 2, "schema 2").expect("schema 2");
+        fn json<T: Serialize + DeserializeOwned>(v: db::Value) -> db::Value {
+            match v {
+                db::Value::Bytes(b) => {
+                    db::Value::Text(to_json(&from_record::<T>("record", &b).expect("record")))
+                }
+                other => panic!("a record is bytes, found {other:?}"),
+            }
+        }
+        from.read(|from| {
+            for (table, columns) in BACKUP_TABLES {
+                let names: Vec<&str> = columns.split(',').map(str::trim).collect();
+                let rows: Vec<Vec<db::Value>> = from
+                    .prepare(&format!("SELECT {columns} FROM {table}"))?
+                    .query_map([], |r| {
+                        (0..names.len())
+                            .map(|i| r.get::<_, db::Value>(i))
+                            .collect::<Result<Vec<_>>>()
+                    })?
+                    .collect::<Result<_>>()?;
+                let placeholders: Vec<String> =
+                    (1..=names.len()).map(|i| format!("?{i}")).collect();
+                let insert = format!(
+                    "INSERT INTO {table} ({columns}) VALUES ({})",
+                    placeholders.join(", ")
+                );
+                for row in rows {
+                    let row: Vec<db::Value> = row
+                        .into_iter()
+                        .zip(&names)
+                        .map(|(v, column)| match (*table, *column) {
+                            ("accounts", "record") => json::<Account>(v),
+                            ("licenses", "record") => json::<License>(v),
+                            ("mutations", "record") => json::<Mutation>(v),
+                            ("grants", "signed") => json::<Signed<LicenseGrant>>(v),
+                            _ => v,
+                        })
+                        .collect();
+                    let args: Vec<&dyn db::Arg> = row.iter().map(|v| v as &dyn db::Arg).collect();
+                    to.execute(&insert, args.as_slice())?;
+                }
+            }
+            let licenses: Vec<(i64, String, String)> = to
+                .prepare(
+                    "SELECT l.id, l.record, COALESCE(a.email, '') FROM licenses l
+                     LEFT JOIN accounts a ON a.id = l.account_id",
+                )?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<Result<_>>()?;
+            for (id, record, email) in licenses {
+                let l: License = serde_json::from_str(&record).expect("JSON license");
+                engine_of(to).put_search_row(to, id, &search::fields(&l, &email))?;
+            }
+            Ok(())
+        })
+        .expect("copy as schema 2");
+    }
+
+    /// Everything a store holds, read through its API.
+    type Contents = (
+        Vec<Account>,
+        Vec<License>,
+        Vec<(
+            Vec<Mutation>,
+            Vec<Signed<LicenseGrant>>,
+            Option<CheckIn>,
+            Vec<CheckIn>,
+        )>,
+        Vec<AuditEntry>,
+    );
+    fn contents(store: &Store) -> Contents {
+        let licenses = store.licenses().expect("licenses");
+        let per_license = licenses
+            .iter()
+            .map(|l| {
+                (
+                    store.mutations(&l.number).expect("mutations"),
+                    store.grants(&l.number).expect("grants"),
+                    store.last_check_in(&l.number).expect("last check-in"),
+                    store.check_in_history(&l.number).expect("history"),
+                )
+            })
+            .collect();
+        (
+            store.accounts().expect("accounts"),
+            licenses,
+            per_license,
+            store.audit(None, usize::MAX).expect("audit"),
+        )
+    }
+
+    #[test]
+    fn a_schema_2_store_with_data_migrates_to_compact_records_with_every_record_equal() {
+        for_each_engine(|source| {
+            // Data of every kind: an account, licenses with quoted, paid and
+            // activated mutations, a binding, an edit, grants, audit entries,
+            // check-ins.
+            let key = SigningKeyPair::from_seed(&[3; 32]);
+            let a = source
+                .create_account(
+                    NewAccount {
+                        email: "Kunde@Example.com".into(),
+                        password_hash: Some("$argon2id$v=19$x".into()),
+                        company: "Müller & Söhne \"Beta\"".into(),
+                        first_name: "Jörg".into(),
+                        last_name: "Ä".into(),
+                    },
+                    &Actor::System,
+                    UnixTime(1),
+                )
+                .expect("account");
+            let owned = source
+                .create_license(
+                    NewLicense {
+                        account: Some(a.id),
+                        license_type: LicenseType::Standard,
+                        protection: Protection::SoftDongle,
+                        licensee: domain::Licensee {
+                            company: "Müller & Söhne".into(),
+                            city: "Hanau".into(),
+                            ..Default::default()
+                        },
+                        license_data: LicenseData {
+                            name: "Jörgs Anlage".into(),
+                            postcode: "63450".into(),
+                            city: "Hanau".into(),
+                        },
+                    },
+                    &Actor::Account(a.id),
+                    UnixTime(1),
+                )
+                .expect("owned license");
+            source
+                .add_mutation(
+                    &owned.number,
+                    new_content(),
+                    false,
+                    &key,
+                    &Actor::Account(a.id),
+                    UnixTime(2),
+                )
+                .expect("quote");
+            let l = soft_license(&source);
+            let m = source
+                .add_mutation(
+                    &l.number,
+                    new_content(),
+                    true,
+                    &key,
+                    &Actor::System,
+                    UnixTime(1),
+                )
+                .expect("order");
+            source
+                .activate_mutation(&l.number, m.number, &key, &Actor::System, UnixTime(2))
+                .expect("paid");
+            let host = HardwareId::from_bytes([1; 16]);
+            let req = HostActivation {
+                license: &l.number,
+                token: l.token.expose(),
+                hardware_id: &host,
+                daemon_version: "t",
+                from: "t".into(),
+            };
+            source
+                .activate_host(&req, &key, UnixTime(3))
+                .expect("store")
+                .expect("bound");
+            let data = LicenseData {
+                name: "ProMoS License Server".into(),
+                postcode: "63467".into(),
+                city: "Hanau".into(),
+            };
+            source
+                .update_license_data(&l.number, data, &key, &Actor::System, UnixTime(4))
+                .expect("edit");
+            let check = HostCheck {
+                license: &l.number,
+                hardware_id: &host,
+                held_serial: Some(1),
+                running: true,
+                ge_seats: 1,
+                pwa_seats: 0,
+                daemon_version: "t",
+                from: "t".into(),
+            };
+            source
+                .check_host(&check, UnixTime(5))
+                .expect("store")
+                .expect("licensed");
+            let expected = contents(&source);
+            assert_eq!(expected.1.len(), 2);
+            assert!(expected
+                .2
+                .iter()
+                .any(|(_, g, last, _)| g.len() == 2 && last.is_some()));
+
+            // The schema-2 copy, opened by this build: migrated, every record equal.
+            let dir = tempfile::tempdir().expect("tempdir");
+            let (migrated, engine) = match source.engine() {
+                Engine::Sqlite => {
+                    let path = dir.path().join(DB_FILE);
+                    let c = open_connection(&path, true).expect("open");
+                    copy_as_schema_2(&source, &c);
+                    drop(c);
+                    write_marker(&path).expect("marker");
+                    (Store::open(&path).expect("migrate"), Engine::Sqlite)
+                }
+                Engine::Postgres => {
+                    let url = throwaway::shared().create_database().expect("database");
+                    let c = connect_postgres(&url).expect("connect");
+                    copy_as_schema_2(&source, &c);
+                    drop(c);
+                    (Store::open_url(&url).expect("migrate"), Engine::Postgres)
+                }
+            };
+            assert_eq!(migrated.engine(), engine);
+            assert_eq!(migrated.schema_version().expect("version"), SCHEMA_VERSION);
+            assert_eq!(contents(&migrated), expected);
+            assert_eq!(migrated.verify().expect("verify"), Vec::<String>::new());
+            assert_eq!(
+                migrated.search_licenses("jörg").expect("search"),
+                migrated.search_licenses_by_scan("jörg").expect("scan")
+            );
+        });
     }
 
     fn soft_license(store: &Store) -> License {

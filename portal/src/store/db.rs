@@ -5,8 +5,8 @@
 //! PostgreSQL they are rewritten to `$1` once per statement and the prepared
 //! statement is cached per connection.
 //!
-//! Values cross as what both engines store: 64-bit integers, text and booleans
-//! (SQLite keeps booleans as 0/1). Reading goes through [`Value`], so a column
+//! Values cross as what both engines store: 64-bit integers, text, bytes (BLOB,
+//! BYTEA) and booleans (SQLite keeps booleans as 0/1). Reading goes through [`Value`], so a column
 //! PostgreSQL types as `integer` (e.g. `length()`) reads as `i64` like SQLite's.
 //!
 //! Every call blocks: the store runs on blocking threads, never on the async
@@ -78,6 +78,9 @@ pub enum DbError {
     NoRows,
     #[error("column {column}: {reason}")]
     Column { column: usize, reason: String },
+    /// A record a migration re-encodes does not decode.
+    #[error("the record of {what} does not decode: {reason}")]
+    Record { what: String, reason: String },
 }
 
 impl DbError {
@@ -249,6 +252,14 @@ impl FromCol for String {
         match v {
             Value::Text(t) => Ok(t),
             other => Err(format!("expected text, found {other:?}")),
+        }
+    }
+}
+impl FromCol for Vec<u8> {
+    fn from_value(v: Value) -> Result<Self, String> {
+        match v {
+            Value::Bytes(b) => Ok(b),
+            other => Err(format!("expected bytes, found {other:?}")),
         }
     }
 }

@@ -809,7 +809,10 @@ pub fn renew(web: Arc<Web>, ctx: Ctx, number: String) -> Resp {
 /// license ends. Each is sent once per end date (a renewal moves the end, and the
 /// reminders start over); when both are due at once only the later one goes out.
 pub fn send_due_reminders(web: &Web, now: UnixTime) -> Result<(), String> {
-    let licenses = web.store.licenses().map_err(|e| e.to_string())?;
+    let licenses = web
+        .store
+        .engineering_licenses()
+        .map_err(|e| e.to_string())?;
     for l in licenses {
         let Some(end) = l.valid_until else { continue };
         if l.license_type != LicenseType::Engineering || now >= end || !domain::is_active(&l) {

@@ -153,8 +153,6 @@ pub struct ServerClient {
     endpoint: quinn::Endpoint,
     backoff: Backoff,
     attempt_timeout: Duration,
-    /// The connection [`ServerClient::once_shared`] keeps open and reuses.
-    shared: Arc<tokio::sync::Mutex<Option<quinn::Connection>>>,
 }
 
 impl ServerClient {
@@ -217,7 +215,6 @@ impl ServerClient {
             endpoint,
             backoff: Backoff::default(),
             attempt_timeout: ATTEMPT_TIMEOUT,
-            shared: Arc::default(),
         })
     }
 
@@ -257,46 +254,6 @@ impl ServerClient {
     /// One attempt: connect, one stream, one frame each way.
     pub async fn once(&self, request: &Request) -> Result<Response, RequestError> {
         self.exchange(request).await.0
-    }
-
-    /// One attempt on the connection this client (and its clones) keep open,
-    /// opened on first use and again once it has closed (idle for 20 s, or
-    /// failed): a relay carrying the checks of many peers at once makes one
-    /// handshake for all of them, each check on a stream of its own. A kept
-    /// connection that fails (the server restarted) is replaced and the
-    /// request tried once more on a new one.
-    pub async fn once_shared(&self, request: &Request) -> Result<Response, RequestError> {
-        let (conn, fresh) = {
-            let mut kept = self.shared.lock().await;
-            match kept.as_ref() {
-                Some(c) if c.close_reason().is_none() => (c.clone(), false),
-                _ => {
-                    let c = tokio::time::timeout(self.attempt_timeout, self.connect())
-                        .await
-                        .map_err(|_| RequestError::Timeout)??;
-                    *kept = Some(c.clone());
-                    (c, true)
-                }
-            }
-        };
-        let result = tokio::time::timeout(self.attempt_timeout, Self::ask(&conn, request))
-            .await
-            .unwrap_or(Err(RequestError::Timeout));
-        if result.is_err() {
-            let mut kept = self.shared.lock().await;
-            if kept
-                .as_ref()
-                .is_some_and(|c| c.stable_id() == conn.stable_id())
-            {
-                conn.close(0u32.into(), b"failed");
-                *kept = None;
-            }
-            drop(kept);
-            if !fresh {
-                return Box::pin(self.once_shared(request)).await;
-            }
-        }
-        result
     }
 
     /// One attempt, as [`ServerClient::once`], and the bytes it put on the

@@ -19,8 +19,6 @@
 
 use super::{Shared, DAEMON_VERSION};
 use crate::cache::Cache;
-use crate::client::ServerClient;
-use crate::config::PeerEntry;
 use crate::peer::{remote_key, PeerConn, PeerEndpoint, PeerGuard};
 use crate::relay::{PeerKey, QueueError, RelayStore};
 use crate::state::Input;
@@ -70,10 +68,6 @@ pub struct PeerNet {
     reached_running: std::sync::atomic::AtomicBool,
     /// Peers whose `Hello` listed `server-reached`, and when it said so.
     can_hear_reached: Mutex<HashMap<PeerKey, std::time::Instant>>,
-    /// The client that carries the peers' checks, with its one connection
-    /// to the server (for that server address): the checks of all peers
-    /// share it instead of a handshake each.
-    uplink_client: Mutex<Option<ServerClient>>,
 }
 
 /// What a peer did wrong.
@@ -101,7 +95,6 @@ impl PeerNet {
             reached_from: Mutex::new(None),
             reached_running: std::sync::atomic::AtomicBool::new(false),
             can_hear_reached: Mutex::new(HashMap::new()),
-            uplink_client: Mutex::new(None),
         }
     }
 
@@ -329,23 +322,19 @@ impl PeerNet {
     /// body, or `None` if the uplink is down.
     async fn uplink(&self, shared: &Shared, body: Vec<u8>) -> Option<Vec<u8>> {
         let server = shared.server_address();
-        let client = {
-            let mut kept = self.uplink_client.lock().unwrap_or_else(|p| p.into_inner());
-            match kept.as_ref() {
-                Some(c) if c.server() == server => c.clone(),
-                _ => {
-                    let c = shared.client(&server).ok()?;
-                    *kept = Some(c.clone());
-                    c
-                }
-            }
-        };
+        let client = shared
+            .client(&server)
+            .ok()?
+            .with_backoff(crate::client::Backoff {
+                attempts: 1,
+                ..Default::default()
+            });
         let request = Request::Relay(RelayEnvelope {
             relay: shared.hardware_id.clone(),
             body,
         });
         let was_down = !shared.uplink_ok.load(std::sync::atomic::Ordering::SeqCst);
-        let result = client.once_shared(&request).await;
+        let result = client.request(&request).await;
         if was_down && result.is_ok() {
             // The line is back (found by a peer's check): this host checks
             // now too, and then tells its peers (`ServerReached`).
@@ -604,32 +593,23 @@ impl PeerNet {
     /// each peer that understands it hears so first (`ServerReached`) and
     /// checks through this host at once if it could not reach the server.
     pub(super) async fn exchange_with_peers(&self, shared: &Shared, reached: bool) {
-        // Every peer at once: one after another, the last of 49 peers heard
-        // a relay's report about a second after the first (the relay bench).
-        let each = shared
-            .config
-            .peers
-            .iter()
-            .map(|peer| self.exchange_with_peer(shared, peer, reached));
-        join_all(each.collect()).await;
-    }
-
-    async fn exchange_with_peer(&self, shared: &Shared, peer: &PeerEntry, reached: bool) {
-        let key = peer.public_key.to_bytes();
-        if self.guard.is_banned(&key) {
-            return;
-        }
-        let Ok(conn) = self.endpoint.connect(&peer.address).await else {
-            return;
-        };
-        if reached {
-            self.tell_server_reached(shared, &conn).await;
-        }
-        if let Err(Hostile(why)) = self.exchange(shared, &conn).await {
-            self.guard.ban(&key, &peer.address, &why);
-            conn.cut_off(&why);
-        } else {
-            conn.close();
+        for peer in &shared.config.peers {
+            let key = peer.public_key.to_bytes();
+            if self.guard.is_banned(&key) {
+                continue;
+            }
+            let Ok(conn) = self.endpoint.connect(&peer.address).await else {
+                continue;
+            };
+            if reached {
+                self.tell_server_reached(shared, &conn).await;
+            }
+            if let Err(Hostile(why)) = self.exchange(shared, &conn).await {
+                self.guard.ban(&key, &peer.address, &why);
+                conn.cut_off(&why);
+            } else {
+                conn.close();
+            }
         }
     }
 
@@ -731,30 +711,4 @@ impl PeerNet {
         shared.apply_answer(input);
         Ok(())
     }
-}
-
-/// Runs `futures` concurrently (on this task) until all are done. A site has
-/// a handful of peers (at most a few hundred): polling each on every wake is
-/// cheap at that size.
-async fn join_all<F: std::future::Future<Output = ()>>(futures: Vec<F>) {
-    let mut futures: Vec<Option<std::pin::Pin<Box<F>>>> =
-        futures.into_iter().map(|f| Some(Box::pin(f))).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for slot in futures.iter_mut() {
-            if let Some(f) = slot {
-                if f.as_mut().poll(cx).is_ready() {
-                    *slot = None;
-                } else {
-                    pending = true;
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await
 }

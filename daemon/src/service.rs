@@ -642,10 +642,10 @@ impl Shared {
                     .verify(&receipt)
                     .map_err(|e| ActivateError::Unverified(format!("receipt: {e}")))?;
                 let mut inner = self.lock();
-                inner.apply(Input::CheckSucceeded {
+                inner.apply(Input::Activated {
                     nonce,
                     receipt,
-                    grant: Some(grant.clone()),
+                    grant: grant.clone(),
                 });
                 if inner.machine.grant().map(|g| g.signed()) != Some(grant.signed()) {
                     let why = inner

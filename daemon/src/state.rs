@@ -154,6 +154,16 @@ pub enum Input {
         receipt: Verified<CheckReceipt>,
         grant: Option<Verified<LicenseGrant>>,
     },
+    /// The server answered an activation (a new binding of this host) with a
+    /// verified grant and receipt. As `CheckSucceeded`, and every check sent
+    /// before it is stale: its answer was decided before the binding (a
+    /// refusal after a reset the activation undid must not end the license
+    /// again; in the same second it would win over the receipt).
+    Activated {
+        nonce: Nonce,
+        receipt: Verified<CheckReceipt>,
+        grant: Verified<LicenseGrant>,
+    },
     /// No usable answer (no network, timeout, server error, bad signature).
     CheckFailed {
         reason: String,
@@ -389,6 +399,10 @@ pub struct LicenseMachine {
     receipt: Option<Verified<CheckReceipt>>,
     refusal: Option<Verified<Refusal>>,
     pending: Vec<Nonce>,
+    /// Checks sent before the last activation (at most
+    /// [`MAX_PENDING_NONCES`]): their answers are ignored. Not persisted: a
+    /// restart ends every check in flight.
+    stale: Vec<Nonce>,
     superseded: Option<Verified<LicenseGrant>>,
     file: Option<Result<Verified<LicenseGrant>, String>>,
     other_json: Vec<String>,
@@ -431,6 +445,7 @@ impl LicenseMachine {
             receipt: persisted.receipt,
             refusal: persisted.refusal,
             pending: persisted.pending,
+            stale: Vec::new(),
             superseded: persisted.superseded,
             file: None,
             other_json: Vec::new(),
@@ -462,6 +477,11 @@ impl LicenseMachine {
         let mut extra = Vec::new();
         match input {
             Input::Tick => {}
+            Input::CheckSucceeded { nonce, .. } | Input::Refused { nonce, .. }
+                if self.stale.contains(&nonce) =>
+            {
+                // Sent before the activation: decided for an older binding.
+            }
             Input::CheckSucceeded {
                 nonce,
                 receipt,
@@ -469,6 +489,16 @@ impl LicenseMachine {
             } => {
                 self.pending.retain(|n| *n != nonce);
                 extra.extend(self.on_success(nonce, receipt, grant, t, false));
+            }
+            Input::Activated {
+                nonce,
+                receipt,
+                grant,
+            } => {
+                self.stale.append(&mut self.pending);
+                let excess = self.stale.len().saturating_sub(MAX_PENDING_NONCES);
+                self.stale.drain(..excess);
+                extra.extend(self.on_success(nonce, receipt, Some(grant), t, false));
             }
             Input::CheckSent { nonce } => {
                 if !self.pending.contains(&nonce) {

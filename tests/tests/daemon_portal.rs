@@ -180,6 +180,11 @@ struct Licd {
 
 impl Licd {
     async fn start(dir: PathBuf, pls: &Pls, hwid: &str) -> Licd {
+        Self::start_ticking(dir, pls, hwid, Duration::from_millis(25)).await
+    }
+
+    /// A daemon that scans `lic/` and the dongle every `tick`.
+    async fn start_ticking(dir: PathBuf, pls: &Pls, hwid: &str, tick: Duration) -> Licd {
         std::fs::create_dir_all(dir.join("project/lic")).expect("project");
         std::fs::create_dir_all(dir.join("project/bin")).expect("project");
         let mut config = daemon::Config::with_defaults(&dir.join("data"));
@@ -193,7 +198,7 @@ impl Licd {
         config.trusted_keys = TrustedKeys::with([pls.public]);
         config.project_dir = Some(dir.join("project"));
         config.socket_path = dir.join("licd.sock");
-        config.tick = Duration::from_millis(25);
+        config.tick = tick;
         config.check_attempts = 1;
         config.attempt_timeout = Duration::from_secs(2);
         config.dongle = DongleBackend::Simulated {
@@ -247,7 +252,7 @@ impl Licd {
                     tokio::time::Instant::now() < deadline,
                     "daemon socket never came up"
                 );
-                tokio::time::sleep(Duration::from_millis(10)).await;
+                tokio::time::sleep(Duration::from_millis(2)).await;
             }
         }
     }
@@ -816,6 +821,239 @@ async fn sigkill_right_after_the_answer_keeps_activation_grant_receipt_and_refus
     assert_eq!(v["check"], json!("refused"), "{v}");
     let p = kill_and_load(child, &host, &trusted).await;
     assert!(p.refusal.is_some(), "the refusal was lost");
+    pls.down().await;
+}
+
+/// SIMULATED power cut for [`power_cuts_right_after_every_acknowledged_request`]:
+/// copies the host directory (`data/` and `project/`) as it is the moment the
+/// answer was read, which is what a SIGKILL leaves (the page cache; nothing of
+/// the process's memory), then stops the old daemon (its last writes go to the
+/// abandoned directory, which is removed); returns the copy.
+/// No tick: the daemon writes nothing after an answer until the next input,
+/// so the copy is never torn by a write of its own.
+async fn power_cut(licd: &mut Licd, round: usize) -> PathBuf {
+    fn copy(from: &std::path::Path, to: &std::path::Path) {
+        std::fs::create_dir_all(to).expect("mkdir");
+        for e in std::fs::read_dir(from).expect("list").flatten() {
+            let kind = e.file_type().expect("file type");
+            if kind.is_dir() {
+                copy(&e.path(), &to.join(e.file_name()));
+            } else if kind.is_file() {
+                std::fs::copy(e.path(), to.join(e.file_name())).expect("copy");
+            } // the socket is the process's, not state
+        }
+    }
+    let next = licd
+        .dir
+        .parent()
+        .expect("parent")
+        .join(format!("after-{round}"));
+    copy(&licd.dir.join("data"), &next.join("data"));
+    copy(&licd.dir.join("project"), &next.join("project"));
+    licd.down().await;
+    std::fs::remove_dir_all(&licd.dir).expect("remove the abandoned directory");
+    next
+}
+
+/// What the host directory `dir` holds, as a daemon's start reads it (before
+/// the daemon starts: sled allows one opener).
+fn on_disk(dir: &std::path::Path, trusted: &TrustedKeys, round: usize) -> daemon::state::Persisted {
+    let cache = daemon::cache::Cache::open(&dir.join("data")).expect("open the cache");
+    let (p, _) = cache.load(trusted, &HOST_A.parse().expect("hwid"));
+    assert!(
+        cache.problems().is_empty(),
+        "round {round}: {:?}",
+        cache.problems()
+    );
+    p
+}
+
+/// The parts of a status that are license state (not the moment, not seats).
+fn license_part(s: &Value) -> Value {
+    let keys = [
+        "state",
+        "licensed",
+        "license_number",
+        "grant_serial",
+        "last_check_unix",
+        "entitlements",
+        "valid_until",
+        "reason",
+    ];
+    Value::Object(
+        keys.iter()
+            .map(|k| (k.to_string(), s[*k].clone()))
+            .collect(),
+    )
+}
+
+/// Durability at scale: a power cut right after each acknowledged request,
+/// 200 rounds of each kind (activation, a new grant, a refusal, a seat, the
+/// start of a run: 1,000 rounds), the in-process server and daemons on a
+/// simulated clock. After every cut the copy is read as the next start reads
+/// it and a new daemon starts on it, and both hold exactly what was
+/// acknowledged. The cut is SIMULATED (see [`power_cut`]); the real SIGKILL of
+/// the `promos-licd` process is in
+/// `sigkill_right_after_the_answer_keeps_activation_grant_receipt_and_refusal`
+/// here and in the daemon's own tests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn power_cuts_right_after_every_acknowledged_request() {
+    const CYCLES: usize = 200;
+    // In memory where there is a tmpfs: a SIGKILL leaves the page cache, so
+    // the fsyncs a disk makes slow (about two thirds of the time here) are
+    // not what this test is about.
+    let tmp = match std::path::Path::new("/dev/shm").is_dir() {
+        true => tempfile::tempdir_in("/dev/shm"),
+        false => tempfile::tempdir(),
+    }
+    .expect("tempdir");
+    let clock = SimClock::at(T0);
+    let mut pls = Pls::start(tmp.path(), clock.clone()).await;
+    let (number, token) = pls.create_license(LicenseType::Standard, Protection::SoftDongle);
+    let trusted = TrustedKeys::with([pls.public]);
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let hosts = tmp.path().join("hosts");
+    let day = Duration::from_secs(24 * 3600);
+    let mut licd = Licd::start_ticking(hosts.join("first"), &pls, HOST_A, day).await;
+    let mut round = 0;
+    // Cuts the power, checks the copy on disk with `disk`, starts a daemon on
+    // it and returns it with its status.
+    macro_rules! cut {
+        ($acked:expr, $disk:expr) => {{
+            round += 1;
+            let acked: &Value = $acked;
+            let next = power_cut(&mut licd, round).await;
+            let p = on_disk(&next, &trusted, round);
+            #[allow(clippy::redundant_closure_call)]
+            ($disk)(&p);
+            licd = Licd::start_ticking(next, &pls, HOST_A, day).await;
+            let s = licd.status().await;
+            assert_eq!(license_part(&s), license_part(acked), "round {round}: {s}");
+            s
+        }};
+    }
+    for cycle in 0..CYCLES {
+        clock.advance_secs(600);
+        // Activation (the first, and again after each reset).
+        let v = licd.activate(&number, &token).await;
+        assert_eq!(v["ok"], json!(true), "cycle {cycle}: {v}");
+        let serial = v["status"]["grant_serial"].as_u64().expect("serial");
+        cut!(&v["status"], |p: &daemon::state::Persisted| {
+            assert_eq!(
+                p.grant.as_ref().map(|g| g.serial),
+                Some(serial),
+                "activation, cycle {cycle}"
+            );
+            assert!(
+                p.receipt.is_some() && p.refusal.is_none(),
+                "activation, cycle {cycle}: receipt {:?}, refusal {:?}",
+                p.receipt.as_ref().map(|r| r.server_time),
+                p.refusal.as_ref().map(|r| format!("{:?}", r.reason))
+            );
+            assert!(p.open_run.is_none(), "activation, cycle {cycle}");
+        });
+
+        // The start of a run.
+        let mut rt = licd.client().await;
+        let v = rt
+            .call(&json!({"cmd": "runtime_started"}))
+            .await
+            .expect("call");
+        assert_eq!(v["ok"], json!(true), "cycle {cycle}: {v}");
+        let mut started = None;
+        cut!(&v["status"], |p: &daemon::state::Persisted| {
+            let run = p
+                .open_run
+                .as_ref()
+                .unwrap_or_else(|| panic!("run start lost, cycle {cycle}"));
+            assert_eq!(run.boot_id, boot.trim(), "cycle {cycle}");
+            started = Some(run.started);
+        });
+        drop(rt);
+
+        // A seat (of the run the runtime continues): seats are never stored,
+        // so a new daemon has none, and nothing else changed.
+        let mut rt = licd.client().await;
+        let v = rt
+            .call(&json!({"cmd": "runtime_started"}))
+            .await
+            .expect("call");
+        assert_eq!(v["ok"], json!(true), "cycle {cycle}: {v}");
+        let v = rt
+            .call(&json!({"cmd": "acquire_seat", "program": "pwa"}))
+            .await
+            .expect("call");
+        assert_eq!(
+            (v["ok"].clone(), v["held"].clone()),
+            (json!(true), json!(1)),
+            "cycle {cycle}: {v}"
+        );
+        let before = licd.status().await;
+        assert_eq!(before["seats"]["pwa"]["used"], json!(1), "cycle {cycle}");
+        let s = cut!(&before, |p: &daemon::state::Persisted| {
+            assert_eq!(
+                p.open_run.as_ref().map(|r| r.started),
+                started,
+                "seat, cycle {cycle}"
+            );
+            assert_eq!(
+                p.grant.as_ref().map(|g| g.serial),
+                Some(serial),
+                "seat, cycle {cycle}"
+            );
+        });
+        assert_eq!(s["seats"]["pwa"]["used"], json!(0), "cycle {cycle}: {s}");
+        drop(rt);
+        // The runtime ends its run (not a round).
+        let mut rt = licd.client().await;
+        for cmd in ["runtime_started", "runtime_stopped"] {
+            let v = rt.call(&json!({"cmd": cmd})).await.expect("call");
+            assert_eq!(v["ok"], json!(true), "cycle {cycle}: {v}");
+        }
+        drop(rt);
+
+        // A new grant (an upgrade), fetched by a check.
+        clock.advance_secs(600);
+        let mut adds = Entitlements::none();
+        adds.pwa_users = 1;
+        pls.admin(AdminRequest::Upgrade {
+            number: number.clone(),
+            adds,
+            paid: true,
+        });
+        let v = licd.call(json!({"cmd": "check_now"})).await;
+        assert_eq!(v["check"], json!("succeeded"), "cycle {cycle}: {v}");
+        let upgraded = v["status"]["grant_serial"].as_u64().expect("serial");
+        assert!(upgraded > serial, "cycle {cycle}: {v}");
+        let server_time = keys::Clock::now(&clock);
+        cut!(&v["status"], |p: &daemon::state::Persisted| {
+            assert_eq!(
+                p.grant.as_ref().map(|g| g.serial),
+                Some(upgraded),
+                "new grant, cycle {cycle}"
+            );
+            assert_eq!(
+                p.receipt.as_ref().map(|r| r.server_time),
+                Some(server_time),
+                "new grant, cycle {cycle}"
+            );
+            assert!(p.open_run.is_none(), "new grant, cycle {cycle}");
+        });
+
+        // A refusal (the license was reset).
+        pls.admin(AdminRequest::Reset {
+            number: number.clone(),
+        });
+        let v = licd.call(json!({"cmd": "check_now"})).await;
+        assert_eq!(v["check"], json!("refused"), "cycle {cycle}: {v}");
+        let s = cut!(&v["status"], |p: &daemon::state::Persisted| {
+            assert!(p.refusal.is_some(), "refusal lost, cycle {cycle}");
+        });
+        assert_eq!(s["state"], json!("refused"), "cycle {cycle}: {s}");
+    }
+    assert_eq!(round, 5 * CYCLES);
+
+    licd.down().await;
     pls.down().await;
 }
 

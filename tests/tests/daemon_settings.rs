@@ -153,8 +153,13 @@ async fn download(http: SocketAddr, number: &keys::LicenseNumber) -> String {
 
 /// `promos-licd` with the downloaded configuration and what this test host
 /// adds in the environment (where state and socket live, a test hardware ID).
+/// `PROMOS_LICD_BENCH_BIN` (as in the daemon's socket bench) runs another
+/// build, e.g. a release binary, for the idle RSS this test prints.
 fn licd(dir: &Path, config: &Path) -> Command {
-    let mut c = Command::new(binary("daemon", "promos-licd"));
+    let bin = std::env::var_os("PROMOS_LICD_BENCH_BIN")
+        .map(Into::into)
+        .unwrap_or_else(|| binary("daemon", "promos-licd"));
+    let mut c = Command::new(bin);
     c.arg("--config")
         .arg(config)
         .env("PROMOS_LICD_DATA_DIR", dir.join("licd"))
@@ -255,6 +260,15 @@ async fn the_portals_daemon_settings_download_activates_a_daemon_unchanged() {
         ),
         "{s}"
     );
+    // Idle after the activation (its QUIC client done): the footprint of a
+    // soft-dongle host, printed for BENCHMARKS.md (`-- --nocapture`).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss = std::fs::read_to_string(format!("/proc/{}/status", daemon.0.id()))
+        .expect("/proc status")
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().to_owned()))
+        .expect("VmRSS");
+    eprintln!("soft-dongle daemon idle after activation: VmRSS {rss}");
     // The configuration is still the downloaded file, byte for byte.
     assert_eq!(std::fs::read_to_string(&config).expect("read"), file);
     assert!(

@@ -423,6 +423,54 @@ fn a_refusal_ends_the_license_at_once_and_a_later_check_restores_it() {
     }
 }
 
+/// Found by the power-cut test: a refused host (reset) is activated again
+/// while a check it sent before is still out; that check's refusal, in the
+/// same second as the activation's receipt, must not end the new binding.
+#[test]
+fn the_answer_to_a_check_sent_before_an_activation_changes_nothing() {
+    let mut h = Host::activated(Protection::SoftDongle);
+    h.advance_to(day(1));
+    let n = Nonce::random();
+    h.input(Input::Refused {
+        nonce: n,
+        refusal: refusal(n, RefusalReason::LicenseWasReset, day(1)),
+    });
+    assert!(!h.decide().licensed);
+    let (before, answered_ok) = (Nonce::random(), Nonce::random());
+    h.input(Input::CheckSent { nonce: before });
+    h.input(Input::CheckSent { nonce: answered_ok });
+    let a = Nonce::random();
+    h.input(Input::Activated {
+        nonce: a,
+        receipt: receipt(a, day(1)),
+        grant: grant(Protection::SoftDongle, 2),
+    });
+    assert!(h.decide().licensed);
+    assert!(
+        h.m.persisted().pending.is_empty(),
+        "stale checks are not waited for"
+    );
+    h.input(Input::Refused {
+        nonce: before,
+        refusal: refusal(before, RefusalReason::LicenseWasReset, day(1)),
+    });
+    assert!(h.decide().licensed, "a stale refusal ended the new binding");
+    assert!(h.m.persisted().refusal.is_none());
+    // Nor when it comes late, through a peer.
+    h.input(Input::LateRefusal {
+        refusal: refusal(answered_ok, RefusalReason::LicenseWasReset, day(1)),
+    });
+    assert!(h.decide().licensed);
+    // A check sent after the activation is answered as always.
+    let after = Nonce::random();
+    h.input(Input::CheckSent { nonce: after });
+    h.input(Input::Refused {
+        nonce: after,
+        refusal: refusal(after, RefusalReason::LicenseWasReset, day(1)),
+    });
+    assert!(!h.decide().licensed);
+}
+
 #[test]
 fn answers_for_another_request_or_host_are_ignored() {
     let mut h = Host::activated(Protection::SoftDongle);

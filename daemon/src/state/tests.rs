@@ -1412,10 +1412,18 @@ fn an_offline_activation_and_check_count_from_the_files_server_time() {
     h.advance_to(day(33));
     let later = file_receipt(chk, day(26));
     h.input(Input::OfflineAnswer(later.clone()));
-    assert_eq!(h.m.last_check(), Some(day(26)), "the periods count from day 26");
+    assert_eq!(
+        h.m.last_check(),
+        Some(day(26)),
+        "the periods count from day 26"
+    );
     assert_eq!(h.phase(), Phase::Licensed);
     h.advance_to(day(36).plus_secs(1));
-    assert_eq!(h.phase(), Phase::ServerUnreachable, "a week less of silence");
+    assert_eq!(
+        h.phase(),
+        Phase::ServerUnreachable,
+        "a week less of silence"
+    );
     // The same answer again, and the activation answer again: not waiting.
     let now = h.now();
     assert_eq!(
@@ -1505,7 +1513,10 @@ fn open_request_files_are_bounded_survive_a_restart_and_outlast_network_checks()
             nonce: Nonce::random(),
         });
     }
-    assert!(!h.m.is_offline_pending(&first), "the oldest is forgotten first");
+    assert!(
+        !h.m.is_offline_pending(&first),
+        "the oldest is forgotten first"
+    );
     assert_eq!(h.m.persisted().offline_pending.len(), MAX_OFFLINE_PENDING);
 }
 

@@ -44,6 +44,7 @@ const DONGLE_LAST_SEEN: &str = "dongle_last_seen";
 const OPEN_RUN: &str = "open_run";
 const RUNS: &str = "runs";
 const PENDING: &str = "pending";
+const OFFLINE_PENDING: &str = "offline_pending";
 const SUPERSEDED: &str = "superseded";
 /// The generation of the snapshot in sled (u64 big-endian); absent in caches
 /// written before the state file existed.
@@ -157,6 +158,9 @@ struct Snapshot {
     dongle_last_seen: Option<u64>,
     open_run: Option<OpenRun>,
     pending: Vec<Nonce>,
+    /// Since issue 19 (request files); absent in older state files.
+    #[serde(default)]
+    offline_pending: Vec<Nonce>,
 }
 
 impl Snapshot {
@@ -171,6 +175,7 @@ impl Snapshot {
             dongle_last_seen: p.dongle_last_seen.map(|t| t.secs()),
             open_run: p.open_run.clone(),
             pending: p.pending.clone(),
+            offline_pending: p.offline_pending.clone(),
         }
     }
 
@@ -234,6 +239,7 @@ impl Snapshot {
             dongle_last_seen: self.dongle_last_seen.map(UnixTime),
             open_run: self.open_run,
             pending: self.pending,
+            offline_pending: self.offline_pending,
         }
     }
 }
@@ -536,6 +542,7 @@ impl Cache {
             dongle_last_seen: self.time(DONGLE_LAST_SEEN, damage),
             open_run: self.db_json(OPEN_RUN, damage),
             pending: self.db_json(PENDING, damage).unwrap_or_default(),
+            offline_pending: self.db_json(OFFLINE_PENDING, damage).unwrap_or_default(),
         }
     }
 
@@ -623,6 +630,7 @@ impl Cache {
         put(REFUSAL, s.refusal.as_ref().map(json));
         put(SUPERSEDED, s.superseded.as_ref().map(json));
         put(PENDING, Some(json(&s.pending)));
+        put(OFFLINE_PENDING, Some(json(&s.offline_pending)));
         put(HIGH_WATER, Some(s.high_water.to_be_bytes().to_vec()));
         put(
             DONGLE_LAST_SEEN,

@@ -289,6 +289,43 @@ pub fn fixed(lang: Lang, done: &[Fixed]) -> String {
     out
 }
 
+/// After `offline request`: where the file is and what to do with it.
+pub fn offline_request_written(lang: Lang, path: &std::path::Path) -> String {
+    match lang {
+        Lang::De => format!(
+            "Anfragedatei geschrieben: {}\nLaden Sie sie auf der Lizenzseite im Lizenzserver unter \"Offline-Prüfung\" hoch und bringen Sie die Antwortdatei zurück: promos-licd offline apply DATEI",
+            path.display()
+        ),
+        Lang::En => format!(
+            "Request file written: {}\nUpload it on the license page of the license server under \"Offline check\" and bring the answer file back: promos-licd offline apply FILE",
+            path.display()
+        ),
+    }
+}
+
+/// After `offline apply`: what the answer did (`activated`, `checked`, `refused`).
+pub fn offline_applied(lang: Lang, applied: &str) -> String {
+    match (lang, applied) {
+        (Lang::De, "activated") => "Antwortdatei übernommen: dieser Computer ist aktiviert.".into(),
+        (Lang::De, "checked") => "Antwortdatei übernommen: die Lizenzprüfung war erfolgreich.".into(),
+        (Lang::De, "refused") => "Antwortdatei übernommen: der Lizenzserver hat die Lizenz für diesen Computer abgelehnt.".into(),
+        (Lang::En, "activated") => "Answer file applied: this computer is activated.".into(),
+        (Lang::En, "checked") => "Answer file applied: the license check succeeded.".into(),
+        (Lang::En, "refused") => "Answer file applied: the license server refused the license for this computer.".into(),
+        (Lang::De, other) => format!("Antwortdatei übernommen ({other})."),
+        (Lang::En, other) => format!("Answer file applied ({other})."),
+    }
+}
+
+/// `offline apply` refused: the daemon's reason (English, precise) after a
+/// sentence in the user's language.
+pub fn offline_refused(lang: Lang, message: &str) -> String {
+    match lang {
+        Lang::De => format!("Antwortdatei nicht übernommen, nichts wurde geändert: {message}"),
+        Lang::En => format!("Answer file not applied, nothing was changed: {message}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

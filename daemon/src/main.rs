@@ -64,12 +64,36 @@ enum Command {
         #[arg(long, env = "PROMOS_LICD_TOKEN", hide_env_values = true)]
         token: String,
     },
+    /// Checks and activation by file, for sites without any internet
+    /// (asks the running daemon).
+    #[command(subcommand)]
+    Offline(Offline),
     /// Find (and with --fix, rename) old license files (manual chapter 11).
     Doctor {
         #[arg(long)]
         project: PathBuf,
         #[arg(long)]
         fix: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum Offline {
+    /// Write a request file to upload on the license page ("Offline check"):
+    /// this host's check, or, not yet activated, its activation request.
+    Request {
+        /// Where to write it (default: the printed name in the current directory;
+        /// `-` for stdout).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The license number, for a host not activated yet (from the license page).
+        #[arg(long)]
+        license: Option<String>,
+    },
+    /// Apply the answer file downloaded from the license page.
+    Apply {
+        /// The answer file (`-` for stdin).
+        file: PathBuf,
     },
 }
 
@@ -240,9 +264,66 @@ async fn client_command(cmd: &Command, socket: &std::path::Path) -> anyhow::Resu
             println!("{}", cli_text::activated(lang));
             print!("{}", cli_text::status(lang, &v["status"]));
         }
+        Command::Offline(Offline::Request { out, license }) => {
+            let v = c
+                .call(&json!({"cmd": "offline_request", "license_number": license}))
+                .await?;
+            if v["ok"] != json!(true) {
+                bail!("{}", v["message"].as_str().unwrap_or("?"));
+            }
+            let text = v["file"].as_str().unwrap_or_default();
+            let path = out
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(v["file_name"].as_str().unwrap_or("request.txt")));
+            if path == std::path::Path::new("-") {
+                print!("{text}");
+            } else {
+                std::fs::write(&path, text)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                println!("{}", cli_text::offline_request_written(lang, &path));
+            }
+        }
+        Command::Offline(Offline::Apply { file }) => {
+            let text = read_answer_file(file)?;
+            let v = c
+                .call(&json!({"cmd": "offline_apply", "file": text}))
+                .await?;
+            if v["ok"] != json!(true) {
+                eprintln!(
+                    "{}",
+                    cli_text::offline_refused(lang, v["message"].as_str().unwrap_or("?"))
+                );
+                std::process::exit(2);
+            }
+            println!(
+                "{}",
+                cli_text::offline_applied(lang, v["applied"].as_str().unwrap_or("?"))
+            );
+            print!("{}", cli_text::status(lang, &v["status"]));
+        }
         _ => {}
     }
     Ok(())
+}
+
+/// Reads an answer file whole, refusing one larger than any offline file.
+fn read_answer_file(path: &std::path::Path) -> anyhow::Result<String> {
+    use std::io::Read;
+    let max = wire::offline::MAX_FILE_BYTES as u64;
+    let mut text = String::new();
+    let read = if path == std::path::Path::new("-") {
+        std::io::stdin().take(max + 1).read_to_string(&mut text)
+    } else {
+        std::fs::File::open(path).and_then(|f| f.take(max + 1).read_to_string(&mut text))
+    };
+    read.with_context(|| format!("reading the answer file {}", path.display()))?;
+    if text.len() as u64 > max {
+        bail!(
+            "{} is larger than {max} bytes: it is not an answer file of the license portal",
+            path.display()
+        );
+    }
+    Ok(text)
 }
 
 /// This host's hardware ID as the daemon computes it.

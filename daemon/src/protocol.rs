@@ -48,6 +48,15 @@ pub enum Command {
         server: Option<String>,
     },
     Hwid {},
+    /// Write a request file (sites without internet); `license_number` only
+    /// for a host not activated yet.
+    OfflineRequest {
+        license_number: Option<String>,
+    },
+    /// Apply an answer file: its whole text.
+    OfflineApply {
+        file: String,
+    },
 }
 
 /// The status object: everything the runtime (and `promos-licd status`, and
@@ -300,6 +309,33 @@ pub enum Answer {
         id: Option<Value>,
         ok: bool,
     },
+    /// `offline_request`: the request file's name and text.
+    OfflineRequest {
+        file: String,
+        file_name: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<Value>,
+        ok: bool,
+    },
+    /// `offline_apply`: what the answer did, and the status after it.
+    OfflineApplied {
+        applied: crate::service::OfflineApplied,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<Value>,
+        ok: bool,
+        status: StatusJson,
+    },
+    /// `offline_request` / `offline_apply` refused: a stable code
+    /// (`other_host`, `not_waiting`, `older_answer`, `bad_file`, ...) and why.
+    OfflineRefused {
+        /// Always `offline_refused`.
+        error: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<Value>,
+        message: String,
+        ok: bool,
+        reason: &'static str,
+    },
     /// `runtime_stopped`.
     Done {
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -356,10 +392,24 @@ impl Answer {
         }
     }
 
+    /// An offline request or answer file refused: its code and why.
+    pub fn offline_refused(e: &crate::service::OfflineError) -> Answer {
+        Answer::OfflineRefused {
+            error: "offline_refused",
+            id: None,
+            message: e.to_string(),
+            ok: false,
+            reason: e.code(),
+        }
+    }
+
     /// Echoes the request's `id`.
     pub fn with_id(mut self, request_id: Option<Value>) -> Answer {
         match &mut self {
             Answer::Status { id, .. }
+            | Answer::OfflineRequest { id, .. }
+            | Answer::OfflineApplied { id, .. }
+            | Answer::OfflineRefused { id, .. }
             | Answer::Check { id, .. }
             | Answer::SeatAcquired { id, .. }
             | Answer::SeatReleased { id, .. }

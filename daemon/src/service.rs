@@ -19,7 +19,9 @@ use std::time::Instant;
 use tokio::sync::{broadcast, watch, Notify};
 use wire::{Activate, Check, Nonce, Request, Response, RuntimeState, Seats, Token};
 
+mod offline;
 mod peers;
+pub use offline::{OfflineApplied, OfflineError};
 pub use peers::PeerNet;
 
 /// How often a daemon that lost its state asks the server for the grant
@@ -717,8 +719,20 @@ impl Shared {
     /// The check to send now and its nonce (recorded as sent); `None` if
     /// there is nothing to check (not activated).
     fn check_request(&self) -> Option<(Request, Nonce)> {
-        let (request, nonce) = {
-            let mut inner = self.lock();
+        let check = self.check_message()?;
+        let nonce = check.nonce;
+        let mut inner = self.lock();
+        inner.last_check_attempt = Some(inner.now().wall);
+        inner.apply(Input::CheckSent { nonce });
+        drop(inner);
+        Some((Request::Check(check), nonce))
+    }
+
+    /// The check this host would send now, with a fresh nonce (not yet
+    /// recorded as sent); `None` if there is nothing to check.
+    fn check_message(&self) -> Option<Check> {
+        {
+            let inner = self.lock();
             let held = match inner.machine.grant() {
                 Some(g) => inner
                     .machine
@@ -730,7 +744,6 @@ impl Shared {
                 None => self.licinfo_license().map(|n| (n, None)),
             };
             let grant = held?;
-            inner.last_check_attempt = Some(inner.now().wall);
             let nonce = Nonce::random();
             let check = Check {
                 license_number: grant.0,
@@ -741,10 +754,8 @@ impl Shared {
                 daemon_version: DAEMON_VERSION.into(),
                 nonce,
             };
-            (Request::Check(check), nonce)
-        };
-        self.lock().apply(Input::CheckSent { nonce });
-        Some((request, nonce))
+            Some(check)
+        }
     }
 
     async fn check_once(&self) -> CheckOutcome {
@@ -884,6 +895,8 @@ impl Shared {
         let mut inner = self.lock();
         inner.apply(Input::ProjectScan(project));
         inner.apply(Input::DongleScan(serials));
+        drop(inner);
+        self.apply_dropped_answers();
     }
 
     fn project_scan(&self) -> ProjectScan {

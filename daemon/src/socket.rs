@@ -22,6 +22,8 @@
 //! | `{"cmd":"check_now"}` | waits for a check that starts after the request, then `{"ok":true,"check":"succeeded","status":{...}}` (`check`: `succeeded`, `refused`, `failed`, `not_activated`, `timed_out`) |
 //! | `{"cmd":"activate","license_number":"1921900012","token":"...","server":"license.promosnt.com"}` | `{"ok":true,"status":{...}}` or `"error":"activation_refused"` with German and English text |
 //! | `{"cmd":"hwid"}` | `{"ok":true,"hardware_id":"502c649d1171ad2e8705074ce97791db"}` |
+//! | `{"cmd":"offline_request"}` (not activated: `"license_number":"1921900012"`) | `{"ok":true,"file":"-----BEGIN PROMOS OFFLINE REQUEST v1-----...","file_name":"promos-offline-request-1921900012.txt"}` |
+//! | `{"cmd":"offline_apply","file":"-----BEGIN PROMOS OFFLINE ANSWER v1-----..."}` | `{"ok":true,"applied":"checked","status":{...}}` (`applied`: `activated`, `checked`, `refused`) or `"error":"offline_refused"` with `reason` (`other_host`, `not_waiting`, `older_answer`, `other_license`, `clock_behind`, `bad_file`, `not_verified`, `server_error`, `no_license`, `hard_dongle`) and `message` |
 //!
 //! The runtime sends `runtime_started` first at its start and keeps that
 //! connection open: 1-hour and 24-hour runs count from it.
@@ -303,6 +305,34 @@ async fn answer(shared: &Arc<Shared>, conn: ConnId, line: &[u8], subscribed: &mu
                 }
                 Err(e) => Answer::error(ErrorCode::ActivationFailed, e.to_string()),
             },
+        },
+        Command::OfflineRequest { license_number } => {
+            let number = match license_number.map(|n| n.parse()).transpose() {
+                Ok(n) => n,
+                Err(e) => {
+                    return Answer::error(ErrorCode::BadLicenseNumber, format!("{e}"))
+                        .with_id(id)
+                        .to_line()
+                }
+            };
+            match shared.offline_request(number) {
+                Ok((file_name, file)) => Answer::OfflineRequest {
+                    file,
+                    file_name,
+                    id: None,
+                    ok: true,
+                },
+                Err(e) => Answer::offline_refused(&e),
+            }
+        }
+        Command::OfflineApply { file } => match shared.offline_apply(&file) {
+            Ok(applied) => Answer::OfflineApplied {
+                applied,
+                id: None,
+                ok: true,
+                status: shared.status_json(),
+            },
+            Err(e) => Answer::offline_refused(&e),
         },
         Command::Hwid {} => Answer::Hwid {
             hardware_id: shared.hardware_id.to_string(),

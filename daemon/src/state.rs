@@ -95,6 +95,12 @@ pub const MAX_RETRY_SECS: u64 = UnixTime::HOUR;
 /// daemon checks at most hourly while offline, so 64 covers a few days of
 /// retries, and the oldest are forgotten first (a newer answer supersedes them).
 pub const MAX_PENDING_NONCES: usize = 64;
+/// Request files written whose answer file may still come (sites without any
+/// internet). Kept apart from [`MAX_PENDING_NONCES`], which hourly failing
+/// network checks fill within days, while a file may travel for weeks. A
+/// customer has one request underway, rarely a few; 16 forgives many
+/// abandoned ones (the oldest is forgotten first).
+pub const MAX_OFFLINE_PENDING: usize = 16;
 const FIRST_RETRY_SECS: u64 = 60;
 
 /// One reading of the clocks, taken by the shell.
@@ -195,6 +201,15 @@ pub enum Input {
     PeerGrant {
         grant: Verified<LicenseGrant>,
     },
+    /// A request file was written with this nonce (`promos-licd offline
+    /// request`); its answer file may come days later.
+    OfflineRequested {
+        nonce: Nonce,
+    },
+    /// A verified answer file. The shell asks
+    /// [`LicenseMachine::offline_verdict`] first: an answer it refuses changes
+    /// nothing; one it accepts is taken exactly as a network answer.
+    OfflineAnswer(OfflineAnswer),
     /// The serials of the ProMoS dongles currently plugged in.
     DongleScan(Vec<DongleSerial>),
     /// What the `lic/` directory holds.
@@ -202,6 +217,49 @@ pub enum Input {
     /// The ProMoS runtime reported that it started / stopped.
     RuntimeStarted,
     RuntimeStopped,
+}
+
+/// What an answer file brought, verified.
+// One per applied file; boxing the large variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug)]
+pub enum OfflineAnswer {
+    /// An activation's or check's receipt, and the grant if one came along.
+    Receipt {
+        receipt: Verified<CheckReceipt>,
+        grant: Option<Verified<LicenseGrant>>,
+    },
+    Refusal(Verified<Refusal>),
+}
+
+impl OfflineAnswer {
+    fn nonce(&self) -> Nonce {
+        match self {
+            OfflineAnswer::Receipt { receipt, .. } => receipt.nonce,
+            OfflineAnswer::Refusal(r) => r.nonce,
+        }
+    }
+}
+
+/// Why an answer file is not taken. Nothing changes when one is refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum OfflineRefusal {
+    #[error("this answer is for the host with hardware ID {answer}, this host is {this}: apply it on the host that wrote the request")]
+    OtherHost {
+        answer: HardwareId,
+        this: HardwareId,
+    },
+    #[error("this answer answers no request file this host is waiting for: it was applied already, or the request was not written on this host (write a new request with `promos-licd offline request`)")]
+    NotWaiting,
+    #[error("a newer answer (server time {held}) is already in force; this one (server time {answer}) would turn the time back, and is not taken")]
+    Older { held: UnixTime, answer: UnixTime },
+    #[error("this answer is for license {answer}, this host holds license {held}")]
+    OtherLicense {
+        answer: keys::LicenseNumber,
+        held: keys::LicenseNumber,
+    },
+    #[error("the answer's server time {answer} is more than 1 hour ahead of this computer's clock {here}: set the clock right and apply it again")]
+    ClockBehind { answer: UnixTime, here: UnixTime },
 }
 
 /// The license files found in the project's `lic/` directory.
@@ -357,6 +415,9 @@ pub struct Persisted {
     pub open_run: Option<OpenRun>,
     /// Nonces of checks sent whose answer has not come yet (oldest first).
     pub pending: Vec<Nonce>,
+    /// Nonces of request files written whose answer file has not been
+    /// applied yet (oldest first, at most [`MAX_OFFLINE_PENDING`]).
+    pub offline_pending: Vec<Nonce>,
     /// A newer grant of this host's license bound to another host (the license
     /// was reset and moved), learned from a peer.
     pub superseded: Option<Verified<LicenseGrant>>,
@@ -385,6 +446,7 @@ impl Default for Persisted {
             dongle_last_seen: None,
             open_run: None,
             pending: Vec::new(),
+            offline_pending: Vec::new(),
             superseded: None,
         }
     }
@@ -403,6 +465,7 @@ pub struct LicenseMachine {
     /// [`MAX_PENDING_NONCES`]): their answers are ignored. Not persisted: a
     /// restart ends every check in flight.
     stale: Vec<Nonce>,
+    offline_pending: Vec<Nonce>,
     superseded: Option<Verified<LicenseGrant>>,
     file: Option<Result<Verified<LicenseGrant>, String>>,
     other_json: Vec<String>,
@@ -446,6 +509,7 @@ impl LicenseMachine {
             refusal: persisted.refusal,
             pending: persisted.pending,
             stale: Vec::new(),
+            offline_pending: persisted.offline_pending,
             superseded: persisted.superseded,
             file: None,
             other_json: Vec::new(),
@@ -526,6 +590,36 @@ impl LicenseMachine {
                 }
             }
             Input::PeerGrant { grant } => extra.extend(self.on_peer_grant(grant)),
+            Input::OfflineRequested { nonce } => {
+                if !self.offline_pending.contains(&nonce) {
+                    self.offline_pending.push(nonce);
+                }
+                let excess = self
+                    .offline_pending
+                    .len()
+                    .saturating_sub(MAX_OFFLINE_PENDING);
+                self.offline_pending.drain(..excess);
+            }
+            Input::OfflineAnswer(answer) => {
+                if self.offline_verdict(&answer, now).is_ok() {
+                    let nonce = answer.nonce();
+                    self.offline_pending.retain(|n| *n != nonce);
+                    match answer {
+                        OfflineAnswer::Receipt { receipt, grant } => {
+                            extra.extend(self.on_success(nonce, receipt, grant, t, true))
+                        }
+                        OfflineAnswer::Refusal(refusal) if self.grant.is_none() => {
+                            // A refused activation: nothing to end here (as a
+                            // refused network activation, it is only reported).
+                            self.last_failure = Some(format!(
+                                "the activation by file was refused: {}",
+                                refusal.reason.message(false)
+                            ));
+                        }
+                        OfflineAnswer::Refusal(refusal) => self.on_refusal(nonce, refusal, t),
+                    }
+                }
+            }
             Input::CheckFailed { reason } => {
                 self.failures = self.failures.saturating_add(1);
                 self.last_attempt = Some(t);
@@ -574,6 +668,81 @@ impl LicenseMachine {
         let before = self.pending.len();
         self.pending.retain(|n| *n != nonce);
         self.pending.len() != before
+    }
+
+    /// Whether an answer file would be taken, and if not, why. Taken exactly
+    /// as a network answer, but only for this host, only for a request file
+    /// it is still waiting for (so once), never older than the answer in
+    /// force, and under the clock rule of every receipt.
+    pub fn offline_verdict(
+        &mut self,
+        answer: &OfflineAnswer,
+        now: Now,
+    ) -> Result<(), OfflineRefusal> {
+        let t = self.time.effective(now);
+        let (host, license, server_time, grant) = match answer {
+            OfflineAnswer::Receipt { receipt, grant } => (
+                &receipt.hardware_id,
+                &receipt.license_number,
+                receipt.server_time,
+                grant.as_ref(),
+            ),
+            OfflineAnswer::Refusal(r) => (&r.hardware_id, &r.license_number, r.server_time, None),
+        };
+        if host != &self.hardware_id {
+            return Err(OfflineRefusal::OtherHost {
+                answer: host.clone(),
+                this: self.hardware_id.clone(),
+            });
+        }
+        if let Some(g) = grant {
+            if g.binding != Binding::HardwareId(self.hardware_id.clone()) {
+                let answer = match &g.binding {
+                    Binding::HardwareId(h) => h.clone(),
+                    Binding::DongleSerial(_) => self.hardware_id.clone(),
+                };
+                return Err(OfflineRefusal::OtherHost {
+                    answer,
+                    this: self.hardware_id.clone(),
+                });
+            }
+        }
+        if !self.offline_pending.contains(&answer.nonce()) {
+            return Err(OfflineRefusal::NotWaiting);
+        }
+        if let Some(held) = &self.grant {
+            if &held.license_number != license {
+                return Err(OfflineRefusal::OtherLicense {
+                    answer: license.clone(),
+                    held: held.license_number.clone(),
+                });
+            }
+        }
+        let newest = self
+            .receipt
+            .as_ref()
+            .map(|r| r.server_time)
+            .into_iter()
+            .chain(self.refusal.as_ref().map(|r| r.server_time))
+            .max();
+        if let Some(held) = newest.filter(|h| *h > server_time) {
+            return Err(OfflineRefusal::Older {
+                held,
+                answer: server_time,
+            });
+        }
+        if server_time > t.plus_secs(FUTURE_TOLERANCE_SECS) {
+            return Err(OfflineRefusal::ClockBehind {
+                answer: server_time,
+                here: t,
+            });
+        }
+        Ok(())
+    }
+
+    /// True if a request file with this nonce was written and not answered yet.
+    pub fn is_offline_pending(&self, nonce: &Nonce) -> bool {
+        self.offline_pending.contains(nonce)
     }
 
     /// True if a check with this nonce was sent and not answered yet.
@@ -1262,6 +1431,7 @@ impl LicenseMachine {
                     boot_id: self.boot_id.clone(),
                 }),
             pending: self.pending.clone(),
+            offline_pending: self.offline_pending.clone(),
             superseded: self.superseded.clone(),
         }
     }

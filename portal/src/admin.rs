@@ -104,6 +104,13 @@ pub enum AdminRequest {
     ExportLicense {
         number: LicenseNumber,
     },
+    /// Answers a request file of a site without internet (`promos-licd
+    /// offline request`): the answer file's text. The vendor authorises an
+    /// activation.
+    OfflineAnswer {
+        /// The request file's text.
+        request: String,
+    },
 }
 
 /// Who sends the command.
@@ -479,6 +486,36 @@ pub fn execute(ctx: &AdminContext, envelope: AdminEnvelope) -> Result<AdminReply
                 .map_err(|e| AdminError::Invalid(e.to_string()))?;
             Ok(AdminReply {
                 data: serde_json::json!({"license_number": number, "file": file}),
+                text: file,
+            })
+        }
+        AdminRequest::OfflineAnswer { request } => {
+            let request = wire::offline::read_request(&request)
+                .map_err(|e| AdminError::Invalid(format!("the request file: {e}")))?;
+            let service = crate::service::Service::new(
+                store.clone(),
+                ctx.key.clone(),
+                ctx.clock.clone(),
+                u32::MAX,
+            );
+            let operator = match &actor {
+                Actor::Admin(name) => name.clone(),
+                other => other.to_string(),
+            };
+            let response = service.answer_offline(
+                request.clone(),
+                &crate::service::OfflineAuthor::Vendor(operator),
+            );
+            let outcome = crate::service::offline_outcome(&response, &ctx.key);
+            let file = wire::offline::write_answer(&request, &response)
+                .map_err(|e| AdminError::Invalid(e.to_string()))?;
+            Ok(AdminReply {
+                data: serde_json::json!({
+                    "license_number": request.license_number(),
+                    "hardware_id": request.hardware_id().to_string(),
+                    "outcome": outcome,
+                    "file": file,
+                }),
                 text: file,
             })
         }

@@ -523,6 +523,18 @@ pub fn decide_activation(
     if !license.token.matches(token) {
         return Refuse(RefusalReason::WrongToken);
     }
+    decide_authorised_activation(license, host, now)
+}
+
+/// The activation rules once the activation is authorised: by the token (a
+/// network activation, [`decide_activation`]), or, for an activation by file,
+/// by the license's owner logged in to the portal or by the vendor.
+pub fn decide_authorised_activation(
+    license: &License,
+    host: &HardwareId,
+    now: UnixTime,
+) -> ActivationDecision {
+    use ActivationDecision::*;
     if !is_active(license) {
         return Refuse(RefusalReason::NotYetActivated);
     }

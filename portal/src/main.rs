@@ -142,6 +142,16 @@ enum AdminCommand {
         number: String,
         file: Option<PathBuf>,
     },
+    /// Answer a request file of a site without internet (written by
+    /// `promos-licd offline request`): writes the answer file to FILE
+    /// (replaced atomically) or stdout. An activation request needs no token:
+    /// the vendor authorises it. The check-in is recorded as "by file".
+    OfflineAnswer {
+        /// The request file (`-` for stdin).
+        request: PathBuf,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Check the database's internal consistency.
     Verify,
 }
@@ -415,6 +425,26 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     }
 }
 
+/// Reads a request file whole, refusing one larger than any offline file.
+fn read_offline_file(path: &std::path::Path) -> Result<String> {
+    use std::io::Read;
+    let max = wire::offline::MAX_FILE_BYTES as u64;
+    let mut text = String::new();
+    let read = if path == std::path::Path::new("-") {
+        std::io::stdin().take(max + 1).read_to_string(&mut text)
+    } else {
+        std::fs::File::open(path).and_then(|f| f.take(max + 1).read_to_string(&mut text))
+    };
+    read.with_context(|| format!("reading the request file {}", path.display()))?;
+    if text.len() as u64 > max {
+        bail!(
+            "{} is larger than {max} bytes: it is not a request file of promos-licd",
+            path.display()
+        );
+    }
+    Ok(text)
+}
+
 fn operator() -> String {
     std::env::var("SUDO_USER")
         .or_else(|_| std::env::var("USER"))
@@ -561,6 +591,12 @@ async fn admin_command(config: Config, json: bool, command: AdminCommand) -> Res
             output = file;
             AdminRequest::ExportLicense {
                 number: number(&n)?,
+            }
+        }
+        AdminCommand::OfflineAnswer { request, out } => {
+            output = out;
+            AdminRequest::OfflineAnswer {
+                request: read_offline_file(&request)?,
             }
         }
         AdminCommand::Verify => AdminRequest::Verify,

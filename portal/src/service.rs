@@ -7,15 +7,17 @@
 //! no. Protocol problems get an unsigned [`ErrorReply`], which never changes what
 //! a daemon believes about its license.
 
+use crate::domain::AccountId;
 use crate::domain::CHECK_INTERVAL_SECS;
 use crate::metrics::{request_kind, Metrics};
-use crate::store::{HostActivation, HostCheck, Store};
+use crate::store::{ActivationAuthority, HostActivation, HostCheck, Store};
 use keys::{Clock, HardwareId, LicenseNumber, Signed, SigningKeyPair, UnixTime};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use wire::codec::{self, DecodeError};
+use wire::offline::OfflineRequest;
 use wire::{
     CheckReceipt, ErrorReply, Nonce, Refusal, RefusalReason, RelayEnvelope, Request, Response,
     RuntimeState, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
@@ -30,6 +32,39 @@ pub struct Source {
     pub ip: IpAddr,
     /// For records: the address, and the relay's hardware ID if relayed.
     pub label: String,
+}
+
+/// Who brought a request file to the server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OfflineAuthor {
+    /// The license's owner, logged in to the portal.
+    Owner(AccountId),
+    /// The vendor, by operator name (`pls admin offline-answer`).
+    Vendor(String),
+}
+
+impl OfflineAuthor {
+    /// The check-in's and audit trail's "from": marked as by file.
+    pub fn label(&self) -> String {
+        match self {
+            OfflineAuthor::Owner(a) => format!("by file (portal, account {a})"),
+            OfflineAuthor::Vendor(op) => format!("by file (vendor {op})"),
+        }
+    }
+}
+
+/// What an answer says, as a stable word: `activated`, `checked`, a refusal's
+/// key (`bound_to_another_host`, ...), or `error`. `key` is the server's
+/// own, which signed the refusal.
+pub fn offline_outcome(response: &Response, key: &SigningKeyPair) -> &'static str {
+    match response {
+        Response::Activated { .. } => "activated",
+        Response::Checked { .. } => "checked",
+        Response::Refused(r) => keys::TrustedKeys::with([key.public()])
+            .verify(r)
+            .map_or("error", |r| r.reason.key()),
+        _ => "error",
+    }
 }
 
 /// The daemon-facing service.
@@ -120,68 +155,16 @@ impl Service {
                         retry_after_secs: 60,
                     });
                 }
-                let req = HostActivation {
-                    license: &a.license_number,
-                    token: a.token.expose(),
-                    hardware_id: &a.hardware_id,
-                    daemon_version: &a.daemon_version,
-                    from: source.label.clone(),
-                };
-                let now = self.clock.now();
-                match self.store.activate_host(&req, &self.key, now) {
-                    Ok(Ok(grant)) => {
-                        tracing::info!(license = %a.license_number, host = %a.hardware_id, from = %source.label, "activated");
-                        let serial = self
-                            .store
-                            .license(&a.license_number)
-                            .ok()
-                            .flatten()
-                            .map_or(0, |l| l.serial);
-                        let receipt =
-                            self.receipt(&a.license_number, &a.hardware_id, a.nonce, serial, now);
-                        Response::Activated { grant, receipt }
-                    }
-                    Ok(Err(reason)) => {
-                        self.refuse(reason, &a.license_number, &a.hardware_id, a.nonce, source)
-                    }
-                    Err(e) => self.unavailable(e),
-                }
+                self.activate(
+                    &a.license_number,
+                    &a.hardware_id,
+                    &a.daemon_version,
+                    a.nonce,
+                    ActivationAuthority::Token(a.token.expose()),
+                    source,
+                )
             }
-            Request::Check(c) => {
-                let req = HostCheck {
-                    license: &c.license_number,
-                    hardware_id: &c.hardware_id,
-                    held_serial: c.grant_serial,
-                    running: c.runtime == RuntimeState::Running,
-                    ge_seats: c.seats.ge,
-                    pwa_seats: c.seats.pwa,
-                    daemon_version: &c.daemon_version,
-                    from: source.label.clone(),
-                };
-                // One reading of the clock: the check-in record and the receipt
-                // carry the same time, however long the commit waited.
-                let now = self.clock.now();
-                match self.store.check_host(&req, now) {
-                    Ok(Ok(outcome)) => {
-                        tracing::debug!(license = %c.license_number, host = %c.hardware_id, new_grant = outcome.newer_grant.is_some(), "checked");
-                        let receipt = self.receipt(
-                            &c.license_number,
-                            &c.hardware_id,
-                            c.nonce,
-                            outcome.current_serial,
-                            now,
-                        );
-                        Response::Checked {
-                            receipt,
-                            grant: outcome.newer_grant,
-                        }
-                    }
-                    Ok(Err(reason)) => {
-                        self.refuse(reason, &c.license_number, &c.hardware_id, c.nonce, source)
-                    }
-                    Err(e) => self.unavailable(e),
-                }
-            }
+            Request::Check(c) => self.check(&c, source),
             Request::Deactivate(d) => {
                 if !self.allow_activation(source.ip) {
                     return Response::Error(ErrorReply::RateLimited {
@@ -216,6 +199,134 @@ impl Service {
             }
             Request::Relay(envelope) => self.relay(envelope, source),
         }
+    }
+
+    fn check(&self, c: &wire::Check, source: &Source) -> Response {
+        let req = HostCheck {
+            license: &c.license_number,
+            hardware_id: &c.hardware_id,
+            held_serial: c.grant_serial,
+            running: c.runtime == RuntimeState::Running,
+            ge_seats: c.seats.ge,
+            pwa_seats: c.seats.pwa,
+            daemon_version: &c.daemon_version,
+            from: source.label.clone(),
+        };
+        // One reading of the clock: the check-in record and the receipt
+        // carry the same time, however long the commit waited.
+        let now = self.clock.now();
+        match self.store.check_host(&req, now) {
+            Ok(Ok(outcome)) => {
+                tracing::debug!(license = %c.license_number, host = %c.hardware_id, new_grant = outcome.newer_grant.is_some(), "checked");
+                let receipt = self.receipt(
+                    &c.license_number,
+                    &c.hardware_id,
+                    c.nonce,
+                    outcome.current_serial,
+                    now,
+                );
+                Response::Checked {
+                    receipt,
+                    grant: outcome.newer_grant,
+                }
+            }
+            Ok(Err(reason)) => {
+                self.refuse(reason, &c.license_number, &c.hardware_id, c.nonce, source)
+            }
+            Err(e) => self.unavailable(e),
+        }
+    }
+
+    fn activate(
+        &self,
+        license: &LicenseNumber,
+        hardware_id: &HardwareId,
+        daemon_version: &str,
+        nonce: Nonce,
+        authority: ActivationAuthority<'_>,
+        source: &Source,
+    ) -> Response {
+        let req = HostActivation {
+            license,
+            // Unused: `authority` decides (the token, if that is what it is).
+            token: "",
+            hardware_id,
+            daemon_version,
+            from: source.label.clone(),
+        };
+        let now = self.clock.now();
+        match self.store.activate_host_as(&req, authority, &self.key, now) {
+            Ok(Ok(grant)) => {
+                tracing::info!(license = %license, host = %hardware_id, from = %source.label, "activated");
+                let serial = self
+                    .store
+                    .license(license)
+                    .ok()
+                    .flatten()
+                    .map_or(0, |l| l.serial);
+                let receipt = self.receipt(license, hardware_id, nonce, serial, now);
+                Response::Activated { grant, receipt }
+            }
+            Ok(Err(reason)) => self.refuse(reason, license, hardware_id, nonce, source),
+            Err(e) => self.unavailable(e),
+        }
+    }
+
+    /// Answers a request that came as a file (a site without any internet):
+    /// exactly what the network check or activation would answer, signed and
+    /// bound to the request's hardware ID and nonce; the check-in is recorded
+    /// as "by file". An activation needs no token: `by` authorises it (the
+    /// license's owner in the portal, or the vendor).
+    pub fn answer_offline(&self, request: OfflineRequest, by: &OfflineAuthor) -> Response {
+        let started = Instant::now();
+        let source = Source {
+            ip: IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+            label: by.label(),
+        };
+        let (kind, response) = match request {
+            OfflineRequest::Check(c) => {
+                if let OfflineAuthor::Owner(account) = by {
+                    // One customer never learns about another's license.
+                    let owned = self
+                        .store
+                        .license(&c.license_number)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|l| l.account == Some(*account));
+                    if !owned {
+                        let r = self.refuse(
+                            RefusalReason::UnknownLicense,
+                            &c.license_number,
+                            &c.hardware_id,
+                            c.nonce,
+                            &source,
+                        );
+                        return r;
+                    }
+                }
+                ("check", self.check(&c, &source))
+            }
+            OfflineRequest::Activate(a) => {
+                let authority = match by {
+                    OfflineAuthor::Owner(account) => ActivationAuthority::Owner(*account),
+                    OfflineAuthor::Vendor(_) => ActivationAuthority::Vendor,
+                };
+                (
+                    "activate",
+                    self.activate(
+                        &a.license_number,
+                        &a.hardware_id,
+                        &a.daemon_version,
+                        a.nonce,
+                        authority,
+                        &source,
+                    ),
+                )
+            }
+        };
+        self.metrics
+            .daemon_request(kind, &response, started.elapsed());
+        response
     }
 
     /// A request carried by a peer daemon: answered as if it came directly, the

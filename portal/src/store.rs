@@ -577,6 +577,17 @@ pub struct HostActivation<'a> {
     pub from: String,
 }
 
+/// Who authorises an activation.
+#[derive(Clone, Copy, Debug)]
+pub enum ActivationAuthority<'a> {
+    /// The license token the daemon sent (never stored or logged).
+    Token(&'a str),
+    /// The license's owner, logged in to the portal (activation by file).
+    Owner(AccountId),
+    /// The vendor (`pls admin offline-answer`).
+    Vendor,
+}
+
 /// What a daemon's check carries, after parsing.
 #[derive(Clone, Debug)]
 pub struct HostCheck<'a> {
@@ -2329,11 +2340,36 @@ impl Store {
         key: &SigningKeyPair,
         now: UnixTime,
     ) -> Result<Result<Signed<LicenseGrant>, RefusalReason>, StoreError> {
+        self.activate_host_as(req, ActivationAuthority::Token(req.token), key, now)
+    }
+
+    /// An activation authorised by `authority`: the token of a network
+    /// activation, or (activation by file) the license's owner in the portal
+    /// or the vendor. An owner who does not own the license gets
+    /// `UnknownLicense`, as anyone asking for a license that is not theirs.
+    pub fn activate_host_as(
+        &self,
+        req: &HostActivation<'_>,
+        authority: ActivationAuthority<'_>,
+        key: &SigningKeyPair,
+        now: UnixTime,
+    ) -> Result<Result<Signed<LicenseGrant>, RefusalReason>, StoreError> {
+        let decide = |license: &License| match authority {
+            ActivationAuthority::Token(t) => {
+                domain::decide_activation(license, t, req.hardware_id, now)
+            }
+            ActivationAuthority::Owner(account) if license.account != Some(account) => {
+                ActivationDecision::Refuse(RefusalReason::UnknownLicense)
+            }
+            ActivationAuthority::Owner(_) | ActivationAuthority::Vendor => {
+                domain::decide_authorised_activation(license, req.hardware_id, now)
+            }
+        };
         // The common cases (refusal, already bound) need no write.
         let Some(license) = self.license(req.license)? else {
             return Ok(Err(RefusalReason::UnknownLicense));
         };
-        let decision = domain::decide_activation(&license, req.token, req.hardware_id, now);
+        let decision = decide(&license);
         if let ActivationDecision::Refuse(reason) = decision {
             return Ok(Err(reason));
         }
@@ -2351,7 +2387,7 @@ impl Store {
                 return Ok(Err(RefusalReason::UnknownLicense));
             };
             // Decide again inside the transaction: another activation may have won.
-            match domain::decide_activation(&license, req.token, req.hardware_id, now) {
+            match decide(&license) {
                 ActivationDecision::Refuse(reason) => return Ok(Err(reason)),
                 ActivationDecision::Bind => {
                     domain::bind(&mut license, req.hardware_id);

@@ -25,3 +25,20 @@
     }
   });
 })();
+
+// The offline check page: a chosen request file fills the text field (without
+// JavaScript the file chooser stays hidden and the content is pasted).
+(function () {
+  "use strict";
+  var chooser = document.getElementById("offline-file");
+  var field = document.getElementById("offline-request");
+  if (!chooser || !field || !window.FileReader) { return; }
+  chooser.hidden = false;
+  chooser.addEventListener("change", function () {
+    var file = chooser.files && chooser.files[0];
+    if (!file) { return; }
+    var reader = new FileReader();
+    reader.onload = function () { field.value = String(reader.result); };
+    reader.readAsText(file);
+  });
+})();

@@ -1168,3 +1168,162 @@ async fn one_daily_check_costs_under_5_kib_on_the_wire() {
         bytes.total()
     );
 }
+
+/// A site without any internet (the daemon's server address answers nothing):
+/// activation and checks travel as files through `pls admin offline-answer`
+/// (the same code as the portal's upload), and every misuse of an answer
+/// file is refused with its reason and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_without_network_is_activated_and_checked_by_file() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let clock = SimClock::at(T0);
+    let pls = Pls::start(tmp.path(), clock.clone()).await;
+    let (number, _token) = pls.create_license(LicenseType::Standard, Protection::SoftDongle);
+    // No network: nothing listens where the daemons look for the server.
+    let start_offline = |name: &'static str, hwid: &'static str| {
+        let pls = &pls;
+        let tmp = tmp.path().to_owned();
+        async move {
+            let mut licd = Licd::start(tmp.join(name), pls, hwid).await;
+            licd.down().await;
+            licd.config.server = "127.0.0.1:9".into();
+            licd.up().await;
+            licd
+        }
+    };
+    let licd = start_offline("host-a", HOST_A).await;
+    let other = start_offline("host-b", HOST_B).await;
+    let answer = |request: &str| -> String {
+        let data = pls.admin(AdminRequest::OfflineAnswer {
+            request: request.to_owned(),
+        });
+        data["file"].as_str().expect("answer file").to_owned()
+    };
+    let request = |license: Option<&LicenseNumber>| {
+        let licd = &licd;
+        let license = license.map(|n| n.to_string());
+        async move {
+            let v = licd
+                .call(json!({"cmd": "offline_request", "license_number": license}))
+                .await;
+            assert_eq!(v["ok"], json!(true), "{v}");
+            v["file"].as_str().expect("file").to_owned()
+        }
+    };
+
+    // Not activated, no token on the plant host: an activation request.
+    let v = licd.call(json!({"cmd": "offline_request"})).await;
+    assert_eq!(v["reason"], json!("no_license"), "{v}");
+    let act = request(Some(&number)).await;
+    assert!(act.contains("Kind: activation"), "{act}");
+    let act_answer = answer(&act);
+    let v = offline_apply(&licd, &act_answer).await;
+    assert_eq!(
+        (v["ok"].clone(), v["applied"].clone()),
+        (json!(true), json!("activated")),
+        "{v}"
+    );
+    assert_eq!(v["status"]["state"], json!("licensed"));
+    let licinfo =
+        std::fs::read_to_string(licd.dir.join("project/lic/licinfo.cfg")).expect("licinfo.cfg");
+    assert!(
+        licinfo.contains(&format!("LicenseNumber={number}")),
+        "{licinfo}"
+    );
+    // The same answer twice: refused, nothing changed.
+    let before = licd.status().await;
+    let v = offline_apply(&licd, &act_answer).await;
+    assert_eq!(v["reason"], json!("not_waiting"), "{v}");
+    assert_eq!(
+        licd.status().await["last_check_unix"],
+        before["last_check_unix"]
+    );
+
+    // 25 simulated days without any network: the warning period.
+    clock.set(T0.plus_days(25));
+    let s = licd
+        .wait_status("the warning period", |s| {
+            s["state"] == json!("server_unreachable")
+        })
+        .await;
+    assert_eq!(s["licensed"], json!(true), "{s}");
+
+    // A check by file, answered on day 25 and carried for two days.
+    let check = request(None).await;
+    assert!(check.contains("Kind: check"), "{check}");
+    let check_answer = answer(&check);
+    {
+        let ctx = pls.admin.as_ref().expect("server");
+        let seen = tokio::task::block_in_place(|| ctx.store.last_check_in(&number))
+            .expect("store")
+            .expect("a check-in");
+        assert!(seen.from.starts_with("by file"), "{}", seen.from);
+        assert_eq!(seen.at, T0.plus_days(25));
+    }
+    clock.set(T0.plus_days(27));
+    // Edited in one byte: refused, nothing changed.
+    let at = check_answer.find("\n\n").expect("block") + 10;
+    let mut bytes = check_answer.clone().into_bytes();
+    bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+    let edited = String::from_utf8(bytes).expect("ascii");
+    let v = offline_apply(&licd, &edited).await;
+    assert_eq!(v["ok"], json!(false), "{v}");
+    assert!(
+        ["bad_file", "not_verified"].contains(&v["reason"].as_str().unwrap_or("")),
+        "{v}"
+    );
+    // Applied on another host: refused there, nothing changed there.
+    let v = offline_apply(&other, &check_answer).await;
+    assert_eq!(v["reason"], json!("other_host"), "{v}");
+    assert_eq!(other.status().await["state"], json!("not_activated"));
+    // Applied here: the periods restart from the file's server time (day 25).
+    let v = offline_apply(&licd, &check_answer).await;
+    assert_eq!(v["applied"], json!("checked"), "{v}");
+    assert_eq!(
+        v["status"]["last_check_unix"],
+        json!(T0.plus_days(25).secs())
+    );
+    assert_eq!(v["status"]["state"], json!("licensed"), "{v}");
+    // Ten days from day 25, not from day 27: the carrying cost two days.
+    clock.set(T0.plus_days(35).plus_secs(60));
+    licd.wait_status("the warning again from day 35", |s| {
+        s["state"] == json!("server_unreachable")
+    })
+    .await;
+
+    // Two requests; the newer answer applied first, the older one refused.
+    let first = request(None).await;
+    let second = request(None).await;
+    let first_answer = answer(&first);
+    clock.set(T0.plus_days(35).plus_secs(120));
+    let second_answer = answer(&second);
+    let v = offline_apply(&licd, &second_answer).await;
+    assert_eq!(v["applied"], json!("checked"), "{v}");
+    let v = offline_apply(&licd, &first_answer).await;
+    assert_eq!(v["reason"], json!("older_answer"), "{v}");
+    assert_eq!(
+        licd.status().await["last_check_unix"],
+        json!(T0.plus_days(35).plus_secs(120).secs())
+    );
+
+    // An answer file dropped into lic/ is taken at the next tick and renamed.
+    let third = request(None).await;
+    clock.set(T0.plus_days(36));
+    let third_answer = answer(&third);
+    let lic = licd.dir.join("project/lic");
+    std::fs::write(lic.join("promos-offline-answer-x.txt"), &third_answer).expect("drop");
+    licd.wait_status("the dropped answer", |s| {
+        s["last_check_unix"] == json!(T0.plus_days(36).secs())
+    })
+    .await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !lic.join("promos-offline-answer-x.txt.applied").exists() {
+        assert!(tokio::time::Instant::now() < deadline, "not renamed");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Applies an answer file through the daemon's socket.
+async fn offline_apply(d: &Licd, file: &str) -> Value {
+    d.call(json!({"cmd": "offline_apply", "file": file})).await
+}

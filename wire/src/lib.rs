@@ -7,6 +7,7 @@
 //! - [`receipt`]: the signed documents only the server issues besides grants:
 //!   check receipts and refusals.
 //! - [`peer`]: the messages between the daemons of one site (peer relay).
+//! - [`offline`]: the request and answer files of sites without any internet.
 //!
 //! Transport: one QUIC bidirectional stream per request, ALPN [`ALPN`]. The client
 //! writes one request frame and finishes its side; the server answers with one
@@ -16,6 +17,7 @@
 
 pub mod codec;
 pub mod msg;
+pub mod offline;
 pub mod peer;
 pub mod receipt;
 

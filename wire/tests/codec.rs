@@ -459,3 +459,126 @@ fn capabilities_are_read_from_the_agent_after_the_version() {
         CAP_SERVER_REACHED
     ));
 }
+
+// ---- Offline files (wire::offline) ----
+
+fn offline_check() -> wire::offline::OfflineRequest {
+    wire::offline::OfflineRequest::Check(Check {
+        license_number: number(),
+        hardware_id: hwid(),
+        grant_serial: Some(1),
+        runtime: RuntimeState::Running,
+        seats: Seats { ge: 2, pwa: 0 },
+        daemon_version: "promos-licd/0.1.0".into(),
+        nonce: Nonce([3; 16]),
+    })
+}
+
+#[test]
+fn offline_request_file_is_pinned_and_round_trips() {
+    let req = offline_check();
+    let text = wire::offline::write_request(&req).expect("write");
+    expect![[r#"
+        -----BEGIN PROMOS OFFLINE REQUEST v1-----
+        License: 1921900019
+        Hardware-ID: 502c649d1171ad2e8705074ce97791db
+        Kind: check
+
+        AAEBCjE5MjE5MDAwMTkgNTAyYzY0OWQxMTcxYWQyZTg3MDUwNzRjZTk3NzkxZGIB
+        AQACABFwcm9tb3MtbGljZC8wLjEuMAMDAwMDAwMDAwMDAwMDAwM=
+        -----END PROMOS OFFLINE REQUEST v1-----
+    "#]]
+    .assert_eq(&text);
+    assert_eq!(wire::offline::read_request(&text), Ok(req.clone()));
+    // An email client's CRLF and the text around the block do not matter.
+    let mailed = format!(
+        "Hello,\r\nhere is the file:\r\n\r\n{}\r\nRegards\r\n",
+        text.replace('\n', "\r\n")
+    );
+    assert_eq!(wire::offline::read_request(&mailed), Ok(req));
+}
+
+#[test]
+fn offline_files_refuse_damage_with_a_reason() {
+    use wire::offline::{read_answer, read_request, write_answer, OfflineFileError};
+    let req = offline_check();
+    let text = wire::offline::write_request(&req).expect("write");
+    // Not a request file at all.
+    assert!(matches!(
+        read_request("hello"),
+        Err(OfflineFileError::NoBegin { .. })
+    ));
+    // Cut off.
+    let cut = &text[..text.len() - 20];
+    assert!(matches!(
+        read_request(cut),
+        Err(OfflineFileError::NoEnd { .. })
+    ));
+    // A header edited by hand.
+    let edited = text.replace("Kind: check", "Kind: activation");
+    assert!(matches!(
+        read_request(&edited),
+        Err(OfflineFileError::HeaderMismatch { field: "Kind", .. })
+    ));
+    let edited = text.replace("Hardware-ID: 502c", "Hardware-ID: 602c");
+    assert!(matches!(
+        read_request(&edited),
+        Err(OfflineFileError::HeaderMismatch {
+            field: "Hardware-ID",
+            ..
+        })
+    ));
+    // An unknown header line.
+    let edited = text.replace("Kind: check", "Kind: check\nColour: red");
+    assert!(matches!(
+        read_request(&edited),
+        Err(OfflineFileError::BadHeader { .. })
+    ));
+    // The block damaged.
+    let edited = text.replace("AAEB", "AA*B");
+    assert!(matches!(
+        read_request(&edited),
+        Err(OfflineFileError::BadBase64(_))
+    ));
+    // Too large.
+    let big = "x".repeat(wire::offline::MAX_FILE_BYTES + 1);
+    assert!(matches!(
+        read_request(&big),
+        Err(OfflineFileError::TooLarge { .. })
+    ));
+    // A request is not an answer, and the other way round.
+    assert!(matches!(
+        read_answer(&text),
+        Err(OfflineFileError::NoBegin { .. })
+    ));
+    let answer = write_answer(
+        &req,
+        &Response::Checked {
+            receipt: receipt(),
+            grant: Some(grant()),
+        },
+    )
+    .expect("answer");
+    assert!(matches!(
+        read_request(&answer),
+        Err(OfflineFileError::NoBegin { .. })
+    ));
+    let read = read_answer(&answer).expect("read answer");
+    assert_eq!(read.hardware_id, hwid());
+    assert_eq!(read.license_number, number());
+    assert!(matches!(read.response, Response::Checked { .. }));
+    let edited = answer.replace("Kind: checked", "Kind: refused");
+    assert!(matches!(
+        read_answer(&edited),
+        Err(OfflineFileError::HeaderMismatch { field: "Kind", .. })
+    ));
+}
+
+proptest! {
+    /// Reading any text as an offline file never panics.
+    #[test]
+    fn offline_read_never_panics(text in ".{0,400}") {
+        let _ = wire::offline::read_request(&text);
+        let _ = wire::offline::read_answer(&text);
+    }
+}

@@ -1395,3 +1395,190 @@ impl MinusSecs for UnixTime {
         UnixTime(self.0 - secs)
     }
 }
+
+// ---- Answer files (sites without any internet) ----
+
+fn receipt_for(host: HardwareId, nonce: Nonce, server_time: UnixTime) -> Verified<CheckReceipt> {
+    let r = CheckReceipt {
+        license_number: number(),
+        hardware_id: host,
+        nonce,
+        server_time,
+        next_check_due: server_time.plus_secs(D),
+        current_serial: 1,
+    };
+    trusted()
+        .verify(&Signed::sign(&r, &key()))
+        .expect("verify receipt")
+}
+
+fn file_receipt(nonce: Nonce, at: UnixTime) -> OfflineAnswer {
+    OfflineAnswer::Receipt {
+        receipt: receipt(nonce, at),
+        grant: None,
+    }
+}
+
+#[test]
+fn an_offline_activation_and_check_count_from_the_files_server_time() {
+    let (m, _) = LicenseMachine::start(
+        hwid(),
+        Persisted::default(),
+        "boot-1",
+        Now {
+            wall: T0,
+            since_start: 0,
+        },
+    );
+    let mut h = Host {
+        m,
+        boot: "boot-1".into(),
+        wall: T0,
+        mono: 0,
+        outputs: Vec::new(),
+    };
+    assert_eq!(h.phase(), Phase::NotActivated);
+    let act = Nonce::random();
+    h.input(Input::OfflineRequested { nonce: act });
+    // The file travels for two days; the server answers at T0 + 1 day.
+    h.advance(2 * D);
+    let answer = OfflineAnswer::Receipt {
+        receipt: receipt(act, day(1)),
+        grant: Some(grant(Protection::SoftDongle, 1)),
+    };
+    let now = h.now();
+    assert_eq!(h.m.offline_verdict(&answer, now), Ok(()));
+    h.input(Input::OfflineAnswer(answer.clone()));
+    assert_eq!(h.phase(), Phase::Licensed);
+    assert_eq!(h.m.last_check(), Some(day(1)));
+    // 25 days without network: the warning from day 11, stop at day 31.
+    h.advance_to(day(25));
+    assert_eq!(h.phase(), Phase::ServerUnreachable);
+    let chk = Nonce::random();
+    h.input(Input::OfflineRequested { nonce: chk });
+    // Carried for a week: answered on day 26, applied on day 33.
+    h.advance_to(day(33));
+    let later = file_receipt(chk, day(26));
+    h.input(Input::OfflineAnswer(later.clone()));
+    assert_eq!(
+        h.m.last_check(),
+        Some(day(26)),
+        "the periods count from day 26"
+    );
+    assert_eq!(h.phase(), Phase::Licensed);
+    h.advance_to(day(36).plus_secs(1));
+    assert_eq!(
+        h.phase(),
+        Phase::ServerUnreachable,
+        "a week less of silence"
+    );
+    // The same answer again, and the activation answer again: not waiting.
+    let now = h.now();
+    assert_eq!(
+        h.m.offline_verdict(&later, now),
+        Err(OfflineRefusal::NotWaiting)
+    );
+    assert_eq!(
+        h.m.offline_verdict(&answer, now),
+        Err(OfflineRefusal::NotWaiting)
+    );
+}
+
+#[test]
+fn an_offline_answer_is_refused_for_another_host_an_older_one_or_a_clock_behind() {
+    let mut h = Host::activated(Protection::SoftDongle);
+    let (a, b) = (Nonce::random(), Nonce::random());
+    h.input(Input::OfflineRequested { nonce: a });
+    h.advance(D);
+    h.input(Input::OfflineRequested { nonce: b });
+    h.advance(D);
+    let now = h.now();
+    // Another host's answer, even for an open nonce.
+    let other: HardwareId = "00000000000000000000000000000001".parse().expect("hwid");
+    let foreign = OfflineAnswer::Receipt {
+        receipt: receipt_for(other.clone(), a, day(1)),
+        grant: None,
+    };
+    assert_eq!(
+        h.m.offline_verdict(&foreign, now),
+        Err(OfflineRefusal::OtherHost {
+            answer: other,
+            this: hwid()
+        })
+    );
+    // The newer answer first, then the older one: refused, nothing changes.
+    h.input(Input::OfflineAnswer(file_receipt(b, day(2))));
+    assert_eq!(h.m.last_check(), Some(day(2)));
+    let before = h.m.persisted();
+    let now = h.now();
+    assert_eq!(
+        h.m.offline_verdict(&file_receipt(a, day(1)), now),
+        Err(OfflineRefusal::Older {
+            held: day(2),
+            answer: day(1)
+        })
+    );
+    h.input(Input::OfflineAnswer(file_receipt(a, day(1))));
+    assert_eq!(h.m.last_check(), Some(day(2)));
+    assert_eq!(
+        h.m.persisted().offline_pending,
+        before.offline_pending,
+        "a refused answer changes nothing"
+    );
+    // A clock set back: the answer lies more than an hour ahead.
+    let c = Nonce::random();
+    h.input(Input::OfflineRequested { nonce: c });
+    let now = h.now();
+    let ahead = h.wall.plus_secs(2 * H);
+    assert!(matches!(
+        h.m.offline_verdict(&file_receipt(c, ahead), now),
+        Err(OfflineRefusal::ClockBehind { .. })
+    ));
+    // A network check's nonce is no request file.
+    let n = Nonce::random();
+    h.input(Input::CheckSent { nonce: n });
+    assert_eq!(
+        h.m.offline_verdict(&file_receipt(n, h.wall), now),
+        Err(OfflineRefusal::NotWaiting)
+    );
+}
+
+#[test]
+fn open_request_files_are_bounded_survive_a_restart_and_outlast_network_checks() {
+    let mut h = Host::activated(Protection::SoftDongle);
+    let first = Nonce::random();
+    h.input(Input::OfflineRequested { nonce: first });
+    // A week of hourly failed network checks does not push the file out.
+    for _ in 0..(7 * 24) {
+        h.input(Input::CheckSent {
+            nonce: Nonce::random(),
+        });
+    }
+    h.restart();
+    assert!(h.m.is_offline_pending(&first));
+    for _ in 0..MAX_OFFLINE_PENDING {
+        h.input(Input::OfflineRequested {
+            nonce: Nonce::random(),
+        });
+    }
+    assert!(
+        !h.m.is_offline_pending(&first),
+        "the oldest is forgotten first"
+    );
+    assert_eq!(h.m.persisted().offline_pending.len(), MAX_OFFLINE_PENDING);
+}
+
+#[test]
+fn an_offline_refusal_ends_the_license_like_a_network_one() {
+    let mut h = Host::activated(Protection::SoftDongle);
+    let n = Nonce::random();
+    h.input(Input::OfflineRequested { nonce: n });
+    h.advance(H);
+    h.input(Input::OfflineAnswer(OfflineAnswer::Refusal(refusal(
+        n,
+        RefusalReason::LicenseWasReset,
+        h.wall,
+    ))));
+    let d = h.decide();
+    assert_eq!((d.phase, d.licensed), (Phase::Refused, false));
+}

@@ -494,6 +494,206 @@ pub fn daemon_config(web: Arc<Web>, ctx: Ctx, number: String) -> Resp {
         .unwrap_or_default())
 }
 
+// ----- offline check (request and answer files) -----------------------------------------
+
+/// The answer shown after an offline request was answered.
+#[derive(Debug)]
+pub struct OfflineAnswerView {
+    pub outcome: String,
+    pub file_name: String,
+    pub text: String,
+    /// The file for the download link (a `data:` URL works without JavaScript).
+    pub base64: String,
+}
+
+#[derive(Template, Debug)]
+#[template(path = "license_offline.html")]
+pub struct OfflinePage {
+    pub c: Chrome,
+    pub number: String,
+    pub error: Option<String>,
+    pub entered: String,
+    pub answer: Option<OfflineAnswerView>,
+}
+
+fn offline_page(
+    web: &Web,
+    ctx: &Ctx,
+    license: &License,
+    status: StatusCode,
+    error: Option<String>,
+    entered: String,
+    answer: Option<OfflineAnswerView>,
+) -> Response<Body> {
+    let page = OfflinePage {
+        c: Chrome::new(
+            web,
+            ctx,
+            tr(ctx.lang.is_de(), "Offline-Prüfung", "Offline check"),
+        ),
+        number: license.number.to_string(),
+        error,
+        entered,
+        answer,
+    };
+    pages::render(web, ctx, status, &page)
+}
+
+/// The upload form for a request file (`promos-licd offline request`).
+pub fn offline_get(web: Arc<Web>, ctx: Ctx, number: String) -> Resp {
+    let license = match license_for(&web, &ctx, &number) {
+        Ok(l) => l,
+        Err(refused) => return Ok(*refused),
+    };
+    if license.protection == Protection::HardDongle {
+        return Ok(hard_dongle_offline(&web, &ctx));
+    }
+    Ok(offline_page(
+        &web,
+        &ctx,
+        &license,
+        StatusCode::OK,
+        None,
+        String::new(),
+        None,
+    ))
+}
+
+fn hard_dongle_offline(web: &Web, ctx: &Ctx) -> Response<Body> {
+    let de = ctx.lang.is_de();
+    conflict(
+        web,
+        ctx,
+        tr(de, "Offline-Prüfung", "Offline check"),
+        tr(
+            de,
+            "HardDongle-Lizenzen brauchen keine Prüfung: die Lizenzdatei und der Dongle genügen.",
+            "Hardware-dongle licenses need no check: the license file and the dongle are enough.",
+        ),
+    )
+}
+
+/// Answers an uploaded request file exactly as the server answers a network
+/// check or activation (signed, bound to the host and the nonce), records the
+/// check-in as by file, and offers the answer file. The owner's login
+/// authorises an activation (no token); vendor staff answer as the vendor.
+pub fn offline_post(web: Arc<Web>, ctx: Ctx, number: String, form: Form) -> Resp {
+    let license = match license_for(&web, &ctx, &number) {
+        Ok(l) => l,
+        Err(refused) => return Ok(*refused),
+    };
+    if license.protection == Protection::HardDongle {
+        return Ok(hard_dongle_offline(&web, &ctx));
+    }
+    let de = ctx.lang.is_de();
+    let text = form.raw("request").to_owned();
+    let again = |error: String| {
+        Ok(offline_page(
+            &web,
+            &ctx,
+            &license,
+            StatusCode::BAD_REQUEST,
+            Some(error),
+            text.clone(),
+            None,
+        ))
+    };
+    let request = match wire::offline::read_request(&text) {
+        Ok(r) => r,
+        Err(e) => {
+            return again(format!(
+                "{} ({e})",
+                tr(
+                    de,
+                    "Das ist keine gültige Anfragedatei. Fügen Sie den ganzen Inhalt der Datei ein, die promos-licd offline request geschrieben hat.",
+                    "This is not a valid request file. Paste the whole content of the file promos-licd offline request wrote.",
+                )
+            ))
+        }
+    };
+    if request.license_number() != &license.number {
+        return again(format!(
+            "{} {} {}",
+            tr(
+                de,
+                "Diese Anfragedatei ist für die Lizenz",
+                "This request file is for license"
+            ),
+            request.license_number(),
+            tr(
+                de,
+                "und nicht für diese. Laden Sie sie auf der Seite jener Lizenz hoch.",
+                "and not for this one. Upload it on that license's page.",
+            )
+        ));
+    }
+    let by = match &ctx.account {
+        Some(a) if a.admin && license.account != Some(a.id) => {
+            crate::service::OfflineAuthor::Vendor(a.email.clone())
+        }
+        Some(a) => crate::service::OfflineAuthor::Owner(a.id),
+        None => return Ok(login_first(&ctx)),
+    };
+    let service = crate::service::Service::new(
+        web.store.clone(),
+        web.key.clone(),
+        web.clock.clone(),
+        u32::MAX,
+    );
+    let response = service.answer_offline(request.clone(), &by);
+    let outcome = crate::service::offline_outcome(&response, &web.key);
+    let answer = match wire::offline::write_answer(&request, &response) {
+        Ok(a) => a,
+        Err(e) => return Ok(internal_error(&web, &ctx, "offline answer", e)),
+    };
+    let outcome_text = match outcome {
+        "activated" => tr(
+            de,
+            "Der Rechner ist aktiviert, sobald die Antwortdatei dort übernommen ist.",
+            "The computer is activated once the answer file is applied there.",
+        )
+        .to_owned(),
+        "checked" => tr(
+            de,
+            "Die Prüfung war erfolgreich. Die Fristen zählen ab jetzt, sobald die Antwortdatei übernommen ist.",
+            "The check succeeded. The grace periods count from now once the answer file is applied.",
+        )
+        .to_owned(),
+        "error" => tr(
+            de,
+            "Der Lizenzserver konnte die Anfrage gerade nicht beantworten. Bitte versuchen Sie es später noch einmal.",
+            "The license server could not answer the request just now. Please try again later.",
+        )
+        .to_owned(),
+        reason => {
+            let message = wire::RefusalReason::ALL
+                .iter()
+                .find(|r| r.key() == reason)
+                .map_or(reason, |r| r.message(de));
+            format!(
+                "{} {message}",
+                tr(de, "Der Lizenzserver lehnt ab:", "The license server refuses:")
+            )
+        }
+    };
+    use base64::Engine as _;
+    let view = OfflineAnswerView {
+        outcome: outcome_text,
+        file_name: wire::offline::file_name("answer", &license.number),
+        base64: base64::engine::general_purpose::STANDARD.encode(answer.as_bytes()),
+        text: answer,
+    };
+    Ok(offline_page(
+        &web,
+        &ctx,
+        &license,
+        StatusCode::OK,
+        None,
+        String::new(),
+        Some(view),
+    ))
+}
+
 // ----- reset ----------------------------------------------------------------------------
 
 #[derive(Template, Debug)]

@@ -606,6 +606,11 @@ pub fn routes(
         .unify()
         .or(get
             .clone()
+            .and(warp::path!("licenses" / String / "offline"))
+            .and_then(blocking!(license::offline_get; a, b, c)))
+        .unify()
+        .or(get
+            .clone()
             .and(warp::path!("licenses" / String / "reset"))
             .and_then(blocking!(license::reset_get; a, b, c)))
         .unify()
@@ -746,6 +751,7 @@ pub enum PostRoute {
     LicenseReset(String),
     LicenseUpgrade(String),
     LicenseRenew(String),
+    LicenseOffline(String),
     AdminMailRetry(u64),
     AdminMarkPaid(String, u32),
     AdminDongle(String),
@@ -772,6 +778,7 @@ impl PostRoute {
             P::VerifyResend | P::PasswordForgot => &["email"],
             P::PasswordReset => &["token", "password", "password2"],
             P::LicenseEdit(_) => &["data_name", "data_postcode", "data_city"],
+            P::LicenseOffline(_) => &["request"],
             P::AdminMarkPaid(..) => &["back"],
             P::AdminDongle(_) => &["serial"],
             P::AdminTrusted(_) => &["trusted", "back"],
@@ -814,6 +821,8 @@ fn post_route() -> impl Filter<Extract = (PostRoute,), Error = Rejection> + Clon
         .or(warp::path!("licenses" / String / "upgrade").map(P::LicenseUpgrade))
         .unify()
         .or(warp::path!("licenses" / String / "renew").map(P::LicenseRenew))
+        .unify()
+        .or(warp::path!("licenses" / String / "offline").map(P::LicenseOffline))
         .unify()
         .or(warp::path!("admin" / "mail" / u64 / "retry").map(P::AdminMailRetry))
         .unify()
@@ -860,6 +869,7 @@ fn dispatch_post(route: PostRoute, web: Arc<Web>, ctx: Ctx, form: Form) -> Resp 
         P::LicenseReset(number) => license::reset_post(web, ctx, number),
         P::LicenseUpgrade(number) => license::upgrade_post(web, ctx, number, form),
         P::LicenseRenew(number) => license::renew(web, ctx, number),
+        P::LicenseOffline(number) => license::offline_post(web, ctx, number, form),
         P::AdminMailRetry(id) => admin::retry_mail(web, ctx, id),
         P::AdminMarkPaid(number, n) => admin::mark_paid(web, ctx, number, n, form),
         P::AdminDongle(number) => admin::set_dongle(web, ctx, number, form),

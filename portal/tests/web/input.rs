@@ -214,6 +214,10 @@ async fn every_post_route_is_refused_without_a_valid_csrf_token() {
             vec![("step", "order")],
         ),
         (format!("/licenses/{number}/renew"), vec![]),
+        (
+            format!("/licenses/{number}/offline"),
+            vec![("request", "-----BEGIN PROMOS OFFLINE REQUEST v1-----")],
+        ),
         ("/admin/mail/1/retry".into(), vec![]),
         (format!("/admin/orders/{number}/1/paid"), vec![]),
         (

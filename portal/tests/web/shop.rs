@@ -1169,3 +1169,103 @@ async fn edit_license_data_and_the_trusted_customer() {
     assert!(detail.body.contains("Lizenzdaten bearbeitet"));
     assert!(detail.body.contains("Freigeschaltet"));
 }
+
+#[tokio::test]
+async fn the_offline_check_answers_an_uploaded_request_file_for_the_owner_only() {
+    use wire::offline::{read_answer, write_request, OfflineActivate, OfflineRequest};
+    let p = Portal::start().await;
+    let mut b = p.customer("c@example.com").await;
+    let mut admin = p.admin().await;
+    let number = p.quote(&mut b, "standard", |_| {}).await;
+    p.order(&mut b, &number, 1).await;
+    p.mark_paid(&mut admin, &number, 1).await;
+    let host: HardwareId = "cccccccccccccccccccccccccccccccc".parse().expect("hwid");
+    let request = write_request(&OfflineRequest::Activate(OfflineActivate {
+        license_number: number.clone(),
+        hardware_id: host.clone(),
+        daemon_version: "promos-licd/test".into(),
+        nonce: wire::Nonce([7; 16]),
+    }))
+    .expect("request file");
+
+    let page = b.get(&format!("/licenses/{number}")).await;
+    assert!(page
+        .body
+        .contains(&format!("href=\"/licenses/{number}/offline\"")));
+    let form = b.get(&format!("/licenses/{number}/offline")).await;
+    assert_eq!(form.status, 200);
+    assert!(form.body.contains("Offline-Prüfung"));
+    let csrf = form.csrf();
+
+    // A file that is no request file: the form again, saying so.
+    let r = b
+        .post(
+            &format!("/licenses/{number}/offline"),
+            &[("csrf", &csrf), ("request", "hello")],
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("keine gültige Anfragedatei"), "{}", r.body);
+
+    // Another customer: the same 404 as for a number that does not exist,
+    // and nothing is bound.
+    let mut other = p.customer("other@example.com").await;
+    let other_csrf = other.get("/licenses").await.csrf();
+    let r = other
+        .post(
+            &format!("/licenses/{number}/offline"),
+            &[("csrf", &other_csrf), ("request", &request)],
+        )
+        .await;
+    assert_eq!(r.status, 404);
+    let license = off_runtime(|| p.web.store.license(&number))
+        .expect("store")
+        .expect("license");
+    assert_eq!(license.binding, None);
+
+    // The owner: activated without a token; the answer offered as a file.
+    let r = b
+        .post(
+            &format!("/licenses/{number}/offline"),
+            &[("csrf", &csrf), ("request", &request)],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("id=\"offline-download\""), "{}", r.body);
+    assert!(r
+        .body
+        .contains(&format!("download=\"promos-offline-answer-{number}.txt\"")));
+    // The download link's file (a `data:` URL, base64).
+    let link = between(&r.body, "charset=utf-8;base64,", "\"").expect("download link");
+    let link = link
+        .replace("&#x2f;", "/")
+        .replace("&#43;", "+")
+        .replace("&#61;", "=");
+    use base64::Engine as _;
+    let file = base64::engine::general_purpose::STANDARD
+        .decode(link.as_bytes())
+        .expect("base64");
+    let answer = read_answer(&String::from_utf8(file).expect("text")).expect("a valid answer file");
+    assert_eq!(answer.hardware_id, host);
+    match answer.response {
+        wire::Response::Activated { grant, receipt } => {
+            let trusted = TrustedKeys::with([p.web.key.public()]);
+            let grant = trusted.verify(&grant).expect("grant");
+            let receipt = trusted.verify(&receipt).expect("receipt");
+            assert_eq!(grant.binding, Binding::HardwareId(host.clone()));
+            assert_eq!(receipt.nonce, wire::Nonce([7; 16]));
+        }
+        other => panic!("not an activation: {other:?}"),
+    }
+    let license = off_runtime(|| p.web.store.license(&number))
+        .expect("store")
+        .expect("license");
+    assert_eq!(license.binding, Some(Binding::HardwareId(host)));
+    let audit = off_runtime(|| p.web.store.audit(Some(&number), 20)).expect("audit");
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.action == "binding.activated" && e.actor.to_string().contains("by file")),
+        "{audit:?}"
+    );
+}

@@ -3850,7 +3850,12 @@ mod tests {
             .expect("rows");
         assert_eq!(
             names,
-            vec!["initial", "search_sqlite", "login_failures", "compact_records_sqlite"]
+            vec![
+                "initial",
+                "search_sqlite",
+                "login_failures",
+                "compact_records_sqlite"
+            ]
         );
         // Up to date: nothing runs (running 0001 again would fail on its tables).
         migrate(&c, SCHEMA_VERSION, "t").expect("nothing to do");

@@ -1089,7 +1089,12 @@ mod tests {
                 let mut bytes = std::fs::read(&target).expect("read");
                 bytes[offset] ^= 0x5a;
                 std::fs::write(&target, &bytes).expect("damage");
-                let seen = sled_view(work.path());
+                // sled looks at its own copy: a dropped sled database keeps
+                // its file lock until its background threads end, so opening
+                // the same directory again at once can fail with EAGAIN.
+                let view = tempfile::tempdir().expect("tempdir");
+                copy_dir(work.path(), view.path());
+                let seen = sled_view(view.path());
                 let (p, problems, log) = load_logged(work.path(), &trusted);
                 flips += 1;
                 let what = format!("{} offset {offset}", rel.display());

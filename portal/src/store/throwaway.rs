@@ -210,12 +210,23 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// Starts a stopped (or killed) cluster again on its port, so the URLs
+    /// handed out before still reach it: a database that comes back.
+    pub fn restart(&mut self) -> Result<(), ClusterError> {
+        self.pg_start_on(Some(self.port))
+    }
+
     /// Starts the server on a free port (tries a few).
     fn pg_start(&mut self) -> Result<(), ClusterError> {
+        self.pg_start_on(None)
+    }
+
+    /// Starts the server on `port`, or on a free port (tries a few).
+    fn pg_start_on(&mut self, port: Option<u16>) -> Result<(), ClusterError> {
         let cluster = self;
         let data = cluster.data_dir();
         for attempt in 0..5 {
-            cluster.port = free_port();
+            cluster.port = port.unwrap_or_else(free_port);
             let options = format!(
                 "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c max_connections=200 -c shared_buffers=32MB",
                 cluster.port,

@@ -493,7 +493,18 @@ type Resp = Result<Response<Body>, Infallible>;
 /// a plain function (store calls, argon2), and none of that ever runs on an
 /// async worker. `blocking!(shop::quotes; a, b, c)` names the handler and as
 /// many argument names as it takes.
+///
+/// A GET route matches its path before it reads the request context (the
+/// session lookup is a store read: once per request, not once per route tried),
+/// so its path parameters come first; `blocking!(f; p0, p1 => w, c, q0)` passes
+/// them to the handler after the web state and the context, as `f(w, c, p0, p1,
+/// q0)`.
 macro_rules! blocking {
+    ($f:path; $($p:ident),+ => $w:ident, $c:ident $(, $r:ident)*) => {
+        move |$($p,)+ $w, $c $(, $r)*| async move {
+            $crate::web::on_blocking_thread(move || $f($w, $c, $($p,)+ $($r),*)).await
+        }
+    };
     ($f:path; $($a:ident),+) => {
         move |$($a),+| async move { $crate::web::on_blocking_thread(move || $f($($a),+)).await }
     };
@@ -556,150 +567,123 @@ pub fn routes(
         .unify()
         .boxed();
 
-    let shop_routes = get
-        .clone()
-        .and(warp::path!("quote"))
+    let shop_routes = warp::path!("quote")
+        .and(get.clone())
         .and_then(blocking!(shop::choose; a, b))
-        .or(get
-            .clone()
-            .and(warp::path!("quote" / String))
-            .and_then(blocking!(shop::form_get; a, b, c)))
+        .or(warp::path!("quote" / String)
+            .and(get.clone())
+            .and_then(blocking!(shop::form_get; p0 => w, c)))
         .unify()
-        .or(get
-            .clone()
-            .and(warp::path!("api" / "price"))
+        .or(warp::path!("api" / "price")
+            .and(get.clone())
             .and(warp::query::<Vec<(String, String)>>())
             .and_then(blocking!(shop::price_api; a, b, c)))
         .unify()
-        .or(get
-            .clone()
-            .and(warp::path!("quotes"))
+        .or(warp::path!("quotes")
+            .and(get.clone())
             .and(warp::query::<HashMap<String, String>>())
             .and_then(blocking!(shop::quotes; a, b, c)))
         .unify()
-        .or(get
-            .clone()
-            .and(warp::path!("quotes" / String / u32))
-            .and_then(blocking!(shop::quote_show; a, b, c, d)))
+        .or(warp::path!("quotes" / String / u32)
+            .and(get.clone())
+            .and_then(blocking!(shop::quote_show; p0, p1 => w, c)))
         .unify()
         .boxed();
 
-    let license_routes = get
-        .clone()
-        .and(warp::path!("licenses" / String))
+    let license_routes = warp::path!("licenses" / String)
+        .and(get.clone())
         .and(warp::query::<HashMap<String, String>>())
-        .and_then(blocking!(license::page; a, b, c, d))
-        .or(get
-            .clone()
-            .and(warp::path!("licenses" / String / "edit"))
-            .and_then(blocking!(license::edit_get; a, b, c)))
+        .and_then(blocking!(license::page; p0 => w, c, q0))
+        .or(warp::path!("licenses" / String / "edit")
+            .and(get.clone())
+            .and_then(blocking!(license::edit_get; p0 => w, c)))
         .unify()
-        .or(get
-            .clone()
-            .and(warp::path!("licenses" / String / "download"))
-            .and_then(blocking!(license::download; a, b, c)))
+        .or(warp::path!("licenses" / String / "download")
+            .and(get.clone())
+            .and_then(blocking!(license::download; p0 => w, c)))
         .unify()
-        .or(get
-            .clone()
-            .and(warp::path!("licenses" / String / "promos-licd.toml"))
-            .and_then(blocking!(license::daemon_config; a, b, c)))
+        .or(warp::path!("licenses" / String / "promos-licd.toml")
+            .and(get.clone())
+            .and_then(blocking!(license::daemon_config; p0 => w, c)))
         .unify()
-        .or(get
-            .clone()
-            .and(warp::path!("licenses" / String / "offline"))
-            .and_then(blocking!(license::offline_get; a, b, c)))
+        .or(warp::path!("licenses" / String / "offline")
+            .and(get.clone())
+            .and_then(blocking!(license::offline_get; p0 => w, c)))
         .unify()
-        .or(get
-            .clone()
-            .and(warp::path!("licenses" / String / "reset"))
-            .and_then(blocking!(license::reset_get; a, b, c)))
+        .or(warp::path!("licenses" / String / "reset")
+            .and(get.clone())
+            .and_then(blocking!(license::reset_get; p0 => w, c)))
         .unify()
-        .or(get
-            .clone()
-            .and(warp::path!("licenses" / String / "upgrade"))
-            .and_then(blocking!(license::upgrade_get; a, b, c)))
+        .or(warp::path!("licenses" / String / "upgrade")
+            .and(get.clone())
+            .and_then(blocking!(license::upgrade_get; p0 => w, c)))
         .unify()
         .boxed();
 
-    let account_routes = get
-        .clone()
-        .and(warp::path::end())
+    let account_routes = warp::path::end()
+        .and(get.clone())
         .and_then(blocking!(auth::home; a, b))
-        .or(get
-            .clone()
-            .and(warp::path!("login"))
+        .or(warp::path!("login")
+            .and(get.clone())
             .and(warp::query::<HashMap<String, String>>())
             .and_then(blocking!(auth::login_page; a, b, c)))
         .unify()
-        .or(get
-            .clone()
-            .and(warp::path!("register"))
+        .or(warp::path!("register")
+            .and(get.clone())
             .and_then(blocking!(auth::register_page; a, b)))
         .unify()
-        .or(get
-            .clone()
-            .and(warp::path!("verify"))
+        .or(warp::path!("verify")
+            .and(get.clone())
             .and(warp::query::<HashMap<String, String>>())
             .and_then(blocking!(auth::verify; a, b, c)))
         .unify()
-        .or(get
-            .clone()
-            .and(warp::path!("password" / "forgot"))
+        .or(warp::path!("password" / "forgot")
+            .and(get.clone())
             .and_then(blocking!(auth::forgot_page; a, b)))
         .unify()
-        .or(get
-            .clone()
-            .and(warp::path!("password" / "reset"))
+        .or(warp::path!("password" / "reset")
+            .and(get.clone())
             .and(warp::query::<HashMap<String, String>>())
             .and_then(blocking!(auth::reset_page; a, b, c)))
         .unify()
-        .or(get
-            .clone()
-            .and(warp::path!("lang" / String))
+        .or(warp::path!("lang" / String)
+            .and(get.clone())
             .and(warp::query::<HashMap<String, String>>())
-            .and_then(blocking!(auth::switch_lang; a, b, c, d)))
+            .and_then(blocking!(auth::switch_lang; p0 => w, c, q0)))
         .unify()
-        .or(get
-            .clone()
-            .and(warp::path!("imprint"))
+        .or(warp::path!("imprint")
+            .and(get.clone())
             .and_then(blocking!(auth::imprint; a, b)))
         .unify()
-        .or(get
-            .clone()
-            .and(warp::path!("privacy"))
+        .or(warp::path!("privacy")
+            .and(get.clone())
             .and_then(blocking!(auth::privacy; a, b)))
         .unify()
-        .or(get
-            .clone()
-            .and(warp::path!("licenses"))
+        .or(warp::path!("licenses")
+            .and(get.clone())
             .and_then(blocking!(auth::licenses; a, b)))
         .unify()
         .boxed();
 
-    let admin_routes = get
-        .clone()
-        .and(warp::path!("admin"))
+    let admin_routes = warp::path!("admin")
+        .and(get.clone())
         .and_then(blocking!(admin::index; a, b))
-        .or(get
-            .clone()
-            .and(warp::path!("admin" / "orders" / String / u32 / "paid"))
+        .or(warp::path!("admin" / "orders" / String / u32 / "paid")
+            .and(get.clone())
             .and(warp::query::<HashMap<String, String>>())
-            .and_then(blocking!(admin::paid_page; a, b, c, d, e)))
+            .and_then(blocking!(admin::paid_page; p0, p1 => w, c, q0)))
         .unify()
-        .or(get
-            .clone()
-            .and(warp::path!("admin" / "licenses"))
+        .or(warp::path!("admin" / "licenses")
+            .and(get.clone())
             .and(warp::query::<HashMap<String, String>>())
             .and_then(blocking!(admin::licenses; a, b, c)))
         .unify()
-        .or(get
-            .clone()
-            .and(warp::path!("admin" / "licenses" / String))
-            .and_then(blocking!(admin::license; a, b, c)))
+        .or(warp::path!("admin" / "licenses" / String)
+            .and(get.clone())
+            .and_then(blocking!(admin::license; p0 => w, c)))
         .unify()
-        .or(get
-            .clone()
-            .and(warp::path!("admin" / "customers"))
+        .or(warp::path!("admin" / "customers")
+            .and(get.clone())
             .and(warp::query::<HashMap<String, String>>())
             .and_then(blocking!(admin::customers; a, b, c)))
         .unify()
@@ -723,6 +707,23 @@ pub fn routes(
         .or(license_routes)
         .unify()
         .or(admin_routes)
+        .unify()
+        // A route that matched but could not read the store answers "try
+        // again" here: the fallback below must not run for it (its own store
+        // read may already succeed again and would answer 404).
+        .recover({
+            let web = web.clone();
+            move |rej: Rejection| {
+                let web = web.clone();
+                async move {
+                    if rej.find::<StoreUnavailable>().is_some() {
+                        Ok(rejection_page(&web, rej))
+                    } else {
+                        Err(rej)
+                    }
+                }
+            }
+        })
         .unify()
         .or(fallback)
         .unify()

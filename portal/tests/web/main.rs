@@ -22,6 +22,16 @@ use std::sync::Arc;
 const START: UnixTime = UnixTime(1_800_000_000);
 const PW: &str = "correct-horse-42";
 
+/// Where a test portal keeps its store.
+enum Db {
+    /// A SQLite file in the portal's temporary directory.
+    Sqlite,
+    /// A database of this test binary's shared throwaway cluster.
+    SharedPostgres,
+    /// A database at this URL (a cluster of the test's own).
+    Postgres(String),
+}
+
 struct Portal {
     addr: std::net::SocketAddr,
     web: Arc<Web>,
@@ -37,27 +47,25 @@ impl Portal {
     }
 
     async fn start_with(smtp: Option<SmtpConfig>, public_url: &str) -> Portal {
-        Self::start_engine(smtp, public_url, false).await
+        Self::start_engine(smtp, public_url, Db::Sqlite).await
     }
 
     /// The portal with its store on PostgreSQL (a database of this test binary's
     /// throwaway cluster).
     async fn start_postgres() -> Portal {
-        Self::start_engine(None, "http://portal.test", true).await
+        Self::start_engine(None, "http://portal.test", Db::SharedPostgres).await
     }
 
-    async fn start_engine(smtp: Option<SmtpConfig>, public_url: &str, postgres: bool) -> Portal {
+    async fn start_engine(smtp: Option<SmtpConfig>, public_url: &str, db: Db) -> Portal {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join(portal::store::DB_FILE);
         // Opening a store (and Web::new, which reads it) blocks: not on the
         // test's async thread.
         let store = Arc::new(
-            portal::blocking(move || {
-                if postgres {
-                    Store::temporary_postgres()
-                } else {
-                    Store::open(&path)
-                }
+            portal::blocking(move || match db {
+                Db::Sqlite => Store::open(&path),
+                Db::SharedPostgres => Store::temporary_postgres(),
+                Db::Postgres(url) => Store::open_url(&url),
             })
             .await
             .expect("store"),
@@ -685,6 +693,75 @@ async fn admin_area_is_for_admins_only() {
     let r = b.get("/admin").await;
     assert_eq!(r.status, 200);
     assert!(r.body.contains("Nicht zugestellte Emails"));
+}
+
+/// The store's PostgreSQL goes away under a logged-in admin (killed, as a
+/// crash or a failover would): every page, form and unknown path answers the
+/// bilingual 503 "try again" page, never 404, 500 or the login page; when the
+/// database is back on the same address, the same session carries on.
+#[tokio::test]
+async fn a_lost_database_answers_try_again_everywhere_and_the_session_survives() {
+    use portal::store::throwaway::Cluster;
+    let mut cluster = shop::off_runtime(|| Cluster::start().expect("cluster"));
+    let url = shop::off_runtime(|| cluster.create_database().expect("database"));
+    let p = Portal::start_engine(None, "http://portal.test", Db::Postgres(url)).await;
+    let mut b = p.admin().await;
+    let before = b.get("/admin/licenses").await;
+    assert_eq!(before.status, 200, "{}", before.body);
+    let csrf = before.csrf();
+
+    shop::off_runtime(|| cluster.kill().expect("kill"));
+    let gets = [
+        "/",
+        "/licenses",
+        "/licenses/1",
+        "/licenses/1/offline",
+        "/quote",
+        "/quote/standard",
+        "/quotes",
+        "/api/price?kind=standard&driver_saia_pcd=6000",
+        "/admin",
+        "/admin/licenses",
+        "/admin/licenses?q=hanau",
+        "/admin/licenses/1",
+        "/admin/customers",
+        "/login",
+        "/no/such/page",
+    ];
+    for path in gets {
+        let r = b.get(path).await;
+        assert_eq!(r.status, 503, "GET {path}: {}", r.body);
+        assert!(r.body.contains("Temporarily unavailable"), "GET {path}");
+        assert!(
+            r.body.contains("Vorübergehend nicht verfügbar"),
+            "GET {path}"
+        );
+    }
+    for (path, fields) in [
+        ("/logout", vec![("csrf", csrf.as_str())]),
+        ("/licenses/1/reset", vec![("csrf", csrf.as_str())]),
+        (
+            "/admin/licenses/1/dongle",
+            vec![("csrf", csrf.as_str()), ("serial", "1234")],
+        ),
+    ] {
+        let r = b.post(path, &fields).await;
+        assert_eq!(r.status, 503, "POST {path}: {}", r.body);
+        assert!(r.body.contains("Temporarily unavailable"), "POST {path}");
+    }
+
+    shop::off_runtime(|| cluster.restart().expect("restart"));
+    let after = b.get("/admin/licenses").await;
+    assert_eq!(
+        after.status, 200,
+        "the session after the database is back: {}",
+        after.body
+    );
+    assert!(
+        !after.body.contains("name=\"password\""),
+        "logged out: {}",
+        after.body
+    );
 }
 
 /// A failing SMTP server: the message stays queued, is retried with backoff,

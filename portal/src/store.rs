@@ -697,6 +697,53 @@ fn uint(v: i64) -> u64 {
 
 // ----- row access, on any connection or transaction ------------------------------
 
+/// One page of the admin license list (see [`Store::license_list_page`]).
+#[derive(Debug)]
+pub struct LicenseListPage {
+    /// Licenses in the store.
+    pub total: usize,
+    /// The 1-based page these rows are.
+    pub page: usize,
+    /// The licenses of the page, each with its customer's email (empty without one).
+    pub rows: Vec<(License, String)>,
+}
+
+fn q_licenses_page_with_emails(
+    c: &Conn,
+    skip: usize,
+    take: usize,
+) -> Result<Vec<(License, String)>, StoreError> {
+    let mut stmt = c.prepare_cached(
+        "SELECT l.record, COALESCE(a.email, '') FROM licenses l
+         LEFT JOIN accounts a ON a.id = l.account_id
+         ORDER BY l.number LIMIT ?1 OFFSET ?2",
+    )?;
+    let rows = stmt.query_map(params![int(take as u64), int(skip as u64)], |r| {
+        Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?))
+    })?;
+    let mut out = vec![];
+    for r in rows {
+        let (record, email) = r?;
+        out.push((from_record("license", &record)?, email));
+    }
+    Ok(out)
+}
+
+fn q_session(c: &Conn, id_hash: &str) -> Result<Option<SessionRow>, StoreError> {
+    Ok(c.prepare_cached(
+        "SELECT account_id, created_at, expires_at, persistent FROM sessions WHERE id_hash = ?1",
+    )?
+    .query_row([id_hash], |r| {
+        Ok(SessionRow {
+            account: AccountId(uint(r.get(0)?)),
+            created: UnixTime(uint(r.get(1)?)),
+            expires: UnixTime(uint(r.get(2)?)),
+            persistent: r.get(3)?,
+        })
+    })
+    .optional()?)
+}
+
 fn q_account(c: &Conn, id: AccountId) -> Result<Option<Account>, StoreError> {
     c.prepare_cached("SELECT record FROM accounts WHERE id = ?1")?
         .query_row([int(id.0)], |r| r.get::<_, Vec<u8>>(0))
@@ -1891,21 +1938,23 @@ impl Store {
         skip: usize,
         take: usize,
     ) -> Result<Vec<(License, String)>, StoreError> {
+        self.read(|c| q_licenses_page_with_emails(c, skip, take))
+    }
+
+    /// The admin license list's page `page` (1-based, clamped to the last page)
+    /// of `size` licenses, with the number of licenses and the page shown: one
+    /// read transaction.
+    pub fn license_list_page(
+        &self,
+        page: usize,
+        size: usize,
+    ) -> Result<LicenseListPage, StoreError> {
         self.read(|c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT l.record, COALESCE(a.email, '') FROM licenses l
-                 LEFT JOIN accounts a ON a.id = l.account_id
-                 ORDER BY l.number LIMIT ?1 OFFSET ?2",
-            )?;
-            let rows = stmt.query_map(params![int(take as u64), int(skip as u64)], |r| {
-                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?))
-            })?;
-            let mut out = vec![];
-            for r in rows {
-                let (record, email) = r?;
-                out.push((from_record("license", &record)?, email));
-            }
-            Ok(out)
+            let n: i64 = c.query_row("SELECT COUNT(*) FROM licenses", [], |r| r.get(0))?;
+            let total = uint(n) as usize;
+            let page = page.clamp(1, total.div_ceil(size.max(1)).max(1));
+            let rows = q_licenses_page_with_emails(c, (page - 1) * size, size)?;
+            Ok(LicenseListPage { total, page, rows })
         })
     }
 
@@ -2663,19 +2712,21 @@ impl Store {
     }
 
     pub fn session(&self, id_hash: &str) -> Result<Option<SessionRow>, StoreError> {
+        self.read(|c| q_session(c, id_hash))
+    }
+
+    /// A session and its account, read in one transaction: what every request
+    /// of a logged-in visitor reads first.
+    pub fn session_with_account(
+        &self,
+        id_hash: &str,
+    ) -> Result<Option<(SessionRow, Option<Account>)>, StoreError> {
         self.read(|c| {
-            Ok(c.prepare_cached(
-                "SELECT account_id, created_at, expires_at, persistent FROM sessions WHERE id_hash = ?1",
-            )?
-            .query_row([id_hash], |r| {
-                Ok(SessionRow {
-                    account: AccountId(uint(r.get(0)?)),
-                    created: UnixTime(uint(r.get(1)?)),
-                    expires: UnixTime(uint(r.get(2)?)),
-                    persistent: r.get(3)?,
-                })
-            })
-            .optional()?)
+            let Some(session) = q_session(c, id_hash)? else {
+                return Ok(None);
+            };
+            let account = q_account(c, session.account)?;
+            Ok(Some((session, account)))
         })
     }
 

@@ -348,16 +348,8 @@ pub fn licenses(web: Arc<Web>, ctx: Ctx, q: HashMap<String, String>) -> Resp {
     // and only those are decoded and checked (`crate::search`: number,
     // licensee, license data, customer email, binding).
     let (total, listed) = if search.is_empty() {
-        let total = match web.store.license_count() {
-            Ok(n) => n,
-            Err(e) => return Ok(internal_error(&web, &ctx, "admin license list", e)),
-        };
-        let page = page.min(total.div_ceil(PAGE_SIZE).max(1));
-        match web
-            .store
-            .licenses_page_with_emails((page - 1) * PAGE_SIZE, PAGE_SIZE)
-        {
-            Ok(l) => (total, l),
+        match web.store.license_list_page(page, PAGE_SIZE) {
+            Ok(p) => (p.total, p.rows),
             Err(e) => return Ok(internal_error(&web, &ctx, "admin license list", e)),
         }
     } else {

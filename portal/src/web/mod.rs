@@ -376,13 +376,12 @@ fn build_ctx(
 ) -> Result<Ctx, StoreError> {
     let now = web.clock.now();
     let cookie = cookie.as_deref();
-    let session = match session::read_cookie(cookie, session::SESSION_COOKIE) {
-        Some(id) => web.sessions.lookup(id, now)?,
-        None => None,
-    };
-    let account = match &session {
-        Some(s) => web.store.account(s.account)?,
-        None => None,
+    let (session, account) = match session::read_cookie(cookie, session::SESSION_COOKIE) {
+        Some(id) => match web.sessions.lookup_with_account(id, now)? {
+            Some((s, a)) => (Some(s), a),
+            None => (None, None),
+        },
+        None => (None, None),
     };
     let lang = session::read_cookie(cookie, session::LANG_COOKIE)
         .and_then(Lang::from_code)

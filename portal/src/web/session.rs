@@ -10,7 +10,7 @@
 //! - CSRF token: HMAC-SHA256 over the session (or anonymous) id with a server
 //!   secret kept in the store. Every form carries it; every POST checks it.
 
-use crate::domain::AccountId;
+use crate::domain::{Account, AccountId};
 use crate::store::{SessionRow, Store, StoreError};
 use hmac::{Hmac, Mac};
 use keys::UnixTime;
@@ -85,20 +85,31 @@ impl Sessions {
 
     /// The session behind a cookie value, if it is live.
     pub fn lookup(&self, id: &str, now: UnixTime) -> Result<Option<Session>, StoreError> {
+        Ok(self.lookup_with_account(id, now)?.map(|(s, _)| s))
+    }
+
+    /// [`Sessions::lookup`] with the session's account (`None` if it was
+    /// deleted), both read in one store transaction.
+    pub fn lookup_with_account(
+        &self,
+        id: &str,
+        now: UnixTime,
+    ) -> Result<Option<(Session, Option<Account>)>, StoreError> {
         if id.len() != 64 {
             return Ok(None);
         }
-        let Some(rec) = self.store.session(&hash_id(id))? else {
+        let Some((rec, account)) = self.store.session_with_account(&hash_id(id))? else {
             return Ok(None);
         };
         if now >= rec.expires {
             self.remove(id)?;
             return Ok(None);
         }
-        Ok(Some(Session {
+        let session = Session {
             id: id.to_owned(),
             account: rec.account,
-        }))
+        };
+        Ok(Some((session, account)))
     }
 
     /// Ends one session (logout).

@@ -351,3 +351,52 @@ fn a_quote_in_a_company_is_found() {
     assert_eq!(assert_search_agrees(&store, "zz"), 0);
     assert_eq!(assert_search_agrees(&store, "   "), 1, "empty matches all");
 }
+
+/// The admin list's page: the number-ordered slice, with the total and the
+/// page clamped to the last one, on both engines.
+#[test]
+fn the_admin_list_page_is_the_number_order_slice_on_both_engines() {
+    for store in [
+        Store::temporary().expect("store"),
+        Store::temporary_postgres().expect("store"),
+    ] {
+        let empty = store.license_list_page(3, 2).expect("empty page");
+        assert_eq!((empty.total, empty.page, empty.rows.len()), (0, 1, 0));
+        let emails = vec!["kunde".to_owned()];
+        let lics: Vec<Lic> = (0..5)
+            .map(|i| Lic {
+                company: format!("Firma {i}"),
+                last_name: "L".into(),
+                data_name: "Anlage".into(),
+                account: (i % 2 == 0).then_some(0),
+                hard: false,
+                paid: false,
+                bind: None,
+                reset: false,
+                new_data_name: None,
+            })
+            .collect();
+        build(&store, &emails, &lics);
+        let all: Vec<String> = store
+            .licenses_page(0, 100)
+            .expect("all")
+            .iter()
+            .map(|l| l.number.to_string())
+            .collect();
+        for (asked, shown, want) in [
+            (1, 1, 0..2),
+            (2, 2, 2..4),
+            (3, 3, 4..5),
+            (9, 3, 4..5),
+            (0, 1, 0..2),
+        ] {
+            let p = store.license_list_page(asked, 2).expect("page");
+            assert_eq!((p.total, p.page), (5, shown), "page {asked}");
+            let got: Vec<String> = p.rows.iter().map(|(l, _)| l.number.to_string()).collect();
+            assert_eq!(got, all[want].to_vec(), "page {asked}");
+            for (l, email) in &p.rows {
+                assert_eq!(email.is_empty(), l.account.is_none(), "{}", l.number);
+            }
+        }
+    }
+}

@@ -284,7 +284,8 @@ async fn client_command(cmd: &Command, socket: &std::path::Path) -> anyhow::Resu
             }
         }
         Command::Offline(Offline::Apply { file }) => {
-            let text = read_answer_file(file)?;
+            let text = wire::offline::read_file(file, wire::offline::FileKind::Answer)
+                .map_err(anyhow::Error::msg)?;
             let v = c
                 .call(&json!({"cmd": "offline_apply", "file": text}))
                 .await?;
@@ -304,26 +305,6 @@ async fn client_command(cmd: &Command, socket: &std::path::Path) -> anyhow::Resu
         _ => {}
     }
     Ok(())
-}
-
-/// Reads an answer file whole, refusing one larger than any offline file.
-fn read_answer_file(path: &std::path::Path) -> anyhow::Result<String> {
-    use std::io::Read;
-    let max = wire::offline::MAX_FILE_BYTES as u64;
-    let mut text = String::new();
-    let read = if path == std::path::Path::new("-") {
-        std::io::stdin().take(max + 1).read_to_string(&mut text)
-    } else {
-        std::fs::File::open(path).and_then(|f| f.take(max + 1).read_to_string(&mut text))
-    };
-    read.with_context(|| format!("reading the answer file {}", path.display()))?;
-    if text.len() as u64 > max {
-        bail!(
-            "{} is larger than {max} bytes: it is not an answer file of the license portal",
-            path.display()
-        );
-    }
-    Ok(text)
 }
 
 /// This host's hardware ID as the daemon computes it.

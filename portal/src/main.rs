@@ -425,26 +425,6 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     }
 }
 
-/// Reads a request file whole, refusing one larger than any offline file.
-fn read_offline_file(path: &std::path::Path) -> Result<String> {
-    use std::io::Read;
-    let max = wire::offline::MAX_FILE_BYTES as u64;
-    let mut text = String::new();
-    let read = if path == std::path::Path::new("-") {
-        std::io::stdin().take(max + 1).read_to_string(&mut text)
-    } else {
-        std::fs::File::open(path).and_then(|f| f.take(max + 1).read_to_string(&mut text))
-    };
-    read.with_context(|| format!("reading the request file {}", path.display()))?;
-    if text.len() as u64 > max {
-        bail!(
-            "{} is larger than {max} bytes: it is not a request file of promos-licd",
-            path.display()
-        );
-    }
-    Ok(text)
-}
-
 fn operator() -> String {
     std::env::var("SUDO_USER")
         .or_else(|_| std::env::var("USER"))
@@ -596,7 +576,8 @@ async fn admin_command(config: Config, json: bool, command: AdminCommand) -> Res
         AdminCommand::OfflineAnswer { request, out } => {
             output = out;
             AdminRequest::OfflineAnswer {
-                request: read_offline_file(&request)?,
+                request: wire::offline::read_file(&request, wire::offline::FileKind::Request)
+                    .map_err(anyhow::Error::msg)?,
             }
         }
         AdminCommand::Verify => AdminRequest::Verify,

@@ -342,3 +342,83 @@ pub fn read_answer(text: &str) -> Result<OfflineAnswer, OfflineFileError> {
 pub fn file_name(what: &str, license: &LicenseNumber) -> String {
     format!("promos-offline-{what}-{license}.txt")
 }
+
+/// Which offline file a program reads: named in its errors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileKind {
+    /// A request file, written by `promos-licd offline request`.
+    Request,
+    /// An answer file, written by the license portal or `pls admin offline-answer`.
+    Answer,
+}
+
+impl FileKind {
+    fn name(self) -> &'static str {
+        match self {
+            FileKind::Request => "request file",
+            FileKind::Answer => "answer file",
+        }
+    }
+    fn article(self) -> &'static str {
+        match self {
+            FileKind::Request => "a",
+            FileKind::Answer => "an",
+        }
+    }
+    fn writer(self) -> &'static str {
+        match self {
+            FileKind::Request => "promos-licd",
+            FileKind::Answer => "the license portal",
+        }
+    }
+}
+
+/// Reads an offline file whole from `path` (`-`: standard input), refusing one
+/// larger than [`MAX_FILE_BYTES`] before holding more of it. The error says
+/// which file could not be read and why.
+pub fn read_file(path: &std::path::Path, kind: FileKind) -> Result<String, String> {
+    use std::io::Read;
+    let max = MAX_FILE_BYTES as u64;
+    let mut text = String::new();
+    let read = if path == std::path::Path::new("-") {
+        std::io::stdin().take(max + 1).read_to_string(&mut text)
+    } else {
+        std::fs::File::open(path).and_then(|f| f.take(max + 1).read_to_string(&mut text))
+    };
+    read.map_err(|e| format!("reading the {} {}: {e}", kind.name(), path.display()))?;
+    if text.len() as u64 > max {
+        return Err(format!(
+            "{} is larger than {max} bytes: it is not {} {} of {}",
+            path.display(),
+            kind.article(),
+            kind.name(),
+            kind.writer()
+        ));
+    }
+    Ok(text)
+}
+
+#[cfg(test)]
+mod read_file_tests {
+    use super::*;
+
+    #[test]
+    fn an_offline_file_is_read_whole_and_an_oversized_or_missing_one_is_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ok = dir.path().join("answer.txt");
+        std::fs::write(&ok, "x".repeat(MAX_FILE_BYTES)).expect("write");
+        assert_eq!(
+            read_file(&ok, FileKind::Answer).expect("read").len(),
+            MAX_FILE_BYTES
+        );
+        let big = dir.path().join("big.txt");
+        std::fs::write(&big, "x".repeat(MAX_FILE_BYTES + 1)).expect("write");
+        let e = read_file(&big, FileKind::Request).expect_err("too large");
+        assert!(
+            e.ends_with("it is not a request file of promos-licd"),
+            "{e}"
+        );
+        let e = read_file(&dir.path().join("none.txt"), FileKind::Answer).expect_err("missing");
+        assert!(e.starts_with("reading the answer file"), "{e}");
+    }
+}

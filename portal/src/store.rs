@@ -444,11 +444,13 @@ impl From<DbError> for StoreError {
                         || code == "55P03" =>
                 {
                     tracing::warn!(error = %pg, "the database is unavailable");
-                    StoreError::Unavailable(pg.to_string())
+                    StoreError::unavailable(pg.to_string())
                 }
-                None if pg.is_closed() || pg.to_string().contains("connection") => {
+                // No SQLSTATE: the link to the server failed (lost, refused, no
+                // host of the URL takes writes yet during a failover).
+                None if pg.is_closed() || is_link_failure(&pg.to_string()) => {
                     tracing::warn!(error = %pg, "the database connection is lost");
-                    StoreError::Unavailable(pg.to_string())
+                    StoreError::unavailable(pg.to_string())
                 }
                 _ => StoreError::Db(DbError::Pg(pg)),
             },
@@ -457,7 +459,60 @@ impl From<DbError> for StoreError {
     }
 }
 
+/// Whether a PostgreSQL client error without SQLSTATE says the connection
+/// failed rather than a statement: the client's texts for a broken, closed,
+/// refused or timed-out connection (`error connecting to server: database does
+/// not allow writes` is a standby not promoted yet).
+fn is_link_failure(text: &str) -> bool {
+    [
+        "error communicating with the server",
+        "error connecting to server",
+        "connection closed",
+        "timeout waiting for server",
+    ]
+    .iter()
+    .any(|p| text.starts_with(p))
+        || text.contains("connection")
+}
+
+thread_local! {
+    /// What this thread's store calls met since [`take_thread_marks`] last asked.
+    static MARKS: std::cell::Cell<ThreadMarks> = const { std::cell::Cell::new(ThreadMarks { unavailable: false, wrote: false }) };
+}
+
+/// What the store calls of one thread met since [`take_thread_marks`] last
+/// asked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ThreadMarks {
+    /// A call found the database unavailable ([`StoreError::Unavailable`]).
+    pub unavailable: bool,
+    /// A write transaction was committed.
+    pub wrote: bool,
+}
+
+/// What this thread's store calls met since the last call; resets the marks.
+/// The portal asks before and after each handler: a handler that met an
+/// unavailable database and changed nothing answers 503, also where it went
+/// on without the value it could not read.
+pub fn take_thread_marks() -> ThreadMarks {
+    MARKS.with(|m| m.replace(ThreadMarks::default()))
+}
+
+fn mark(f: impl FnOnce(&mut ThreadMarks)) {
+    MARKS.with(|m| {
+        let mut marks = m.get();
+        f(&mut marks);
+        m.set(marks);
+    });
+}
+
 impl StoreError {
+    /// [`StoreError::Unavailable`], marked on this thread ([`take_thread_marks`]).
+    pub fn unavailable(detail: String) -> Self {
+        mark(|m| m.unavailable = true);
+        StoreError::Unavailable(detail)
+    }
+
     /// Whether the write failed for lack of disk space (the caller answers
     /// "storage full, try again later").
     pub fn is_full(&self) -> bool {
@@ -1315,6 +1370,14 @@ pub fn redact_url(url: &str) -> String {
         .join(" ")
 }
 
+/// Failures a test asked for ([`Store::fail_as_unavailable`]): calls to let
+/// through, then calls to fail.
+#[derive(Debug, Default)]
+struct Faults {
+    armed: std::sync::atomic::AtomicBool,
+    plan: Mutex<(u64, u64)>,
+}
+
 /// The server's database.
 #[derive(Debug)]
 pub struct Store {
@@ -1326,6 +1389,8 @@ pub struct Store {
     migrated_from: Option<u32>,
     /// Check-ins waiting for the next group commit ([`Store::record_check_in`]).
     checkins: Mutex<Vec<PendingCheckIn>>,
+    /// Injected failures ([`Store::fail_as_unavailable`]).
+    faults: Faults,
     /// The directory of a [`Store::temporary`] store, removed with it.
     _temp: Option<tempfile::TempDir>,
 }
@@ -1426,6 +1491,7 @@ impl Store {
             migrated_from: (version > 0 && version < SCHEMA_VERSION && run_migrations)
                 .then_some(version),
             checkins: Mutex::new(vec![]),
+            faults: Faults::default(),
             _temp: None,
         })
     }
@@ -1468,6 +1534,7 @@ impl Store {
             readers: Mutex::new(vec![]),
             migrated_from: (version > 0 && version < SCHEMA_VERSION).then_some(version),
             checkins: Mutex::new(vec![]),
+            faults: Faults::default(),
             _temp: None,
         })
     }
@@ -1598,14 +1665,65 @@ impl Store {
         lock: i64,
         f: impl FnOnce() -> A,
     ) -> Result<Option<A>, StoreError> {
+        self.injected_fault()?;
         match self.engine {
             Engine::Sqlite => Ok(Some(f())),
             Engine::Postgres => Ok(self.connect()?.exclusively(lock, f)?),
         }
     }
 
+    /// For tests of what callers answer while the database is away: of the
+    /// store's next calls (reads, writes, check-ins, exclusive jobs), `skip` work
+    /// and the `count` after them fail with [`StoreError::Unavailable`], as a
+    /// lost connection or a failover would; later calls work again.
+    pub fn fail_as_unavailable(&self, skip: u64, count: u64) {
+        let mut plan = self
+            .faults
+            .plan
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *plan = (skip, count);
+        self.faults
+            .armed
+            .store(count > 0, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether failures injected by [`Store::fail_as_unavailable`] are still
+    /// to come.
+    pub fn failures_pending(&self) -> bool {
+        self.faults.armed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The injected failure of this call, if one is due.
+    fn injected_fault(&self) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering;
+        if !self.faults.armed.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let mut plan = self
+            .faults
+            .plan
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match &mut *plan {
+            (0, 0) => Ok(()),
+            (0, count) => {
+                *count -= 1;
+                if *count == 0 {
+                    self.faults.armed.store(false, Ordering::SeqCst);
+                }
+                Err(StoreError::unavailable("injected failure".into()))
+            }
+            (skip, _) => {
+                *skip -= 1;
+                Ok(())
+            }
+        }
+    }
+
     /// Runs `f` on a reader connection inside a read transaction (one snapshot).
     fn read<A>(&self, f: impl FnOnce(&Conn) -> Result<A, StoreError>) -> Result<A, StoreError> {
+        self.injected_fault()?;
         let pooled = self
             .readers
             .lock()
@@ -1634,8 +1752,13 @@ impl Store {
         &self,
         f: impl FnOnce(&Conn) -> Result<A, E>,
     ) -> Result<A, E> {
+        self.injected_fault()?;
         let conn = self.writer();
-        conn.write(f)
+        let written = conn.write(f);
+        if written.is_ok() {
+            mark(|m| m.wrote = true);
+        }
+        written
     }
 
     // ----- accounts -------------------------------------------------------------
@@ -2565,6 +2688,7 @@ impl Store {
     /// server pays one disk flush for many checks instead of one each, and no
     /// check is answered before its check-in is on disk.
     fn record_check_in(&self, ci: CheckIn) -> Result<(), StoreError> {
+        self.injected_fault()?;
         let (done_tx, done_rx) = std::sync::mpsc::sync_channel(1);
         self.checkins
             .lock()
@@ -3859,6 +3983,61 @@ fn issue_grant_in(
 mod tests {
     use super::*;
     use keys::LicenseType;
+
+    /// A server that refuses the connection (the primary gone, before the
+    /// standby is promoted) is "unavailable, try again", not a database error:
+    /// the client's text for it ("error connecting to server") carries neither
+    /// a SQLSTATE nor the word "connection".
+    #[test]
+    fn a_refused_connection_is_unavailable_and_marked_on_the_thread() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("port")
+            .port();
+        let e = db::PgConn::connect(&format!(
+            "host=127.0.0.1 port={port} user=pls dbname=x connect_timeout=2"
+        ))
+        .expect_err("nothing listens there");
+        take_thread_marks();
+        let e = StoreError::from(e);
+        assert!(matches!(e, StoreError::Unavailable(_)), "{e}");
+        assert!(is_unavailable_message(&e.to_string()), "{e}");
+        assert_eq!(
+            take_thread_marks(),
+            ThreadMarks {
+                unavailable: true,
+                wrote: false
+            }
+        );
+        assert_eq!(take_thread_marks(), ThreadMarks::default(), "taken");
+    }
+
+    #[test]
+    fn injected_failures_fail_the_calls_asked_for_and_mark_writes() {
+        let store = Store::temporary().expect("store");
+        take_thread_marks();
+        store.fail_as_unavailable(1, 2);
+        assert!(
+            store.schema_version().is_ok(),
+            "the first call is let through"
+        );
+        assert!(matches!(
+            store.schema_version(),
+            Err(StoreError::Unavailable(_))
+        ));
+        assert!(store.failures_pending());
+        assert!(store.mark_reminder_sent("k").is_err());
+        assert!(!store.failures_pending());
+        assert_eq!(
+            take_thread_marks(),
+            ThreadMarks {
+                unavailable: true,
+                wrote: false
+            }
+        );
+        store.mark_reminder_sent("k").expect("works again");
+        assert!(take_thread_marks().wrote);
+    }
 
     #[test]
     fn fresh_store_has_current_schema_and_newer_schema_is_refused() {

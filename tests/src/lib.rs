@@ -16,6 +16,26 @@ pub fn binary(package: &str, bin: &str) -> PathBuf {
         .expect("target/<profile>/deps");
     let mut cmd = Command::new(env!("CARGO"));
     cmd.args(["build", "-q", "-p", package, "--bin", bin]);
+    // What `cargo test` set for this test (its package's name and directory)
+    // is not the build's: build scripts that watch such a variable (ring's
+    // `rerun-if-env-changed=CARGO_PKG_NAME`) would run again, and every crate
+    // above them be rebuilt, here and again at the next `cargo test`.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if [
+            "CARGO_PKG_",
+            "CARGO_MANIFEST_",
+            "CARGO_CRATE_",
+            "CARGO_BIN_",
+        ]
+        .iter()
+        .any(|p| name.starts_with(p))
+            || name == "CARGO_PRIMARY_PACKAGE"
+            || name == "CARGO_TARGET_TMPDIR"
+        {
+            cmd.env_remove(name.as_ref());
+        }
+    }
     if profile_dir.file_name().is_some_and(|n| n == "release") {
         cmd.arg("--release");
     }

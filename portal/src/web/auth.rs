@@ -137,7 +137,7 @@ pub fn login_post(web: Arc<Web>, ctx: Ctx, form: Form) -> Resp {
     let pw = form.raw("password").to_owned();
     let hash = account.as_ref().and_then(|a| a.password_hash.clone());
     // argon2 is deliberately slow: handlers run on blocking threads (see
-    // `web::blocking!`), never on the async workers.
+    // `web::on_blocking_thread`), never on the async workers.
     let ok = match hash {
         Some(h) => password::verify(&pw, &h),
         None => {

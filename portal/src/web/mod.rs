@@ -337,8 +337,18 @@ fn ctx(web: Arc<Web>) -> impl Filter<Extract = (Ctx,), Error = Rejection> + Clon
                 async move {
                     // The session and account lookups read the store: on a
                     // blocking thread, like the handlers.
+                    // A lookup that met an unavailable database and went on
+                    // without its value (the account's language) fails the
+                    // context too: the page would be built on a guess.
                     let built = tokio::task::spawn_blocking(move || {
-                        build_ctx(&web, cookie, accept, xff, remote, path, query)
+                        crate::store::take_thread_marks();
+                        let ctx = build_ctx(&web, cookie, accept, xff, remote, path, query)?;
+                        if crate::store::take_thread_marks().unavailable {
+                            return Err(StoreError::Unavailable(
+                                "a lookup for the request context".into(),
+                            ));
+                        }
+                        Ok(ctx)
                     })
                     .await;
                     match built {
@@ -486,30 +496,24 @@ fn with_security_headers(mut resp: Response<Body>) -> Response<Body> {
 
 type Resp = Result<Response<Body>, Infallible>;
 
-/// Every route of the portal.
-/// A handler as a warp `and_then` function that runs it on a blocking thread:
-/// the one boundary between warp's async workers and the store. Every handler is
-/// a plain function (store calls, argon2), and none of that ever runs on an
-/// async worker. `blocking!(shop::quotes; a, b, c)` names the handler and as
-/// many argument names as it takes.
-///
-/// A GET route matches its path before it reads the request context (the
-/// session lookup is a store read: once per request, not once per route tried),
-/// so its path parameters come first; `blocking!(f; p0, p1 => w, c, q0)` passes
-/// them to the handler after the web state and the context, as `f(w, c, p0, p1,
-/// q0)`.
-macro_rules! blocking {
-    ($f:path; $($p:ident),+ => $w:ident, $c:ident $(, $r:ident)*) => {
-        move |$($p,)+ $w, $c $(, $r)*| async move {
-            $crate::web::on_blocking_thread(move || $f($w, $c, $($p,)+ $($r),*)).await
-        }
+/// A GET page's handler with what the path and query gave it, waiting for the
+/// request's context.
+type Page = Box<dyn FnOnce(Arc<Web>, Ctx) -> Resp + Send>;
+
+/// A GET route's [`Page`]: `page!(license::page; x, y)` names the handler and
+/// the values the route's filter extracts (passed after the web and context).
+macro_rules! page {
+    ($f:path) => {
+        || -> Page { Box::new(move |web, ctx| $f(web, ctx)) }
     };
     ($f:path; $($a:ident),+) => {
-        move |$($a),+| async move { $crate::web::on_blocking_thread(move || $f($($a),+)).await }
+        |$($a),+| -> Page { Box::new(move |web, ctx| $f(web, ctx, $($a),+)) }
     };
 }
 
-/// Runs `f` on tokio's blocking pool. A handler that panicked answers 500 (the
+/// Runs `f` on tokio's blocking pool: the one boundary between warp's async
+/// workers and the store. Every handler is a plain function (store calls,
+/// argon2), and none of that ever runs on an async worker. A handler that panicked answers 500 (the
 /// panic is logged), as an async handler's panic would have ended the request.
 pub(crate) async fn on_blocking_thread(f: impl FnOnce() -> Resp + Send + 'static) -> Resp {
     match tokio::task::spawn_blocking(f).await {
@@ -524,6 +528,36 @@ pub(crate) async fn on_blocking_thread(f: impl FnOnce() -> Resp + Send + 'static
     }
 }
 
+/// Runs a page's or form's handler (on the blocking thread it runs on). A
+/// handler that found the database unavailable and changed nothing answers 503
+/// ([`pages::try_again`]: "nothing was changed, try again"), also where it went
+/// on without what it could not read: a license it could not load would
+/// otherwise be "not found", a status it could not read "stopped". During a
+/// restart or failover of the database the answer is "try again", never a
+/// wrong page. A handler that did write keeps its own answer (it tells what
+/// was done).
+fn unless_unavailable(
+    web: Arc<Web>,
+    ctx: Ctx,
+    handler: impl FnOnce(Arc<Web>, Ctx) -> Resp,
+) -> Resp {
+    crate::store::take_thread_marks();
+    let answer = handler(Arc::clone(&web), ctx.clone());
+    let marks = crate::store::take_thread_marks();
+    match answer {
+        Ok(r)
+            if marks.unavailable
+                && !marks.wrote
+                && r.status() != StatusCode::SERVICE_UNAVAILABLE =>
+        {
+            tracing::warn!(status = %r.status(), path = %ctx.path, "the handler met an unavailable database: answering 503 instead");
+            Ok(pages::try_again(&web, &ctx))
+        }
+        answer => answer,
+    }
+}
+
+/// Every route of the portal.
 pub fn routes(
     web: Arc<Web>,
 ) -> impl Filter<Extract = (Response<Body>,), Error = Infallible> + Clone {
@@ -532,7 +566,6 @@ pub fn routes(
         move || web.clone()
     });
     let c = ctx(web.clone());
-    let get = warp::get().and(w.clone()).and(c.clone());
     // Every POST: the route, then the form, then one dispatch that checks the
     // field sizes and the CSRF token before any handler runs.
     let posts = warp::post()
@@ -540,7 +573,14 @@ pub fn routes(
         .and(w.clone())
         .and(c.clone())
         .and(form())
-        .and_then(blocking!(dispatch_post; a, b, c, d))
+        .and_then(|route: PostRoute, web, ctx, form| async move {
+            on_blocking_thread(move || {
+                unless_unavailable(web, ctx, move |web, ctx| {
+                    dispatch_post(route, web, ctx, form)
+                })
+            })
+            .await
+        })
         .boxed();
 
     let static_files = warp::get()
@@ -566,165 +606,116 @@ pub fn routes(
         .unify()
         .boxed();
 
-    let shop_routes = warp::path!("quote")
-        .and(get.clone())
-        .and_then(blocking!(shop::choose; a, b))
-        .or(warp::path!("quote" / String)
-            .and(get.clone())
-            .and_then(blocking!(shop::form_get; p0 => w, c)))
-        .unify()
-        .or(warp::path!("api" / "price")
-            .and(get.clone())
-            .and(warp::query::<Vec<(String, String)>>())
-            .and_then(blocking!(shop::price_api; a, b, c)))
-        .unify()
-        .or(warp::path!("quotes")
-            .and(get.clone())
-            .and(warp::query::<HashMap<String, String>>())
-            .and_then(blocking!(shop::quotes; a, b, c)))
-        .unify()
-        .or(warp::path!("quotes" / String / u32)
-            .and(get.clone())
-            .and_then(blocking!(shop::quote_show; p0, p1 => w, c)))
-        .unify()
-        .boxed();
-
-    let license_routes = warp::path!("licenses" / String)
-        .and(get.clone())
-        .and(warp::query::<HashMap<String, String>>())
-        .and_then(blocking!(license::page; p0 => w, c, q0))
-        .or(warp::path!("licenses" / String / "edit")
-            .and(get.clone())
-            .and_then(blocking!(license::edit_get; p0 => w, c)))
-        .unify()
-        .or(warp::path!("licenses" / String / "download")
-            .and(get.clone())
-            .and_then(blocking!(license::download; p0 => w, c)))
-        .unify()
-        .or(warp::path!("licenses" / String / "promos-licd.toml")
-            .and(get.clone())
-            .and_then(blocking!(license::daemon_config; p0 => w, c)))
-        .unify()
-        .or(warp::path!("licenses" / String / "offline")
-            .and(get.clone())
-            .and_then(blocking!(license::offline_get; p0 => w, c)))
-        .unify()
-        .or(warp::path!("licenses" / String / "reset")
-            .and(get.clone())
-            .and_then(blocking!(license::reset_get; p0 => w, c)))
-        .unify()
-        .or(warp::path!("licenses" / String / "upgrade")
-            .and(get.clone())
-            .and_then(blocking!(license::upgrade_get; p0 => w, c)))
-        .unify()
-        .boxed();
-
-    let account_routes = warp::path::end()
-        .and(get.clone())
-        .and_then(blocking!(auth::home; a, b))
+    let account_pages = warp::path::end()
+        .map(page!(auth::home))
         .or(warp::path!("login")
-            .and(get.clone())
             .and(warp::query::<HashMap<String, String>>())
-            .and_then(blocking!(auth::login_page; a, b, c)))
+            .map(page!(auth::login_page; x)))
         .unify()
-        .or(warp::path!("register")
-            .and(get.clone())
-            .and_then(blocking!(auth::register_page; a, b)))
+        .or(warp::path!("register").map(page!(auth::register_page)))
         .unify()
         .or(warp::path!("verify")
-            .and(get.clone())
             .and(warp::query::<HashMap<String, String>>())
-            .and_then(blocking!(auth::verify; a, b, c)))
+            .map(page!(auth::verify; x)))
         .unify()
-        .or(warp::path!("password" / "forgot")
-            .and(get.clone())
-            .and_then(blocking!(auth::forgot_page; a, b)))
+        .or(warp::path!("password" / "forgot").map(page!(auth::forgot_page)))
         .unify()
         .or(warp::path!("password" / "reset")
-            .and(get.clone())
             .and(warp::query::<HashMap<String, String>>())
-            .and_then(blocking!(auth::reset_page; a, b, c)))
+            .map(page!(auth::reset_page; x)))
         .unify()
         .or(warp::path!("lang" / String)
-            .and(get.clone())
             .and(warp::query::<HashMap<String, String>>())
-            .and_then(blocking!(auth::switch_lang; p0 => w, c, q0)))
+            .map(page!(auth::switch_lang; x, y)))
         .unify()
-        .or(warp::path!("imprint")
-            .and(get.clone())
-            .and_then(blocking!(auth::imprint; a, b)))
+        .or(warp::path!("imprint").map(page!(auth::imprint)))
         .unify()
-        .or(warp::path!("privacy")
-            .and(get.clone())
-            .and_then(blocking!(auth::privacy; a, b)))
+        .or(warp::path!("privacy").map(page!(auth::privacy)))
         .unify()
-        .or(warp::path!("licenses")
-            .and(get.clone())
-            .and_then(blocking!(auth::licenses; a, b)))
+        .or(warp::path!("licenses").map(page!(auth::licenses)))
         .unify()
         .boxed();
 
-    let admin_routes = warp::path!("admin")
-        .and(get.clone())
-        .and_then(blocking!(admin::index; a, b))
-        .or(warp::path!("admin" / "orders" / String / u32 / "paid")
-            .and(get.clone())
+    let shop_pages = warp::path!("quote")
+        .map(page!(shop::choose))
+        .or(warp::path!("quote" / String).map(page!(shop::form_get; x)))
+        .unify()
+        .or(warp::path!("api" / "price")
+            .and(warp::query::<Vec<(String, String)>>())
+            .map(page!(shop::price_api; x)))
+        .unify()
+        .or(warp::path!("quotes")
             .and(warp::query::<HashMap<String, String>>())
-            .and_then(blocking!(admin::paid_page; p0, p1 => w, c, q0)))
+            .map(page!(shop::quotes; x)))
+        .unify()
+        .or(warp::path!("quotes" / String / u32).map(page!(shop::quote_show; x, y)))
+        .unify()
+        .boxed();
+
+    let license_pages = warp::path!("licenses" / String)
+        .and(warp::query::<HashMap<String, String>>())
+        .map(page!(license::page; x, y))
+        .or(warp::path!("licenses" / String / "edit").map(page!(license::edit_get; x)))
+        .unify()
+        .or(warp::path!("licenses" / String / "download").map(page!(license::download; x)))
+        .unify()
+        .or(warp::path!("licenses" / String / "promos-licd.toml")
+            .map(page!(license::daemon_config; x)))
+        .unify()
+        .or(warp::path!("licenses" / String / "offline").map(page!(license::offline_get; x)))
+        .unify()
+        .or(warp::path!("licenses" / String / "reset").map(page!(license::reset_get; x)))
+        .unify()
+        .or(warp::path!("licenses" / String / "upgrade").map(page!(license::upgrade_get; x)))
+        .unify()
+        .boxed();
+
+    let admin_pages = warp::path!("admin")
+        .map(page!(admin::index))
+        .or(warp::path!("admin" / "orders" / String / u32 / "paid")
+            .and(warp::query::<HashMap<String, String>>())
+            .map(page!(admin::paid_page; x, y, z)))
         .unify()
         .or(warp::path!("admin" / "licenses")
-            .and(get.clone())
             .and(warp::query::<HashMap<String, String>>())
-            .and_then(blocking!(admin::licenses; a, b, c)))
+            .map(page!(admin::licenses; x)))
         .unify()
-        .or(warp::path!("admin" / "licenses" / String)
-            .and(get.clone())
-            .and_then(blocking!(admin::license; p0 => w, c)))
+        .or(warp::path!("admin" / "licenses" / String).map(page!(admin::license; x)))
         .unify()
         .or(warp::path!("admin" / "customers")
-            .and(get.clone())
             .and(warp::query::<HashMap<String, String>>())
-            .and_then(blocking!(admin::customers; a, b, c)))
+            .map(page!(admin::customers; x)))
         .unify()
         .boxed();
 
-    // GET only: a POST that failed (bad form, body too large) must reach the
-    // rejection handler with its real reason, not become a 404.
-    let fallback = warp::get()
+    // Every GET page: the path and query pick the handler (or the 404 page)
+    // first, and only then is the request's context built, once. A context that
+    // cannot be read (the database away) is the request's answer, 503; no other
+    // route is tried (one that read it a moment later would answer 404 for a
+    // page that exists).
+    let pages = warp::get()
+        .and(
+            account_pages
+                .or(shop_pages)
+                .unify()
+                .or(license_pages)
+                .unify()
+                .or(admin_pages)
+                .unify()
+                .or(warp::any().map(page!(not_found)))
+                .unify(),
+        )
         .and(w.clone())
         .and(c.clone())
-        .and_then(blocking!(not_found; a, b))
+        .and_then(|page: Page, web, ctx| async move {
+            on_blocking_thread(move || unless_unavailable(web, ctx, page)).await
+        })
         .boxed();
 
     static_files
         .or(posts)
         .unify()
-        .or(account_routes)
-        .unify()
-        .or(shop_routes)
-        .unify()
-        .or(license_routes)
-        .unify()
-        .or(admin_routes)
-        .unify()
-        // A route that matched but could not read the store answers "try
-        // again" here: the fallback below must not run for it (its own store
-        // read may already succeed again and would answer 404).
-        .recover({
-            let web = web.clone();
-            move |rej: Rejection| {
-                let web = web.clone();
-                async move {
-                    if rej.find::<StoreUnavailable>().is_some() {
-                        Ok(rejection_page(&web, rej))
-                    } else {
-                        Err(rej)
-                    }
-                }
-            }
-        })
-        .unify()
-        .or(fallback)
+        .or(pages)
         .unify()
         .recover(move |rej: Rejection| {
             let web = web.clone();

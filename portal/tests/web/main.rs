@@ -7,6 +7,7 @@
 
 mod browser;
 mod input;
+mod outage;
 mod shop;
 mod ux;
 

@@ -112,6 +112,13 @@ struct Args {
     /// SIGKILL the first server this long after the start (needs two or more).
     #[arg(long, value_parser = parse_duration)]
     kill_after: Option<Duration>,
+    /// A file that something outside the harness writes just before it
+    /// disrupts the service (a database failover): the time as Unix
+    /// milliseconds. Read at the end; the report then says, for daemon requests
+    /// and portal requests, how long from then on requests failed or waited
+    /// until the first one sent after it succeeded.
+    #[arg(long)]
+    disruption_file: Option<PathBuf>,
 }
 
 /// Runs `f` on a thread of its own: the store's PostgreSQL client blocks and
@@ -152,10 +159,29 @@ struct Class {
 }
 
 #[derive(Debug, Default)]
-struct Stats(Mutex<BTreeMap<&'static str, Class>>);
+struct Stats(Mutex<BTreeMap<&'static str, Class>>, Mutex<Vec<Outcome>>);
+
+/// One request's end, for the timeline around a disruption.
+#[derive(Clone, Copy, Debug)]
+struct Outcome {
+    daemon: bool,
+    end: Instant,
+    /// When a request that succeeded was sent; `None`: it failed.
+    sent_if_ok: Option<Instant>,
+}
+
+fn is_daemon_class(class: &str) -> bool {
+    matches!(class, "activate" | "check")
+}
 
 impl Stats {
     fn ok(&self, class: &'static str, took: Duration) {
+        let now = Instant::now();
+        self.timeline(Outcome {
+            daemon: is_daemon_class(class),
+            end: now,
+            sent_if_ok: Some(now - took),
+        });
         let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
         m.entry(class)
             .or_default()
@@ -164,12 +190,59 @@ impl Stats {
     }
 
     fn err(&self, class: &'static str, reason: impl Into<String>) {
+        self.timeline(Outcome {
+            daemon: is_daemon_class(class),
+            end: Instant::now(),
+            sent_if_ok: None,
+        });
         let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
         *m.entry(class)
             .or_default()
             .errors
             .entry(reason.into())
             .or_default() += 1;
+    }
+
+    fn timeline(&self, o: Outcome) {
+        self.1.lock().unwrap_or_else(|p| p.into_inner()).push(o);
+    }
+
+    /// How daemon requests and portal requests fared after `at`: the time to
+    /// the first success of a request sent at or after `at` (the gap), the
+    /// failures after `at`, the last failure's end, and the longest a request
+    /// that was under way at `at` or sent before the first success waited for
+    /// its successful answer.
+    fn disruption(&self, at: Instant) -> Value {
+        let timeline = self.1.lock().unwrap_or_else(|p| p.into_inner());
+        let ms = |d: Duration| (d.as_secs_f64() * 10_000.0).round() / 10.0;
+        let side = |daemon: bool| {
+            let mine = timeline
+                .iter()
+                .filter(|o| o.daemon == daemon && o.end >= at);
+            let first_ok = mine
+                .clone()
+                .filter(|o| o.sent_if_ok.is_some_and(|s| s >= at))
+                .map(|o| o.end)
+                .min();
+            let failed: Vec<Instant> = mine
+                .clone()
+                .filter(|o| o.sent_if_ok.is_none())
+                .map(|o| o.end)
+                .collect();
+            let longest_wait = mine
+                .filter_map(|o| {
+                    let sent = o.sent_if_ok?;
+                    (first_ok.is_none_or(|f| sent <= f)).then(|| o.end - sent)
+                })
+                .max();
+            json!({
+                "first_ok_after_ms": first_ok.map(|t| ms(t - at)),
+                "failed": failed.len(),
+                "last_failure_after_ms": failed.iter().max().map(|t| ms(*t - at)),
+                "longest_successful_wait_ms": longest_wait.map(ms),
+            })
+        };
+        json!({"daemon": side(true), "portal": side(false)})
     }
 
     /// Successful operations so far: daemon requests and portal requests.
@@ -710,6 +783,8 @@ struct UserRecord {
     orders: Vec<(String, u32)>,
     /// Went on at another server (same cookies) after its own was gone.
     moved: bool,
+    /// Times the server had forgotten the user's session after a failed round.
+    sessions_lost: u64,
 }
 
 /// The manual's worked order with a user-specific company and Modbus size.
@@ -844,25 +919,88 @@ async fn login(ctx: &UserCtx, b: &mut Browser, email: &str) -> bool {
     }
 }
 
+/// Where a user stands with the portal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Session {
+    /// Not logged in (at the start): log in.
+    Out,
+    /// Logged in: browse.
+    In,
+    /// A round failed (the server or its database away for a moment): the
+    /// session is still there unless the server says otherwise.
+    Unsure,
+}
+
+/// After a failed round: is the user still logged in? `GET /licenses` answers
+/// the list (yes) or a redirect to the login page (the session is gone: an
+/// error, sessions live in the database and must survive a failover); `None`
+/// while the portal does not answer either (try again later).
+async fn still_logged_in(ctx: &UserCtx, b: &mut Browser) -> Option<bool> {
+    tokio::time::sleep(ctx.think).await;
+    if Instant::now() >= ctx.end {
+        return None;
+    }
+    let t = Instant::now();
+    match b.get("/licenses").await {
+        Ok(r) if r.status == 200 => {
+            ctx.stats.ok("page", t.elapsed());
+            Some(true)
+        }
+        Ok(r)
+            if r.status == 303
+                && r.header("location")
+                    .is_some_and(|l| l.starts_with("/login")) =>
+        {
+            ctx.stats
+                .err("page", "GET /licenses: to /login, the session is gone");
+            Some(false)
+        }
+        Ok(r) => {
+            ctx.stats.err(
+                "page",
+                format!("GET /licenses: status {} (want 200)", r.status),
+            );
+            None
+        }
+        Err(e) => {
+            ctx.stats.err("page", format!("GET /licenses: {e}"));
+            None
+        }
+    }
+}
+
 async fn run_user(u: usize, user: User, addrs: Vec<SocketAddr>, ctx: Arc<UserCtx>) -> UserRecord {
     let mut rec = UserRecord::default();
     let mut b = Browser::with_fallbacks(addrs);
     tokio::time::sleep(ctx.ramp.mul_f64(u as f64 / ctx.users.max(1) as f64)).await;
-    let mut logged_in = false;
+    let mut session = Session::Out;
     let mut round = 0usize;
     while Instant::now() < ctx.end {
-        if !logged_in {
-            logged_in = login(&ctx, &mut b, &user.email).await;
-            if !logged_in {
+        session = match session {
+            Session::Out if login(&ctx, &mut b, &user.email).await => Session::In,
+            Session::Out => {
                 tokio::time::sleep(Duration::from_secs(1)).await;
+                Session::Out
             }
-            continue;
-        }
-        round += 1;
-        if user_round(u, round, &ctx, &mut b, &mut rec).await.is_none() {
-            // Start the next round from a fresh login, in case the session is gone.
-            logged_in = false;
-        }
+            Session::In => {
+                round += 1;
+                match user_round(u, round, &ctx, &mut b, &mut rec).await {
+                    Some(()) => Session::In,
+                    None => Session::Unsure,
+                }
+            }
+            Session::Unsure => match still_logged_in(&ctx, &mut b).await {
+                Some(true) => Session::In,
+                Some(false) => {
+                    rec.sessions_lost += 1;
+                    Session::Out
+                }
+                None => {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    Session::Unsure
+                }
+            },
+        };
     }
     rec.moved = b.moved();
     rec
@@ -1094,6 +1232,16 @@ fn main() -> ExitCode {
             eprintln!("pls-load: {e}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// The instant of a wall-clock time given as Unix milliseconds.
+fn instant_of_unix_ms(ms: u64) -> Instant {
+    let at = std::time::UNIX_EPOCH + Duration::from_millis(ms);
+    let now = Instant::now();
+    match at.duration_since(std::time::SystemTime::now()) {
+        Ok(ahead) => now + ahead,
+        Err(past) => now.checked_sub(past.duration()).unwrap_or(now),
     }
 }
 
@@ -1394,6 +1542,20 @@ async fn run(args: Args) -> Result<bool, String> {
         Ok(false) => (false, "exited with an error after SIGTERM".to_owned()),
         Err(e) => (false, e.clone()),
     };
+    let sessions_lost: u64 = user_records.iter().map(|r| r.sessions_lost).sum();
+    let disruption = match &args.disruption_file {
+        Some(f) => match std::fs::read_to_string(f) {
+            Ok(text) => Some(instant_of_unix_ms(text.trim().parse().map_err(|_| {
+                format!("{}: not Unix milliseconds: {text:?}", f.display())
+            })?)),
+            Err(e) => {
+                eprintln!("no disruption recorded ({}: {e})", f.display());
+                None
+            }
+        },
+        None => None,
+    };
+    let disruption_report = disruption.map(|at| stats.disruption(at));
     let passed =
         error_total == 0 && lost_total == 0 && stop_ok && metrics_ok && mail.duplicated == 0;
     let report = json!({
@@ -1415,6 +1577,8 @@ async fn run(args: Args) -> Result<bool, String> {
         "instances": instances,
         "killed_after_secs": args.kill_after.map(|d| d.as_secs_f64()),
         "users_moved": user_records.iter().filter(|r| r.moved).count(),
+        "sessions_lost": sessions_lost,
+        "disruption": disruption_report,
         "emails_sent": mail.sent,
         "emails_duplicated": mail.duplicated,
         "emails_still_queued": queued,
@@ -1516,6 +1680,19 @@ fn print_report(r: &Value) {
             "Servers: {} on one database, {killed}; users moved to another server: {}.",
             r["instances"], r["users_moved"]
         );
+    }
+    println!(
+        "Portal sessions lost (a user logged out by the server): {}.",
+        r["sessions_lost"]
+    );
+    if r["disruption"].is_object() {
+        for (side, what) in [("daemon", "daemon requests"), ("portal", "portal requests")] {
+            let d = &r["disruption"][side];
+            println!(
+                "Disruption, {what}: first success of one sent after it {} ms later; {} failed after it, the last {} ms after it; the longest successful wait {} ms.",
+                d["first_ok_after_ms"], d["failed"], d["last_failure_after_ms"], d["longest_successful_wait_ms"]
+            );
+        }
     }
     println!(
         "Emails: {} in the outboxes, {} of them a second copy; {} still queued.",

@@ -102,8 +102,10 @@ impl<T: SignedPayload> Signed<T> {
 }
 
 impl<T> Signed<T> {
-    /// Reassembles an envelope from its parts (for the license file format).
-    pub(crate) fn from_parts(payload: Vec<u8>, key_id: KeyId, signature: Vec<u8>) -> Self {
+    /// Reassembles an envelope from its parts (the license file format; the
+    /// server's store, which keeps a grant's parts apart). Not trusted until
+    /// verified, like any envelope.
+    pub fn from_parts(payload: Vec<u8>, key_id: KeyId, signature: Vec<u8>) -> Self {
         Signed {
             payload,
             key_id,

@@ -11,6 +11,10 @@
 //! - bytes on the wire for one check on an open connection.
 //!
 //! Prints a Markdown section for BENCHMARKS.md. Medians of 3 runs per setting.
+//!
+//! `PLS_BENCH_LICENSES` sets another number of licenses; `PLS_BENCH_DISK_ONLY=1`
+//! stops after the fill and its disk figures (per table and index);
+//! `PLS_BENCH_KEEP_DB=FILE` keeps a copy of the filled store to look into.
 
 use keys::{
     Entitlements, HardwareId, LicenseData, LicenseNumber, LicenseType, Protection, Signed,
@@ -320,6 +324,16 @@ fn main() {
             "  {name}: {:.0} B per license",
             *bytes as f64 / count as f64
         );
+    }
+
+    // A copy of the filled store to look into (`sqlite3`), if asked for.
+    if let Ok(keep) = std::env::var("PLS_BENCH_KEEP_DB") {
+        std::fs::copy(config.db_path(), &keep).expect("copy the filled store");
+        eprintln!("filled store copied to {keep}");
+    }
+    // Only the fill and its disk figures (a quick look at the disk per license).
+    if std::env::var_os("PLS_BENCH_DISK_ONLY").is_some() {
+        return;
     }
 
     let port = std::net::UdpSocket::bind("127.0.0.1:0")

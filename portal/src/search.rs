@@ -1,13 +1,15 @@
 //! The admin license search: what a search looks at and what counts as a match.
 //!
 //! A license matches a query `q` when one of its [`fields`], lowercased, contains
-//! `q` lowercased. The store keeps the lowercased fields of every license in an
-//! FTS5 table with the trigram tokenizer (`license_search`, one column per field)
-//! and asks it for the licenses with `q` as a phrase in one field: every
-//! substring of three or more characters is such a phrase of trigrams, so the
-//! answer is a superset of the matches, and checking those candidates with
-//! [`matches`] gives exactly the matches. Queries shorter than [`GRAM`]
-//! characters have no trigram and are answered by looking at every license.
+//! `q` lowercased. The store indexes the lowercased fields of every license by
+//! their trigrams (SQLite: an FTS5 table with the trigram tokenizer,
+//! `license_search`, one column per field, which keeps for each trigram only
+//! the licenses that have it; PostgreSQL: pg_trgm) and asks it for the licenses
+//! that have every trigram of `q`: a license whose field contains `q` has them
+//! all, so the answer is a superset of the matches, and checking those
+//! candidates with [`matches`] gives exactly the matches. Queries shorter than
+//! [`GRAM`] characters have no trigram and are answered by looking at every
+//! license.
 
 use crate::domain::License;
 use keys::Binding;

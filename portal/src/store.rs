@@ -54,7 +54,7 @@ use std::sync::{Mutex, PoisonError};
 use wire::RefusalReason;
 
 /// The schema this build writes: the number of [`MIGRATIONS`].
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// The database file's name in the data directory.
 pub const DB_FILE: &str = "pls.sqlite3";
@@ -76,6 +76,10 @@ const SQLITE_MIGRATIONS: &[(&str, &str)] = &[
         "compact_records_sqlite",
         include_str!("../migrations/0004_compact_records_sqlite.sql"),
     ),
+    (
+        "smaller_store_sqlite",
+        include_str!("../migrations/0005_smaller_store_sqlite.sql"),
+    ),
 ];
 /// PostgreSQL's: the same schema, its own search index (pg_trgm).
 const POSTGRES_MIGRATIONS: &[(&str, &str)] = &[
@@ -92,11 +96,16 @@ const POSTGRES_MIGRATIONS: &[(&str, &str)] = &[
         "compact_records_postgres",
         include_str!("../migrations/0004_compact_records_postgres.sql"),
     ),
+    (
+        "smaller_store_postgres",
+        include_str!("../migrations/0005_smaller_store_postgres.sql"),
+    ),
 ];
 
-/// The line of a migration at which the store's own code re-encodes the records
-/// ([`recode_records`]): what SQL cannot do (JSON to postcard).
-const RECODE_MARKER: &str = "-- pls: recode records\n";
+/// A line of a migration at which the store's own code does what SQL cannot
+/// (JSON to postcard, the search fields of a license record): `-- pls: STEP`,
+/// STEP one of [`migration_step`]'s.
+const STEP_MARKER: &str = "-- pls: ";
 const _: () = assert!(
     SQLITE_MIGRATIONS.len() as u32 == SCHEMA_VERSION
         && POSTGRES_MIGRATIONS.len() as u32 == SCHEMA_VERSION,
@@ -233,24 +242,28 @@ impl Engine {
     }
 
     /// Whether the search row of license `id` holds `fields`; `None` if it has
-    /// no search row.
+    /// no search row. SQLite's search table keeps neither a copy of the fields
+    /// nor where in them a trigram stands (schema 5): its row counts as holding
+    /// the fields when it has every trigram of them. (A row that has more, say
+    /// of a field since shortened, is not found out.)
     fn search_row_matches(self, c: &Conn, id: i64, fields: &[String; 11]) -> Result<Option<bool>> {
         match self {
             Engine::Sqlite => {
-                let indexed = c
-                    .query_row(
-                        "SELECT f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10 FROM license_search WHERE rowid = ?1",
-                        [id],
-                        |r| {
-                            let mut out: Vec<String> = Vec::with_capacity(11);
-                            for i in 0..11 {
-                                out.push(r.get(i)?);
-                            }
-                            Ok(out)
-                        },
-                    )
-                    .optional()?;
-                Ok(indexed.map(|v| v.as_slice() == fields.as_slice()))
+                let exists: bool = c.query_row(
+                    "SELECT COUNT(*) > 0 FROM license_search WHERE rowid = ?1",
+                    [id],
+                    |r| r.get(0),
+                )?;
+                if !exists {
+                    return Ok(None);
+                }
+                let query = trigram_query(fields.iter().map(String::as_str));
+                let found: bool = c.query_row(
+                    "SELECT COUNT(*) > 0 FROM license_search WHERE license_search MATCH ?1 AND rowid = ?2",
+                    params![query, id],
+                    |r| r.get(0),
+                )?;
+                Ok(Some(found))
             }
             Engine::Postgres => {
                 let doc: Option<String> = c
@@ -271,12 +284,12 @@ impl Engine {
     fn search_candidates(self, c: &Conn, q: &str) -> Result<Vec<(Vec<u8>, String)>> {
         let (sql, arg) = match self {
             Engine::Sqlite => (
-                // An FTS5 string: the whole query is one phrase; `"` doubles.
+                // Every trigram of the query (the index keeps no positions).
                 "SELECT l.record, COALESCE(a.email, '') FROM license_search s
                  JOIN licenses l ON l.id = s.rowid
                  LEFT JOIN accounts a ON a.id = l.account_id
                  WHERE license_search MATCH ?1 ORDER BY l.number",
-                format!("\"{}\"", q.replace('"', "\"\"")),
+                trigram_query([q]),
             ),
             Engine::Postgres => (
                 // A LIKE pattern the pg_trgm index answers; `\`, `%`, `_` escaped.
@@ -310,6 +323,23 @@ impl Engine {
         };
         c.query_row(sql, [], |r| r.get(0))
     }
+}
+
+/// An FTS5 query for the rows that have every trigram of `texts` (`AND`; each
+/// trigram a quoted string, `"` doubled). `texts` hold at least one trigram.
+fn trigram_query<'a>(texts: impl IntoIterator<Item = &'a str>) -> String {
+    let mut seen = std::collections::HashSet::new();
+    let mut terms = vec![];
+    for text in texts {
+        let chars: Vec<char> = text.chars().collect();
+        for w in chars.windows(search::GRAM) {
+            let gram: String = w.iter().collect();
+            if seen.insert(gram.clone()) {
+                terms.push(format!("\"{}\"", gram.replace('"', "\"\"")));
+            }
+        }
+    }
+    terms.join(" AND ")
 }
 
 /// The PostgreSQL search document of one license: its search fields, one per
@@ -855,8 +885,24 @@ fn q_licenses(c: &Conn, sql: &str, p: impl Params) -> Result<Vec<License>, Store
     Ok(out)
 }
 
-/// Writes the license row and its search row, in the caller's transaction.
+/// Writes the license row and its search row, in the caller's transaction. The
+/// search row is written only when its fields change (a license is written
+/// several times in its lifecycle, its search fields seldom change; an
+/// unchanged row written again costs the search index space until its
+/// segments merge). Accounts' emails never change, so the fields of the
+/// previous record are what its search row holds.
 fn put_license(c: &Conn, l: &License) -> Result<(), StoreError> {
+    let previous: Option<Vec<u8>> = c
+        .prepare_cached("SELECT record FROM licenses WHERE number = ?1")?
+        .query_row([l.number.as_str()], |r| r.get(0))
+        .optional()?;
+    let previous_fields = match previous {
+        Some(record) => {
+            let old: License = from_record("license", &record)?;
+            Some(search::fields(&old, &q_email(c, old.account)?))
+        }
+        None => None,
+    };
     c.prepare_cached(
         "INSERT INTO licenses (id, number, account_id, license_type, protection, created_at,
              serial, current_grant, next_mutation, record)
@@ -877,11 +923,13 @@ fn put_license(c: &Conn, l: &License) -> Result<(), StoreError> {
         i64::from(l.next_mutation),
         to_record(l)
     ])?;
-    let id: i64 = c
-        .prepare_cached("SELECT id FROM licenses WHERE number = ?1")?
-        .query_row([l.number.as_str()], |r| r.get(0))?;
-    let email = q_email(c, l.account)?;
-    engine_of(c).put_search_row(c, id, &search::fields(l, &email))?;
+    let fields = search::fields(l, &q_email(c, l.account)?);
+    if previous_fields.as_ref() != Some(&fields) {
+        let id: i64 = c
+            .prepare_cached("SELECT id FROM licenses WHERE number = ?1")?
+            .query_row([l.number.as_str()], |r| r.get(0))?;
+        engine_of(c).put_search_row(c, id, &fields)?;
+    }
     Ok(())
 }
 
@@ -926,6 +974,58 @@ fn put_mutation(c: &Conn, m: &Mutation) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// A signed grant as `grants.signed` keeps it since schema 5 (postcard).
+///
+/// A grant this server signed has as its payload the canonical JSON of its
+/// fields (`serde_json::to_vec`, what [`Signed::sign`] signs), so the payload
+/// need not be stored: the grant's fields in postcard and the signature are a
+/// third of the envelope, and the payload is made again on read, byte for byte
+/// (checked before a grant is stored this way). Any other envelope (a payload
+/// that is not exactly that JSON, as a grant of an older format whose fields
+/// have changed since; or one whose envelope names another key than the grant)
+/// is kept as it is.
+///
+/// So a change of [`LicenseGrant`]'s fields or of their JSON needs a migration
+/// that turns the grants stored as `Fields` into `Verbatim` ones with the
+/// payload the old code makes, before the new code reads them.
+#[derive(Serialize, serde::Deserialize)]
+enum StoredGrant {
+    Verbatim(Signed<LicenseGrant>),
+    Fields {
+        grant: LicenseGrant,
+        signature: Vec<u8>,
+    },
+}
+
+/// The stored form of a signed grant ([`StoredGrant`]).
+fn grant_to_record(signed: &Signed<LicenseGrant>) -> Vec<u8> {
+    let rebuildable = serde_json::from_slice::<LicenseGrant>(signed.payload())
+        .ok()
+        .filter(|grant| {
+            grant.key_id == signed.key_id()
+                && serde_json::to_vec(grant).is_ok_and(|p| p == signed.payload())
+        });
+    to_record(&match rebuildable {
+        Some(grant) => StoredGrant::Fields {
+            grant,
+            signature: signed.signature().to_vec(),
+        },
+        None => StoredGrant::Verbatim(signed.clone()),
+    })
+}
+
+/// The signed grant of a `grants.signed` value, as it was signed.
+fn grant_from_record(bytes: &[u8]) -> Result<Signed<LicenseGrant>, StoreError> {
+    Ok(match from_record("grant", bytes)? {
+        StoredGrant::Verbatim(signed) => signed,
+        StoredGrant::Fields { grant, signature } => {
+            // Plain data: serializing cannot fail (as when it was signed).
+            let payload = serde_json::to_vec(&grant).unwrap_or_default();
+            Signed::from_parts(payload, grant.key_id, signature)
+        }
+    })
+}
+
 fn q_grant(
     c: &Conn,
     n: &LicenseNumber,
@@ -934,7 +1034,7 @@ fn q_grant(
     c.prepare_cached("SELECT signed FROM grants WHERE license_number = ?1 AND serial = ?2")?
         .query_row(params![n.as_str(), int(serial)], |r| r.get::<_, Vec<u8>>(0))
         .optional()?
-        .map(|t| from_record("grant", &t))
+        .map(|t| grant_from_record(&t))
         .transpose()
 }
 
@@ -945,7 +1045,7 @@ fn put_grant(
     g: &Signed<LicenseGrant>,
 ) -> Result<(), StoreError> {
     c.prepare_cached("INSERT INTO grants (license_number, serial, signed) VALUES (?1, ?2, ?3)")?
-        .execute(params![n.as_str(), int(serial), to_record(g)])?;
+        .execute(params![n.as_str(), int(serial), grant_to_record(g)])?;
     Ok(())
 }
 
@@ -1229,14 +1329,7 @@ fn migrate_until(c: &Conn, version: u32, until: u32, p: &str) -> Result<(), Open
                 "CREATE TABLE IF NOT EXISTS schema_migrations (
                      version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
             )?;
-            match sql.split_once(RECODE_MARKER) {
-                Some((before, after)) => {
-                    tx.execute_batch(before)?;
-                    recode_records(tx)?;
-                    tx.execute_batch(after)?;
-                }
-                None => tx.execute_batch(sql)?,
-            }
+            run_migration(tx, sql)?;
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
@@ -1255,90 +1348,192 @@ fn migrate_until(c: &Conn, version: u32, until: u32, p: &str) -> Result<(), Open
     Ok(())
 }
 
-/// Migration 3's own step: every record the store kept as JSON text (schemas 1
-/// and 2: `record` of accounts, licenses and mutations, `signed` of grants) is
-/// decoded and written again in the compact encoding ([`to_record`]) into the
-/// new column beside it, in the migration's transaction. A record that does not
-/// decode stops the migration (nothing is changed). Reads in batches by key, so
-/// a large store is never in memory at once.
+/// Runs one migration's SQL, and its steps ([`STEP_MARKER`]) where they stand.
+fn run_migration(c: &Conn, sql: &str) -> Result<(), DbError> {
+    let mut batch = String::new();
+    for line in sql.split_inclusive('\n') {
+        match line.strip_prefix(STEP_MARKER) {
+            Some(step) => {
+                c.execute_batch(&batch)?;
+                batch.clear();
+                migration_step(c, step.trim())?;
+            }
+            None => batch.push_str(line),
+        }
+    }
+    c.execute_batch(&batch)
+}
+
+/// The migrations' steps in Rust, by name.
+fn migration_step(c: &Conn, step: &str) -> Result<(), DbError> {
+    match step {
+        "recode records" => recode_records(c),
+        "recode grants" => recode_grants(c),
+        "rebuild search" => rebuild_search(c),
+        other => Err(DbError::Record {
+            what: "migration".into(),
+            reason: format!("unknown step {other:?}"),
+        }),
+    }
+}
+
+/// Migration 4's own step (`recode records`): every record the store kept as
+/// JSON text (schemas 1 to 3: `record` of accounts, licenses and mutations,
+/// `signed` of grants) is decoded and written again in the compact encoding
+/// ([`to_record`]) into the new column beside it, in the migration's
+/// transaction. A record that does not decode stops the migration (nothing is
+/// changed).
 fn recode_records(c: &Conn) -> Result<(), DbError> {
-    fn recode<T: Serialize + DeserializeOwned>(json: &str) -> Result<Vec<u8>, String> {
-        serde_json::from_str::<T>(json)
+    fn recode<T: Serialize + DeserializeOwned>(json: db::Value) -> Result<Vec<u8>, String> {
+        let db::Value::Text(json) = json else {
+            return Err(format!("not JSON text: {json:?}"));
+        };
+        serde_json::from_str::<T>(&json)
             .map(|v| to_record(&v))
             .map_err(|e| e.to_string())
     }
-    type Recode = fn(&str) -> Result<Vec<u8>, String>;
-    // (table, key columns (a one-column key twice), old column, new column, type)
-    let tables: [(&str, [&str; 2], &str, &str, Recode); 4] = [
-        (
-            "accounts",
-            ["id", "id"],
-            "record",
-            "record_bin",
-            recode::<Account>,
-        ),
-        (
-            "licenses",
-            ["id", "id"],
-            "record",
-            "record_bin",
-            recode::<License>,
-        ),
-        (
-            "mutations",
-            ["license_number", "number"],
-            "record",
-            "record_bin",
-            recode::<Mutation>,
-        ),
-        (
-            "grants",
-            ["license_number", "serial"],
-            "signed",
-            "signed_bin",
-            recode::<Signed<LicenseGrant>>,
-        ),
-    ];
+    recode_column(
+        c,
+        "accounts",
+        ["id", "id"],
+        "record",
+        "record_bin",
+        recode::<Account>,
+    )?;
+    recode_column(
+        c,
+        "licenses",
+        ["id", "id"],
+        "record",
+        "record_bin",
+        recode::<License>,
+    )?;
+    recode_column(
+        c,
+        "mutations",
+        ["license_number", "number"],
+        "record",
+        "record_bin",
+        recode::<Mutation>,
+    )?;
+    // Schema 4's form of a grant: the whole envelope in postcard.
+    recode_column(
+        c,
+        "grants",
+        ["license_number", "serial"],
+        "signed",
+        "signed_bin",
+        recode::<Signed<LicenseGrant>>,
+    )
+}
+
+/// Migration 5's own step (`recode grants`): every grant, kept by schema 4 as
+/// its whole envelope in postcard, written again in place as a
+/// [`StoredGrant`] ([`grant_to_record`]).
+fn recode_grants(c: &Conn) -> Result<(), DbError> {
+    recode_column(
+        c,
+        "grants",
+        ["license_number", "serial"],
+        "signed",
+        "signed",
+        |v| {
+            let db::Value::Bytes(bytes) = v else {
+                return Err(format!("not bytes: {v:?}"));
+            };
+            from_record::<Signed<LicenseGrant>>("grant", &bytes)
+                .map(|g| grant_to_record(&g))
+                .map_err(|e| e.to_string())
+        },
+    )
+}
+
+/// Migration 5's own step (`rebuild search`, SQLite): the search row of every
+/// license written again (into the contentless search table the migration
+/// made).
+fn rebuild_search(c: &Conn) -> Result<(), DbError> {
+    let engine = engine_of(c);
+    let mut after = 0i64;
+    loop {
+        let rows: Vec<(i64, Vec<u8>, String)> = c
+            .prepare_cached(
+                "SELECT l.id, l.record, COALESCE(a.email, '') FROM licenses l
+                 LEFT JOIN accounts a ON a.id = l.account_id
+                 WHERE l.id > ?1 ORDER BY l.id LIMIT 1000",
+            )?
+            .query_map([after], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_>>()?;
+        let Some(last) = rows.last() else {
+            return Ok(());
+        };
+        after = last.0;
+        for (id, record, email) in rows {
+            let l: License = from_record("license", &record).map_err(|e| DbError::Record {
+                what: format!("license {id}"),
+                reason: e.to_string(),
+            })?;
+            engine.put_search_row(c, id, &search::fields(&l, &email))?;
+        }
+    }
+}
+
+/// Writes `recode(old)` into column `new` of every row of `table` (keyed by two
+/// columns; a one-column key twice), in the caller's transaction. A value that
+/// does not recode stops the migration (nothing is changed). Reads in batches
+/// by key, so a large store is never in memory at once.
+fn recode_column(
+    c: &Conn,
+    table: &str,
+    [k1, k2]: [&str; 2],
+    old: &str,
+    new: &str,
+    recode: impl Fn(db::Value) -> Result<Vec<u8>, String>,
+) -> Result<(), DbError> {
     // Large enough that the per-statement cost does not count, small enough that
     // a batch of grants (the largest records) stays a few MiB.
     const BATCH: i64 = 1000;
-    for (table, [k1, k2], old, new, recode) in tables {
-        let (first, next) = (
-            format!("SELECT {k1}, {k2}, {old} FROM {table} ORDER BY {k1}, {k2} LIMIT {BATCH}"),
-            format!(
-                "SELECT {k1}, {k2}, {old} FROM {table} WHERE ({k1}, {k2}) > (?1, ?2)
-                 ORDER BY {k1}, {k2} LIMIT {BATCH}"
-            ),
-        );
-        let update = format!("UPDATE {table} SET {new} = ?3 WHERE {k1} = ?1 AND {k2} = ?2");
-        let mut after: Option<(db::Value, db::Value)> = None;
-        loop {
-            let rows: Vec<(db::Value, db::Value, String)> = {
-                let row = |r: &Row<'_>| Ok((r.get(0)?, r.get(1)?, r.get(2)?));
-                match &after {
-                    None => c
-                        .prepare(&first)?
-                        .query_map([], row)?
-                        .collect::<Result<_>>()?,
-                    Some((a, b)) => c
-                        .prepare(&next)?
-                        .query_map(params![a, b], row)?
-                        .collect::<Result<_>>()?,
-                }
-            };
-            let Some(last) = rows.last() else { break };
-            after = Some((last.0.clone(), last.1.clone()));
-            let mut stmt = c.prepare_cached(&update)?;
-            for (a, b, json) in &rows {
-                let bytes = recode(json).map_err(|reason| DbError::Record {
-                    what: format!("{table} {a:?}/{b:?}"),
-                    reason,
-                })?;
-                stmt.execute(params![a, b, bytes])?;
+    // Statements are cached per connection by their text, and the same
+    // column may have another type in another migration (PostgreSQL refuses a
+    // cached statement whose result type changed): the text names the target.
+    let (first, next) = (
+        format!(
+            "SELECT {k1}, {k2}, {old} /* into {new} */ FROM {table}
+             ORDER BY {k1}, {k2} LIMIT {BATCH}"
+        ),
+        format!(
+            "SELECT {k1}, {k2}, {old} /* into {new} */ FROM {table} WHERE ({k1}, {k2}) > (?1, ?2)
+             ORDER BY {k1}, {k2} LIMIT {BATCH}"
+        ),
+    );
+    let update = format!("UPDATE {table} SET {new} = ?3 WHERE {k1} = ?1 AND {k2} = ?2");
+    let mut after: Option<(db::Value, db::Value)> = None;
+    loop {
+        let rows: Vec<(db::Value, db::Value, db::Value)> = {
+            let row = |r: &Row<'_>| Ok((r.get(0)?, r.get(1)?, r.get(2)?));
+            match &after {
+                None => c
+                    .prepare(&first)?
+                    .query_map([], row)?
+                    .collect::<Result<_>>()?,
+                Some((a, b)) => c
+                    .prepare(&next)?
+                    .query_map(params![a, b], row)?
+                    .collect::<Result<_>>()?,
             }
+        };
+        let Some(last) = rows.last() else {
+            return Ok(());
+        };
+        after = Some((last.0.clone(), last.1.clone()));
+        let mut stmt = c.prepare_cached(&update)?;
+        for (a, b, value) in rows {
+            let bytes = recode(value).map_err(|reason| DbError::Record {
+                what: format!("{table} {a:?}/{b:?}"),
+                reason,
+            })?;
+            stmt.execute(params![a, b, bytes])?;
         }
     }
-    Ok(())
 }
 
 /// Where the store lives.
@@ -3521,7 +3716,7 @@ impl Store {
             let mut problems = vec![];
             for r in rows {
                 let (number, serial, signed) = r?;
-                let g: Signed<LicenseGrant> = match from_record("grant", &signed) {
+                let g = match grant_from_record(&signed) {
                     Ok(g) => g,
                     Err(e) => {
                         problems.push(format!("grant {number}/{serial}: {e}"));
@@ -3671,7 +3866,7 @@ fn q_grants(c: &Conn, n: &LicenseNumber) -> Result<Vec<Signed<LicenseGrant>>, St
     let rows = stmt.query_map([n.as_str()], |r| r.get::<_, Vec<u8>>(0))?;
     let mut out = vec![];
     for r in rows {
-        out.push(from_record("grant", &r?)?);
+        out.push(grant_from_record(&r?)?);
     }
     Ok(out)
 }
@@ -4084,7 +4279,8 @@ mod tests {
                 "initial",
                 "search_sqlite",
                 "login_failures",
-                "compact_records_sqlite"
+                "compact_records_sqlite",
+                "smaller_store_sqlite"
             ]
         );
         // Up to date: nothing runs (running 0001 again would fail on its tables).
@@ -4224,19 +4420,31 @@ mod tests {
         );
     }
 
-    /// A copy of `from` (a store at this schema) as the schema-2 store would have
-    /// held it: the database `to` brought to schema 2, every row copied, the
-    /// records written as JSON text, the search rows built.
-    fn copy_as_schema_2(from: &Store, to: &Conn) {
-        migrate_until(to, 0, 2, "schema 2").expect("schema 2");
-        fn json<T: Serialize + DeserializeOwned>(v: db::Value) -> db::Value {
-            match v {
-                db::Value::Bytes(b) => {
-                    db::Value::Text(to_json(&from_record::<T>("record", &b).expect("record")))
-                }
-                other => panic!("a record is bytes, found {other:?}"),
-            }
+    /// A copy of `from` (a store at this schema) as the store of schema
+    /// `version` (2 or 4) would have held it: the database `to` brought to that
+    /// schema, every row copied, the records written as that schema wrote them
+    /// (2: JSON text; 4: postcard, a grant as its whole envelope), the search
+    /// rows built.
+    fn copy_as_schema(from: &Store, to: &Conn, version: u32) {
+        migrate_until(to, 0, version, "old schema").expect("old schema");
+        let json = |v: db::Value, decode: &dyn Fn(&[u8]) -> String| match v {
+            db::Value::Bytes(b) if version == 2 => db::Value::Text(decode(&b)),
+            db::Value::Bytes(b) => db::Value::Bytes(b),
+            other => panic!("a record is bytes, found {other:?}"),
+        };
+        fn record<T: Serialize + DeserializeOwned>(b: &[u8]) -> String {
+            to_json(&from_record::<T>("record", b).expect("record"))
         }
+        let grant = |v: db::Value| match v {
+            db::Value::Bytes(b) => {
+                let g = grant_from_record(&b).expect("grant");
+                match version {
+                    2 => db::Value::Text(to_json(&g)),
+                    _ => db::Value::Bytes(to_record(&g)),
+                }
+            }
+            other => panic!("a grant is bytes, found {other:?}"),
+        };
         from.read(|from| {
             for (table, columns) in BACKUP_TABLES {
                 let names: Vec<&str> = columns.split(',').map(str::trim).collect();
@@ -4259,10 +4467,10 @@ mod tests {
                         .into_iter()
                         .zip(&names)
                         .map(|(v, column)| match (*table, *column) {
-                            ("accounts", "record") => json::<Account>(v),
-                            ("licenses", "record") => json::<License>(v),
-                            ("mutations", "record") => json::<Mutation>(v),
-                            ("grants", "signed") => json::<Signed<LicenseGrant>>(v),
+                            ("accounts", "record") => json(v, &record::<Account>),
+                            ("licenses", "record") => json(v, &record::<License>),
+                            ("mutations", "record") => json(v, &record::<Mutation>),
+                            ("grants", "signed") => grant(v),
                             _ => v,
                         })
                         .collect();
@@ -4270,7 +4478,7 @@ mod tests {
                     to.execute(&insert, args.as_slice())?;
                 }
             }
-            let licenses: Vec<(i64, String, String)> = to
+            let licenses: Vec<(i64, db::Value, String)> = to
                 .prepare(
                     "SELECT l.id, l.record, COALESCE(a.email, '') FROM licenses l
                      LEFT JOIN accounts a ON a.id = l.account_id",
@@ -4278,12 +4486,16 @@ mod tests {
                 .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
                 .collect::<Result<_>>()?;
             for (id, record, email) in licenses {
-                let l: License = serde_json::from_str(&record).expect("JSON license");
+                let l: License = match record {
+                    db::Value::Text(json) => serde_json::from_str(&json).expect("JSON license"),
+                    db::Value::Bytes(b) => from_record("license", &b).expect("license"),
+                    other => panic!("a license record, found {other:?}"),
+                };
                 engine_of(to).put_search_row(to, id, &search::fields(&l, &email))?;
             }
             Ok(())
         })
-        .expect("copy as schema 2");
+        .expect("copy as an old schema");
     }
 
     /// Everything a store holds, read through its API.
@@ -4321,6 +4533,17 @@ mod tests {
 
     #[test]
     fn a_schema_2_store_with_data_migrates_to_compact_records_with_every_record_equal() {
+        old_store_migrates_with_every_record_equal(2);
+    }
+
+    #[test]
+    fn a_schema_4_store_with_data_migrates_to_compact_grants_with_every_record_equal() {
+        old_store_migrates_with_every_record_equal(4);
+    }
+
+    /// A store of schema `version` holding data of every kind, opened by this
+    /// build: migrated, every record equal, consistent, searchable.
+    fn old_store_migrates_with_every_record_equal(version: u32) {
         for_each_engine(|source| {
             // Data of every kind: an account, licenses with quoted, paid and
             // activated mutations, a binding, an edit, grants, audit entries,
@@ -4431,7 +4654,7 @@ mod tests {
                 Engine::Sqlite => {
                     let path = dir.path().join(DB_FILE);
                     let c = open_connection(&path, true).expect("open");
-                    copy_as_schema_2(&source, &c);
+                    copy_as_schema(&source, &c, version);
                     drop(c);
                     write_marker(&path).expect("marker");
                     (Store::open(&path).expect("migrate"), Engine::Sqlite)
@@ -4439,7 +4662,7 @@ mod tests {
                 Engine::Postgres => {
                     let url = throwaway::shared().create_database().expect("database");
                     let c = connect_postgres(&url).expect("connect");
-                    copy_as_schema_2(&source, &c);
+                    copy_as_schema(&source, &c, version);
                     drop(c);
                     (Store::open_url(&url).expect("migrate"), Engine::Postgres)
                 }
@@ -4452,6 +4675,151 @@ mod tests {
                 migrated.search_licenses("jörg").expect("search"),
                 migrated.search_licenses_by_scan("jörg").expect("scan")
             );
+        });
+    }
+
+    #[test]
+    fn a_grant_is_stored_as_its_fields_and_read_back_as_signed() {
+        let key = SigningKeyPair::from_seed(&[5; 32]);
+        let store = Store::temporary().expect("store");
+        let l = soft_license(&store);
+        let m = store
+            .add_mutation(
+                &l.number,
+                new_content(),
+                true,
+                &key,
+                &Actor::System,
+                UnixTime(1),
+            )
+            .expect("order");
+        store
+            .activate_mutation(&l.number, m.number, &key, &Actor::System, UnixTime(2))
+            .expect("paid");
+        let host = HardwareId::from_bytes([7; 16]);
+        let req = HostActivation {
+            license: &l.number,
+            token: l.token.expose(),
+            hardware_id: &host,
+            daemon_version: "t",
+            from: "t".into(),
+        };
+        let signed = store
+            .activate_host(&req, &key, UnixTime(3))
+            .expect("store")
+            .expect("bound");
+        // Stored as its fields: far smaller than the envelope.
+        let stored: Vec<u8> = store
+            .read(|c| Ok(c.query_row("SELECT signed FROM grants", [], |r| r.get(0))?))
+            .expect("row");
+        assert!(matches!(
+            from_record::<StoredGrant>("grant", &stored),
+            Ok(StoredGrant::Fields { .. })
+        ));
+        assert!(
+            stored.len() * 2 < to_record(&signed).len(),
+            "{}",
+            stored.len()
+        );
+        // Read back byte for byte, and it verifies.
+        assert_eq!(
+            store.grants(&l.number).expect("grants"),
+            vec![signed.clone()]
+        );
+        let trusted = TrustedKeys::with([key.public()]);
+        assert_eq!(
+            store.verify_grants(&trusted).expect("verify"),
+            Vec::<String>::new()
+        );
+        // An envelope whose payload is not the canonical JSON of its grant (here:
+        // with a space) is kept whole, and read back as it was.
+        let mut payload = b" ".to_vec();
+        payload.extend_from_slice(signed.payload());
+        let odd = Signed::from_parts(payload, signed.key_id(), signed.signature().to_vec());
+        assert!(matches!(
+            from_record::<StoredGrant>("grant", &grant_to_record(&odd)),
+            Ok(StoredGrant::Verbatim(_))
+        ));
+        assert_eq!(
+            grant_from_record(&grant_to_record(&odd)).expect("read"),
+            odd
+        );
+        assert_eq!(
+            grant_from_record(&grant_to_record(&signed)).expect("read"),
+            signed
+        );
+    }
+
+    #[test]
+    fn verify_finds_a_search_row_out_of_date_or_missing() {
+        for_each_engine(|store| {
+            let l = store
+                .create_license(
+                    NewLicense {
+                        account: None,
+                        license_type: LicenseType::Standard,
+                        protection: Protection::SoftDongle,
+                        licensee: domain::Licensee {
+                            company: "Muster \"Söhne\" AG".into(),
+                            city: "Belp".into(),
+                            ..Default::default()
+                        },
+                        license_data: LicenseData {
+                            name: "Anlage Belp".into(),
+                            postcode: "3123".into(),
+                            city: "Belp".into(),
+                        },
+                    },
+                    &Actor::System,
+                    UnixTime(0),
+                )
+                .expect("license");
+            assert_eq!(store.verify().expect("verify"), Vec::<String>::new());
+            let fields = search::fields(&l, "");
+            let id: i64 = store
+                .read(|c| {
+                    Ok(c.query_row(
+                        "SELECT id FROM licenses WHERE number = ?1",
+                        [l.number.as_str()],
+                        |r| r.get(0),
+                    )?)
+                })
+                .expect("id");
+            let write = |fields: Option<&[String; 11]>| {
+                store
+                    .write(|c| {
+                        match (fields, engine_of(c)) {
+                            (Some(f), engine) => engine.put_search_row(c, id, f)?,
+                            (None, Engine::Sqlite) => {
+                                c.execute("DELETE FROM license_search WHERE rowid = ?1", [id])?;
+                            }
+                            (None, Engine::Postgres) => {
+                                c.execute(
+                                    "DELETE FROM license_search WHERE license_id = ?1",
+                                    [id],
+                                )?;
+                            }
+                        }
+                        Ok::<_, StoreError>(())
+                    })
+                    .expect("write");
+            };
+            let mut stale = fields.clone();
+            stale[1] = "muster ag".into();
+            write(Some(&stale));
+            let problems = store.verify().expect("verify");
+            assert!(
+                problems.len() == 1 && problems[0].contains("out of date"),
+                "{problems:?}"
+            );
+            write(None);
+            let problems = store.verify().expect("verify");
+            assert!(
+                problems.len() == 1 && problems[0].contains("no search row"),
+                "{problems:?}"
+            );
+            write(Some(&fields));
+            assert_eq!(store.verify().expect("verify"), Vec::<String>::new());
         });
     }
 

@@ -1,0 +1,7 @@
+-- Schema 5 (issue 14, PostgreSQL): less disk per license; see
+-- 0005_smaller_store_sqlite.sql. `grants.signed` keeps a grant this server
+-- signed as its fields (postcard) and its signature instead of the whole
+-- envelope (`store::StoredGrant`), re-encoded in place by the store's own code
+-- at the marker line below. (The search document stays: PostgreSQL's pg_trgm
+-- index needs the text it indexes.)
+-- pls: recode grants

@@ -70,7 +70,10 @@ pub fn offline_outcome(response: &Response, key: &SigningKeyPair) -> &'static st
 /// Told about every binding that moved to a host whose hardware changed,
 /// after its commit: the portal emails the customer ("Hardware geändert").
 #[derive(Clone)]
-pub struct HardwareChangeHook(pub Arc<dyn Fn(&Rebound, UnixTime) + Send + Sync>);
+pub struct HardwareChangeHook(pub Arc<HardwareChangeFn>);
+
+/// What a [`HardwareChangeHook`] calls: the move and the server time of it.
+pub type HardwareChangeFn = dyn Fn(&Rebound, UnixTime) + Send + Sync;
 
 impl std::fmt::Debug for HardwareChangeHook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -316,6 +319,7 @@ impl Service {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn activate(
         &self,
         license: &LicenseNumber,

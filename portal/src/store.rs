@@ -2617,7 +2617,12 @@ impl Store {
                     Some(Binding::HardwareId(h)) if h != req.hardware_id => h.clone(),
                     _ => return Ok(None),
                 };
-                if license.protection == Protection::HardDongle {
+                // Only a license the moved host could use moves: not a hard
+                // dongle's, not one awaiting payment or expired.
+                if license.protection == Protection::HardDongle
+                    || !domain::is_active(&license)
+                    || license.valid_until.is_some_and(|end| now >= end)
+                {
                     return Ok(None);
                 }
                 let Some(known) = q_host_facts(c, req.license)?.filter(|b| b.hardware_id == bound)

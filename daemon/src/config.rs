@@ -57,6 +57,14 @@
 //! daemon's wall clock becomes the Unix time written in that file (re-read at
 //! every reading), so a test can move several daemon processes through days
 //! together. The clock-rollback rule still applies to it.
+//! `PROMOS_LICD_SIMULATED_HARDWARE_FACTS` is **test-only** and SIMULATED: the
+//! path of a file of `name=value` lines (`machine-id=...`, `dmi-uuid=...`,
+//! `cpu=...`, `mac=...`, as `promos-licd hwid --facts` prints them) read at
+//! start instead of this machine's facts; the hardware ID is computed from
+//! them (unless `PROMOS_LICD_TEST_HARDWARE_ID` is set too), so a test can
+//! replace a network card of a simulated host by editing a line. Without
+//! it, a daemon with a test hardware ID sends no hardware facts (its ID is not
+//! made of this machine's).
 
 use keys::{HardwareId, LicenseNumber, PublicKey, TrustedKeys};
 use serde::Deserialize;
@@ -72,6 +80,18 @@ pub const DEFAULT_CONFIG: &str = "/etc/promos-licd/promos-licd.toml";
 pub const TEST_HARDWARE_ID_ENV: &str = "PROMOS_LICD_TEST_HARDWARE_ID";
 /// The test-only clock file (see the module doc).
 pub const TEST_CLOCK_FILE_ENV: &str = "PROMOS_LICD_TEST_CLOCK_FILE";
+/// The test-only, simulated hardware facts file (see the module doc).
+pub const SIMULATED_HARDWARE_FACTS_ENV: &str = "PROMOS_LICD_SIMULATED_HARDWARE_FACTS";
+
+/// The `name=value` lines of a simulated facts file (blank lines and `#`
+/// comments left out).
+pub fn read_fact_lines(text: &str) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect()
+}
 
 /// Trust anchors a vendor's release build may carry, so a site enters only
 /// license number and token: set at build time through the environment of
@@ -169,6 +189,9 @@ pub struct Config {
     pub dongle: DongleBackend,
     /// TEST-ONLY: replaces the computed hardware ID (see the module doc).
     pub test_hardware_id: Option<HardwareId>,
+    /// TEST-ONLY, SIMULATED: the host's hardware facts as `name=value` lines
+    /// instead of this machine's (see the module doc).
+    pub simulated_hardware_facts: Option<Vec<String>>,
     /// Where peers connect to this daemon (none: it only connects out).
     pub peer_listen: Option<std::net::SocketAddr>,
     /// The site's other daemons: the only ones it talks to as peers.
@@ -270,6 +293,7 @@ impl Config {
                 product_id: None,
             },
             test_hardware_id: None,
+            simulated_hardware_facts: None,
             peer_listen: None,
             peers: Vec::new(),
             metrics_listen: None,
@@ -475,6 +499,16 @@ impl Config {
                 key: TEST_HARDWARE_ID_ENV,
                 message: err.to_string(),
             })?;
+        let simulated_hardware_facts = e(SIMULATED_HARDWARE_FACTS_ENV)
+            .map(|path| {
+                std::fs::read_to_string(&path)
+                    .map(|text| read_fact_lines(&text))
+                    .map_err(|err| ConfigError::Invalid {
+                        key: SIMULATED_HARDWARE_FACTS_ENV,
+                        message: format!("{path}: {err}"),
+                    })
+            })
+            .transpose()?;
         let peer_listen = e("PROMOS_LICD_PEER_LISTEN")
             .or(f.peers.listen)
             .map(|a| socket_addr("peers.listen", &a))
@@ -556,6 +590,7 @@ impl Config {
                 }),
             dongle,
             test_hardware_id,
+            simulated_hardware_facts,
         })
     }
 

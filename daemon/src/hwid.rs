@@ -15,9 +15,17 @@
 //! new one), when the mainboard/BIOS UUID changes (a VM copied as new), when the
 //! CPU model changes, and when a physical network card is added, removed or
 //! replaced. After such a change the license must be reset in the portal (manual
-//! chapter 9).
+//! chapter 9), unless the server's `[licensing] hardware_tolerance` allows the
+//! change (issue 19: by default one fact, never the machine-id).
 //!
-//! `PROMOS_LICD_TEST_HARDWARE_ID` (test-only, see [`crate::config`]) replaces it.
+//! With activation and every check the daemon also sends each fact hashed
+//! ([`wire::facts`]), so the license server can follow a host whose hardware
+//! changed a little (one network card replaced) without a reset in the
+//! portal; a changed machine-id is always another computer.
+//!
+//! `PROMOS_LICD_TEST_HARDWARE_ID` (test-only, see [`crate::config`]) replaces
+//! the ID; `PROMOS_LICD_SIMULATED_HARDWARE_FACTS` (test-only, simulated)
+//! replaces the facts.
 
 use keys::HardwareId;
 use sha2::{Digest, Sha256};
@@ -96,6 +104,24 @@ pub fn compute() -> HardwareId {
     from_facts(all_facts())
 }
 
+/// The hardware ID this daemon uses and the hashed facts it sends with it:
+/// this machine's, or the SIMULATED facts of the configuration
+/// (`PROMOS_LICD_SIMULATED_HARDWARE_FACTS`, test-only), or a test hardware ID
+/// (`PROMOS_LICD_TEST_HARDWARE_ID`, test-only), which is not made of any facts
+/// and so sends none (unless simulated facts are given too).
+pub fn identity(config: &crate::Config) -> (HardwareId, wire::HardwareFacts) {
+    let lines = match (&config.simulated_hardware_facts, &config.test_hardware_id) {
+        (Some(lines), _) => lines.clone(),
+        (None, Some(id)) => return (id.clone(), wire::HardwareFacts::default()),
+        (None, None) => all_facts(),
+    };
+    let id = config
+        .test_hardware_id
+        .clone()
+        .unwrap_or_else(|| from_facts(lines.clone()));
+    (id, wire::HardwareFacts::from_lines(&lines))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,5 +172,45 @@ mod tests {
         let mut other_vm = f;
         other_vm[0] = "machine-id=ffffffffffffffffffffffffffffffff".into();
         assert_ne!(from_facts(other_vm), base, "another machine-id changes it");
+    }
+
+    #[test]
+    fn simulated_facts_make_the_id_and_are_sent_hashed_a_test_id_sends_none() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("facts");
+        std::fs::write(
+            &file,
+            "# a simulated host\nmachine-id=0123\n\ncpu=Intel\nmac=00:11:22:33:44:55\n",
+        )
+        .expect("write");
+        let env: std::collections::BTreeMap<String, String> = [(
+            crate::config::SIMULATED_HARDWARE_FACTS_ENV.to_owned(),
+            file.display().to_string(),
+        )]
+        .into();
+        let config = crate::Config::from_toml("", &env).expect("config");
+        let lines = config.simulated_hardware_facts.clone().expect("simulated");
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        let (id, facts) = identity(&config);
+        assert_eq!(id, from_facts(lines.clone()));
+        assert_eq!(facts, wire::HardwareFacts::from_lines(&lines));
+        assert_eq!(facts.0.len(), 3);
+        assert!(!format!("{facts:?}").contains("00:11:22"), "hashed");
+        // Another card: another ID, one fact hash changed.
+        let mut other = config.clone();
+        other.simulated_hardware_facts = Some(vec![
+            "machine-id=0123".into(),
+            "cpu=Intel".into(),
+            "mac=00:11:22:33:44:66".into(),
+        ]);
+        let (id2, facts2) = identity(&other);
+        assert_ne!(id2, id);
+        assert_eq!(facts2.0.iter().filter(|f| facts.0.contains(f)).count(), 2);
+        // A test hardware ID alone is not made of facts: none are sent.
+        let mut test_id = crate::Config::with_defaults(dir.path());
+        test_id.test_hardware_id = Some(HardwareId::from_bytes([0xaa; 16]));
+        let (id3, facts3) = identity(&test_id);
+        assert_eq!(id3, HardwareId::from_bytes([0xaa; 16]));
+        assert!(facts3.is_empty());
     }
 }

@@ -313,7 +313,15 @@ fn hardware_id() -> anyhow::Result<keys::HardwareId> {
         Ok(v) if !v.is_empty() => v
             .parse::<keys::HardwareId>()
             .context("PROMOS_LICD_TEST_HARDWARE_ID (test-only)")?,
-        _ => daemon::hwid::compute(),
+        _ => match std::env::var(daemon::config::SIMULATED_HARDWARE_FACTS_ENV) {
+            Ok(path) if !path.is_empty() => {
+                let text = std::fs::read_to_string(&path).with_context(|| {
+                    format!("PROMOS_LICD_SIMULATED_HARDWARE_FACTS (test-only): {path}")
+                })?;
+                daemon::hwid::from_facts(daemon::config::read_fact_lines(&text))
+            }
+            _ => daemon::hwid::compute(),
+        },
     })
 }
 

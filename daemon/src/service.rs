@@ -346,6 +346,10 @@ struct CheckProgress {
 pub struct Shared {
     inner: Mutex<Inner>,
     pub hardware_id: HardwareId,
+    /// The hashed facts the hardware ID is made of, sent with activation and
+    /// every check so the server can follow a host whose hardware changes a
+    /// little (issue 19); empty with a test hardware ID.
+    pub hardware_facts: wire::HardwareFacts,
     pub trusted: TrustedKeys,
     pub config: Config,
     pub events: broadcast::Sender<Event>,
@@ -474,7 +478,20 @@ impl Shared {
     /// "unavailable" answer counts as none: that server's database is away);
     /// rounds are `check_attempts` with backoff between them. One server: the
     /// attempts of a plain [`ServerClient::request`].
+    /// [`Self::request_any_as_is`]; a server older than the hardware facts
+    /// (it answers `Malformed` to them) is asked again without them.
     async fn request_any(&self, request: &Request) -> Result<Response, RequestError> {
+        let response = self.request_any_as_is(request).await;
+        if let (Ok(Response::Error(wire::ErrorReply::Malformed(why))), Some(plain)) =
+            (&response, request.without_facts())
+        {
+            tracing::info!(%why, "the license server does not take hardware facts (an older server): asking without them");
+            return self.request_any_as_is(&plain).await;
+        }
+        response
+    }
+
+    async fn request_any_as_is(&self, request: &Request) -> Result<Response, RequestError> {
         let servers = self.server_list();
         let last = self
             .last_server
@@ -540,13 +557,44 @@ impl Shared {
         self.licinfo_license()
     }
 
-    /// The license `lic/licinfo.cfg` names, if it names this host (or no host).
+    /// The license `lic/licinfo.cfg` names, if it names this host (or no
+    /// host), or another hardware ID while this host sends its hardware
+    /// facts: its hardware may have changed, and the server decides whether
+    /// the binding follows (issue 19).
     fn licinfo_license(&self) -> Option<LicenseNumber> {
         let info = self.licinfo()?;
-        info.hardware_id
+        (info
+            .hardware_id
             .as_ref()
             .is_none_or(|h| h == &self.hardware_id)
-            .then_some(info.license_number)
+            || !self.hardware_facts.is_empty())
+        .then_some(info.license_number)
+    }
+
+    /// After a successful check: `lic/licinfo.cfg` names this hardware ID
+    /// (it named the old one if the binding followed a hardware change).
+    fn licinfo_follows(&self) {
+        let Some(dir) = &self.config.project_dir else {
+            return;
+        };
+        let Some(mut info) = self.licinfo() else {
+            return;
+        };
+        if info
+            .hardware_id
+            .as_ref()
+            .is_none_or(|h| h == &self.hardware_id)
+        {
+            return;
+        }
+        if self.lock().machine.grant().is_none() {
+            return;
+        }
+        tracing::info!(old = ?info.hardware_id, new = %self.hardware_id, "the license follows this host's changed hardware: lic/licinfo.cfg updated");
+        info.hardware_id = Some(self.hardware_id.clone());
+        if let Err(e) = info.write(dir) {
+            tracing::error!(error = %e, "licinfo.cfg not written");
+        }
     }
 
     /// Asks for a check if the state was lost (see [`Shared::lost_license`]),
@@ -621,16 +669,30 @@ impl Shared {
     ) -> Result<Decision, ActivateError> {
         let server = server.map(|s| crate::config::normalize_server(&s));
         let nonce = Nonce::random();
-        let request = Request::Activate(Activate {
+        let request = self.with_facts(Request::Activate(Activate {
             license_number: number.clone(),
             token,
             hardware_id: self.hardware_id.clone(),
             daemon_version: DAEMON_VERSION.into(),
             nonce,
-        });
+        }));
         // The dialog's server, else the configured ones in turn.
         let response = match &server {
-            Some(server) => self.client(server)?.request(&request).await?,
+            Some(server) => {
+                let client = self.client(server)?;
+                match client.request(&request).await? {
+                    Response::Error(wire::ErrorReply::Malformed(why)) => {
+                        match request.without_facts() {
+                            Some(plain) => {
+                                tracing::info!(%why, "the license server does not take hardware facts (an older server): activating without them");
+                                client.request(&plain).await?
+                            }
+                            None => Response::Error(wire::ErrorReply::Malformed(why)),
+                        }
+                    }
+                    other => other,
+                }
+            }
             None => self.request_any(&request).await?,
         };
         match response {
@@ -725,7 +787,19 @@ impl Shared {
         inner.last_check_attempt = Some(inner.now().wall);
         inner.apply(Input::CheckSent { nonce });
         drop(inner);
-        Some((Request::Check(check), nonce))
+        Some((self.with_facts(Request::Check(check)), nonce))
+    }
+
+    /// An activation or check with this host's hardware facts, if it has any.
+    fn with_facts(&self, request: Request) -> Request {
+        if self.hardware_facts.is_empty() {
+            return request;
+        }
+        match request {
+            Request::Activate(a) => Request::ActivateWithFacts(a, self.hardware_facts.clone()),
+            Request::Check(c) => Request::CheckWithFacts(c, self.hardware_facts.clone()),
+            other => other,
+        }
     }
 
     /// The check this host would send now, with a fresh nonce (not yet
@@ -795,6 +869,9 @@ impl Shared {
             _ => CheckOutcome::Succeeded,
         };
         self.apply_answer(input);
+        if outcome == CheckOutcome::Succeeded {
+            self.licinfo_follows();
+        }
         if let Some(p) = &self.peers {
             if self.uplink_ok.load(Ordering::SeqCst) {
                 p.flush(self).await;
@@ -948,10 +1025,7 @@ pub async fn run(
     clock: Arc<dyn Clock>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), RunError> {
-    let hardware_id = config
-        .test_hardware_id
-        .clone()
-        .unwrap_or_else(crate::hwid::compute);
+    let (hardware_id, hardware_facts) = crate::hwid::identity(&config);
     let trusted = config.trusted_keys.clone();
     let cache = Cache::open(&config.data_dir)?;
     // Reads both copies, takes the newest valid one and repairs the other;
@@ -1001,6 +1075,7 @@ pub async fn run(
             version: 0,
         }),
         hardware_id,
+        hardware_facts,
         trusted,
         config: config.clone(),
         events,

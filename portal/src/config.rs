@@ -13,6 +13,9 @@
 //! max_connections_per_source = 256
 //! activations_per_source_per_minute = 30
 //!
+//! [licensing]
+//! hardware_tolerance = 1
+//!
 //! [metrics]
 //! enabled = true
 //! listen = "127.0.0.1:9464"
@@ -31,7 +34,7 @@
 //! `PLS_QUIC_ACTIVATIONS_PER_SOURCE_PER_MINUTE`, `PLS_PRICES` (path of the price
 //! list), `PLS_METRICS_LISTEN` (an address, or `off`), `PLS_LOG` (a tracing filter such as
 //! `info,portal=debug`), `PLS_LOG_JSON` (`1`/`true`), `PLS_DATABASE_URL` (a PostgreSQL URL or
-//! key=value connection string; empty: SQLite).
+//! key=value connection string; empty: SQLite), `PLS_HARDWARE_TOLERANCE`.
 
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -57,6 +60,28 @@ pub struct Config {
     pub log: LogConfig,
     /// Which SQL engine holds the store.
     pub database: DatabaseConfig,
+    /// The vendor's license rules that are settings.
+    pub licensing: LicensingConfig,
+}
+
+/// The vendor's license rules that are settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LicensingConfig {
+    /// Hosts whose hardware changes ([`crate::hardware`]): how many of the
+    /// facts a hardware ID is made of may differ from the bound computer's
+    /// for a check from a new hardware ID to move the binding there (a
+    /// replaced network card is one). A changed machine-id is always another
+    /// computer. 0: the manual's strict rule. Default 1.
+    pub hardware_tolerance: u32,
+}
+
+impl Default for LicensingConfig {
+    fn default() -> Self {
+        LicensingConfig {
+            hardware_tolerance: crate::hardware::DEFAULT_TOLERANCE,
+        }
+    }
 }
 
 /// The store's engine: SQLite in the data directory unless a PostgreSQL URL is
@@ -123,6 +148,7 @@ impl Default for Config {
             metrics: crate::metrics::MetricsConfig::default(),
             log: LogConfig::default(),
             database: DatabaseConfig::default(),
+            licensing: LicensingConfig::default(),
         }
     }
 }
@@ -261,6 +287,7 @@ impl Config {
                 self.database.url = Some(value.trim().to_owned()).filter(|u| !u.is_empty())
             }
             "PLS_LOG_JSON" => self.log.json = flag(value).map_err(bad)?,
+            "PLS_HARDWARE_TOLERANCE" => self.licensing.hardware_tolerance = number(value)?,
             _ => {}
         }
         Ok(())
@@ -354,6 +381,7 @@ mod tests {
         assert_eq!(c.http, Config::default().http);
         assert_eq!(c.metrics, Config::default().metrics);
         assert_eq!(c.log, Config::default().log);
+        assert_eq!(c.licensing.hardware_tolerance, 1);
         assert_eq!(c.prices, Some(PathBuf::from("/etc/pls/prices.toml")));
         let smtp = c.smtp.expect("smtp");
         assert_eq!((smtp.host.as_str(), smtp.port), ("smtp.example.com", 587));
@@ -371,6 +399,7 @@ mod tests {
         let env = vec![
             ("PLS_QUIC_LISTEN".to_owned(), "[::1]:6000".to_owned()),
             ("PLS_LOG_JSON".to_owned(), "true".to_owned()),
+            ("PLS_HARDWARE_TOLERANCE".to_owned(), "0".to_owned()),
             ("HOME".to_owned(), "/root".to_owned()),
         ];
         let c = Config::load(Some(&file), env).expect("load");
@@ -378,6 +407,11 @@ mod tests {
         assert_eq!(c.quic.listen, "[::1]:6000".parse().expect("addr"));
         assert_eq!(c.quic.idle_timeout_secs, 30);
         assert!(c.log.json);
+        assert_eq!(
+            c.licensing.hardware_tolerance, 0,
+            "strict, from the environment"
+        );
+        assert_eq!(Config::default().licensing.hardware_tolerance, 1);
         assert_eq!(
             Config::load(None, vec![]).expect("defaults"),
             Config::default()

@@ -26,6 +26,7 @@ pub mod demo;
 pub mod domain;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod hardware;
 pub mod identity;
 pub mod import_sled;
 pub mod license_file;
@@ -120,15 +121,6 @@ impl Server {
             blocking(move || config.open_store()).await?
         });
         let registry = Arc::new(metrics::Metrics::new());
-        let service = Arc::new(
-            Service::new(
-                Arc::clone(&store),
-                Arc::clone(&identity.key),
-                Arc::clone(&clock),
-                config.quic.activations_per_source_per_minute,
-            )
-            .with_metrics(Arc::clone(&registry)),
-        );
         let endpoint = quic::bind(&identity, &config.quic)?;
         let daemon_settings = daemon_config::DaemonSettings::new(
             &config.quic,
@@ -183,6 +175,27 @@ impl Server {
             web.with_prices(prices)
                 .with_metrics(Arc::clone(&registry))
                 .with_daemon_settings(daemon_settings.clone()),
+        );
+        // The daemons' service: a binding that follows a changed host emails
+        // the customer through the portal's mail queue and templates.
+        let hook = {
+            let web = Arc::clone(&web);
+            service::HardwareChangeHook(Arc::new(move |rebound, at| {
+                if let Err(e) = web::emails::hardware_changed(&web, rebound, at) {
+                    tracing::error!(license = %rebound.license.number, error = %e, "the \"hardware changed\" email was not queued");
+                }
+            }))
+        };
+        let service = Arc::new(
+            Service::new(
+                Arc::clone(&store),
+                Arc::clone(&identity.key),
+                Arc::clone(&clock),
+                config.quic.activations_per_source_per_minute,
+            )
+            .with_metrics(Arc::clone(&registry))
+            .with_hardware_tolerance(config.licensing.hardware_tolerance)
+            .with_hardware_change_hook(hook),
         );
         let http = web::HttpListener::bind(Arc::clone(&web)).map_err(|e| StartError::Http {
             addr: config.http.listen,

@@ -270,8 +270,8 @@ impl Drop for OpenConnection {
 pub fn request_kind(request: &Request) -> &'static str {
     match request {
         Request::Hello(_) => "hello",
-        Request::Activate(_) => "activate",
-        Request::Check(_) => "check",
+        Request::Activate(_) | Request::ActivateWithFacts(..) => "activate",
+        Request::Check(_) | Request::CheckWithFacts(..) => "check",
         Request::Deactivate(_) => "deactivate",
         Request::Relay(_) => "relay",
     }

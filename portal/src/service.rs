@@ -10,7 +10,7 @@
 use crate::domain::AccountId;
 use crate::domain::CHECK_INTERVAL_SECS;
 use crate::metrics::{request_kind, Metrics};
-use crate::store::{ActivationAuthority, HostActivation, HostCheck, Store};
+use crate::store::{ActivationAuthority, HostActivation, HostCheck, Rebound, Store};
 use keys::{Clock, HardwareId, LicenseNumber, Signed, SigningKeyPair, UnixTime};
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -19,8 +19,8 @@ use std::time::Instant;
 use wire::codec::{self, DecodeError};
 use wire::offline::OfflineRequest;
 use wire::{
-    CheckReceipt, ErrorReply, Nonce, Refusal, RefusalReason, RelayEnvelope, Request, Response,
-    RuntimeState, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
+    CheckReceipt, ErrorReply, HardwareFacts, Nonce, Refusal, RefusalReason, RelayEnvelope, Request,
+    Response, RuntimeState, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
 };
 
 /// The agent string in `Hello` answers.
@@ -67,6 +67,20 @@ pub fn offline_outcome(response: &Response, key: &SigningKeyPair) -> &'static st
     }
 }
 
+/// Told about every binding that moved to a host whose hardware changed,
+/// after its commit: the portal emails the customer ("Hardware geändert").
+#[derive(Clone)]
+pub struct HardwareChangeHook(pub Arc<HardwareChangeFn>);
+
+/// What a [`HardwareChangeHook`] calls: the move and the server time of it.
+pub type HardwareChangeFn = dyn Fn(&Rebound, UnixTime) + Send + Sync;
+
+impl std::fmt::Debug for HardwareChangeHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HardwareChangeHook")
+    }
+}
+
 /// The daemon-facing service.
 #[derive(Debug)]
 pub struct Service {
@@ -77,6 +91,9 @@ pub struct Service {
     /// Activation attempts per source address in the current minute.
     attempts: Mutex<HashMap<IpAddr, (u64, u32)>>,
     metrics: Arc<Metrics>,
+    /// `[licensing] hardware_tolerance` ([`crate::hardware`]).
+    hardware_tolerance: u32,
+    hardware_changed: Option<HardwareChangeHook>,
 }
 
 impl Service {
@@ -93,7 +110,22 @@ impl Service {
             activations_per_minute,
             attempts: Mutex::new(HashMap::new()),
             metrics: Arc::new(Metrics::new()),
+            hardware_tolerance: crate::hardware::DEFAULT_TOLERANCE,
+            hardware_changed: None,
         }
+    }
+
+    /// How many hardware facts may change for a check from a new hardware ID
+    /// to move the binding there (`[licensing] hardware_tolerance`; 0: never).
+    pub fn with_hardware_tolerance(mut self, tolerance: u32) -> Self {
+        self.hardware_tolerance = tolerance;
+        self
+    }
+
+    /// Called after every binding that moved to a changed host.
+    pub fn with_hardware_change_hook(mut self, hook: HardwareChangeHook) -> Self {
+        self.hardware_changed = Some(hook);
+        self
     }
 
     /// Counts requests into `metrics` (the server's registry) instead of a
@@ -161,10 +193,29 @@ impl Service {
                     &a.daemon_version,
                     a.nonce,
                     ActivationAuthority::Token(a.token.expose()),
+                    None,
                     source,
                 )
             }
-            Request::Check(c) => self.check(&c, source),
+            Request::ActivateWithFacts(a, facts) => {
+                if !self.allow_activation(source.ip) {
+                    tracing::warn!(from = %source.label, license = %a.license_number, "activation rate limit hit");
+                    return Response::Error(ErrorReply::RateLimited {
+                        retry_after_secs: 60,
+                    });
+                }
+                self.activate(
+                    &a.license_number,
+                    &a.hardware_id,
+                    &a.daemon_version,
+                    a.nonce,
+                    ActivationAuthority::Token(a.token.expose()),
+                    Some(&facts),
+                    source,
+                )
+            }
+            Request::Check(c) => self.check(&c, None, source),
+            Request::CheckWithFacts(c, facts) => self.check(&c, Some(&facts), source),
             Request::Deactivate(d) => {
                 if !self.allow_activation(source.ip) {
                     return Response::Error(ErrorReply::RateLimited {
@@ -201,7 +252,10 @@ impl Service {
         }
     }
 
-    fn check(&self, c: &wire::Check, source: &Source) -> Response {
+    /// A check. `facts`: the hashed facts of the host's hardware ID (daemons
+    /// since issue 19); with them, a check from a new hardware ID may move the
+    /// binding ([`crate::hardware`]), and a clone is refused as such.
+    fn check(&self, c: &wire::Check, facts: Option<&HardwareFacts>, source: &Source) -> Response {
         let req = HostCheck {
             license: &c.license_number,
             hardware_id: &c.hardware_id,
@@ -215,8 +269,36 @@ impl Service {
         // One reading of the clock: the check-in record and the receipt
         // carry the same time, however long the commit waited.
         let now = self.clock.now();
-        match self.store.check_host(&req, now) {
+        let mut result = self.store.check_host(&req, now);
+        if let (Ok(Err(RefusalReason::BoundToAnotherHost)), Some(facts)) = (&result, facts) {
+            match self.store.rebind_changed_host(
+                &req,
+                facts,
+                self.hardware_tolerance,
+                &self.key,
+                now,
+            ) {
+                Ok(Ok(rebound)) => {
+                    tracing::warn!(license = %c.license_number, from_host = %rebound.from, host = %c.hardware_id, changes = rebound.changes, "hardware changed: binding moved");
+                    if let Some(hook) = &self.hardware_changed {
+                        (hook.0)(&rebound, now);
+                    }
+                    result = self.store.check_host(&req, now);
+                }
+                Ok(Err(reason)) => result = Ok(Err(reason)),
+                Err(e) => return self.unavailable(e),
+            }
+        }
+        match result {
             Ok(Ok(outcome)) => {
+                if let Some(facts) = facts {
+                    if let Err(e) =
+                        self.store
+                            .record_host_facts(&c.license_number, &c.hardware_id, facts, now)
+                    {
+                        tracing::warn!(license = %c.license_number, error = %e, "hardware facts not recorded");
+                    }
+                }
                 tracing::debug!(license = %c.license_number, host = %c.hardware_id, new_grant = outcome.newer_grant.is_some(), "checked");
                 let receipt = self.receipt(
                     &c.license_number,
@@ -237,6 +319,7 @@ impl Service {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn activate(
         &self,
         license: &LicenseNumber,
@@ -244,6 +327,7 @@ impl Service {
         daemon_version: &str,
         nonce: Nonce,
         authority: ActivationAuthority<'_>,
+        facts: Option<&HardwareFacts>,
         source: &Source,
     ) -> Response {
         let req = HostActivation {
@@ -258,6 +342,14 @@ impl Service {
         match self.store.activate_host_as(&req, authority, &self.key, now) {
             Ok(Ok(grant)) => {
                 tracing::info!(license = %license, host = %hardware_id, from = %source.label, "activated");
+                if let Some(facts) = facts {
+                    if let Err(e) = self
+                        .store
+                        .record_host_facts(license, hardware_id, facts, now)
+                    {
+                        tracing::warn!(license = %license, error = %e, "hardware facts not recorded");
+                    }
+                }
                 let serial = self
                     .store
                     .license(license)
@@ -304,7 +396,7 @@ impl Service {
                         return r;
                     }
                 }
-                ("check", self.check(&c, &source))
+                ("check", self.check(&c, None, &source))
             }
             OfflineRequest::Activate(a) => {
                 let authority = match by {
@@ -319,6 +411,7 @@ impl Service {
                         &a.daemon_version,
                         a.nonce,
                         authority,
+                        None,
                         &source,
                     ),
                 )
@@ -413,5 +506,321 @@ impl Service {
         }
         entry.1 += 1;
         entry.1 <= self.activations_per_minute
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The hardware-change rule through the daemon-facing service (issue 19),
+    //! on SQLite and PostgreSQL.
+    use super::*;
+    use crate::domain::{Actor, MutationKind, NewLicense};
+    use crate::store::NewMutation;
+    use keys::{
+        Binding, Entitlements, LicenseData, LicenseGrant, LicenseType, Protection, SimClock,
+        TrustedKeys,
+    };
+    use wire::{Activate, Check, Seats, Token};
+
+    const T0: UnixTime = UnixTime(1_800_000_000);
+
+    struct Site {
+        service: Service,
+        store: Arc<Store>,
+        clock: SimClock,
+        key: Arc<SigningKeyPair>,
+        number: LicenseNumber,
+        token: String,
+        /// What the hook was told: (from, to, changes).
+        moved: Arc<Mutex<Vec<(HardwareId, HardwareId, u32)>>>,
+    }
+
+    fn site(store: Store, tolerance: u32) -> Site {
+        let store = Arc::new(store);
+        let key = Arc::new(SigningKeyPair::from_seed(&[9; 32]));
+        let clock = SimClock::at(T0);
+        let (license, _) = store
+            .create_license_with(
+                NewLicense {
+                    account: None,
+                    license_type: LicenseType::Standard,
+                    protection: Protection::SoftDongle,
+                    licensee: Default::default(),
+                    license_data: LicenseData {
+                        name: "n".into(),
+                        postcode: "1".into(),
+                        city: "c".into(),
+                    },
+                },
+                NewMutation {
+                    kind: MutationKind::New,
+                    adds: Entitlements::standard_base(),
+                    price_net: None,
+                    priced: None,
+                    remarks: String::new(),
+                },
+                true,
+                true,
+                &key,
+                &Actor::System,
+                T0,
+            )
+            .expect("paid license");
+        let moved = Arc::new(Mutex::new(vec![]));
+        let hook = {
+            let moved = Arc::clone(&moved);
+            HardwareChangeHook(Arc::new(move |r: &Rebound, _at| {
+                let to = match &r.license.binding {
+                    Some(Binding::HardwareId(h)) => h.clone(),
+                    other => panic!("rebound to {other:?}"),
+                };
+                moved
+                    .lock()
+                    .expect("lock")
+                    .push((r.from.clone(), to, r.changes));
+            }))
+        };
+        let service = Service::new(
+            Arc::clone(&store),
+            Arc::clone(&key),
+            Arc::new(clock.clone()),
+            1000,
+        )
+        .with_hardware_tolerance(tolerance)
+        .with_hardware_change_hook(hook);
+        Site {
+            service,
+            store,
+            clock,
+            key,
+            token: license.token.expose().to_owned(),
+            number: license.number,
+            moved,
+        }
+    }
+
+    fn pc(replace: &[(&str, &str)]) -> HardwareFacts {
+        let mut lines = vec![
+            "machine-id=11111111111111111111111111111111".to_owned(),
+            "dmi-uuid=4c4c4544-0042-3510".to_owned(),
+            "cpu=Intel(R) Core(TM) i5".to_owned(),
+            "mac=00:11:22:33:44:01".to_owned(),
+            "mac=00:11:22:33:44:02".to_owned(),
+        ];
+        for (old, new) in replace {
+            let i = lines
+                .iter()
+                .position(|l| l == old)
+                .expect("a fact to replace");
+            lines[i] = (*new).to_owned();
+        }
+        HardwareFacts::from_lines(&lines)
+    }
+
+    fn id(n: u8) -> HardwareId {
+        HardwareId::from_bytes([n; 16])
+    }
+
+    fn source() -> Source {
+        Source {
+            ip: IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            label: "test".into(),
+        }
+    }
+
+    impl Site {
+        fn activate(&self, host: &HardwareId, facts: &HardwareFacts) -> Response {
+            let a = Activate {
+                license_number: self.number.clone(),
+                token: Token(self.token.clone()),
+                hardware_id: host.clone(),
+                daemon_version: "promos-licd/test".into(),
+                nonce: Nonce::random(),
+            };
+            self.service
+                .handle(Request::ActivateWithFacts(a, facts.clone()), &source())
+        }
+
+        fn check(&self, host: &HardwareId, facts: Option<&HardwareFacts>) -> Response {
+            let c = Check {
+                license_number: self.number.clone(),
+                hardware_id: host.clone(),
+                grant_serial: None,
+                runtime: RuntimeState::Running,
+                seats: Seats::default(),
+                daemon_version: "promos-licd/test".into(),
+                nonce: Nonce::random(),
+            };
+            let request = match facts {
+                Some(f) => Request::CheckWithFacts(c, f.clone()),
+                None => Request::Check(c),
+            };
+            self.service.handle(request, &source())
+        }
+
+        /// The refusal's reason, or the grant's host of a successful check.
+        fn outcome(&self, r: Response) -> Result<Option<HardwareId>, RefusalReason> {
+            let trusted = TrustedKeys::with([self.key.public()]);
+            match r {
+                Response::Checked { grant, .. } => Ok(grant.map(|g| {
+                    let g: keys::Verified<LicenseGrant> = trusted.verify(&g).expect("grant");
+                    match &g.binding {
+                        Binding::HardwareId(h) => h.clone(),
+                        other => panic!("grant bound to {other:?}"),
+                    }
+                })),
+                Response::Activated { .. } => Ok(None),
+                Response::Refused(r) => Err(trusted.verify(&r).expect("refusal").reason),
+                other => panic!("unexpected answer {other:?}"),
+            }
+        }
+
+        fn audit_actions(&self) -> Vec<(String, String)> {
+            self.store
+                .audit(Some(&self.number), 100)
+                .expect("audit")
+                .into_iter()
+                .filter(|e| e.action.starts_with("binding."))
+                .map(|e| (e.action, e.detail))
+                .collect()
+        }
+
+        fn bound(&self) -> Option<Binding> {
+            self.store
+                .license(&self.number)
+                .expect("read")
+                .expect("license")
+                .binding
+        }
+    }
+
+    const ONE_MAC: (&str, &str) = ("mac=00:11:22:33:44:02", "mac=00:11:22:33:44:99");
+
+    fn for_each_engine(test: impl Fn(Store)) {
+        test(Store::temporary().expect("SQLite store"));
+        test(Store::temporary_postgres().expect("PostgreSQL store"));
+    }
+
+    #[test]
+    fn a_replaced_network_card_moves_the_binding_and_a_clone_is_refused() {
+        for_each_engine(|store| {
+            let s = site(store, 1);
+            let (a, b, c) = (id(0xa), id(0xb), id(0xc));
+            assert!(matches!(
+                s.activate(&a, &pc(&[])),
+                Response::Activated { .. }
+            ));
+            // (The test's checks hold no grant: each is answered with the current one.)
+            assert_eq!(s.outcome(s.check(&a, Some(&pc(&[])))), Ok(Some(a.clone())));
+            let known = s.store.host_facts(&s.number).expect("read").expect("facts");
+            assert_eq!((known.hardware_id, known.facts), (a.clone(), pc(&[])));
+
+            // One network card replaced: a new grant for the new ID, told to the hook.
+            s.clock.advance_secs(UnixTime::DAY);
+            let moved = s.outcome(s.check(&b, Some(&pc(&[ONE_MAC]))));
+            assert_eq!(
+                moved,
+                Ok(Some(b.clone())),
+                "the new grant is for the new ID"
+            );
+            assert_eq!(s.bound(), Some(Binding::HardwareId(b.clone())));
+            assert_eq!(
+                *s.moved.lock().expect("lock"),
+                vec![(a.clone(), b.clone(), 1)]
+            );
+            let trail = s.audit_actions();
+            let changed = trail
+                .iter()
+                .find(|(action, _)| action == "binding.hardware_changed")
+                .expect("audit entry");
+            assert!(
+                changed.1.contains(&a.to_string()) && changed.1.contains(&b.to_string()),
+                "{changed:?}"
+            );
+            // The moved host checks on as usual.
+            assert_eq!(
+                s.outcome(s.check(&b, Some(&pc(&[ONE_MAC])))),
+                Ok(Some(b.clone()))
+            );
+
+            // The old computer (a clone that kept the old card) asks again: refused
+            // as a clone, and the vendor sees it.
+            s.clock.advance_secs(UnixTime::DAY);
+            assert_eq!(
+                s.outcome(s.check(&a, Some(&pc(&[])))),
+                Err(RefusalReason::ClonedHost)
+            );
+            // A third ID close to the facts: a clone too; the binding stays.
+            let third = pc(&[ONE_MAC, ("mac=00:11:22:33:44:01", "mac=00:11:22:33:44:77")]);
+            assert_eq!(
+                s.outcome(s.check(&c, Some(&third))),
+                Err(RefusalReason::ClonedHost)
+            );
+            assert_eq!(s.bound(), Some(Binding::HardwareId(b.clone())));
+            let refused: Vec<_> = s
+                .audit_actions()
+                .into_iter()
+                .filter(|(action, _)| action == "binding.clone_refused")
+                .collect();
+            assert_eq!(refused.len(), 2, "{refused:?}");
+            assert!(refused[0].1.contains(&a.to_string()), "{refused:?}");
+            assert!(refused[1].1.contains(&c.to_string()), "{refused:?}");
+            // A daemon that sends no facts never gets the reason it cannot decode.
+            assert_eq!(
+                s.outcome(s.check(&a, None)),
+                Err(RefusalReason::BoundToAnotherHost)
+            );
+            assert_eq!(s.moved.lock().expect("lock").len(), 1, "no second move");
+        });
+    }
+
+    #[test]
+    fn two_changed_facts_or_a_new_machine_id_are_another_host() {
+        for_each_engine(|store| {
+            let s = site(store, 1);
+            let a = id(0xa);
+            assert!(matches!(
+                s.activate(&a, &pc(&[])),
+                Response::Activated { .. }
+            ));
+            let two = pc(&[ONE_MAC, ("cpu=Intel(R) Core(TM) i5", "cpu=AMD Ryzen 7")]);
+            assert_eq!(
+                s.outcome(s.check(&id(0xb), Some(&two))),
+                Err(RefusalReason::BoundToAnotherHost),
+                "two facts changed with N=1: another host"
+            );
+            let other_os = pc(&[(
+                "machine-id=11111111111111111111111111111111",
+                "machine-id=22222222222222222222222222222222",
+            )]);
+            assert_eq!(
+                s.outcome(s.check(&id(0xd), Some(&other_os))),
+                Err(RefusalReason::BoundToAnotherHost),
+                "a changed machine-id is always another host"
+            );
+            assert_eq!(s.bound(), Some(Binding::HardwareId(a.clone())));
+            assert!(s.moved.lock().expect("lock").is_empty());
+            assert!(s
+                .audit_actions()
+                .iter()
+                .all(|(action, _)| action == "binding.activated"));
+        });
+    }
+
+    #[test]
+    fn tolerance_zero_is_the_manuals_strict_rule() {
+        for_each_engine(|store| {
+            let a = id(0xa);
+            let strict = site(store, 0);
+            assert!(matches!(
+                strict.activate(&a, &pc(&[])),
+                Response::Activated { .. }
+            ));
+            assert_eq!(
+                strict.outcome(strict.check(&id(0xb), Some(&pc(&[ONE_MAC])))),
+                Err(RefusalReason::BoundToAnotherHost)
+            );
+            assert_eq!(strict.bound(), Some(Binding::HardwareId(a)));
+        });
     }
 }

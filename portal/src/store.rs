@@ -36,6 +36,7 @@ use crate::domain::{
     License, LicenseToken, Mutation, MutationKind, MutationRuleError, MutationState, NewAccount,
     NewLicense, ResetError,
 };
+use crate::hardware::{self, BoundHost, HardwareChange};
 use crate::search;
 use keys::{
     Binding, DongleSerial, Entitlements, HardwareId, LicenseData, LicenseGrant, LicenseNumber,
@@ -54,7 +55,7 @@ use std::sync::{Mutex, PoisonError};
 use wire::RefusalReason;
 
 /// The schema this build writes: the number of [`MIGRATIONS`].
-pub const SCHEMA_VERSION: u32 = 5;
+pub const SCHEMA_VERSION: u32 = 6;
 
 /// The database file's name in the data directory.
 pub const DB_FILE: &str = "pls.sqlite3";
@@ -80,6 +81,10 @@ const SQLITE_MIGRATIONS: &[(&str, &str)] = &[
         "smaller_store_sqlite",
         include_str!("../migrations/0005_smaller_store_sqlite.sql"),
     ),
+    (
+        "host_facts",
+        include_str!("../migrations/0006_host_facts.sql"),
+    ),
 ];
 /// PostgreSQL's: the same schema, its own search index (pg_trgm).
 const POSTGRES_MIGRATIONS: &[(&str, &str)] = &[
@@ -99,6 +104,10 @@ const POSTGRES_MIGRATIONS: &[(&str, &str)] = &[
     (
         "smaller_store_postgres",
         include_str!("../migrations/0005_smaller_store_postgres.sql"),
+    ),
+    (
+        "host_facts",
+        include_str!("../migrations/0006_host_facts.sql"),
     ),
 ];
 
@@ -694,6 +703,17 @@ pub struct CheckOutcome {
     pub newer_grant: Option<Signed<LicenseGrant>>,
 }
 
+/// A binding moved to a host whose hardware changed.
+#[derive(Clone, Debug)]
+pub struct Rebound {
+    /// The hardware ID it was bound to.
+    pub from: HardwareId,
+    /// How many hardware facts changed.
+    pub changes: u32,
+    /// The license after the move (bound to the new host).
+    pub license: License,
+}
+
 /// What a backup, restore or import moved.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BackupSummary {
@@ -1214,6 +1234,69 @@ fn q_last_checkin(c: &Conn, n: &LicenseNumber) -> Result<Option<CheckIn>, StoreE
     .optional()?
     .map(decode_checkin)
     .transpose()
+}
+
+const HOST_FACTS_COLUMNS: &str = "hardware_id, facts, rebound_at, rebound_from, clone_refused_at";
+
+/// The `host_facts` row of a license: the host it was last written for (the
+/// bound one, unless the binding moved since), its facts, its last rebind.
+fn q_host_facts(c: &Conn, n: &LicenseNumber) -> Result<Option<BoundHost>, StoreError> {
+    type HostFactsRow = (String, String, Option<i64>, Option<String>, Option<i64>);
+    let row: Option<HostFactsRow> = c
+        .prepare_cached(&format!(
+            "SELECT {HOST_FACTS_COLUMNS} FROM host_facts WHERE license_number = ?1"
+        ))?
+        .query_row([n.as_str()], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .optional()?;
+    let Some((host, facts, rebound_at, rebound_from, clone_refused_at)) = row else {
+        return Ok(None);
+    };
+    let corrupt = |reason: &str| StoreError::Corrupt {
+        what: format!("host facts of license {n}"),
+        reason: reason.to_owned(),
+    };
+    let parse_id = |s: &str| {
+        s.parse::<HardwareId>()
+            .map_err(|_| corrupt("not a hardware ID"))
+    };
+    let rebound = match (rebound_at, rebound_from) {
+        (Some(at), Some(from)) => Some((UnixTime(uint(at)), parse_id(&from)?)),
+        _ => None,
+    };
+    Ok(Some(BoundHost {
+        hardware_id: parse_id(&host)?,
+        facts: hardware::facts_from_text(&facts).ok_or_else(|| corrupt("damaged facts"))?,
+        rebound,
+        clone_refused_at: clone_refused_at.map(|t| UnixTime(uint(t))),
+    }))
+}
+
+fn put_host_facts(
+    c: &Conn,
+    n: &LicenseNumber,
+    b: &BoundHost,
+    now: UnixTime,
+) -> Result<(), StoreError> {
+    c.prepare_cached(
+        "INSERT INTO host_facts (license_number, hardware_id, facts, updated_at, rebound_at, rebound_from, clone_refused_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (license_number) DO UPDATE SET hardware_id = excluded.hardware_id,
+           facts = excluded.facts, updated_at = excluded.updated_at,
+           rebound_at = excluded.rebound_at, rebound_from = excluded.rebound_from,
+           clone_refused_at = excluded.clone_refused_at",
+    )?
+    .execute(params![
+        n.as_str().to_owned(),
+        b.hardware_id.as_str().to_owned(),
+        hardware::facts_to_text(&b.facts),
+        int(now.0),
+        b.rebound.as_ref().map(|(at, _)| int(at.0)),
+        b.rebound.as_ref().map(|(_, from)| from.as_str().to_owned()),
+        b.clone_refused_at.map(|t| int(t.0))
+    ])?;
+    Ok(())
 }
 
 fn runtime_running_in(c: &Conn, license: &License) -> Result<bool, StoreError> {
@@ -2833,6 +2916,166 @@ impl Store {
         }
     }
 
+    /// The hardware facts the store keeps for the license's host, and its
+    /// last rebind (issue 19); `None` before a daemon that sends facts
+    /// activated or checked.
+    pub fn host_facts(&self, number: &LicenseNumber) -> Result<Option<BoundHost>, StoreError> {
+        self.read(|c| q_host_facts(c, number))
+    }
+
+    /// Keeps the hardware facts the bound host sent (activation, check): a
+    /// write only when they are new or changed, and only for the bound host.
+    /// A host bound anew starts without a rebind record.
+    pub fn record_host_facts(
+        &self,
+        number: &LicenseNumber,
+        host: &HardwareId,
+        facts: &wire::HardwareFacts,
+        now: UnixTime,
+    ) -> Result<(), StoreError> {
+        if facts.is_empty() {
+            return Ok(());
+        }
+        let known = self.read(|c| q_host_facts(c, number))?;
+        if known
+            .as_ref()
+            .is_some_and(|b| &b.hardware_id == host && &b.facts == facts)
+        {
+            return Ok(());
+        }
+        self.write(|c| {
+            let Some(license) = q_license(c, number)? else {
+                return Ok(());
+            };
+            if license.binding != Some(Binding::HardwareId(host.clone())) {
+                return Ok(());
+            }
+            let same_host = q_host_facts(c, number)?.filter(|b| &b.hardware_id == host);
+            let row = BoundHost {
+                hardware_id: host.clone(),
+                facts: facts.clone(),
+                rebound: same_host.as_ref().and_then(|b| b.rebound.clone()),
+                clone_refused_at: same_host.and_then(|b| b.clone_refused_at),
+            };
+            put_host_facts(c, number, &row, now)
+        })
+    }
+
+    /// A check from `req.hardware_id`, not the bound host, that carries its
+    /// hardware facts ([`crate::hardware`]): the binding moves there if it is
+    /// the bound computer with at most `tolerance` facts changed (a new grant
+    /// for the new ID, an audit entry `binding.hardware_changed`); a clone is
+    /// refused as [`RefusalReason::ClonedHost`] (audit `binding.clone_refused`);
+    /// anything else stays [`RefusalReason::BoundToAnotherHost`], with no write.
+    pub fn rebind_changed_host(
+        &self,
+        req: &HostCheck<'_>,
+        facts: &wire::HardwareFacts,
+        tolerance: u32,
+        key: &SigningKeyPair,
+        now: UnixTime,
+    ) -> Result<Result<Rebound, RefusalReason>, StoreError> {
+        let decide =
+            |c: &Conn| -> Result<Option<(License, BoundHost, HardwareChange)>, StoreError> {
+                let Some(license) = q_license(c, req.license)? else {
+                    return Ok(None);
+                };
+                let bound = match &license.binding {
+                    Some(Binding::HardwareId(h)) if h != req.hardware_id => h.clone(),
+                    _ => return Ok(None),
+                };
+                // Only a license the moved host could use moves: not a hard
+                // dongle's, not one awaiting payment or expired.
+                if license.protection == Protection::HardDongle
+                    || !domain::is_active(&license)
+                    || license.valid_until.is_some_and(|end| now >= end)
+                {
+                    return Ok(None);
+                }
+                let Some(known) = q_host_facts(c, req.license)?.filter(|b| b.hardware_id == bound)
+                else {
+                    return Ok(None);
+                };
+                let change = hardware::decide(&known, req.hardware_id, facts, tolerance, now);
+                Ok(Some((license, known, change)))
+            };
+        // The common case (another computer) needs no write.
+        match self.read(decide)? {
+            None | Some((_, _, HardwareChange::AnotherHost)) => {
+                return Ok(Err(RefusalReason::BoundToAnotherHost))
+            }
+            Some(_) => {}
+        }
+        let actor = Actor::Daemon {
+            hardware_id: req.hardware_id.clone(),
+            from: req.from.clone(),
+        };
+        self.write(|c| {
+            // Decide again inside the transaction: another check may have won.
+            let Some((mut license, known, change)) = decide(c)? else {
+                return Ok(Err(RefusalReason::BoundToAnotherHost));
+            };
+            match change {
+                HardwareChange::AnotherHost => Ok(Err(RefusalReason::BoundToAnotherHost)),
+                HardwareChange::Cloned {
+                    rebound_at,
+                    from,
+                    to,
+                } => {
+                    audit(
+                        c,
+                        now,
+                        &actor,
+                        Some(req.license),
+                        license.account,
+                        "binding.clone_refused",
+                        format!(
+                            "host {} refused as a cloned host: the binding moved from host {from} to host {to} at {rebound_at}, less than {} days before (or a clone was refused since); bound host {to}",
+                            req.hardware_id,
+                            hardware::CLONE_WINDOW_SECS / UnixTime::DAY
+                        ),
+                    )?;
+                    let row = BoundHost {
+                        clone_refused_at: Some(now),
+                        ..known
+                    };
+                    put_host_facts(c, req.license, &row, now)?;
+                    Ok(Err(RefusalReason::ClonedHost))
+                }
+                HardwareChange::Rebind { changes } => {
+                    let from = known.hardware_id.clone();
+                    domain::bind(&mut license, req.hardware_id);
+                    audit(
+                        c,
+                        now,
+                        &actor,
+                        Some(req.license),
+                        license.account,
+                        "binding.hardware_changed",
+                        format!(
+                            "moved from host {from} to host {}: {changes} of the hardware facts changed (tolerance {tolerance}; daemon {})",
+                            req.hardware_id, req.daemon_version
+                        ),
+                    )?;
+                    let row = BoundHost {
+                        hardware_id: req.hardware_id.clone(),
+                        facts: facts.clone(),
+                        rebound: Some((now, from.clone())),
+                        clone_refused_at: None,
+                    };
+                    put_host_facts(c, req.license, &row, now)?;
+                    issue_grant_in(c, &mut license, key, now)?;
+                    put_license(c, &license)?;
+                    Ok(Ok(Rebound {
+                        from,
+                        changes,
+                        license,
+                    }))
+                }
+            }
+        })
+    }
+
     /// The host gives its binding back (uninstall): like a reset, but asked for by
     /// the bound host with the token.
     pub fn deactivate_host(
@@ -3771,6 +4014,10 @@ const BACKUP_TABLES: &[(&str, &str)] = &[
     ),
     ("checkins", CHECKIN_COLUMNS),
     ("checkin_history", "seq, license_number, hardware_id, at, running, ge_seats, pwa_seats, daemon_version, from_addr"),
+    (
+        "host_facts",
+        "license_number, hardware_id, facts, updated_at, rebound_at, rebound_from, clone_refused_at",
+    ),
     ("prefs", "account_id, lang"),
     ("reminders", "key"),
     ("web_meta", "name, value"),
@@ -3787,6 +4034,7 @@ const ALL_TABLES_CHILDREN_FIRST: &[&str] = &[
     "prefs",
     "email_tokens",
     "sessions",
+    "host_facts",
     "checkin_history",
     "checkins",
     "audit",
@@ -4280,7 +4528,8 @@ mod tests {
                 "search_sqlite",
                 "login_failures",
                 "compact_records_sqlite",
-                "smaller_store_sqlite"
+                "smaller_store_sqlite",
+                "host_facts"
             ]
         );
         // Up to date: nothing runs (running 0001 again would fail on its tables).

@@ -217,6 +217,24 @@ impl Licd {
         d
     }
 
+    /// A daemon whose hardware ID is computed from SIMULATED hardware facts
+    /// (`name=value` lines, the config's test-only
+    /// `simulated_hardware_facts`), not set as a test ID: it sends the facts'
+    /// hashes with activation and checks, as on a real host.
+    async fn start_simulated(dir: PathBuf, pls: &Pls, facts: &[&str]) -> Licd {
+        let mut d = Self::start(dir, pls, HOST_A).await;
+        d.down().await;
+        d.config.test_hardware_id = None;
+        d.set_facts(facts);
+        d.up().await;
+        d
+    }
+
+    /// The simulated facts of the next start.
+    fn set_facts(&mut self, facts: &[&str]) {
+        self.config.simulated_hardware_facts = Some(facts.iter().map(|f| f.to_string()).collect());
+    }
+
     /// Starts the daemon in this process. A restart right after `down` can find
     /// the cache still locked by a task of the previous run that has not let go
     /// yet (a separate process would have released it by exiting); then the
@@ -1326,4 +1344,186 @@ async fn a_host_without_network_is_activated_and_checked_by_file() {
 /// Applies an answer file through the daemon's socket.
 async fn offline_apply(d: &Licd, file: &str) -> Value {
     d.call(json!({"cmd": "offline_apply", "file": file})).await
+}
+
+/// A simulated host's hardware facts (`promos-licd hwid --facts` lines).
+const PC: [&str; 5] = [
+    "machine-id=0123456789abcdef0123456789abcdef",
+    "dmi-uuid=4c4c4544-0042-3510-8052-b4c04f4e3232",
+    "cpu=Intel(R) Core(TM) i5-8500 CPU @ 3.00GHz",
+    "mac=00:1b:21:aa:bb:01",
+    "mac=00:1b:21:aa:bb:02",
+];
+
+/// The subjects of the e-mails in the server's file outbox, decoded (RFC 2047
+/// base64, as lettre writes non-ASCII subjects).
+fn outbox_subjects(pls: &Pls) -> Vec<String> {
+    use base64::Engine as _;
+    let Ok(dir) = std::fs::read_dir(pls.config.outbox_dir()) else {
+        return vec![];
+    };
+    let mut subjects = vec![];
+    for entry in dir.flatten() {
+        let raw = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        let raw = raw.replace("\r\n", "\n").replace("\n ", " ");
+        let Some(line) = raw.lines().find(|l| l.starts_with("Subject:")) else {
+            continue;
+        };
+        // RFC 2047: the space between two encoded words is dropped, any other kept.
+        let mut subject = String::new();
+        let mut prev_encoded = false;
+        for word in line["Subject:".len()..].split_whitespace() {
+            let decoded = word
+                .strip_prefix("=?utf-8?b?")
+                .or_else(|| word.strip_prefix("=?UTF-8?B?"))
+                .and_then(|w| w.strip_suffix("?="))
+                .map(|b64| {
+                    String::from_utf8_lossy(
+                        &base64::engine::general_purpose::STANDARD
+                            .decode(b64)
+                            .unwrap_or_default(),
+                    )
+                    .into_owned()
+                });
+            let encoded = decoded.is_some();
+            if !(subject.is_empty() || encoded && prev_encoded) {
+                subject.push(' ');
+            }
+            subject.push_str(&decoded.unwrap_or_else(|| word.to_owned()));
+            prev_encoded = encoded;
+        }
+        subjects.push(subject);
+    }
+    subjects
+}
+
+/// Issue 19, hosts whose hardware changes, with the real server and daemon:
+/// a simulated host's network card is replaced; at its next start its
+/// hardware ID is another, the daemon checks with the hashed facts, and the
+/// server moves the binding (a new grant, the audit entry, the customer's
+/// "Hardware geändert" email); a clone of the old computer is then refused
+/// as a cloned host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_network_card_moves_the_binding_and_the_old_clone_is_refused() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let clock = SimClock::at(T0);
+    let pls = Pls::start(tmp.path(), clock.clone()).await;
+    let (number, token) = pls.create_license(LicenseType::Standard, Protection::SoftDongle);
+    let mut host = Licd::start_simulated(tmp.path().join("host"), &pls, &PC).await;
+    let old_id = host.status().await["hardware_id"].clone();
+    assert_ne!(
+        old_id,
+        json!(HOST_A),
+        "the ID is made of the simulated facts"
+    );
+    let v = host.activate(&number, &token).await;
+    assert_eq!(v["ok"], json!(true), "{v}");
+    let first_serial = v["status"]["grant_serial"].clone();
+    clock.advance_secs(DAY);
+    assert_eq!(host.check_now().await["licensed"], json!(true));
+    host.down().await;
+
+    // A clone: the whole host copied before the card was replaced.
+    let clone_dir = tmp.path().join("clone");
+    copy_dir(&host.dir, &clone_dir);
+
+    // The second network card is replaced: another hardware ID at the next start.
+    let mut changed = PC;
+    changed[4] = "mac=00:1b:21:cc:dd:09";
+    host.set_facts(&changed);
+    clock.advance_secs(DAY);
+    host.up().await;
+    let s = host
+        .wait_status("the binding to follow the changed hardware", |s| {
+            s["state"] == json!("licensed")
+        })
+        .await;
+    let new_id = s["hardware_id"].clone();
+    assert_ne!(new_id, old_id, "{s}");
+    assert_ne!(
+        s["grant_serial"], first_serial,
+        "a new grant for the new ID: {s}"
+    );
+    let shown = pls.show(&number);
+    assert!(
+        shown.to_string().contains(new_id.as_str().expect("id")),
+        "the server binds the new ID: {shown}"
+    );
+    let audit = pls
+        .admin(AdminRequest::Audit {
+            number: Some(number.clone()),
+            limit: 100,
+        })
+        .to_string();
+    assert!(audit.contains("binding.hardware_changed"), "{audit}");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let subjects = outbox_subjects(&pls);
+        if subjects
+            .iter()
+            .any(|s| s.contains(number.as_str()) && s.contains("Hardware geändert"))
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no \"Hardware geändert\" email in the outbox: {subjects:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The clone (old card, old ID, the old grant in its cache) checks: refused
+    // as a cloned host, and the vendor sees it in the audit trail.
+    let mut clone = Licd {
+        socket: clone_dir.join("licd.sock"),
+        dir: clone_dir.clone(),
+        config: host.config.clone(),
+        clock: clock.clone(),
+        stop: None,
+        task: None,
+    };
+    clone.config.data_dir = clone_dir.join("data");
+    clone.config.project_dir = Some(clone_dir.join("project"));
+    clone.config.socket_path = clone_dir.join("licd.sock");
+    clone.config.dongle = DongleBackend::Simulated {
+        file: clone_dir.join("SIMULATED-DONGLE"),
+    };
+    clone.set_facts(&PC);
+    clock.advance_secs(DAY);
+    clone.up().await;
+    assert_eq!(clone.status().await["hardware_id"], old_id);
+    let s = clone.check_now().await;
+    assert_eq!(
+        (s["state"].clone(), s["reason"]["code"].clone()),
+        (json!("refused"), json!("cloned_host")),
+        "{s}"
+    );
+    let audit = pls
+        .admin(AdminRequest::Audit {
+            number: Some(number.clone()),
+            limit: 100,
+        })
+        .to_string();
+    assert!(
+        audit.contains("binding.clone_refused") && audit.contains(old_id.as_str().expect("id")),
+        "{audit}"
+    );
+    // The moved host stays licensed.
+    assert_eq!(host.check_now().await["licensed"], json!(true));
+    clone.down().await;
+    host.down().await;
+}
+
+/// Copies a stopped daemon's host directory (a cloned computer).
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir").flatten() {
+        let target = to.join(entry.file_name());
+        let kind = entry.file_type().expect("type");
+        if kind.is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else if kind.is_file() {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
 }

@@ -8,6 +8,7 @@
 //!   check receipts and refusals.
 //! - [`peer`]: the messages between the daemons of one site (peer relay).
 //! - [`offline`]: the request and answer files of sites without any internet.
+//! - [`facts`]: the hashed facts a host's hardware ID is made of.
 //!
 //! Transport: one QUIC bidirectional stream per request, ALPN [`ALPN`]. The client
 //! writes one request frame and finishes its side; the server answers with one
@@ -16,12 +17,14 @@
 #![forbid(unsafe_code)]
 
 pub mod codec;
+pub mod facts;
 pub mod msg;
 pub mod offline;
 pub mod peer;
 pub mod receipt;
 
 pub use codec::{DecodeError, MAX_FRAME_BYTES};
+pub use facts::{FactHash, FactKind, HardwareFacts};
 pub use msg::*;
 pub use peer::{PeerError, PeerRequest, PeerResponse};
 pub use receipt::{CheckReceipt, Refusal, RefusalReason};

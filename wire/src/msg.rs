@@ -3,6 +3,7 @@
 //! Requests go from a daemon (or a relaying peer) to the server; responses come
 //! back. The enums' variant order is part of the encoding: append, never reorder.
 
+use crate::facts::HardwareFacts;
 use crate::receipt::{CheckReceipt, Refusal};
 use keys::{HardwareId, LicenseGrant, LicenseNumber, Signed};
 use serde::{Deserialize, Serialize};
@@ -118,6 +119,25 @@ pub enum Request {
     Check(Check),
     Deactivate(Deactivate),
     Relay(RelayEnvelope),
+    /// An activation with the hashed facts of the host's hardware ID (daemons
+    /// since issue 19). A server that does not know this variant answers
+    /// `Malformed`; the daemon then sends the plain [`Request::Activate`].
+    ActivateWithFacts(Activate, HardwareFacts),
+    /// A check with the hashed facts of the host's hardware ID, so the server
+    /// can rebind a host whose hardware changed a little (issue 19).
+    CheckWithFacts(Check, HardwareFacts),
+}
+
+impl Request {
+    /// The same request without the hardware facts, for a server that does
+    /// not know the `...WithFacts` variants; `None` if it carries none.
+    pub fn without_facts(&self) -> Option<Request> {
+        match self {
+            Request::ActivateWithFacts(a, _) => Some(Request::Activate(a.clone())),
+            Request::CheckWithFacts(c, _) => Some(Request::Check(c.clone())),
+            _ => None,
+        }
+    }
 }
 
 /// Protocol-level failures, not license decisions. Not signed: they never change

@@ -36,16 +36,23 @@ pub enum RefusalReason {
     /// Ordered but not yet activated (awaiting payment).
     NotYetActivated,
     Expired,
+    /// Another computer with nearly the same hardware as the bound one asks
+    /// while the binding was moved to a changed host only recently: two hosts
+    /// (a clone) take turns with one license. Only sent to daemons that send
+    /// their hardware facts (they know this variant); older ones get
+    /// `BoundToAnotherHost`.
+    ClonedHost,
 }
 
 impl RefusalReason {
-    pub const ALL: [RefusalReason; 6] = [
+    pub const ALL: [RefusalReason; 7] = [
         RefusalReason::UnknownLicense,
         RefusalReason::WrongToken,
         RefusalReason::BoundToAnotherHost,
         RefusalReason::LicenseWasReset,
         RefusalReason::NotYetActivated,
         RefusalReason::Expired,
+        RefusalReason::ClonedHost,
     ];
 
     /// Stable machine name, for logs, metrics and the local socket.
@@ -57,6 +64,7 @@ impl RefusalReason {
             RefusalReason::LicenseWasReset => "license_was_reset",
             RefusalReason::NotYetActivated => "not_yet_activated",
             RefusalReason::Expired => "expired",
+            RefusalReason::ClonedHost => "cloned_host",
         }
     }
 
@@ -75,6 +83,8 @@ impl RefusalReason {
             (RefusalReason::NotYetActivated, true) => "Die Lizenz wurde noch nicht freigeschaltet (Zahlung ausstehend).",
             (RefusalReason::Expired, false) => "The license has expired. Renew it in the license server.",
             (RefusalReason::Expired, true) => "Die Lizenz ist abgelaufen. Bitte erneuern Sie sie im Lizenzserver.",
+            (RefusalReason::ClonedHost, false) => "Another computer with nearly the same hardware uses this license: the license was moved to a changed computer only recently. A copied (cloned) computer cannot share the license; the vendor sees both in the audit trail. If this computer is the right one, reset the license in the license server.",
+            (RefusalReason::ClonedHost, true) => "Ein anderer Computer mit fast gleicher Hardware verwendet diese Lizenz: Die Lizenz wurde erst kürzlich auf einen veränderten Computer umgezogen. Ein kopierter (geklonter) Computer kann die Lizenz nicht mitbenutzen; der Hersteller sieht beide im Protokoll. Ist dieser Computer der richtige, setzen Sie die Lizenz im Lizenzserver zurück.",
         }
     }
 }

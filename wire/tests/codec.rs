@@ -109,7 +109,42 @@ fn all_requests() -> Vec<Request> {
             relay: hwid(),
             body: relay_body,
         }),
+        Request::ActivateWithFacts(
+            Activate {
+                license_number: number(),
+                token: Token("s3cr3t-token".into()),
+                hardware_id: hwid(),
+                daemon_version: "promos-licd/0.2.0".into(),
+                nonce: Nonce([1; 16]),
+            },
+            facts(),
+        ),
+        Request::CheckWithFacts(check(), facts()),
     ]
+}
+
+fn facts() -> wire::HardwareFacts {
+    wire::HardwareFacts::from_lines([
+        "machine-id=0123456789abcdef0123456789abcdef",
+        "cpu=Intel(R) Xeon(R)",
+        "mac=00:11:22:33:44:55",
+        "mac=00:11:22:33:44:66",
+    ])
+}
+
+/// The facts travel in new variants appended to `Request`: a check of a daemon
+/// before issue 19 keeps its bytes (the frame above), the new one starts with
+/// variant 6, and dropping the facts gives the old message back.
+#[test]
+fn checks_with_facts_are_new_variants_and_fall_back_to_the_old_ones() {
+    let with = Request::CheckWithFacts(check(), facts());
+    let body = codec::encode_body(&with).expect("encode");
+    assert_eq!(body[2], 6, "variant index of CheckWithFacts");
+    assert_eq!(codec::decode_body::<Request>(&body), Ok(with.clone()));
+    assert_eq!(with.without_facts(), Some(Request::Check(check())));
+    assert_eq!(Request::Check(check()).without_facts(), None);
+    // Four facts add about 4 x 33 bytes: far below the frame limit.
+    assert!(body.len() < 400, "{} bytes", body.len());
 }
 
 fn all_responses() -> Vec<Response> {

@@ -283,7 +283,7 @@ impl PeerNet {
     /// Carries a peer's check to the server, or keeps it for later.
     async fn forward(&self, shared: &Shared, key: &PeerKey, body: Vec<u8>) -> PeerResponse {
         match codec::decode_body::<Request>(&body) {
-            Ok(Request::Check(_)) => {}
+            Ok(Request::Check(_) | Request::CheckWithFacts(..)) => {}
             Ok(_) => {
                 return PeerResponse::Error(PeerError::Malformed(
                     "a relay carries checks only".into(),
@@ -530,6 +530,16 @@ impl PeerNet {
             Ok(PeerResponse::Queued) => {
                 conn.close();
                 Relayed::Queued
+            }
+            // A peer older than the hardware facts relays plain checks only.
+            Ok(PeerResponse::Error(PeerError::Malformed(_)))
+                if request.without_facts().is_some() =>
+            {
+                conn.close();
+                match request.without_facts() {
+                    Some(plain) => Box::pin(self.ask_peer(shared, peer, &plain, nonce)).await,
+                    None => Relayed::Nothing,
+                }
             }
             Ok(other) => {
                 tracing::info!(peer = %peer.address, answer = ?other, "peer did not relay");

@@ -1,6 +1,7 @@
 //! The emails of quotes and orders (manual 4.1): the quote with all positions and
-//! a link to order it, the order confirmation, the activation notice, and the
-//! renewal reminders of engineering licenses. Each has a plain-text and an HTML
+//! a link to order it, the order confirmation, the activation notice, the
+//! renewal reminders of engineering licenses, and "Hardware geändert" when a
+//! binding followed a host whose hardware changed (issue 19). Each has a plain-text and an HTML
 //! part from one askama template pair (`emails/mutation.txt|html`), in the
 //! language the customer last chose in the portal (German by default).
 
@@ -36,7 +37,7 @@ pub struct MutationEmail {
     pub days_left: u64,
     /// "activated": what happens now; for a hardware-dongle license, that the
     /// customer downloads the license file (`download`), else that ProMoS receives
-    /// the license at its next check.
+    /// the license at its next check. "hardware": what changed and what to do.
     pub activated_text: String,
     /// Hardware dongle: the license file's download link; `file_note` says when it
     /// is available if the dongle serial is not entered yet.
@@ -238,6 +239,60 @@ pub fn renewal_reminder(web: &Web, license: &License, days_left: u64) -> Result<
         ),
         license.number,
         tr(de, "läuft bald ab", "ends soon")
+    );
+    send(web, to, subject, &email)
+}
+
+/// "Hardware geändert": the license followed its computer to a changed
+/// hardware ID (issue 19). Says from which ID to which, when, how many facts
+/// changed, and what to do if the customer did not change that computer (a
+/// copied computer: reset the license and tell the vendor).
+pub fn hardware_changed(
+    web: &Web,
+    rebound: &crate::store::Rebound,
+    at: keys::UnixTime,
+) -> Result<(), String> {
+    let license = &rebound.license;
+    let (to, name, lang) = recipient(web, license);
+    let de = lang.is_de();
+    let new = match &license.binding {
+        Some(keys::Binding::HardwareId(h)) => h.to_string(),
+        _ => String::new(),
+    };
+    let when = pages::email_time(at, lang);
+    let text = if de {
+        format!(
+            "die Hardware des Computers, an den Ihre ProMoS Lizenz {} gebunden ist, hat sich geändert ({} von ihren Merkmalen, z. B. eine ersetzte Netzwerkkarte). Die Lizenz ist ihm am {when} gefolgt: Hardware-ID bisher {}, jetzt {new}. ProMoS läuft dort ohne Unterbrechung weiter.\n\nHaben Sie an diesem Computer nichts geändert, läuft die Lizenz womöglich auf einer Kopie (einem geklonten Computer): Setzen Sie die Lizenz im Lizenzserver zurück und melden Sie sich bei uns.",
+            license.number, rebound.changes, rebound.from
+        )
+    } else {
+        format!(
+            "the hardware of the computer your ProMoS license {} is bound to has changed ({} of its features, e.g. a replaced network card). The license followed it on {when}: hardware ID before {}, now {new}. ProMoS runs on there without interruption.\n\nIf you did not change that computer, the license may be running on a copy (a cloned computer): reset the license in the license server and contact us.",
+            license.number, rebound.changes, rebound.from
+        )
+    };
+    let email = MutationEmail {
+        kind: "hardware",
+        de,
+        name,
+        id: license.number.to_string(),
+        license: license.number.to_string(),
+        until: String::new(),
+        link: web.link(&format!("/licenses/{}", license.number)),
+        licensee: licensee_rows(&license.licensee, de),
+        s: None,
+        days_left: 0,
+        activated_text: text,
+        download: None,
+        file_note: String::new(),
+        show_license: lang.t().show_license,
+        download_label: lang.t().download_license,
+    };
+    let subject = format!(
+        "{} {}: {}",
+        tr(de, "Ihre ProMoS Lizenz", "Your ProMoS license"),
+        license.number,
+        tr(de, "Hardware geändert", "Hardware changed")
     );
     send(web, to, subject, &email)
 }

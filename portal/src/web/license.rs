@@ -111,6 +111,9 @@ pub struct LicensePage {
     pub running: bool,
     pub last_seen: Option<String>,
     pub bound: Option<String>,
+    /// The binding followed this host's changed hardware (issue 19): when,
+    /// and the hardware ID before.
+    pub hardware_changed: Option<(String, String)>,
     pub via: Option<String>,
     pub active: bool,
     pub drivers: Vec<(String, String)>,
@@ -243,6 +246,12 @@ pub fn page(web: Arc<Web>, ctx: Ctx, number: String, q: HashMap<String, String>)
             Some(Binding::HardwareId(h)) => Some(h.to_string()),
             Some(Binding::DongleSerial(s)) => Some(format!("Dongle {s}")),
             None => None,
+        },
+        hardware_changed: match (&license.binding, web.store.host_facts(&license.number)) {
+            (Some(Binding::HardwareId(h)), Ok(Some(b))) if &b.hardware_id == h => b
+                .rebound
+                .map(|(at, from)| (pages::email_time(at, lang), from.to_string())),
+            _ => None,
         },
         via: last.as_ref().and_then(|c| {
             c.from

@@ -1269,3 +1269,68 @@ async fn the_offline_check_answers_an_uploaded_request_file_for_the_owner_only()
         "{audit:?}"
     );
 }
+
+/// Issue 19, hosts whose hardware changes: after the binding followed a
+/// changed computer, the license page shows it (when, the ID before) and the
+/// customer's "Hardware geändert" email names both IDs.
+#[tokio::test]
+async fn a_license_that_followed_a_changed_host_shows_it_and_emails_the_customer() {
+    let p = Portal::start().await;
+    let mut b = p.customer("hw@example.com").await;
+    let mut admin = p.admin().await;
+    let number = p.quote(&mut b, "standard", |_| {}).await;
+    p.order(&mut b, &number, 1).await;
+    p.mark_paid(&mut admin, &number, 1).await;
+    let (old, new) = (
+        HardwareId::from_bytes([0xa; 16]),
+        HardwareId::from_bytes([0xb; 16]),
+    );
+    p.daemon_reports(&number, &old, true).expect("licensed");
+    let facts = |mac: &str| {
+        wire::HardwareFacts::from_lines([
+            "machine-id=11111111111111111111111111111111".to_owned(),
+            "cpu=Intel(R) Core(TM) i5".to_owned(),
+            format!("mac={mac}"),
+        ])
+    };
+    let store = &p.web.store;
+    let now = p.web.clock.now();
+    store
+        .record_host_facts(&number, &old, &facts("00:11:22:33:44:01"), now)
+        .expect("facts");
+    let page = b.get(&format!("/licenses/{number}")).await;
+    assert!(!page.body.contains("id=\"hardware-changed\""));
+    let check = HostCheck {
+        license: &number,
+        hardware_id: &new,
+        held_serial: None,
+        running: true,
+        ge_seats: 0,
+        pwa_seats: 0,
+        daemon_version: "test",
+        from: "127.0.0.1".into(),
+    };
+    let rebound = store
+        .rebind_changed_host(&check, &facts("00:11:22:33:44:99"), 1, &p.web.key, now)
+        .expect("store")
+        .expect("the binding follows one replaced card");
+    assert_eq!(rebound.from, old);
+    portal::web::emails::hardware_changed(&p.web, &rebound, now).expect("queued");
+
+    let page = b.get(&format!("/licenses/{number}")).await;
+    let shown = between(&page.body, "id=\"hardware-changed\">", "</td>").expect("shown");
+    assert!(shown.contains(&old.to_string()), "{shown}");
+    assert!(
+        between(&page.body, "id=\"bound\">", "</td>").is_some_and(|b| b.contains(&new.to_string())),
+        "{}",
+        page.body
+    );
+    let mail = p.mail_with_subject("Hardware").await;
+    assert!(mail.subject.contains(number.as_str()), "{}", mail.subject);
+    for text in [&mail.text, &mail.html] {
+        assert!(
+            text.contains(&old.to_string()) && text.contains(&new.to_string()),
+            "{text}"
+        );
+    }
+}

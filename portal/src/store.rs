@@ -1012,7 +1012,7 @@ fn put_mutation(c: &Conn, m: &Mutation) -> Result<(), StoreError> {
 enum StoredGrant {
     Verbatim(Signed<LicenseGrant>),
     Fields {
-        grant: LicenseGrant,
+        grant: Box<LicenseGrant>,
         signature: Vec<u8>,
     },
 }
@@ -1027,7 +1027,7 @@ fn grant_to_record(signed: &Signed<LicenseGrant>) -> Vec<u8> {
         });
     to_record(&match rebuildable {
         Some(grant) => StoredGrant::Fields {
-            grant,
+            grant: Box::new(grant),
             signature: signed.signature().to_vec(),
         },
         None => StoredGrant::Verbatim(signed.clone()),

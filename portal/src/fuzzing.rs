@@ -52,9 +52,14 @@ pub fn forms(data: &[u8]) {
     account_forms(&form);
     // `warp::query::<HashMap<String, String>>` of the admin lists and quotes.
     if let Ok(query) = serde_urlencoded::from_bytes::<HashMap<String, String>>(data) {
-        let (search, page) = admin::search_and_page(&query);
-        assert!(page >= 1);
-        assert_eq!(search.trim(), search.as_str());
+        match admin::search_and_page(&query) {
+            Ok((search, page)) => {
+                assert!((1..=1_000_000).contains(&page));
+                assert_eq!(search.trim(), search.as_str());
+                assert!(query.keys().all(|k| k == "q" || k == "page"));
+            }
+            Err(field) => assert!(query.contains_key(&field) || field == "page"),
+        }
         if let Some((number, n)) = query.get("created").and_then(|c| c.split_once('/')) {
             let _ = (number.parse::<LicenseNumber>(), n.parse::<u32>());
         }

@@ -813,6 +813,71 @@ pub struct LicenseListPage {
     pub rows: Vec<(License, String)>,
 }
 
+/// One page of a customer's license list (see [`Store::customer_license_page`]).
+#[derive(Debug)]
+pub struct CustomerLicensePage {
+    /// The customer's licenses with something ordered.
+    pub total: usize,
+    /// The 1-based page these rows are.
+    pub page: usize,
+    /// The licenses of the page, each with whether ProMoS runs on its host.
+    pub rows: Vec<(License, bool)>,
+}
+
+/// Which of a customer's quotes the quote list shows (its `show` filter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuoteFilter {
+    All,
+    /// Quotes still valid.
+    Open,
+    /// Quotes past their validity (or marked expired).
+    Expired,
+    /// Ordered or activated.
+    Ordered,
+    /// For a new license.
+    New,
+    /// For an upgrade of a license.
+    Upgrade,
+}
+
+impl QuoteFilter {
+    /// The filter's value in the list's `show` parameter ("" is all).
+    pub fn parse(show: &str) -> Option<QuoteFilter> {
+        Some(match show {
+            "" => QuoteFilter::All,
+            "open" => QuoteFilter::Open,
+            "expired" => QuoteFilter::Expired,
+            "ordered" => QuoteFilter::Ordered,
+            "new" => QuoteFilter::New,
+            "upgrade" => QuoteFilter::Upgrade,
+            _ => return None,
+        })
+    }
+
+    fn key(self) -> &'static str {
+        match self {
+            QuoteFilter::All => "all",
+            QuoteFilter::Open => "open",
+            QuoteFilter::Expired => "expired",
+            QuoteFilter::Ordered => "ordered",
+            QuoteFilter::New => "new",
+            QuoteFilter::Upgrade => "upgrade",
+        }
+    }
+}
+
+/// A customer's quotes as the quote list shows them (see
+/// [`Store::customer_quote_page`]).
+#[derive(Debug)]
+pub struct CustomerQuotePage {
+    /// The quotes the filter keeps.
+    pub total: usize,
+    /// The 1-based page these rows are.
+    pub page: usize,
+    /// The quotes, newest first, each with its license.
+    pub rows: Vec<(License, Mutation)>,
+}
+
 fn q_licenses_page_with_emails(
     c: &Conn,
     skip: usize,
@@ -2478,6 +2543,116 @@ impl Store {
                 "SELECT record FROM licenses WHERE account_id = ?1 ORDER BY number LIMIT ?2 OFFSET ?3",
                 params![int(id.0), int(take as u64), int(skip as u64)],
             )
+        })
+    }
+
+    /// The customer's license list ("Meine Lizenzen"): page `page` (1-based,
+    /// clamped to the last page) of `size` licenses that have something ordered
+    /// (a license whose mutations are all quotes exists only for its number), in
+    /// number order, each with whether ProMoS last reported running on its bound
+    /// host, and how many there are. One read transaction on the
+    /// `licenses_by_account` index; only the page's records are decoded.
+    pub fn customer_license_page(
+        &self,
+        id: AccountId,
+        page: usize,
+        size: usize,
+    ) -> Result<CustomerLicensePage, StoreError> {
+        const ORDERED: &str = "l.account_id = ?1 AND EXISTS (SELECT 1 FROM mutations m
+             WHERE m.license_number = l.number AND m.state IN ('ordered', 'activated'))";
+        self.read(|c| {
+            let n: i64 = c.query_row(
+                &format!("SELECT COUNT(*) FROM licenses l WHERE {ORDERED}"),
+                [int(id.0)],
+                |r| r.get(0),
+            )?;
+            let total = uint(n) as usize;
+            let page = page.clamp(1, total.div_ceil(size.max(1)).max(1));
+            let licenses = q_licenses(
+                c,
+                &format!(
+                    "SELECT l.record FROM licenses l WHERE {ORDERED}
+                     ORDER BY l.number LIMIT ?2 OFFSET ?3"
+                ),
+                params![int(id.0), int(size as u64), int(((page - 1) * size) as u64)],
+            )?;
+            let mut rows = Vec::with_capacity(licenses.len());
+            for l in licenses {
+                let running = runtime_running_in(c, &l)?;
+                rows.push((l, running));
+            }
+            Ok(CustomerLicensePage { total, page, rows })
+        })
+    }
+
+    /// The customer's quote list ("Meine Angebote"): the quotes and orders of
+    /// the customer's licenses that `filter` keeps (never renewals, which are
+    /// not quoted, nor deleted quotes), newest first, each with its license.
+    /// With `page` = `Some((page, size))` one page of them (clamped to the last)
+    /// and the total, in one read transaction, decoding only the page's
+    /// records; with `None` all of them (the list's text search, which matches
+    /// on the rendered row, filters them).
+    pub fn customer_quote_page(
+        &self,
+        id: AccountId,
+        filter: QuoteFilter,
+        now: UnixTime,
+        page: Option<(usize, usize)>,
+    ) -> Result<CustomerQuotePage, StoreError> {
+        const KEPT: &str = "l.account_id = ?1 AND m.kind <> 'renewal' AND m.state <> 'deleted'
+             AND ((?3 = 'all')
+               OR (?3 = 'open' AND m.state = 'quote' AND m.quote_valid_until >= ?2)
+               OR (?3 = 'expired' AND (m.state = 'expired'
+                   OR (m.state = 'quote' AND m.quote_valid_until < ?2)))
+               OR (?3 = 'ordered' AND m.state IN ('ordered', 'activated'))
+               OR (?3 = 'new' AND m.kind = 'new')
+               OR (?3 = 'upgrade' AND m.kind <> 'new'))";
+        self.read(|c| {
+            let base = params![int(id.0), int(now.0), filter.key()];
+            let (total, page, skip, take) = match page {
+                Some((page, size)) => {
+                    let n: i64 = c.query_row(
+                        &format!(
+                            "SELECT COUNT(*) FROM mutations m
+                             JOIN licenses l ON l.number = m.license_number WHERE {KEPT}"
+                        ),
+                        base,
+                        |r| r.get(0),
+                    )?;
+                    let total = uint(n) as usize;
+                    let page = page.clamp(1, total.div_ceil(size.max(1)).max(1));
+                    (Some(total), page, (page - 1) * size, size)
+                }
+                None => (None, 1, 0, usize::MAX),
+            };
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT l.record, m.record FROM mutations m
+                 JOIN licenses l ON l.number = m.license_number WHERE {KEPT}
+                 ORDER BY m.created_at DESC, m.license_number, m.number LIMIT ?4 OFFSET ?5"
+            ))?;
+            let found = stmt.query_map(
+                params![
+                    int(id.0),
+                    int(now.0),
+                    filter.key(),
+                    int(take as u64),
+                    int(skip as u64)
+                ],
+                |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?)),
+            )?;
+            let mut rows = vec![];
+            for r in found {
+                let (license, mutation) = r?;
+                rows.push((
+                    from_record("license", &license)?,
+                    from_record("mutation", &mutation)?,
+                ));
+            }
+            Ok(CustomerQuotePage {
+                total: total.unwrap_or(rows.len()),
+                page,
+                rows,
+            })
         })
     }
 

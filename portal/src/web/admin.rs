@@ -9,7 +9,7 @@
 
 use super::pages::{self, Chrome, MailRow};
 use super::shop::{self, internal_error, tr};
-use super::{redirect, Ctx, Form, Web};
+use super::{input, redirect, Ctx, Form, Web};
 use crate::domain::{self, Account, AccountId, Actor, License, MutationState};
 use crate::store::LicenseError;
 use askama::Template;
@@ -22,8 +22,7 @@ use warp::hyper::Body;
 
 type Resp = Result<Response<Body>, Infallible>;
 
-/// Rows per page of the license and customer lists.
-pub const PAGE_SIZE: usize = 50;
+pub use super::pages::PAGE_SIZE;
 
 /// The answer for non-admins.
 pub fn not_for_you(web: &Web, ctx: &Ctx) -> Response<Body> {
@@ -323,18 +322,19 @@ pub struct LicensesPage {
     pub pages: usize,
 }
 
-/// The lowercased search `q` and the 1-based `page` of a list's query string.
-pub fn search_and_page(q: &HashMap<String, String>) -> (String, usize) {
+/// The lowercased search `q` and the 1-based `page` of a list's query string,
+/// or the name of the parameter the list does not have or whose value it
+/// refuses ([`input::list_page`]).
+pub fn search_and_page(q: &HashMap<String, String>) -> Result<(String, usize), String> {
+    if let Some(field) = q.keys().find(|k| !matches!(k.as_str(), "q" | "page")) {
+        return Err(field.clone());
+    }
     let search = q
         .get("q")
         .map(|s| s.trim().to_lowercase())
         .unwrap_or_default();
-    let page = q
-        .get("page")
-        .and_then(|p| p.parse::<usize>().ok())
-        .unwrap_or(1)
-        .max(1);
-    (search, page)
+    let page = input::list_page(q.get("page").map(String::as_str)).ok_or("page")?;
+    Ok((search, page))
 }
 
 pub fn licenses(web: Arc<Web>, ctx: Ctx, q: HashMap<String, String>) -> Resp {
@@ -342,7 +342,10 @@ pub fn licenses(web: Arc<Web>, ctx: Ctx, q: HashMap<String, String>) -> Resp {
         return Ok(not_for_you(&web, &ctx));
     }
     let de = ctx.lang.is_de();
-    let (search, page) = search_and_page(&q);
+    let (search, page) = match search_and_page(&q) {
+        Ok(p) => p,
+        Err(field) => return Ok(pages::bad_list_parameter(&web, &ctx, &field)),
+    };
     // Without a search only the page is read (one indexed query, the customers'
     // emails joined); with one, the store's search index gives the candidates
     // and only those are decoded and checked (`crate::search`: number,
@@ -661,7 +664,10 @@ pub fn customers(web: Arc<Web>, ctx: Ctx, q: HashMap<String, String>) -> Resp {
         return Ok(not_for_you(&web, &ctx));
     }
     let de = ctx.lang.is_de();
-    let (search, page) = search_and_page(&q);
+    let (search, page) = match search_and_page(&q) {
+        Ok(p) => p,
+        Err(field) => return Ok(pages::bad_list_parameter(&web, &ctx, &field)),
+    };
     let accounts = match web.store.accounts() {
         Ok(a) => a,
         Err(e) => return Ok(internal_error(&web, &ctx, "admin customers", e)),

@@ -639,52 +639,50 @@ pub fn privacy(web: Arc<Web>, ctx: Ctx) -> Resp {
     ))
 }
 
-/// The logged-in landing page: the customer's licenses.
-pub fn licenses(web: Arc<Web>, ctx: Ctx) -> Resp {
+/// The logged-in landing page: the customer's licenses, a page at a time
+/// (`page`, 1-based; a license whose only mutations are quotes exists for its
+/// number and becomes one of the customer's licenses once something was
+/// ordered). One indexed store read per request, whatever the customer has
+/// outside the page.
+pub fn licenses(web: Arc<Web>, ctx: Ctx, q: HashMap<String, String>) -> Resp {
     let Some(account) = &ctx.account else {
         return Ok(login_first(&ctx));
     };
     let de = ctx.lang.is_de();
-    let list = match web.store.licenses_of_account(account.id) {
+    if let Some(field) = q.keys().find(|k| k.as_str() != "page") {
+        return Ok(pages::bad_list_parameter(&web, &ctx, field));
+    }
+    let Some(page) = input::list_page(q.get("page").map(String::as_str)) else {
+        return Ok(pages::bad_list_parameter(&web, &ctx, "page"));
+    };
+    let listed = match web
+        .store
+        .customer_license_page(account.id, page, pages::PAGE_SIZE)
+    {
         Ok(l) => l,
         Err(e) => return Ok(internal_error(&web, &ctx, "license list", e)),
     };
-    // A license whose only mutations are quotes exists for its number; it is a
-    // license for the customer once something was ordered.
-    let ordered = |l: &crate::domain::License| {
-        web.store.mutations(&l.number).is_ok_and(|ms| {
-            ms.iter().any(|m| {
-                matches!(
-                    m.state,
-                    crate::domain::MutationState::Ordered | crate::domain::MutationState::Activated
-                )
-            })
-        })
-    };
-    let rows = list
+    let rows = listed
+        .rows
         .into_iter()
-        .filter(ordered)
-        .map(|l| {
-            let running = web.store.runtime_running(&l).unwrap_or(false);
-            LicenseRow {
-                number: l.number.to_string(),
-                kind: match (l.license_type, de) {
-                    (keys::LicenseType::Standard, true) => "Standard-Lizenz".into(),
-                    (keys::LicenseType::Standard, false) => "Standard license".into(),
-                    (keys::LicenseType::Engineering, true) => "Engineering-Lizenz".into(),
-                    (keys::LicenseType::Engineering, false) => "Engineering license".into(),
-                },
-                data: format!(
-                    "{}, {} {}",
-                    l.license_data.name, l.license_data.postcode, l.license_data.city
-                ),
-                licensee: l.licensee.company.clone(),
-                status: if running {
-                    "running".into()
-                } else {
-                    "stopped".into()
-                },
-            }
+        .map(|(l, running)| LicenseRow {
+            number: l.number.to_string(),
+            kind: match (l.license_type, de) {
+                (keys::LicenseType::Standard, true) => "Standard-Lizenz".into(),
+                (keys::LicenseType::Standard, false) => "Standard license".into(),
+                (keys::LicenseType::Engineering, true) => "Engineering-Lizenz".into(),
+                (keys::LicenseType::Engineering, false) => "Engineering license".into(),
+            },
+            data: format!(
+                "{}, {} {}",
+                l.license_data.name, l.license_data.postcode, l.license_data.city
+            ),
+            licensee: l.licensee.company.clone(),
+            status: if running {
+                "running".into()
+            } else {
+                "stopped".into()
+            },
         })
         .collect();
     let headers = if de {
@@ -708,6 +706,9 @@ pub fn licenses(web: Arc<Web>, ctx: Ctx) -> Resp {
         c: Chrome::new(&web, &ctx, ctx.lang.t().my_licenses),
         headers,
         rows,
+        page: listed.page,
+        pages: listed.total.div_ceil(pages::PAGE_SIZE).max(1),
+        total: listed.total,
     };
     Ok(pages::render(&web, &ctx, StatusCode::OK, &page))
 }

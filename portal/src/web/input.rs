@@ -75,6 +75,21 @@ pub fn count_error(de: bool) -> &'static str {
     }
 }
 
+/// Highest page number a list link can carry; anything beyond is not a page
+/// of ours (lists clamp to their last page below it).
+const MAX_PAGE: usize = 1_000_000;
+
+/// A list's `page` parameter (1-based): absent is the first page. A value
+/// that is not a whole number from 1 to a million (`0`, `-1`, `2.5`, `abc`,
+/// an empty value) is `None`: refused, never read as some other page.
+pub fn list_page(raw: Option<&str>) -> Option<usize> {
+    let Some(raw) = raw else { return Some(1) };
+    if raw.is_empty() || raw.len() > 7 || !raw.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    raw.parse().ok().filter(|p| (1..=MAX_PAGE).contains(p))
+}
+
 /// The field error for a field name a form does not have.
 pub fn unknown_field_error(de: bool) -> &'static str {
     if de {
@@ -125,6 +140,28 @@ pub fn unknown_names<'a>(
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_list_page_is_a_whole_number_from_one_or_refused() {
+        assert_eq!(list_page(None), Some(1));
+        assert_eq!(list_page(Some("1")), Some(1));
+        assert_eq!(list_page(Some("17")), Some(17));
+        assert_eq!(list_page(Some("1000000")), Some(1_000_000));
+        for bad in [
+            "",
+            "0",
+            "-1",
+            "+2",
+            "2.5",
+            "1e3",
+            "abc",
+            " 2",
+            "1000001",
+            "99999999999",
+        ] {
+            assert_eq!(list_page(Some(bad)), None, "{bad:?}");
+        }
+    }
 
     /// Hostile and harmless redirect targets, as a browser would meet them in a
     /// `Location` header; the regression table of the open-redirect report.

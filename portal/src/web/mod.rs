@@ -632,7 +632,9 @@ pub fn routes(
         .unify()
         .or(warp::path!("privacy").map(page!(auth::privacy)))
         .unify()
-        .or(warp::path!("licenses").map(page!(auth::licenses)))
+        .or(warp::path!("licenses")
+            .and(warp::query::<HashMap<String, String>>())
+            .map(page!(auth::licenses; x)))
         .unify()
         .boxed();
 

@@ -147,6 +147,10 @@ pub struct ResetPage {
     pub errors: RegisterErrors,
 }
 
+/// Rows per page of every list (the customer's licenses and quotes, the
+/// admin's licenses and customers).
+pub const PAGE_SIZE: usize = 50;
+
 #[derive(Debug)]
 pub struct LicenseRow {
     pub number: String,
@@ -162,6 +166,11 @@ pub struct LicensesPage {
     pub c: Chrome,
     pub headers: Vec<&'static str>,
     pub rows: Vec<LicenseRow>,
+    /// The page shown (1-based) and the number of pages.
+    pub page: usize,
+    pub pages: usize,
+    /// The customer's licenses on all pages.
+    pub total: usize,
 }
 
 #[derive(Debug)]
@@ -183,6 +192,33 @@ pub fn message(
     text: &str,
 ) -> Response<Body> {
     message_with(web, ctx, status, title, vec![text.to_owned()], None, false)
+}
+
+/// The 400 page for a list link whose parameter `field` (`page`, `show`) has a
+/// value the list does not have: says which and what to do, never guesses.
+pub fn bad_list_parameter(web: &Web, ctx: &Ctx, field: &str) -> Response<Body> {
+    let de = ctx.lang.is_de();
+    let field: String = field.chars().take(40).collect();
+    let text = if de {
+        format!(
+            "Der Wert von \u{201e}{field}\u{201c} in dieser Adresse ist ungültig (eine Seite ist eine ganze Zahl ab 1). Bitte öffnen Sie die Liste neu über das Menü."
+        )
+    } else {
+        format!(
+            "The value of \u{201c}{field}\u{201d} in this address is not valid (a page is a whole number from 1). Please open the list again from the menu."
+        )
+    };
+    message(
+        web,
+        ctx,
+        StatusCode::BAD_REQUEST,
+        if de {
+            "Ungültige Adresse"
+        } else {
+            "Invalid address"
+        },
+        &text,
+    )
 }
 
 /// The 413 page: the input is too long, naming the field where it is known.

@@ -9,13 +9,13 @@
 //! ([`SelectionView`], [`Entered`]) and the summary ([`SummaryView`]).
 
 use super::auth::login_first;
-use super::pages::{self, Chrome};
+use super::pages::{self, Chrome, PAGE_SIZE};
 use super::{input, redirect, Ctx, Form, Web};
 use crate::domain::{
     AccountId, Actor, License, Licensee, Mutation, MutationKind, MutationState, NewLicense,
     PricedPosition, PricedSummary,
 };
-use crate::store::NewMutation;
+use crate::store::{NewMutation, QuoteFilter};
 use askama::Template;
 use keys::{Driver, Entitlements, LicenseData, LicenseType, MalmModule, Protection};
 use pricing::{money, PriceList, Priced, Selection};
@@ -1550,6 +1550,10 @@ pub struct QuotesPage {
     pub filter: String,
     pub filters: Vec<(&'static str, &'static str)>,
     pub rows: Vec<QuoteRow>,
+    /// The page shown (1-based), the number of pages and of quotes listed.
+    pub page: usize,
+    pub pages: usize,
+    pub total: usize,
 }
 
 impl QuotesPage {
@@ -1572,8 +1576,12 @@ pub fn owned_mutation(web: &Web, ctx: &Ctx, number: &str, n: u32) -> Option<(Lic
 }
 
 /// "Meine Angebote": number, type, license, licensee, created, valid until, price;
-/// search (`q`) and filter (`show` = open, expired, ordered, new, upgrade). An
-/// ordered quote stays in the list, marked as ordered, with a link to its license.
+/// search (`q`) and filter (`show` = open, expired, ordered, new, upgrade), newest
+/// first, a page at a time (`page`). An ordered quote stays in the list, marked
+/// as ordered, with a link to its license. Without a search the page is one
+/// indexed store read that decodes only its rows; the search matches on the
+/// rendered row (number, license, licensee, price as shown), so it reads the
+/// customer's quotes that the filter keeps.
 pub fn quotes(web: Arc<Web>, ctx: Ctx, q: HashMap<String, String>) -> Resp {
     let Some(account) = require_login(&ctx) else {
         return Ok(login_first(&ctx));
@@ -1581,73 +1589,90 @@ pub fn quotes(web: Arc<Web>, ctx: Ctx, q: HashMap<String, String>) -> Resp {
     let de = ctx.lang.is_de();
     let lang = ctx.lang;
     let now = web.clock.now();
+    if let Some(field) = q
+        .keys()
+        .find(|k| !matches!(k.as_str(), "q" | "show" | "page" | "created"))
+    {
+        return Ok(pages::bad_list_parameter(&web, &ctx, field));
+    }
     let search = q
         .get("q")
         .map(|s| s.trim().to_lowercase())
         .unwrap_or_default();
     let filter = q.get("show").cloned().unwrap_or_default();
-    let licenses = match web.store.licenses_of_account(account) {
-        Ok(l) => l,
-        Err(e) => return Ok(internal_error(&web, &ctx, "quote list", e)),
+    let Some(kept) = QuoteFilter::parse(&filter) else {
+        return Ok(pages::bad_list_parameter(&web, &ctx, "show"));
     };
-    let mut rows = vec![];
-    for l in &licenses {
-        let Ok(ms) = web.store.mutations(&l.number) else {
-            continue;
-        };
-        for m in ms {
-            let ordered = matches!(m.state, MutationState::Ordered | MutationState::Activated);
-            // Renewals are never quoted; deleted quotes are gone.
-            if m.kind == MutationKind::Renewal || m.state == MutationState::Deleted {
-                continue;
-            }
-            let expired = !ordered && quote_expired(&m, now);
-            let upgrade = m.kind != MutationKind::New;
-            let keep = match filter.as_str() {
-                "open" => !expired && !ordered,
-                "expired" => expired,
-                "ordered" => ordered,
-                "new" => !upgrade,
-                "upgrade" => upgrade,
-                _ => true,
-            };
-            let row = QuoteRow {
-                id: m.id(),
-                path: format!("/quotes/{}/{}", m.license, m.number),
-                kind: match (m.kind, de) {
-                    (MutationKind::New, true) => "Neu".into(),
-                    (MutationKind::New, false) => "New".into(),
-                    (MutationKind::Upgrade, _) => "Upgrade".into(),
-                    (MutationKind::Renewal, true) => "Verlängerung".into(),
-                    (MutationKind::Renewal, false) => "Renewal".into(),
-                },
-                license: format!(
-                    "{}, {} {}",
-                    l.license_data.name, l.license_data.postcode, l.license_data.city
-                ),
-                licensee: format!(
-                    "{} ({} {})",
-                    l.licensee.company, l.licensee.first_name, l.licensee.last_name
-                ),
-                created: pages::date(m.created_at, lang),
-                valid_until: pages::date(m.quote_valid_until, lang),
-                price: m
-                    .price_net
-                    .as_deref()
-                    .map(|p| eur_text(p, de))
-                    .unwrap_or_default(),
-                expired,
-                ordered,
-                license_path: format!("/licenses/{}", m.license),
-            };
-            let hay =
-                format!("{} {} {} {}", row.id, row.license, row.licensee, row.price).to_lowercase();
-            if keep && (search.is_empty() || hay.contains(&search)) {
-                rows.push((m.created_at, row));
-            }
+    let Some(page) = input::list_page(q.get("page").map(String::as_str)) else {
+        return Ok(pages::bad_list_parameter(&web, &ctx, "page"));
+    };
+    let row = |l: &License, m: &Mutation| {
+        let ordered = matches!(m.state, MutationState::Ordered | MutationState::Activated);
+        QuoteRow {
+            id: m.id(),
+            path: format!("/quotes/{}/{}", m.license, m.number),
+            kind: match (m.kind, de) {
+                (MutationKind::New, true) => "Neu".into(),
+                (MutationKind::New, false) => "New".into(),
+                (MutationKind::Upgrade, _) => "Upgrade".into(),
+                (MutationKind::Renewal, true) => "Verlängerung".into(),
+                (MutationKind::Renewal, false) => "Renewal".into(),
+            },
+            license: format!(
+                "{}, {} {}",
+                l.license_data.name, l.license_data.postcode, l.license_data.city
+            ),
+            licensee: format!(
+                "{} ({} {})",
+                l.licensee.company, l.licensee.first_name, l.licensee.last_name
+            ),
+            created: pages::date(m.created_at, lang),
+            valid_until: pages::date(m.quote_valid_until, lang),
+            price: m
+                .price_net
+                .as_deref()
+                .map(|p| eur_text(p, de))
+                .unwrap_or_default(),
+            expired: !ordered && quote_expired(m, now),
+            ordered,
+            license_path: format!("/licenses/{}", m.license),
         }
-    }
-    rows.sort_by_key(|r| std::cmp::Reverse(r.0));
+    };
+    let (total, page, rows) = if search.is_empty() {
+        match web
+            .store
+            .customer_quote_page(account, kept, now, Some((page, PAGE_SIZE)))
+        {
+            Ok(p) => (
+                p.total,
+                p.page,
+                p.rows.iter().map(|(l, m)| row(l, m)).collect::<Vec<_>>(),
+            ),
+            Err(e) => return Ok(internal_error(&web, &ctx, "quote list", e)),
+        }
+    } else {
+        let all = match web.store.customer_quote_page(account, kept, now, None) {
+            Ok(p) => p.rows,
+            Err(e) => return Ok(internal_error(&web, &ctx, "quote search", e)),
+        };
+        let matching: Vec<QuoteRow> = all
+            .iter()
+            .map(|(l, m)| row(l, m))
+            .filter(|r| {
+                format!("{} {} {} {}", r.id, r.license, r.licensee, r.price)
+                    .to_lowercase()
+                    .contains(&search)
+            })
+            .collect();
+        let total = matching.len();
+        let page = page.min(total.div_ceil(PAGE_SIZE).max(1));
+        let rows = matching
+            .into_iter()
+            .skip((page - 1) * PAGE_SIZE)
+            .take(PAGE_SIZE)
+            .collect();
+        (total, page, rows)
+    };
     let created = q.get("created").and_then(|c| {
         let (n, m) = c.split_once('/')?;
         let (_, m) = owned_mutation(&web, &ctx, n, m.parse().ok()?)?;
@@ -1666,7 +1691,10 @@ pub fn quotes(web: Arc<Web>, ctx: Ctx, q: HashMap<String, String>) -> Resp {
             ("new", tr(de, "Neu", "New")),
             ("upgrade", "Upgrade"),
         ],
-        rows: rows.into_iter().map(|(_, r)| r).collect(),
+        rows,
+        page,
+        pages: total.div_ceil(PAGE_SIZE).max(1),
+        total,
     };
     Ok(pages::render(&web, &ctx, StatusCode::OK, &page))
 }

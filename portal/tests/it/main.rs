@@ -5,6 +5,7 @@ mod crash;
 mod damage;
 mod fuzz_seeds;
 mod idempotency;
+mod lists;
 mod metrics;
 mod model;
 mod quic;

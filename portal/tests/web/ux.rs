@@ -655,3 +655,129 @@ async fn back_from_the_upgrade_summary_keeps_the_totals() {
         .contains("id=\"f-driver_saia_pcd\" value=\"16100\""));
     assert!(back.body.contains("<strong id=\"total\">800,00 €</strong>"));
 }
+
+/// "Meine Lizenzen" and "Meine Angebote" show 50 rows a page with a pager;
+/// a page number or filter the list does not have, or a parameter it does not
+/// know, is refused with a 400 that names it, never read as the first page.
+#[tokio::test]
+async fn the_customer_lists_page_and_refuse_what_they_do_not_have() {
+    let p = Portal::start().await;
+    let mut b = p.customer("c@example.com").await;
+    let store = &p.web.store;
+    let account = store
+        .account_by_email("c@example.com")
+        .expect("store")
+        .expect("account");
+    let now = p.web.clock.now();
+    let mut numbers = vec![];
+    for i in 0..52 {
+        let lic = store
+            .create_license(
+                portal::domain::NewLicense {
+                    account: Some(account.id),
+                    license_type: keys::LicenseType::Standard,
+                    protection: keys::Protection::SoftDongle,
+                    licensee: portal::domain::Licensee {
+                        company: format!("Firma {i}"),
+                        ..Default::default()
+                    },
+                    license_data: keys::LicenseData {
+                        name: format!("Anlage {i}"),
+                        postcode: "1234".into(),
+                        city: "Ab".into(),
+                    },
+                },
+                &portal::domain::Actor::System,
+                now,
+            )
+            .expect("license");
+        store
+            .add_mutation(
+                &lic.number,
+                portal::store::NewMutation {
+                    kind: portal::domain::MutationKind::New,
+                    adds: keys::Entitlements::standard_base(),
+                    price_net: None,
+                    remarks: String::new(),
+                    priced: None,
+                },
+                true,
+                &p.web.key,
+                &portal::domain::Actor::System,
+                now,
+            )
+            .expect("order");
+        numbers.push(lic.number.to_string());
+    }
+    numbers.sort();
+    let rows = |body: &str| body.matches("<tr><td><a href=\"/licenses/").count();
+    let first = b.get("/licenses").await;
+    assert_eq!(first.status, 200);
+    assert_eq!(rows(&first.body), 50);
+    assert!(
+        first.body.contains("Seite 1 / 2 (52 Lizenzen)"),
+        "{}",
+        first.body
+    );
+    assert!(first
+        .body
+        .contains("<a href=\"/licenses?page=2\" rel=\"next\">"));
+    let second = b.get("/licenses?page=2").await;
+    assert_eq!(rows(&second.body), 2);
+    for n in &numbers[50..] {
+        assert!(second.body.contains(&format!("href=\"/licenses/{n}\"")));
+    }
+    assert!(!second
+        .body
+        .contains(&format!("href=\"/licenses/{}\"", numbers[0])));
+    // Past the last page: the last page.
+    assert_eq!(rows(&b.get("/licenses?page=9").await.body), 2);
+
+    let quotes = b.get("/quotes?show=ordered").await;
+    assert_eq!(quotes.body.matches("<span class=\"badge\">").count(), 50);
+    assert!(quotes.body.contains("Seite 1 / 2 (52 Angebote)"));
+    let page2 = b.get("/quotes?q=&show=ordered&page=2").await;
+    assert_eq!(page2.body.matches("<span class=\"badge\">").count(), 2);
+    // The search narrows across pages: "firma 7" is in "Firma 7" only (no 70s).
+    let found = b.get("/quotes?q=firma+7+(&show=ordered").await;
+    assert_eq!(found.body.matches("<span class=\"badge\">").count(), 1);
+
+    for (path, field) in [
+        ("/licenses?page=0", "page"),
+        ("/licenses?page=abc", "page"),
+        ("/licenses?page=2.5", "page"),
+        ("/licenses?page=", "page"),
+        ("/licenses?sort=number", "sort"),
+        ("/quotes?show=alle", "show"),
+        ("/quotes?page=-1", "page"),
+        ("/quotes?q=x&order=desc", "order"),
+    ] {
+        let r = b.get(path).await;
+        assert_eq!(r.status, 400, "{path}");
+        assert!(
+            r.body.contains(&format!("\u{201e}{field}\u{201c}")),
+            "{path}: {}",
+            r.body
+        );
+    }
+    // The admin's lists refuse the same way (for a customer they do not exist).
+    assert_eq!(b.get("/admin/licenses?page=x").await.status, 404);
+    let mut admin = p.admin().await;
+    for path in [
+        "/admin/licenses?page=x",
+        "/admin/customers?page=0&q=a",
+        "/admin/licenses?pg=2",
+    ] {
+        assert_eq!(admin.get(path).await.status, 400, "{path}");
+    }
+    assert_eq!(
+        admin.get("/admin/licenses?q=firma&page=1").await.status,
+        200
+    );
+    english(&mut b).await;
+    let r = b.get("/licenses?page=zwei").await;
+    assert_eq!(r.status, 400);
+    assert!(r
+        .body
+        .contains("The value of \u{201c}page\u{201d} in this address is not valid"));
+}

@@ -3,7 +3,9 @@
 //! without a store or a server. They panic only on a broken invariant.
 
 use crate::domain::normalize_email;
-use crate::web::{self, admin, auth, i18n::Lang, license, password, session, shop, Form};
+use crate::web::{
+    self, admin, answers, auth, i18n::Lang, license, password, session, shop, views, Form,
+};
 use keys::{DongleSerial, Entitlements, LicenseNumber, LicenseType, Protection};
 use pricing::{PriceList, Selection};
 use rust_decimal::Decimal;
@@ -126,7 +128,7 @@ fn evaluate(
             ] {
                 assert_eq!(text.parse::<Decimal>().ok(), Some(amount.normalize()));
             }
-            let view = shop::SummaryView::build(&summary, &priced.entitlements, current, de);
+            let view = views::SummaryView::build(&summary, &priced.entitlements, current, de);
             assert_eq!(view.positions.len(), priced.positions.len());
         }
         Err(refused) => {
@@ -166,7 +168,7 @@ fn account_forms(form: &Form) {
         assert!(warp::http::HeaderValue::from_str(target).is_ok());
         // `login_first` puts the page asked for into `/login?next=`.
         let raw = form.raw(field);
-        let encoded = auth::urlencode(raw);
+        let encoded = answers::urlencode(raw);
         assert!(encoded
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_.~/%".contains(&b)));

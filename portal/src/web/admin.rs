@@ -7,8 +7,9 @@
 //! area's existence leaks nothing. Every change is written with
 //! `Actor::Admin(<admin email>)` into the audit trail.
 
+use super::answers::{internal_error, not_for_you};
 use super::pages::{self, Chrome, MailRow};
-use super::shop::{self, internal_error, tr};
+use super::views::{self, tr};
 use super::{input, redirect, Ctx, Form, Web};
 use crate::domain::{self, Account, AccountId, Actor, License, MutationState};
 use crate::store::LicenseError;
@@ -23,18 +24,6 @@ use warp::hyper::Body;
 type Resp = Result<Response<Body>, Infallible>;
 
 pub use super::pages::PAGE_SIZE;
-
-/// The answer for non-admins.
-pub fn not_for_you(web: &Web, ctx: &Ctx) -> Response<Body> {
-    let t = ctx.lang.t();
-    pages::message(
-        web,
-        ctx,
-        StatusCode::NOT_FOUND,
-        t.not_found_title,
-        t.not_found_text,
-    )
-}
 
 /// The admin's account; everyone else gets [`not_for_you`].
 fn admin(ctx: &Ctx) -> Option<Account> {
@@ -95,7 +84,7 @@ pub fn index(web: Arc<Web>, ctx: Ctx) -> Resp {
                     .ordered_at
                     .map(|t| pages::date(t, ctx.lang))
                     .unwrap_or_default(),
-                price: shop::shown_price(&m, de),
+                price: views::shown_price(&m, de),
             },
         ));
     }
@@ -222,10 +211,10 @@ pub fn paid_page(
         id: m.id(),
         license: number.to_string(),
         kind: kind_text(m.kind, de).into(),
-        licensee: shop::licensee_lines(&license.licensee, de),
+        licensee: views::licensee_lines(&license.licensee, de),
         customer: customer_email(&web, &license),
-        price: shop::shown_price(&m, de),
-        state: shop::shown_state(&m, web.clock.now(), de).into(),
+        price: views::shown_price(&m, de),
+        state: views::shown_state(&m, web.clock.now(), de).into(),
     };
     Ok(pages::render(&web, &ctx, status, &page))
 }
@@ -278,7 +267,7 @@ pub fn mark_paid(web: Arc<Web>, ctx: Ctx, number: String, n: u32, form: Form) ->
                     "/admin/orders/{}/{}/paid?done=1&back={}",
                     m.license,
                     m.number,
-                    super::auth::urlencode(back)
+                    super::answers::urlencode(back)
                 ),
                 &[],
             ))
@@ -379,7 +368,7 @@ pub fn licenses(web: Arc<Web>, ctx: Ctx, q: HashMap<String, String>) -> Resp {
                 LicenseType::Standard => "Standard".into(),
                 LicenseType::Engineering => "Engineering".into(),
             },
-            protection: shop::protection_name(l.protection).into(),
+            protection: views::protection_name(l.protection).into(),
             licensee: format!(
                 "{} ({} {})",
                 l.licensee.company, l.licensee.first_name, l.licensee.last_name
@@ -466,9 +455,9 @@ fn license_detail(
         .map(|m| AdminMutationRow {
             id: m.id(),
             kind: kind_text(m.kind, de).into(),
-            state: shop::shown_state(&m, now, de).into(),
+            state: views::shown_state(&m, now, de).into(),
             created: pages::date(m.created_at, lang),
-            price: shop::shown_price(&m, de),
+            price: views::shown_price(&m, de),
             paid_path: (m.state == MutationState::Ordered)
                 .then(|| format!("/admin/orders/{}/{}/paid", m.license, m.number)),
         })
@@ -515,7 +504,7 @@ fn license_detail(
             LicenseType::Standard => "Standard".into(),
             LicenseType::Engineering => "Engineering".into(),
         },
-        protection: shop::protection_name(license.protection).into(),
+        protection: views::protection_name(license.protection).into(),
         hard_dongle: license.protection == Protection::HardDongle,
         dongle_serial: license
             .dongle_serial
@@ -524,7 +513,7 @@ fn license_detail(
             .unwrap_or_default(),
         dongle_error,
         customer: customer_email(web, &license),
-        licensee: shop::licensee_lines(&license.licensee, de),
+        licensee: views::licensee_lines(&license.licensee, de),
         bound: match &license.binding {
             Some(Binding::HardwareId(h)) => h.to_string(),
             Some(Binding::DongleSerial(s)) => format!("Dongle {s}"),

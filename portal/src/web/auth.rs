@@ -1,12 +1,12 @@
 //! Account pages: login, registration, email verification, password reset,
 //! logout, language switch, the license list landing page, imprint and privacy.
 
+use super::answers::{internal_error, login_first};
 use super::pages::{
     self, Chrome, ForgotPage, LicenseRow, LicensesPage, LoginPage, RegisterErrors, RegisterPage,
     RegisterValues, ResetPage,
 };
 use super::session::{self, cookie, expired_cookie};
-use super::shop::internal_error;
 use super::tokens::{Purpose, TokenCheck};
 use super::{i18n::Lang, input, password, redirect, Ctx, Form, Web};
 use crate::domain::{normalize_email, Account, Actor, NewAccount};
@@ -85,27 +85,6 @@ pub fn login_page(web: Arc<Web>, ctx: Ctx, q: HashMap<String, String>) -> Resp {
         None,
         false,
     ))
-}
-
-/// Where to send a visitor who must log in first: the login page, coming back here.
-pub fn login_first(ctx: &Ctx) -> Response<Body> {
-    redirect(
-        &format!("/login?next={}", urlencode(&ctx.path_and_query)),
-        &[],
-    )
-}
-
-pub fn urlencode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
 }
 
 pub fn login_post(web: Arc<Web>, ctx: Ctx, form: Form) -> Resp {

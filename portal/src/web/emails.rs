@@ -7,7 +7,7 @@
 
 use super::i18n::Lang;
 use super::pages;
-use super::shop::{country_name, tr, SummaryView};
+use super::views::{country_name, tr, SummaryView};
 use super::{Ctx, Web};
 use crate::domain::{License, Licensee, Mutation};
 use crate::mail::Email;

@@ -2,15 +2,15 @@
 //! the license data, download the license file, reset the hardware binding,
 //! upgrade, and the free renewal of engineering licenses with its reminders.
 //!
-//! Every handler first resolves the license with [`owned`]: the owner and vendor
+//! Every handler first resolves the license with [`super::answers::owned`]: the owner and vendor
 //! staff get it, everyone else the same 404 as for a number that does not exist,
 //! so nobody learns which license numbers exist.
 
-use super::auth::login_first;
+use super::answers::{internal_error, login_first, owned};
 use super::pages::{self, Chrome};
-use super::shop::{
-    self, entitlement_lines, internal_error, option_lines, program_lines, tr, Entered, Errors,
-    FormState, SummaryPage, SummaryView,
+use super::shop::{self, Entered, Errors, FormState, SummaryPage};
+use super::views::{
+    self, entitlement_lines, option_lines, program_lines, rule_text, tr, SummaryView,
 };
 use super::{redirect, Ctx, Form, Web};
 use crate::daemon_config::DaemonSettings;
@@ -29,16 +29,8 @@ use warp::hyper::Body;
 
 type Resp = Result<Response<Body>, Infallible>;
 
-/// The license `number` if the request may see it: its owner, or vendor staff.
-pub fn owned(web: &Web, ctx: &Ctx, number: &str) -> Option<License> {
-    let account = ctx.account.as_ref()?;
-    let number: keys::LicenseNumber = number.parse().ok()?;
-    let license = web.store.license(&number).ok()??;
-    (account.admin || license.account == Some(account.id)).then_some(license)
-}
-
 fn not_found(web: &Web, ctx: &Ctx) -> Response<Body> {
-    super::admin::not_for_you(web, ctx)
+    super::answers::not_for_you(web, ctx)
 }
 
 /// The license a page or form is about: the login page for visitors, the 404 for anyone who
@@ -48,34 +40,6 @@ fn license_for(web: &Web, ctx: &Ctx, number: &str) -> Result<License, Box<Respon
         return Err(Box::new(login_first(ctx)));
     }
     owned(web, ctx, number).ok_or_else(|| Box::new(not_found(web, ctx)))
-}
-
-/// A mutation rule as the customer reads it.
-pub fn rule_text(rule: &MutationRuleError, de: bool) -> String {
-    use MutationRuleError as R;
-    let (g, e) = match rule {
-        R::UpgradeAddsNothing => (
-            "Ein Upgrade muss mindestens einen Datenpunkt, Benutzer oder eine Option hinzufügen.",
-            "An upgrade must add at least one data point, user or option.",
-        ),
-        R::RuntimeRunning => (
-            "Ein Upgrade ist nur möglich, während ProMoS gestoppt ist. Bitte beenden Sie ProMoS und versuchen Sie es erneut.",
-            "An upgrade is only possible while ProMoS is stopped. Please exit ProMoS and try again.",
-        ),
-        R::EngineeringUpgrade => (
-            "Engineering-Lizenzen haben feste Anzahlen und können nicht erweitert werden.",
-            "Engineering licenses have fixed counts and cannot be upgraded.",
-        ),
-        R::AboveMaximum { .. } => {
-            return if de {
-                format!("Das Maximum ist überschritten: {rule}")
-            } else {
-                format!("The maximum is exceeded: {rule}")
-            }
-        }
-        other => return other.to_string(),
-    };
-    tr(de, g, e).to_owned()
 }
 
 fn conflict(web: &Web, ctx: &Ctx, title: &str, text: &str) -> Response<Body> {
@@ -234,8 +198,8 @@ pub fn page(web: Arc<Web>, ctx: Ctx, number: String, q: HashMap<String, String>)
         token: (q.get("token").map(String::as_str) == Some("show"))
             .then(|| license.token.expose().to_owned()),
         kind: kind_name(license.license_type, de).into(),
-        protection: shop::protection_name(license.protection).into(),
-        licensee: shop::licensee_lines(&license.licensee, de),
+        protection: views::protection_name(license.protection).into(),
+        licensee: views::licensee_lines(&license.licensee, de),
         data: license.license_data.clone(),
         dongle_serial: license.dongle_serial.as_ref().map(|s| s.to_string()),
         valid_until: license.valid_until.map(|t| pages::date(t, lang)),
@@ -281,9 +245,9 @@ pub fn page(web: Arc<Web>, ctx: Ctx, number: String, q: HashMap<String, String>)
                     MutationKind::Upgrade => "Upgrade".into(),
                     MutationKind::Renewal => tr(de, "Verlängerung", "Renewal").into(),
                 },
-                state: shop::shown_state(m, now, de).into(),
+                state: views::shown_state(m, now, de).into(),
                 created: pages::date(m.created_at, lang),
-                price: shop::shown_price(m, de),
+                price: views::shown_price(m, de),
             })
             .collect(),
         can_download: license.protection == Protection::HardDongle
@@ -895,9 +859,9 @@ pub fn upgrade_post(web: Arc<Web>, ctx: Ctx, number: String, form: Form) -> Resp
             c: Chrome::new(&web, &ctx, tr(de, "Zusammenfassung", "Summary")),
             action: format!("/licenses/{}/upgrade", license.number),
             upgrade: Some(license.number.to_string()),
-            protection: shop::protection_name(license.protection).into(),
+            protection: views::protection_name(license.protection).into(),
             data: license.license_data.clone(),
-            licensee: shop::licensee_lines(&license.licensee, de),
+            licensee: views::licensee_lines(&license.licensee, de),
             s: SummaryView::build(&summary, &priced.entitlements, Some(&current), de),
             hidden: entered.hidden_fields(),
             remarks: entered.remarks.clone(),

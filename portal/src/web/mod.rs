@@ -10,6 +10,7 @@
 //! argon2id passwords ([`password`]) and security headers on every response.
 
 pub mod admin;
+pub mod answers;
 pub mod auth;
 pub mod emails;
 pub mod i18n;
@@ -21,6 +22,7 @@ pub mod session;
 pub mod shop;
 pub mod throttle;
 pub mod tokens;
+pub mod views;
 
 use crate::domain::{Account, AccountId};
 use crate::mail::Mailer;

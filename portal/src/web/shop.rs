@@ -8,8 +8,12 @@
 //! upgrade form of [`super::license`] shares the selection part of the form
 //! ([`SelectionView`], [`Entered`]) and the summary ([`SummaryView`]).
 
-use super::auth::login_first;
+use super::answers::{internal_error, login_first};
 use super::pages::{self, Chrome, PAGE_SIZE};
+use super::views::{
+    country_name, eur_text, licensee_lines, protection_name, quote_expired, state_name, tr,
+    SummaryView,
+};
 use super::{input, redirect, Ctx, Form, Web};
 use crate::domain::{
     AccountId, Actor, License, Licensee, Mutation, MutationKind, MutationState, NewLicense,
@@ -34,38 +38,6 @@ pub type Errors = BTreeMap<String, String>;
 /// Longest accepted text field; longer input is a field error, never truncated.
 const MAX_FIELD: usize = 200;
 const MAX_REMARKS: usize = 2000;
-
-/// German or English, side by side where the text is used.
-pub fn tr(de: bool, german: &'static str, english: &'static str) -> &'static str {
-    if de {
-        german
-    } else {
-        english
-    }
-}
-
-/// Country names for the VAT table's codes; a code without a name shows as itself.
-pub fn country_name(code: &str, de: bool) -> String {
-    let (g, e) = match code {
-        "DE" => ("Deutschland", "Germany"),
-        "AT" => ("Österreich", "Austria"),
-        "CH" => ("Schweiz", "Switzerland"),
-        "LI" => ("Liechtenstein", "Liechtenstein"),
-        "FR" => ("Frankreich", "France"),
-        "IT" => ("Italien", "Italy"),
-        "NL" => ("Niederlande", "Netherlands"),
-        "BE" => ("Belgien", "Belgium"),
-        "LU" => ("Luxemburg", "Luxembourg"),
-        "PL" => ("Polen", "Poland"),
-        "CZ" => ("Tschechien", "Czechia"),
-        "DK" => ("Dänemark", "Denmark"),
-        "SE" => ("Schweden", "Sweden"),
-        "ES" => ("Spanien", "Spain"),
-        "GB" => ("Vereinigtes Königreich", "United Kingdom"),
-        other => return other.to_owned(),
-    };
-    tr(de, g, e).to_owned()
-}
 
 // ----- what the customer entered ------------------------------------------------
 
@@ -476,13 +448,6 @@ pub fn summarize(priced: &Priced, country: &str) -> PricedSummary {
     }
 }
 
-fn eur_text(amount: &str, de: bool) -> String {
-    amount
-        .parse::<Decimal>()
-        .map(|d| money::eur(d, de))
-        .unwrap_or_else(|_| amount.to_owned())
-}
-
 // ----- view models ----------------------------------------------------------------
 
 /// One driver row of the form.
@@ -795,118 +760,6 @@ fn master_fields(e: &Entered, errors: &Errors, de: bool) -> (Vec<FieldView>, Vec
     (licensee, data)
 }
 
-/// The summary's lines: positions, totals and what the license will hold.
-#[derive(Clone, Debug)]
-pub struct SummaryView {
-    /// (label, quantity, unit price, amount)
-    pub positions: Vec<(String, u32, String, String)>,
-    pub net: String,
-    pub vat_label: String,
-    pub vat: String,
-    pub gross: String,
-    /// (driver, what the license holds; for upgrades "before -> after")
-    pub drivers: Vec<(String, String)>,
-    pub programs: Vec<(String, String)>,
-    pub options: Vec<String>,
-}
-
-impl SummaryView {
-    pub fn build(
-        s: &PricedSummary,
-        after: &Entitlements,
-        before: Option<&Entitlements>,
-        de: bool,
-    ) -> SummaryView {
-        let vat_label = if s.vat_percent.is_empty() {
-            tr(de, "Umsatzsteuer", "VAT").to_owned()
-        } else {
-            format!(
-                "{} {}%",
-                tr(de, "Umsatzsteuer", "VAT"),
-                s.vat_percent.replace('.', if de { "," } else { "." })
-            )
-        };
-        SummaryView {
-            positions: s
-                .positions
-                .iter()
-                .map(|p| {
-                    (
-                        if de { p.de.clone() } else { p.en.clone() },
-                        p.quantity,
-                        eur_text(&p.unit_price, de),
-                        eur_text(&p.amount, de),
-                    )
-                })
-                .collect(),
-            net: eur_text(&s.net, de),
-            vat_label,
-            vat: eur_text(&s.vat, de),
-            gross: eur_text(&s.gross, de),
-            drivers: entitlement_lines(after, before, de),
-            programs: program_lines(after, de),
-            options: option_lines(after, de),
-        }
-    }
-}
-
-/// "SAIA PCD: 6.100 Datenpunkte", or "Vorher: 100 Nachher: 6.100 Datenpunkte".
-pub fn entitlement_lines(
-    after: &Entitlements,
-    before: Option<&Entitlements>,
-    de: bool,
-) -> Vec<(String, String)> {
-    Driver::ALL
-        .into_iter()
-        .map(|d| {
-            let (one, many) = d.unit(de);
-            let n = after.driver(d);
-            let unit = if n == 1 { one } else { many };
-            let text = match before.map(|b| b.driver(d)) {
-                Some(b) if b != n => format!(
-                    "{} {} {} {} {unit}",
-                    tr(de, "Vorher:", "Before:"),
-                    money::count(b.into(), de),
-                    tr(de, "Nachher:", "After:"),
-                    money::count(n.into(), de)
-                ),
-                _ => format!("{} {unit}", money::count(n.into(), de)),
-            };
-            (d.display_name().to_owned(), text)
-        })
-        .collect()
-}
-
-pub fn program_lines(e: &Entitlements, de: bool) -> Vec<(String, String)> {
-    [("GE (Remote)", e.ge_users), ("pWA", e.pwa_users)]
-        .into_iter()
-        .map(|(name, n)| {
-            let unit = match (de, n == 1) {
-                (true, true) => "gleichzeitiger Benutzer",
-                (true, false) => "gleichzeitige Benutzer",
-                (false, true) => "simultaneous user",
-                (false, false) => "simultaneous users",
-            };
-            (name.to_owned(), format!("{n} {unit}"))
-        })
-        .collect()
-}
-
-pub fn option_lines(e: &Entitlements, de: bool) -> Vec<String> {
-    let mut out: Vec<String> = e
-        .malm
-        .iter()
-        .map(|m| format!("MALM: {}", m.display_name(de)))
-        .collect();
-    if e.mystrom {
-        out.push("SmartHome: myStrom".into());
-    }
-    if e.philips_hue {
-        out.push("SmartHome: Philips Hue".into());
-    }
-    out
-}
-
 // ----- pages ----------------------------------------------------------------------
 
 #[derive(Template, Debug)]
@@ -1054,52 +907,6 @@ pub fn form_page(web: &Web, ctx: &Ctx, status: StatusCode, st: FormState<'_>) ->
     pages::render(web, ctx, status, &page)
 }
 
-pub fn protection_name(p: Protection) -> &'static str {
-    match p {
-        Protection::SoftDongle => "SoftDongle",
-        Protection::HardDongle => "HardDongle",
-        Protection::Engineering => "Engineering",
-    }
-}
-
-/// The licensee as an address, one line each: company and name, street,
-/// postcode and city, state and country, email, phone (empty parts left out).
-pub fn licensee_lines(l: &Licensee, de: bool) -> Vec<String> {
-    let join = |parts: &[&str], sep: &str| {
-        parts
-            .iter()
-            .filter(|p| !p.is_empty())
-            .copied()
-            .collect::<Vec<_>>()
-            .join(sep)
-    };
-    let name = join(&[&l.first_name, &l.last_name], " ");
-    let country = country_name(&l.country, de);
-    [
-        if name.is_empty() {
-            l.company.clone()
-        } else {
-            format!("{} ({name})", l.company)
-        },
-        l.street.clone(),
-        join(&[&l.postcode, &l.city], " "),
-        join(&[&l.state, &country], ", "),
-        if l.email.is_empty() {
-            String::new()
-        } else {
-            format!("Email: {}", l.email)
-        },
-        if l.phone.is_empty() {
-            String::new()
-        } else {
-            format!("{}: {}", tr(de, "Telefon", "Phone"), l.phone)
-        },
-    ]
-    .into_iter()
-    .filter(|line| !line.trim().is_empty())
-    .collect()
-}
-
 // ----- handlers: new license --------------------------------------------------------
 
 fn require_login(ctx: &Ctx) -> Option<AccountId> {
@@ -1130,7 +937,7 @@ pub fn form_get(web: Arc<Web>, ctx: Ctx, kind: String) -> Resp {
         return Ok(login_first(&ctx));
     }
     let Some(license_type) = license_type_of(&kind) else {
-        return Ok(super::admin::not_for_you(&web, &ctx));
+        return Ok(super::answers::not_for_you(&web, &ctx));
     };
     let entered = Entered::new_for(&web, &ctx);
     let de = ctx.lang.is_de();
@@ -1209,7 +1016,7 @@ pub fn form_post(web: Arc<Web>, ctx: Ctx, kind: String, form: Form) -> Resp {
         return Ok(login_first(&ctx));
     };
     let Some(license_type) = license_type_of(&kind) else {
-        return Ok(super::admin::not_for_you(&web, &ctx));
+        return Ok(super::answers::not_for_you(&web, &ctx));
     };
     let de = ctx.lang.is_de();
     let mut entered = Entered::from_form(&form);
@@ -1322,44 +1129,6 @@ pub fn csrf_refused(web: &Web, ctx: &Ctx) -> Response<Body> {
     )
 }
 
-pub fn internal_error(
-    web: &Web,
-    ctx: &Ctx,
-    what: &str,
-    e: impl std::fmt::Display,
-) -> Response<Body> {
-    let text = e.to_string();
-    if crate::store::is_full_message(&text) {
-        // Nothing was written; the visitor can try again once there is space.
-        tracing::error!(error = %text, "{what} failed: storage full");
-        let (title, body) = if ctx.lang.is_de() {
-            (
-                "Speicher voll",
-                "Speicher voll: Ihre Eingabe wurde nicht gespeichert. Bitte versuchen Sie es später noch einmal.",
-            )
-        } else {
-            (
-                "Storage full",
-                "Storage full: nothing was saved. Please try again later.",
-            )
-        };
-        return pages::message(web, ctx, StatusCode::SERVICE_UNAVAILABLE, title, body);
-    }
-    if crate::store::is_unavailable_message(&text) {
-        tracing::error!(error = %text, "{what} failed: the database is unavailable");
-        return pages::try_again(web, ctx);
-    }
-    tracing::error!(error = %text, "{what} failed");
-    let t = ctx.lang.t();
-    pages::message(
-        web,
-        ctx,
-        StatusCode::INTERNAL_SERVER_ERROR,
-        t.error_title,
-        t.error_text,
-    )
-}
-
 // ----- the live price endpoint ------------------------------------------------------
 
 /// `GET /api/price?<the order form's fields>`: the same computation as "Next",
@@ -1369,7 +1138,7 @@ pub fn internal_error(
 pub fn price_api(web: Arc<Web>, ctx: Ctx, q: Vec<(String, String)>) -> Resp {
     let form = Form::from_pairs(q);
     let current = if form.has("license") {
-        match super::license::owned(&web, &ctx, form.get("license")) {
+        match super::answers::owned(&web, &ctx, form.get("license")) {
             Some(l) => Some(l.entitlements),
             None => {
                 return Ok(json(
@@ -1562,15 +1331,9 @@ impl QuotesPage {
     }
 }
 
-/// A quote is open while it is a quote and before the end of its last day.
-pub fn quote_expired(m: &Mutation, now: keys::UnixTime) -> bool {
-    m.state == MutationState::Expired
-        || (m.state == MutationState::Quote && now > m.quote_valid_until)
-}
-
 /// The mutation `<number>/<n>` of a license the request may see (owner or admin).
 pub fn owned_mutation(web: &Web, ctx: &Ctx, number: &str, n: u32) -> Option<(License, Mutation)> {
-    let license = super::license::owned(web, ctx, number)?;
+    let license = super::answers::owned(web, ctx, number)?;
     let m = web.store.mutation(&license.number, n).ok()??;
     Some((license, m))
 }
@@ -1720,44 +1483,13 @@ pub struct QuotePage {
     pub remarks: String,
 }
 
-/// A mutation's state as lists show it: an open quote past its validity is expired.
-pub fn shown_state(m: &Mutation, now: keys::UnixTime, de: bool) -> &'static str {
-    if quote_expired(m, now) {
-        state_name(MutationState::Expired, de)
-    } else {
-        state_name(m.state, de)
-    }
-}
-
-/// A mutation's net price as lists show it ("" if it has none).
-pub fn shown_price(m: &Mutation, de: bool) -> String {
-    m.price_net
-        .as_deref()
-        .map(|p| eur_text(p, de))
-        .unwrap_or_default()
-}
-
-pub fn state_name(state: MutationState, de: bool) -> &'static str {
-    match state {
-        MutationState::Quote => tr(de, "Angebot", "Quote"),
-        MutationState::Ordered => tr(
-            de,
-            "Bestellt, Zahlung ausstehend",
-            "Ordered, awaiting payment",
-        ),
-        MutationState::Activated => tr(de, "Aktiviert", "Activated"),
-        MutationState::Deleted => tr(de, "Gelöscht", "Deleted"),
-        MutationState::Expired => tr(de, "Abgelaufen", "Expired"),
-    }
-}
-
 /// One quote, with "Order" while it can be ordered (the emailed link lands here).
 pub fn quote_show(web: Arc<Web>, ctx: Ctx, number: String, n: u32) -> Resp {
     if require_login(&ctx).is_none() {
         return Ok(login_first(&ctx));
     }
     let Some((license, m)) = owned_mutation(&web, &ctx, &number, n) else {
-        return Ok(super::admin::not_for_you(&web, &ctx));
+        return Ok(super::answers::not_for_you(&web, &ctx));
     };
     let de = ctx.lang.is_de();
     let now = web.clock.now();
@@ -1827,7 +1559,7 @@ pub fn quote_order(web: Arc<Web>, ctx: Ctx, number: String, n: u32) -> Resp {
         return Ok(login_first(&ctx));
     };
     let Some((license, m)) = owned_mutation(&web, &ctx, &number, n) else {
-        return Ok(super::admin::not_for_you(&web, &ctx));
+        return Ok(super::answers::not_for_you(&web, &ctx));
     };
     let now = web.clock.now();
     if quote_expired(&m, now) {
@@ -1883,7 +1615,7 @@ pub fn finish_order(
             ctx,
             StatusCode::CONFLICT,
             tr(de, "Nicht möglich", "Not possible"),
-            &super::license::rule_text(&rule, de),
+            &super::views::rule_text(&rule, de),
         )),
         Err(e) => Ok(internal_error(web, ctx, "ordering", e)),
     }
@@ -1910,7 +1642,7 @@ pub fn quote_delete(web: Arc<Web>, ctx: Ctx, number: String, n: u32) -> Resp {
         return Ok(login_first(&ctx));
     };
     let Some((license, m)) = owned_mutation(&web, &ctx, &number, n) else {
-        return Ok(super::admin::not_for_you(&web, &ctx));
+        return Ok(super::answers::not_for_you(&web, &ctx));
     };
     if m.state != MutationState::Quote {
         let de = ctx.lang.is_de();

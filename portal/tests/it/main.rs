@@ -10,5 +10,6 @@ mod metrics;
 mod model;
 mod quic;
 mod search;
+mod structure;
 mod upgrade;
 mod util;

@@ -15,6 +15,14 @@
 //! `PLS_BENCH_LICENSES` sets another number of licenses; `PLS_BENCH_DISK_ONLY=1`
 //! stops after the fill and its disk figures (per table and index);
 //! `PLS_BENCH_KEEP_DB=FILE` keeps a copy of the filled store to look into.
+//!
+//! Redundant servers (issue 15): `PLS_BENCH_DATABASE=postgres` stores the
+//! licenses in a throwaway PostgreSQL cluster (`portal::store::throwaway`)
+//! instead of SQLite; `PLS_BENCH_INSTANCES=2` (which implies PostgreSQL) starts
+//! that many `pls serve` children on the one database, all with the same key
+//! and certificate, and spreads the clients over them (client `c` talks to
+//! instance `c % instances`). These runs print a one-line table row instead of
+//! the SQLite section (no disk figures: those are SQLite's `dbstat`).
 
 use keys::{
     Entitlements, HardwareId, LicenseData, LicenseNumber, LicenseType, Protection, Signed,
@@ -24,7 +32,7 @@ use portal::config::Config;
 use portal::domain::{Actor, Licensee, MutationKind, NewLicense};
 use portal::identity::Identity;
 use portal::quic::client;
-use portal::store::{HostActivation, NewMutation, Store};
+use portal::store::{HostActivation, NewMutation};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -79,7 +87,7 @@ fn signing_rate(key: &SigningKeyPair) -> f64 {
 /// its own host (so every check below is a licensed check that is answered with a
 /// signed receipt).
 fn fill(config: &Config, key: &SigningKeyPair) -> Vec<LicenseNumber> {
-    let store = Store::open(&config.db_path()).expect("store");
+    let store = config.open_store().expect("store");
     store.set_flush_each_write(false);
     let actor = Actor::Admin("bench".into());
     let now = UnixTime(1_767_225_600);
@@ -164,22 +172,29 @@ fn rss_kib(pid: u32) -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-fn start_server(data: &Path, port: u16) -> Child {
-    let child = Command::new(env!("CARGO_BIN_EXE_pls"))
-        .arg("--data-dir")
+/// Starts `pls serve` on `data` (its key and certificate there) with QUIC on
+/// `port`, on the configured database, and waits until it answers HTTP.
+fn start_server(data: &Path, port: u16, database_url: Option<&str>) -> Child {
+    let http = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free TCP port");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pls"));
+    cmd.arg("--data-dir")
         .arg(data)
         .arg("serve")
         .env("PLS_QUIC_LISTEN", format!("127.0.0.1:{port}"))
+        .env("PLS_HTTP_LISTEN", http.to_string())
         .env("PLS_QUIC_MAX_CONNECTIONS_PER_SOURCE", "2000")
         .env("PLS_METRICS_LISTEN", "off")
         .env("PLS_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn pls serve");
-    let sock = data.join("admin.sock");
+        .stderr(Stdio::inherit());
+    if let Some(url) = database_url {
+        cmd.env("PLS_DATABASE_URL", url);
+    }
+    let child = cmd.spawn().expect("spawn pls serve");
     let start = Instant::now();
-    while !sock.exists() {
+    while std::net::TcpStream::connect(http).is_err() {
         assert!(
             start.elapsed() < Duration::from_secs(120),
             "server did not start"
@@ -201,9 +216,10 @@ fn check_request(number: &LicenseNumber, i: usize) -> Request {
     })
 }
 
-/// `clients` connections, each sending checks back to back for [`RUN`].
+/// `clients` connections, each sending checks back to back for [`RUN`];
+/// connection `c` goes to `addrs[c % addrs.len()]`.
 async fn throughput(
-    addr: std::net::SocketAddr,
+    addrs: &[std::net::SocketAddr],
     fingerprint: &str,
     numbers: &Arc<Vec<LicenseNumber>>,
     clients: usize,
@@ -215,7 +231,7 @@ async fn throughput(
     let mut conns = vec![];
     for c in 0..clients {
         conns.push(
-            client::connect(&endpoints[c / 50], addr)
+            client::connect(&endpoints[c / 50], addrs[c % addrs.len()])
                 .await
                 .expect("connect"),
         );
@@ -298,10 +314,24 @@ fn main() {
         return; // `cargo test --benches` asks for the list of benchmarks.
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = Config {
+    let instances: usize = std::env::var("PLS_BENCH_INSTANCES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+        .max(1);
+    let postgres = instances > 1
+        || std::env::var("PLS_BENCH_DATABASE").is_ok_and(|v| v.eq_ignore_ascii_case("postgres"));
+    // Dropped (stopped) at the end of `main`.
+    let cluster = postgres.then(|| {
+        portal::store::throwaway::Cluster::start().expect("the throwaway PostgreSQL cluster")
+    });
+    let mut config = Config {
         data_dir: dir.path().join("data"),
         ..Config::default()
     };
+    config.database.url = cluster
+        .as_ref()
+        .map(|c| c.create_database().expect("a database in the cluster"));
     let identity = Identity::load_or_create(&config).expect("identity");
     let fingerprint = identity.cert_fingerprint();
 
@@ -311,6 +341,11 @@ fn main() {
     let fill_start = Instant::now();
     let numbers = Arc::new(fill(&config, &identity.key));
     let fill_secs = fill_start.elapsed().as_secs_f64();
+    if postgres {
+        eprintln!("filled in {fill_secs:.1}s");
+        redundant(&config, &identity, &numbers, instances, sign_before);
+        return;
+    }
     // The database file and its write-ahead log.
     let disk = db_size(&config.db_path());
     eprintln!(
@@ -341,7 +376,7 @@ fn main() {
         .local_addr()
         .expect("addr")
         .port();
-    let mut server = start_server(&config.data_dir, port);
+    let mut server = start_server(&config.data_dir, port, None);
     std::thread::sleep(Duration::from_secs(1));
     let (idle_rss, _) = rss_kib(server.id());
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
@@ -353,7 +388,7 @@ fn main() {
     let mut rows = vec![];
     for clients in [1usize, 50, 500] {
         let rates: Vec<f64> = (0..RUNS)
-            .map(|_| rt.block_on(throughput(addr, &fingerprint, &numbers, clients)))
+            .map(|_| rt.block_on(throughput(&[addr], &fingerprint, &numbers, clients)))
             .collect();
         eprintln!("{clients} clients: {rates:?}");
         rows.push((clients, median(rates)));
@@ -408,6 +443,122 @@ fn main() {
     println!(
         "| of which frames (request / response incl. 4-byte length) | {} B / {} B |",
         bytes.4, bytes.5
+    );
+}
+
+/// The machine's busy and total CPU time so far (`/proc/stat`, clock ticks):
+/// the load of everything on it, other builds included.
+fn cpu_ticks() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let v: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal ...
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    (total - idle, total)
+}
+
+/// CPU time (user + system, clock ticks) of process `pid` so far.
+fn proc_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name in parentheses; utime and stime are
+    // fields 14 and 15 of the line.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    f.get(10).copied().unwrap_or(0) + f.get(11).copied().unwrap_or(0)
+}
+
+/// Issue 15: `instances` `pls serve` children on the one PostgreSQL database of
+/// `config`, the clients spread over them; prints one table row per client
+/// count and the machine's load during the runs.
+fn redundant(
+    config: &Config,
+    identity: &Identity,
+    numbers: &Arc<Vec<LicenseNumber>>,
+    instances: usize,
+    sign_before: f64,
+) {
+    let url = config.database.url.as_deref().expect("PostgreSQL");
+    let fingerprint = identity.cert_fingerprint();
+    let mut servers = vec![];
+    let mut addrs = vec![];
+    for i in 0..instances {
+        // Every instance signs with the same key and shows the same
+        // certificate (README, "Operating several servers").
+        let data = config.data_dir.with_file_name(format!("data-{i}"));
+        std::fs::create_dir_all(&data).expect("instance data dir");
+        for f in [
+            "signing.key",
+            "signing.pub",
+            "quic-cert.der",
+            "quic-key.der",
+        ] {
+            std::fs::copy(config.data_dir.join(f), data.join(f)).expect("key and certificate");
+        }
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .expect("probe")
+            .local_addr()
+            .expect("addr")
+            .port();
+        servers.push(start_server(&data, port, Some(url)));
+        addrs.push(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let load_before = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let (busy0, total0) = cpu_ticks();
+    let ours0: u64 =
+        servers.iter().map(|s| proc_ticks(s.id())).sum::<u64>() + proc_ticks(std::process::id());
+    let mut rows = vec![];
+    for clients in [1usize, 50, 500] {
+        let rates: Vec<f64> = (0..RUNS)
+            .map(|_| rt.block_on(throughput(&addrs, &fingerprint, numbers, clients)))
+            .collect();
+        eprintln!("{clients} clients: {rates:?}");
+        rows.push((clients, median(rates)));
+    }
+    let (busy1, total1) = cpu_ticks();
+    let ours1: u64 =
+        servers.iter().map(|s| proc_ticks(s.id())).sum::<u64>() + proc_ticks(std::process::id());
+    let load_after = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    for s in &mut servers {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(s.id().to_string())
+            .status();
+        let _ = s.wait();
+    }
+    let sign = median(vec![sign_before, signing_rate(&identity.key)]);
+    let elapsed = (total1 - total0).max(1) as f64;
+    let busy = (busy1 - busy0) as f64 / elapsed * 100.0;
+    // The bench's own share (servers + clients; PostgreSQL not counted) of
+    // all CPU time, in percent of the machine.
+    let ours = (ours1 - ours0) as f64 / elapsed * 100.0;
+    let cell = |rate: f64| format!("{rate:.0} /s ({:.1} %)", rate / sign * 100.0);
+    println!(
+        "| instances | licenses | raw signing rate | checks/s, 1 client | checks/s, 50 clients | checks/s, 500 clients | machine CPU busy during the runs (of it this bench's servers + clients) | load average before / after |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!(
+        "| {instances} (PostgreSQL) | {} | {sign:.0} /s | {} | {} | {} | {busy:.0} % ({ours:.0} %) | {} / {} |",
+        numbers.len(),
+        cell(rows[0].1),
+        cell(rows[1].1),
+        cell(rows[2].1),
+        load_before.split_whitespace().next().unwrap_or("?"),
+        load_after.split_whitespace().next().unwrap_or("?"),
     );
 }
 

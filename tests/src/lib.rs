@@ -64,3 +64,22 @@ pub fn free_udp_port() -> u16 {
         .expect("port")
         .port()
 }
+
+/// Reading the JSON report `pls-load --json` writes (`tests/load.rs`,
+/// `tests/redundant.rs`).
+pub mod report {
+    use serde_json::Value;
+
+    /// The entry of request class `name` (`activate`, `check`, `login`, ...).
+    pub fn class<'a>(report: &'a Value, name: &str) -> &'a Value {
+        report["classes"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["class"] == name))
+            .unwrap_or_else(|| panic!("no {name} in the report"))
+    }
+
+    /// How many requests of class `name` succeeded.
+    pub fn ok(report: &Value, name: &str) -> u64 {
+        class(report, name)["ok"].as_u64().expect("count")
+    }
+}

@@ -5,22 +5,12 @@
 //! stops it and checks the store. Here we assert its verdict and that the
 //! counts are what that much load must produce.
 
+use e2e::report::{class, ok};
 use serde_json::Value;
 use std::process::Command;
 
 const DAEMONS: u64 = 1000;
 const USERS: u64 = 32;
-
-fn class<'a>(report: &'a Value, name: &str) -> &'a Value {
-    report["classes"]
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["class"] == name))
-        .unwrap_or_else(|| panic!("no {name} in the report"))
-}
-
-fn ok(report: &Value, name: &str) -> u64 {
-    class(report, name)["ok"].as_u64().expect("count")
-}
 
 #[test]
 fn a_thousand_daemons_and_32_users_for_a_minute_lose_nothing() {

@@ -7,18 +7,12 @@
 //! (as behind a load balancer), and afterwards every acknowledged activation,
 //! check-in, quote and order is in the database and no email went out twice.
 
+use e2e::report::ok;
 use serde_json::Value;
 use std::process::Command;
 
 const DAEMONS: u64 = 200;
 const USERS: u64 = 8;
-
-fn class<'a>(report: &'a Value, name: &str) -> &'a Value {
-    report["classes"]
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["class"] == name))
-        .unwrap_or_else(|| panic!("no {name} in the report"))
-}
 
 #[test]
 fn two_servers_on_one_database_lose_nothing_when_one_is_killed() {
@@ -55,12 +49,12 @@ fn two_servers_on_one_database_lose_nothing_when_one_is_killed() {
     assert_eq!(report["server_stop"], "exited 0 after SIGTERM");
     // Every daemon activated exactly once, on whichever server; the checks
     // after the kill all went to the survivor.
-    assert_eq!(class(&report, "activate")["ok"], DAEMONS);
-    assert!(class(&report, "check")["ok"].as_u64().expect("checks") >= DAEMONS);
+    assert_eq!(ok(&report, "activate"), DAEMONS);
+    assert!(ok(&report, "check") >= DAEMONS);
     // The users who started on the killed server went on at the other one with
     // the same session (a lost session would have failed their next page).
     assert_eq!(report["users_moved"], USERS / 2, "{stdout}");
-    assert!(class(&report, "order")["ok"].as_u64().expect("orders") > 0);
+    assert!(ok(&report, "order") > 0);
     assert_eq!(report["emails_duplicated"], 0, "{stdout}");
     assert!(
         report["emails_sent"].as_u64().expect("emails") > 0,
@@ -162,7 +156,7 @@ fn a_promoted_standby_takes_over_and_nothing_acknowledged_is_lost() {
     }
     // Every user logged in once: the sessions outlived the failover.
     assert_eq!(report["sessions_lost"], 0, "{stdout}");
-    assert_eq!(class(&report, "login")["ok"], USERS, "{stdout}");
+    assert_eq!(ok(&report, "login"), USERS, "{stdout}");
     // Daemons and users went on after the switch.
     for side in ["daemon", "portal"] {
         assert!(
@@ -170,14 +164,8 @@ fn a_promoted_standby_takes_over_and_nothing_acknowledged_is_lost() {
             "no {side} request succeeded after the failover: {stdout}"
         );
     }
-    assert_eq!(class(&report, "activate")["ok"], DAEMONS, "{stdout}");
-    assert!(
-        class(&report, "check")["ok"].as_u64().expect("checks") >= DAEMONS,
-        "{stdout}"
-    );
-    assert!(
-        class(&report, "order")["ok"].as_u64().expect("orders") > 0,
-        "{stdout}"
-    );
+    assert_eq!(ok(&report, "activate"), DAEMONS, "{stdout}");
+    assert!(ok(&report, "check") >= DAEMONS, "{stdout}");
+    assert!(ok(&report, "order") > 0, "{stdout}");
     assert_eq!(report["emails_duplicated"], 0, "{stdout}");
 }

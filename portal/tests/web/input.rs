@@ -5,7 +5,7 @@
 //! password changes.
 
 use super::browser::{between, Browser, Reply};
-use super::shop::{hidden_fields, location, post_owned, set, worked_order};
+use super::shop::{fingerprint, hidden_fields, location, post_owned, set, worked_order};
 use super::{Portal, PW};
 
 /// Hostile redirect targets, URL-encoded as they arrive in a query or a form.
@@ -135,23 +135,6 @@ async fn every_redirect_target_passes_one_rule() {
             .await;
         assert_redirects(&r, "/", &format!("trusted back={back:?}"));
     }
-}
-
-/// What the store holds, for "nothing changed".
-fn fingerprint(p: &Portal) -> String {
-    let store = &p.web.store;
-    let licenses = store.licenses().expect("licenses");
-    let mutations: Vec<_> = licenses
-        .iter()
-        .map(|l| store.mutations(&l.number).expect("mutations"))
-        .collect();
-    format!(
-        "{:?}{:?}{:?}{}",
-        store.accounts().expect("accounts"),
-        licenses,
-        mutations,
-        p.web.mailer.queue_len()
-    )
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@
 //! more calls than were let through.
 
 use super::browser::{Browser, Reply};
-use super::shop::{hidden_fields, location, off_runtime, post_owned, worked_order};
+use super::shop::{fingerprint, hidden_fields, location, off_runtime, post_owned, worked_order};
 use super::Portal;
 use keys::LicenseNumber;
 
@@ -28,25 +28,6 @@ fn assert_try_again(r: &Reply, what: &str) {
         r.body.contains("please try again in a minute"),
         "{what}: the English text"
     );
-}
-
-/// What the store holds, for "nothing changed".
-fn fingerprint(p: &Portal) -> String {
-    off_runtime(|| {
-        let store = &p.web.store;
-        let licenses = store.licenses().expect("licenses");
-        let mutations: Vec<_> = licenses
-            .iter()
-            .map(|l| store.mutations(&l.number).expect("mutations"))
-            .collect();
-        format!(
-            "{:?}{:?}{:?}{}",
-            store.accounts().expect("accounts"),
-            licenses,
-            mutations,
-            p.web.mailer.queue_len()
-        )
-    })
 }
 
 /// `GET path` with the store's call number `skip` (from 0) failing, for every

@@ -107,6 +107,25 @@ pub(crate) fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
     std::thread::scope(|s| s.spawn(f).join().expect("store call"))
 }
 
+/// What the store holds, for "nothing changed" (`input.rs`, `outage.rs`).
+pub(crate) fn fingerprint(p: &Portal) -> String {
+    off_runtime(|| {
+        let store = &p.web.store;
+        let licenses = store.licenses().expect("licenses");
+        let mutations: Vec<_> = licenses
+            .iter()
+            .map(|l| store.mutations(&l.number).expect("mutations"))
+            .collect();
+        format!(
+            "{:?}{:?}{:?}{}",
+            store.accounts().expect("accounts"),
+            licenses,
+            mutations,
+            p.web.mailer.queue_len()
+        )
+    })
+}
+
 impl Portal {
     /// A verified, logged-in customer.
     pub(crate) async fn customer(&self, email: &str) -> Browser {

@@ -17,6 +17,20 @@
 //!    downloads the file, daemon D with the SIMULATED dongle (a file) runs
 //!    licensed; the dongle is removed and the stop is scheduled an hour later.
 //!
+//! Issue 19 after step 6: the offline check by file. B writes a request file
+//! (`promos-licd offline request`), the customer chooses it in the license's
+//! "Offline-Prüfung" form, downloads the answer file, and B applies it
+//! (`promos-licd offline apply`). At the end the customer logs out and the old
+//! session id is refused everywhere.
+//!
+//! Two runs of the same steps: one `pls serve` on SQLite, and (issue 15) two
+//! `pls serve` on one database of a throwaway PostgreSQL cluster behind a
+//! round-robin proxy in the test (`proxy.rs`, the stand-in for a load
+//! balancer) that sends every page request to the other instance than the one
+//! before; the daemons get both QUIC addresses, in a different order for every
+//! other daemon. That run asserts that both instances answered a real share of
+//! the pages with the session cookie and never said "log in first".
+//!
 //! Issue 18 on the way: the empty license list leads to ordering; one driver
 //! over its maximum keeps the other prices and the valid total; the upgrade form
 //! shows totals; the token is hidden again and has a copy button; the admin
@@ -24,11 +38,13 @@
 //! order form, the license page, the upgrade form and the quote list fit a
 //! 390 px window (and 1280 px) without scrolling sideways.
 //!
-//! Screenshots of the key pages go to `<target>/tmp/journey-screenshots/`; the
+//! Screenshots of the key pages go to `<target>/tmp/journey-screenshots/`
+//! (`journey-screenshots-two-servers/` for the second run); the
 //! test fails on any browser console error. The daemons' hardware IDs come from
 //! the test-only override `PROMOS_LICD_TEST_HARDWARE_ID`; their dongle backend
 //! is the simulated one.
 
+mod proxy;
 mod webdriver;
 
 use e2e::{free_tcp_port, free_udp_port};
@@ -61,6 +77,25 @@ async fn http_get(addr: (&str, u16), path: &str) -> String {
     body.to_owned()
 }
 
+/// GET `path` on a server instance with session cookie `session`: the
+/// response's head.
+async fn http_head(port: u16, path: &str, session: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nCookie: pls_session={session}\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(request.as_bytes()).await.expect("send");
+    let mut raw = vec![];
+    s.read_to_end(&mut raw).await.expect("read");
+    let raw = String::from_utf8_lossy(&raw);
+    raw.split_once("\r\n\r\n")
+        .map_or(raw.as_ref(), |(head, _)| head)
+        .to_owned()
+}
+
 fn now_secs() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -78,13 +113,15 @@ impl Drop for Proc {
     }
 }
 
-/// The newest `.eml` in the outbox whose text contains `needle`, with
+/// The newest `.eml` in the outboxes (one per server instance: whichever
+/// instance takes a queued email sends it) whose text contains `needle`, with
 /// quoted-printable soft breaks and `=3D` undone.
-async fn mail_containing(outbox: &Path, needle: &str) -> String {
+async fn mail_containing(outboxes: &[PathBuf], needle: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let mut found: Vec<(SystemTime, String)> = std::fs::read_dir(outbox)
-            .into_iter()
+        let mut found: Vec<(SystemTime, String)> = outboxes
+            .iter()
+            .flat_map(std::fs::read_dir)
             .flatten()
             .flatten()
             .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
@@ -104,8 +141,7 @@ async fn mail_containing(outbox: &Path, needle: &str) -> String {
         }
         assert!(
             Instant::now() < deadline,
-            "no email containing {needle:?} in {}",
-            outbox.display()
+            "no email containing {needle:?} in {outboxes:?}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -173,22 +209,27 @@ struct Daemon {
 struct Site<'a> {
     licd: &'a Path,
     dir: &'a Path,
-    quic: SocketAddr,
+    /// The servers' QUIC addresses (one per instance).
+    quic: &'a [SocketAddr],
     pls_data: &'a Path,
 }
 
 impl Site<'_> {
-    fn daemon(&self, name: &str, hwid: &str, extra: &[(&str, String)]) -> Daemon {
+    /// `promos-licd` with the environment of daemon `name`: its server list
+    /// starts at a different instance for every other daemon (so with two
+    /// instances both answer daemons), its own data directory and socket.
+    fn licd(&self, name: &str, hwid: &str) -> Command {
         let home = self.dir.join(name);
         std::fs::create_dir_all(&home).expect("daemon dir");
-        let socket = home.join("licd.sock");
         let public =
             std::fs::read_to_string(self.pls_data.join("signing.pub")).expect("public key");
+        let mut servers: Vec<String> = self.quic.iter().map(|a| a.to_string()).collect();
+        let first = usize::from(name.as_bytes()[0]) % servers.len();
+        servers.rotate_left(first);
         let mut cmd = Command::new(self.licd);
-        cmd.arg("run")
-            .env_clear()
+        cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("PROMOS_LICD_SERVER", self.quic.to_string())
+            .env("PROMOS_LICD_SERVER", servers.join(","))
             .env("PROMOS_LICD_SERVER_NAME", "localhost")
             .env(
                 "PROMOS_LICD_SERVER_CERT_DER",
@@ -196,12 +237,20 @@ impl Site<'_> {
             )
             .env("PROMOS_LICD_TRUSTED_KEYS", public.trim())
             .env("PROMOS_LICD_DATA_DIR", home.join("data"))
-            .env("PROMOS_LICD_SOCKET", &socket)
+            .env("PROMOS_LICD_SOCKET", home.join("licd.sock"))
             .env("PROMOS_LICD_TEST_HARDWARE_ID", hwid)
             .env("PROMOS_LICD_DONGLE_BACKEND", "simulated")
             .env("PROMOS_LICD_SIMULATED_DONGLE_FILE", home.join("dongle"))
             .env("PROMOS_LICD_TICK_SECS", "1")
-            .env("PROMOS_LICD_LOG", "info")
+            .env("PROMOS_LICD_LOG", "info");
+        cmd
+    }
+
+    fn daemon(&self, name: &str, hwid: &str, extra: &[(&str, String)]) -> Daemon {
+        let home = self.dir.join(name);
+        let socket = home.join("licd.sock");
+        let mut cmd = self.licd(name, hwid);
+        cmd.arg("run")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(home.join("licd.log")).expect("log"));
         for (k, v) in extra {
@@ -243,7 +292,7 @@ impl Daemon {
 
 struct Journey {
     base: String,
-    outbox: PathBuf,
+    outboxes: Vec<PathBuf>,
     shots: PathBuf,
 }
 
@@ -367,7 +416,7 @@ impl Journey {
             .expect("quote number in the notice")
             .to_owned();
         let number = id.split('#').next().expect("number").to_owned();
-        let mail = mail_containing(&self.outbox, &format!("{id}.")).await;
+        let mail = mail_containing(&self.outboxes, &format!("{id}.")).await;
         let order_link = link(&mail, &format!("/quotes/{number}/1"));
         s.goto(&order_link).await;
         s.click_nav("#order").await;
@@ -384,19 +433,190 @@ async fn set_select(s: &Session, id: &str, value: &str) -> Value {
     s.exec_async(&script).await
 }
 
-#[test]
-fn the_whole_journey_in_a_real_browser() {
+/// Which license servers the journey runs against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Servers {
+    /// One `pls serve` on its own SQLite store.
+    One,
+    /// Two `pls serve` on one database of a throwaway PostgreSQL cluster, the
+    /// browsers behind the round-robin proxy (every page request goes to the
+    /// other instance than the one before), the daemons with both QUIC
+    /// addresses (issue 15).
+    TwoOnPostgres,
+}
+
+/// The running license servers.
+struct Pls {
+    _procs: Vec<Proc>,
+    http_ports: Vec<u16>,
+    data_dirs: Vec<PathBuf>,
+    logs: Vec<PathBuf>,
+    metrics_ports: Vec<u16>,
+    quic: Vec<SocketAddr>,
+    database_url: Option<String>,
+    /// The round-robin proxy in front of two instances.
+    proxy: Option<proxy::Proxy>,
+    base: String,
+}
+
+impl Pls {
+    async fn start(servers: Servers, bin: &Path, dir: &Path) -> Pls {
+        let n = match servers {
+            Servers::One => 1,
+            Servers::TwoOnPostgres => 2,
+        };
+        // The cluster's client blocks: off the runtime.
+        let database_url = (servers == Servers::TwoOnPostgres).then(|| {
+            std::thread::spawn(|| {
+                portal::store::throwaway::shared()
+                    .create_database()
+                    .expect("a database in the throwaway PostgreSQL cluster")
+            })
+            .join()
+            .expect("database")
+        });
+        let http_ports: Vec<u16> = (0..n).map(|_| free_tcp_port()).collect();
+        let public_port = if n == 1 {
+            http_ports[0]
+        } else {
+            free_tcp_port()
+        };
+        let base = format!("http://127.0.0.1:{public_port}");
+        let data_dirs: Vec<PathBuf> = (0..n)
+            .map(|i| match i {
+                0 => dir.join("pls"),
+                i => dir.join(format!("pls-{i}")),
+            })
+            .collect();
+        if n > 1 {
+            // Every instance signs with the same key and shows the same
+            // certificate (README, "Operating several servers").
+            let mut config = portal::config::Config {
+                data_dir: data_dirs[0].clone(),
+                ..portal::config::Config::default()
+            };
+            config.database.url = database_url.clone();
+            std::thread::spawn(move || {
+                portal::identity::Identity::load_or_create(&config).expect("key and certificate")
+            })
+            .join()
+            .expect("identity");
+            for d in &data_dirs[1..] {
+                std::fs::create_dir_all(d).expect("instance data dir");
+                for f in [
+                    "signing.key",
+                    "signing.pub",
+                    "quic-cert.der",
+                    "quic-key.der",
+                ] {
+                    std::fs::copy(data_dirs[0].join(f), d.join(f)).expect("key file");
+                }
+            }
+        }
+        let mut pls = Pls {
+            _procs: vec![],
+            logs: (0..n)
+                .map(|i| match i {
+                    0 => dir.join("pls.log"),
+                    i => dir.join(format!("pls-{i}.log")),
+                })
+                .collect(),
+            metrics_ports: (0..n).map(|_| free_tcp_port()).collect(),
+            quic: (0..n)
+                .map(|_| SocketAddr::from(([127, 0, 0, 1], free_udp_port())))
+                .collect(),
+            data_dirs,
+            database_url,
+            http_ports: http_ports.clone(),
+            proxy: None,
+            base,
+        };
+        for (i, http_port) in http_ports.iter().enumerate() {
+            let mut cmd = Command::new(bin);
+            cmd.arg("serve")
+                .env("PLS_DATA_DIR", &pls.data_dirs[i])
+                .env("PLS_HTTP_LISTEN", format!("127.0.0.1:{http_port}"))
+                .env("PLS_PUBLIC_URL", &pls.base)
+                .env("PLS_QUIC_LISTEN", pls.quic[i].to_string())
+                .env(
+                    "PLS_METRICS_LISTEN",
+                    format!("127.0.0.1:{}", pls.metrics_ports[i]),
+                )
+                // Debug level for our own crates: more lines that must not hold a secret.
+                .env("PLS_LOG", "info,portal=debug")
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&pls.logs[i]).expect("log"));
+            if let Some(url) = &pls.database_url {
+                cmd.env("PLS_DATABASE_URL", url);
+            }
+            pls._procs.push(Proc(cmd.spawn().expect("pls serve")));
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while std::net::TcpStream::connect(("127.0.0.1", *http_port)).is_err() {
+                assert!(
+                    Instant::now() < deadline,
+                    "pls {i} did not start: {}",
+                    std::fs::read_to_string(&pls.logs[i]).unwrap_or_default()
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        if n > 1 {
+            let backends = http_ports
+                .iter()
+                .map(|p| SocketAddr::from(([127, 0, 0, 1], *p)))
+                .collect();
+            pls.proxy = Some(
+                proxy::Proxy::start(SocketAddr::from(([127, 0, 0, 1], public_port)), backends)
+                    .await,
+            );
+        }
+        pls
+    }
+
+    /// The environment of `pls admin` (the first instance's files, the database).
+    fn admin_env(&self, cmd: &mut Command) {
+        cmd.env("PLS_DATA_DIR", &self.data_dirs[0])
+            .env("PLS_PUBLIC_URL", &self.base);
+        if let Some(url) = &self.database_url {
+            cmd.env("PLS_DATABASE_URL", url);
+        }
+    }
+
+    /// Series `series` of each instance's `/metrics` (0 where it is missing).
+    async fn metric(&self, series: &str) -> Vec<f64> {
+        let mut values = vec![];
+        for port in &self.metrics_ports {
+            let metrics = http_get(("127.0.0.1", *port), "/metrics").await;
+            values.push(
+                metrics
+                    .lines()
+                    .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+                    .unwrap_or(0.0),
+            );
+        }
+        values
+    }
+}
+
+/// Runs one journey; two never at once (each drives a browser and its own
+/// servers, and together they would crowd a 2-core CI machine past the
+/// journey's time limits).
+fn run(servers: Servers) {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     // The journey is one long async function; its future is too large for the
     // default test thread's stack, so it runs boxed on a thread with more.
     let t = std::thread::Builder::new()
         .stack_size(64 << 20)
-        .spawn(|| {
+        .spawn(move || {
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
                 .build()
                 .expect("runtime")
-                .block_on(Box::pin(journey()))
+                .block_on(Box::pin(journey(servers)))
         })
         .expect("journey thread");
     if let Err(panic) = t.join() {
@@ -404,55 +624,42 @@ fn the_whole_journey_in_a_real_browser() {
     }
 }
 
-async fn journey() {
+#[test]
+fn the_whole_journey_in_a_real_browser() {
+    run(Servers::One);
+}
+
+/// Issue 15: the same journey with two instances on one PostgreSQL database,
+/// every page request of the browsers going to the other instance than the one
+/// before.
+#[test]
+fn the_whole_journey_with_requests_alternating_between_two_servers() {
+    run(Servers::TwoOnPostgres);
+}
+
+async fn journey(servers: Servers) {
     let pls_bin = e2e::binary("portal", "pls");
     let licd = e2e::binary("daemon", "promos-licd");
     let dir = tempfile::tempdir().expect("tempdir");
-    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("journey-screenshots");
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(match servers {
+        Servers::One => "journey-screenshots",
+        Servers::TwoOnPostgres => "journey-screenshots-two-servers",
+    });
     let _ = std::fs::remove_dir_all(&shots);
     std::fs::create_dir_all(&shots).expect("screenshot dir");
 
-    // The license server, a real process.
-    let http_port = free_tcp_port();
-    let metrics_port = free_tcp_port();
-    let quic = SocketAddr::from(([127, 0, 0, 1], free_udp_port()));
-    let pls_data = dir.path().join("pls");
-    let base = format!("http://127.0.0.1:{http_port}");
-    let pls_log = dir.path().join("pls.log");
-    let pls_env = |cmd: &mut Command| {
-        cmd.env("PLS_DATA_DIR", &pls_data)
-            .env("PLS_HTTP_LISTEN", format!("127.0.0.1:{http_port}"))
-            .env("PLS_PUBLIC_URL", &base)
-            .env("PLS_QUIC_LISTEN", quic.to_string())
-            .env("PLS_METRICS_LISTEN", format!("127.0.0.1:{metrics_port}"))
-            // Debug level for our own crates: more lines that must not hold a secret.
-            .env("PLS_LOG", "info,portal=debug");
-    };
-    let mut cmd = Command::new(&pls_bin);
-    cmd.arg("serve")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&pls_log).expect("log"));
-    pls_env(&mut cmd);
-    let _pls = Proc(cmd.spawn().expect("pls serve"));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", http_port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "pls did not start: {}",
-            std::fs::read_to_string(&pls_log).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // The license server(s), real processes.
+    let pls = Pls::start(servers, &pls_bin, dir.path()).await;
     let j = Journey {
-        base: base.clone(),
-        outbox: pls_data.join("outbox"),
+        base: pls.base.clone(),
+        outboxes: pls.data_dirs.iter().map(|d| d.join("outbox")).collect(),
         shots: shots.clone(),
     };
     let site = Site {
         licd: &licd,
         dir: dir.path(),
-        quic,
-        pls_data: &pls_data,
+        quic: &pls.quic,
+        pls_data: &pls.data_dirs[0],
     };
 
     let driver = Driver::start(free_tcp_port(), &dir.path().join("chromedriver.log")).await;
@@ -477,7 +684,7 @@ async fn journey() {
     j.shot(&c, "01-register").await;
     c.click_nav("form[action='/register'] button[type=submit]")
         .await;
-    let mail = mail_containing(&j.outbox, "/verify?token=").await;
+    let mail = mail_containing(&j.outboxes, "/verify?token=").await;
     c.goto(&link(&mail, "/verify?token=")).await;
     j.login(&mut c, "christoph@journey.example", PW, "/licenses")
         .await;
@@ -556,7 +763,7 @@ async fn journey() {
         .expect("quote id")
         .to_owned();
     let number = id.split('#').next().expect("number").to_owned();
-    let mail = mail_containing(&j.outbox, &format!("{id}.")).await;
+    let mail = mail_containing(&j.outboxes, &format!("{id}.")).await;
     assert!(mail.contains("8.508,50"), "the quote email lists the gross");
     c.goto(&link(&mail, &format!("/quotes/{number}/1"))).await;
     c.click_nav("#order").await;
@@ -579,7 +786,7 @@ async fn journey() {
     let out = {
         let mut cmd = Command::new(&pls_bin);
         cmd.args(["admin", "create-admin", "vendor@journey.example"]);
-        pls_env(&mut cmd);
+        pls.admin_env(&mut cmd);
         cmd.output().expect("pls admin create-admin")
     };
     let text = String::from_utf8_lossy(&out.stdout).to_string();
@@ -744,6 +951,106 @@ async fn journey() {
     c.goto(&j.url(&format!("/licenses/{number}"))).await;
     assert_eq!(c.text("#bound").await, HOST_B);
 
+    // 6b. The offline check by file (issue 19): B writes a request file with
+    // `promos-licd offline request`; the customer uploads it on the license
+    // page ("Offline-Prüfung"), downloads the answer file, and B applies it
+    // with `promos-licd offline apply`.
+    let request_file = dir.path().join("b-offline-request.txt");
+    let out = site
+        .licd("b", HOST_B)
+        .args(["offline", "request", "--out"])
+        .arg(&request_file)
+        .output()
+        .expect("promos-licd offline request");
+    assert!(
+        out.status.success(),
+        "offline request: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let request_text = std::fs::read_to_string(&request_file).expect("request file");
+    assert!(request_text.contains("Kind: check"), "{request_text}");
+    c.goto(&j.url(&format!("/licenses/{number}"))).await;
+    c.click_nav(&format!("a[href='/licenses/{number}/offline']"))
+        .await;
+    c.choose_file("#offline-file", &request_file).await;
+    // license.js reads the chosen file into the text field.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c
+        .exec_async("arguments[0](document.getElementById('offline-request').value);")
+        .await
+        != json!(request_text)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the chosen file never filled the field"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    j.shot(&c, "12-offline-request").await;
+    c.click_nav("#offline-submit").await;
+    let outcome = c.text("#offline-outcome").await;
+    assert!(
+        outcome.starts_with("Die Prüfung war erfolgreich."),
+        "{outcome}"
+    );
+    j.shot(&c, "12-offline-answer").await;
+    // The download: the link's file (a `data:` URL; the page's content
+    // security policy lets no script fetch it, so it is decoded here).
+    let download = c
+        .exec_async(
+            "var a = document.getElementById('offline-download'); \
+             arguments[0]([a.getAttribute('download'), a.href]);",
+        )
+        .await;
+    assert_eq!(
+        download[0],
+        json!(format!("promos-offline-answer-{number}.txt"))
+    );
+    let href = download[1].as_str().expect("download link");
+    let answer_bytes = {
+        use base64::Engine as _;
+        let b64 = href
+            .strip_prefix("data:text/plain;charset=utf-8;base64,")
+            .unwrap_or_else(|| panic!("a data: link: {href}"));
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .expect("base64")
+    };
+    let answer_text = std::str::from_utf8(&answer_bytes).expect("text");
+    assert_eq!(
+        answer_text.trim_end(),
+        c.text("#offline-answer").await.trim_end(),
+        "the file is the answer shown"
+    );
+    let answer = wire::offline::read_answer(answer_text).expect("a valid answer file");
+    assert_eq!(answer.hardware_id.to_string(), HOST_B);
+    assert_eq!(answer.license_number.to_string(), number);
+    assert!(
+        matches!(answer.response, wire::Response::Checked { .. }),
+        "{:?}",
+        answer.response
+    );
+    let answer_file = dir.path().join("b-offline-answer.txt");
+    std::fs::write(&answer_file, answer_text).expect("answer file");
+    let out = site
+        .licd("b", HOST_B)
+        .args(["offline", "apply"])
+        .arg(&answer_file)
+        .output()
+        .expect("promos-licd offline apply");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "offline apply: {said} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains("the license check succeeded")
+            || said.contains("die Lizenzprüfung war erfolgreich"),
+        "{said}"
+    );
+    assert_eq!(db.status().await["licensed"], true);
+
     // 7. Engineering: free, active at once, 24 hours per start.
     c.goto(&j.url("/quote/engineering")).await;
     j.master_data(&c, "Engineering PC").await;
@@ -832,12 +1139,57 @@ async fn journey() {
         .into_iter()
         .map(|id| id.expect("both browsers are logged in"))
         .collect();
+    // Two instances: each answered a real share of the pages, most of them
+    // with the session cookie, and none of those said "log in first" (the
+    // session lived on across every switch: it is in the database).
+    if let Some(proxy) = &pls.proxy {
+        let served = proxy.served();
+        eprintln!("served through the proxy, per instance: {served:?}");
+        let pages: u64 = served.iter().map(|s| s.pages).sum();
+        for (i, s) in served.iter().enumerate() {
+            assert!(
+                s.pages * 10 >= pages * 4,
+                "instance {i} answered {} of {pages} pages: {served:?}",
+                s.pages
+            );
+            assert!(s.with_session >= 20, "instance {i}: {served:?}");
+            assert_eq!(s.to_login, 0, "instance {i} lost a session: {served:?}");
+        }
+    }
+    // Every instance knows the customer's session (asked directly, without
+    // the proxy) ...
+    for port in &pls.http_ports {
+        let head = http_head(*port, "/licenses", &sessions[0]).await;
+        assert!(
+            head.starts_with("HTTP/1.1 200"),
+            "instance on {port}: {head}"
+        );
+    }
+    // ... until the customer logs out: then the license list asks to log in
+    // again, in the browser and on every instance for the old session id.
+    c.goto(&j.url("/licenses")).await;
+    c.click_nav("form[action='/logout'] button[type=submit]")
+        .await;
+    c.goto(&j.url("/licenses")).await;
+    assert!(
+        c.url().await.contains("/login?next="),
+        "logged out, yet on {}",
+        c.url().await
+    );
+    j.shot(&c, "13-logged-out").await;
+    for port in &pls.http_ports {
+        let head = http_head(*port, "/licenses", &sessions[0]).await;
+        assert!(
+            head.starts_with("HTTP/1.1 303") && head.contains("/login?next="),
+            "instance on {port} after the logout: {head}"
+        );
+    }
     c.close().await;
     a.close().await;
 
     // The server's metrics saw the journey: activations, checks, the reset's
-    // refusal, portal pages by route.
-    let metrics = http_get(("127.0.0.1", metrics_port), "/metrics").await;
+    // refusal, portal pages by route (counters summed over the instances;
+    // the license count is each instance's view of the one database).
     for (series, at_least) in [
         (
             "pls_daemon_requests_total{kind=\"activate\",outcome=\"ok\"}",
@@ -856,16 +1208,15 @@ async fn journey() {
             "pls_http_requests_total{method=\"POST\",route=\"/login\",status=\"303\"}",
             2.0,
         ),
-        ("pls_licenses", 2.0),
     ] {
-        let v: f64 = metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or_else(|| panic!("no {series} in\n{metrics}"));
+        let v = pls.metric(series).await.iter().sum::<f64>();
         assert!(
             v >= at_least,
             "{series} = {v}, expected at least {at_least}"
         );
+    }
+    for v in pls.metric("pls_licenses").await {
+        assert!(v >= 2.0, "pls_licenses = {v}, expected at least 2");
     }
     // The daemon with the pulled dongle shows its forced stop in its metrics.
     let d_metrics = http_get(("127.0.0.1", d_metrics_port), "/metrics").await;
@@ -883,16 +1234,15 @@ async fn journey() {
     // No secret of the journey in any log: license tokens, passwords, session ids.
     drop(da);
     drop(dd);
-    for log in [
-        pls_log.clone(),
+    for log in pls.logs.iter().cloned().chain([
         dir.path().join("a/licd.log"),
         dir.path().join("b/licd.log"),
         dir.path().join("c/licd.log"),
         dir.path().join("d/licd.log"),
-    ] {
+    ]) {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         assert!(
-            !text.is_empty() || log != pls_log,
+            !text.is_empty() || !pls.logs.contains(&log),
             "{} is empty",
             log.display()
         );

@@ -269,6 +269,18 @@ impl Session {
         .await;
     }
 
+    /// Chooses `file` in the file input `css`, as a user does in the file dialog
+    /// (the input's change event fires).
+    pub async fn choose_file(&self, css: &str, file: &Path) {
+        let el = self.find(css).await;
+        self.cmd(
+            "POST",
+            &format!("/element/{}/value", el.0),
+            Some(json!({ "text": file.display().to_string() })),
+        )
+        .await;
+    }
+
     pub async fn text(&self, css: &str) -> String {
         let el = self.find(css).await;
         self.cmd("GET", &format!("/element/{}/text", el.0), None)

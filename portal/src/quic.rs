@@ -70,6 +70,15 @@ pub fn bind(identity: &Identity, config: &QuicConfig) -> Result<quinn::Endpoint,
         .with_single_cert(vec![cert], key)
         .map_err(|e| tls_err(&e))?;
     tls.alpn_protocols = vec![wire::ALPN.to_vec()];
+    // No session tickets: rustls sends two NewSessionTicket messages (about
+    // 160 bytes) on every connection by default, and no daemon resumes (each
+    // request is a new connection of a new client). Resumption would not make
+    // a check smaller either: the certificate travels inside the server's
+    // first datagram, which QUIC pads to 1200 bytes anyway, and rustls
+    // allows 0-RTT only with single-use server-side sessions that expire
+    // after 24 hours, which the next daily check always misses
+    // (BENCHMARKS.md, issue 16, "one check on the wire").
+    tls.send_tls13_tickets = 0;
     let quic = QuicServerConfig::try_from(tls).map_err(|e| tls_err(&e))?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(quic));
     server.transport_config(Arc::new(transport(config)));

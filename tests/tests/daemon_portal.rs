@@ -1138,10 +1138,12 @@ async fn check_now_waits_for_a_fresh_check_and_exits_non_zero_when_it_fails() {
 /// server's certificate and the connection close included. Prints the figure
 /// for BENCHMARKS.md. The goal was under 4 KiB; 3 of the datagrams must be
 /// padded to 1200 bytes by QUIC (the client's two Initial flights, the
-/// server's first), so what is left for certificate, request and receipt
-/// does not fit without session resumption on the server (BENCHMARKS.md).
-/// The bound here is what the daemon's client achieves alone (quinn's
-/// defaults took 16 KiB, mostly path-MTU probes from both sides).
+/// server's first, which holds the certificate too), so request, receipt
+/// and acknowledgements do not fit in what is left; session resumption does
+/// not change that, and 0-RTT is out of reach (BENCHMARKS.md). The bound
+/// here is what client and server achieve (quinn's defaults took 16 KiB,
+/// mostly path-MTU probes from both sides; the server sends no session
+/// tickets).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_daily_check_costs_under_5_kib_on_the_wire() {
     let tmp = tempfile::tempdir().expect("tempdir");

@@ -263,12 +263,21 @@ async fn the_portals_daemon_settings_download_activates_a_daemon_unchanged() {
     // Idle after the activation (its QUIC client done): the footprint of a
     // soft-dongle host, printed for BENCHMARKS.md (`-- --nocapture`).
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let rss = std::fs::read_to_string(format!("/proc/{}/status", daemon.0.id()))
-        .expect("/proc status")
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().to_owned()))
-        .expect("VmRSS");
-    eprintln!("soft-dongle daemon idle after activation: VmRSS {rss}");
+    let proc_status =
+        std::fs::read_to_string(format!("/proc/{}/status", daemon.0.id())).expect("/proc status");
+    let field = |name: &str| {
+        proc_status
+            .lines()
+            .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned()))
+            .unwrap_or_else(|| panic!("{name} in /proc status"))
+    };
+    eprintln!(
+        "soft-dongle daemon idle after activation: VmRSS {} (anonymous {}, file-backed {}; {} threads)",
+        field("VmRSS:"),
+        field("RssAnon:"),
+        field("RssFile:"),
+        field("Threads:")
+    );
     // The configuration is still the downloaded file, byte for byte.
     assert_eq!(std::fs::read_to_string(&config).expect("read"), file);
     assert!(

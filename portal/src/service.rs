@@ -924,12 +924,17 @@ mod tests {
                 .iter()
                 .any(|(action, _)| action == "binding.hardware_changed"));
             // The computer it left activating again is a clone; one with two
-            // facts changed is another computer; the binding stays.
+            // facts changed from the moved binding is another computer; the
+            // binding stays.
             assert_eq!(
                 s.outcome(s.activate(&a, &pc(&[]))),
                 Err(RefusalReason::ClonedHost)
             );
-            let two = pc(&[ONE_MAC, ("cpu=Intel(R) Core(TM) i5", "cpu=AMD Ryzen 7")]);
+            let two = pc(&[
+                ONE_MAC,
+                ("cpu=Intel(R) Core(TM) i5", "cpu=AMD Ryzen 7"),
+                ("dmi-uuid=4c4c4544-0042-3510", "dmi-uuid=ffff"),
+            ]);
             assert_eq!(
                 s.outcome(s.activate(&id(0xc), &two)),
                 Err(RefusalReason::BoundToAnotherHost)

@@ -1735,3 +1735,158 @@ async fn an_engineering_run_ends_within_a_second_of_its_24_hours() {
     let _ = stop.send(());
     task.await.expect("join").expect("clean stop");
 }
+
+// ---- Checks and activation by file (issue 19) ----
+
+/// `promos-licd offline request` / `offline apply` as a person on a plant host
+/// without internet uses them: the messages in the locale's language, the
+/// exit codes (0 done, 2 answer refused with nothing changed, 1 the file
+/// could not be read), and the socket answers behind them as snapshots (the
+/// request file's text holds a random nonce and is shown as `<file>`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_offline_request_and_apply_say_what_happened_in_the_locales_language() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = Running::start(
+        soft_config(dir.path(), &dir.path().join("data")),
+        SimClock::at(T0),
+    )
+    .await;
+    let number = LicenseNumber::from_body(192_190_001).expect("n");
+    let cli_run = |lang: &'static str, args: Vec<String>| {
+        let socket = d.socket.clone();
+        async move {
+            cli_in(lang)
+                .args(&args)
+                .arg("--socket")
+                .arg(&socket)
+                .output()
+                .await
+                .expect("promos-licd")
+        }
+    };
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+
+    // Not activated and no number: the socket says how, and so does the CLI.
+    let v = d.call(json!({"cmd": "offline_request", "id": 1})).await;
+    snapshot("offline_request_no_license", &v.to_string());
+    let out = cli_run("en_US.UTF-8", vec!["offline".into(), "request".into()]).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(text(&out.stderr).contains("--license NUMBER"), "{out:?}");
+
+    // An activation request, written where asked, in German.
+    let file = dir.path().join("anfrage.txt");
+    let out = cli_run(
+        "de_CH.UTF-8",
+        vec![
+            "offline".into(),
+            "request".into(),
+            "--license".into(),
+            number.to_string(),
+            "--out".into(),
+            file.display().to_string(),
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{out:?}");
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.starts_with(&format!("Anfragedatei geschrieben: {}\n", file.display()))
+            && stdout.contains("\"Offline-Prüfung\"")
+            && stdout.contains("promos-licd offline apply DATEI"),
+        "{stdout}"
+    );
+    let request = wire::offline::read_request(&std::fs::read_to_string(&file).expect("file"))
+        .expect("a request file");
+    assert_eq!(request.kind(), "activation");
+    assert_eq!(request.license_number(), &number);
+    // The socket answer behind it (the text masked: its nonce is random).
+    let mut v = d
+        .call(json!({"cmd": "offline_request", "id": 2, "license_number": number.to_string()}))
+        .await;
+    assert!(v["file"]
+        .as_str()
+        .is_some_and(|f| f.contains("Kind: activation")));
+    v["file"] = json!("<file>");
+    snapshot("offline_request", &v.to_string());
+
+    // The server's answer to the first request (signed as the server signs it).
+    let receipt = Signed::sign(
+        &wire::CheckReceipt {
+            license_number: number.clone(),
+            hardware_id: HWID.parse().expect("hwid"),
+            nonce: request.nonce(),
+            server_time: T0,
+            next_check_due: T0.plus_secs(UnixTime::DAY),
+            current_serial: 7,
+        },
+        &key(),
+    );
+    let answer = wire::offline::write_answer(
+        &request,
+        &wire::Response::Activated {
+            grant: soft_grant(),
+            receipt,
+        },
+    )
+    .expect("answer");
+    let answer_file = dir.path().join("antwort.txt");
+    std::fs::write(&answer_file, &answer).expect("write");
+    let apply = |lang: &'static str| {
+        cli_run(
+            lang,
+            vec![
+                "offline".into(),
+                "apply".into(),
+                answer_file.display().to_string(),
+            ],
+        )
+    };
+    let out = apply("en_GB.UTF-8").await;
+    assert!(out.status.success(), "{out:?}");
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.starts_with("Answer file applied: this computer is activated.\n"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("licensed"), "{stdout}");
+    // The same answer again: exit code 2, nothing changed, the reason named.
+    let out = apply("de_DE.UTF-8").await;
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.starts_with("Antwortdatei nicht übernommen, nichts wurde geändert: "),
+        "{stderr}"
+    );
+    let out = apply("en_US.UTF-8").await;
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        text(&out.stderr).starts_with("Answer file not applied, nothing was changed: "),
+        "{out:?}"
+    );
+    let v = d
+        .call(json!({"cmd": "offline_apply", "id": 3, "file": answer}))
+        .await;
+    snapshot("offline_apply_not_waiting", &v.to_string());
+    // Not an answer file at all; and no file.
+    let v = d
+        .call(json!({"cmd": "offline_apply", "id": 4, "file": "hello"}))
+        .await;
+    snapshot("offline_apply_bad_file", &v.to_string());
+    let out = cli_run(
+        "en_US.UTF-8",
+        vec![
+            "offline".into(),
+            "apply".into(),
+            dir.path().join("none.txt").display().to_string(),
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        text(&out.stderr).contains("reading the answer file"),
+        "{out:?}"
+    );
+    assert_eq!(d.status().await["state"], json!("licensed"));
+    d.stop().await;
+}

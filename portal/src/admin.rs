@@ -159,6 +159,12 @@ pub struct AdminContext {
     pub identity: String,
     /// What a daemon needs (`pls admin identity --daemon-config`).
     pub daemon: crate::daemon_config::DaemonSettings,
+    /// The daemon-facing service that answers `offline-answer` as a network
+    /// check or activation is answered (hardware tolerance, the "Hardware
+    /// geändert" email): the running server's, or one built for the command
+    /// on the stopped server's database ([`crate::standalone_daemon_service`]).
+    /// `None`: default rules and no email (tests of other commands).
+    pub daemon_service: Option<Arc<crate::service::Service>>,
 }
 
 /// What `pls admin schema` prints for a database of schema version `found`
@@ -492,12 +498,15 @@ pub fn execute(ctx: &AdminContext, envelope: AdminEnvelope) -> Result<AdminReply
         AdminRequest::OfflineAnswer { request } => {
             let request = wire::offline::read_request(&request)
                 .map_err(|e| AdminError::Invalid(format!("the request file: {e}")))?;
-            let service = crate::service::Service::new(
-                store.clone(),
-                ctx.key.clone(),
-                ctx.clock.clone(),
-                u32::MAX,
-            );
+            let service = match &ctx.daemon_service {
+                Some(s) => Arc::clone(s),
+                None => Arc::new(crate::service::Service::new(
+                    store.clone(),
+                    ctx.key.clone(),
+                    ctx.clock.clone(),
+                    u32::MAX,
+                )),
+            };
             let operator = match &actor {
                 Actor::Admin(name) => name.clone(),
                 other => other.to_string(),

@@ -17,7 +17,7 @@
 //!   never rebinds.
 //!
 //! Cloning is not a loophole: after a rebind from ID A to ID B, for
-//! [`CLONE_WINDOW_SECS`] (the longest a host runs on without a successful
+//! [`CLONE_WINDOW_DAYS`] (the longest a host runs on without a successful
 //! check) A itself and any further ID close to the facts are refused as
 //! [`HardwareChange::Cloned`]: two copies of one computer that take turns get
 //! one rebind, then the other copy is refused, and the vendor sees both in the
@@ -30,10 +30,18 @@ use wire::{FactKind, HardwareFacts};
 /// The default of `[licensing] hardware_tolerance`: one fact may change.
 pub const DEFAULT_TOLERANCE: u32 = 1;
 
-/// How long after a rebind another host close to the facts counts as a clone:
-/// 30 days, the longest a host runs on without a successful check (10 silent
-/// days and 20 with a warning, manual chapter 10).
-pub const CLONE_WINDOW_SECS: u64 = 30 * UnixTime::DAY;
+/// How long after a rebind (or after the last clone refused) another host
+/// close to the facts counts as a clone, in days: 30, the longest a host runs
+/// on without a successful check (the daemon's 10 silent days and 20 with a
+/// warning, manual chapter 10), so a copy that kept the old grant cannot
+/// outwait its own grace period and then be rebound. Not a setting: shorter
+/// would open that gap, longer would hold back a genuine second hardware
+/// change. The rule, its tests, the audit text and README's "Hosts whose
+/// hardware changes" all use this one value.
+pub const CLONE_WINDOW_DAYS: u64 = 30;
+
+/// [`CLONE_WINDOW_DAYS`] in seconds.
+pub const CLONE_WINDOW_SECS: u64 = CLONE_WINDOW_DAYS * UnixTime::DAY;
 
 /// The bound host as the store knows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -261,7 +269,7 @@ mod tests {
     }
 
     #[test]
-    fn after_a_rebind_the_old_id_and_a_third_close_one_are_clones_for_30_days() {
+    fn after_a_rebind_the_old_id_and_a_third_close_one_are_clones_within_the_window() {
         // Rebound from 1 to 2 at NOW.
         let after = BoundHost {
             hardware_id: id(2),
@@ -289,7 +297,7 @@ mod tests {
             ("mac=00:11:22:33:44:01", "mac=00:11:22:33:44:77"),
         ]);
         assert_eq!(
-            decide(&after, &id(3), &third, 1, day(29)),
+            decide(&after, &id(3), &third, 1, day(CLONE_WINDOW_DAYS - 1)),
             HardwareChange::Cloned {
                 rebound_at: NOW,
                 from: id(1),
@@ -301,9 +309,20 @@ mod tests {
             decide(&after, &id(3), &far, 1, day(2)),
             HardwareChange::AnotherHost
         );
-        // After the window the hardware may change (back) again.
+        // The window's last second, then after it the hardware may change
+        // (back) again.
         assert_eq!(
-            decide(&after, &id(1), &facts(&pc()), 1, day(30)),
+            decide(
+                &after,
+                &id(1),
+                &facts(&pc()),
+                1,
+                NOW.plus_secs(CLONE_WINDOW_SECS - 1)
+            ),
+            cloned
+        );
+        assert_eq!(
+            decide(&after, &id(1), &facts(&pc()), 1, day(CLONE_WINDOW_DAYS)),
             HardwareChange::Rebind { changes: 1 }
         );
         // But a clone that keeps asking keeps the window open.
@@ -312,11 +331,23 @@ mod tests {
             ..after
         };
         assert_eq!(
-            decide(&still_asking, &id(1), &facts(&pc()), 1, day(58)),
+            decide(
+                &still_asking,
+                &id(1),
+                &facts(&pc()),
+                1,
+                day(29 + CLONE_WINDOW_DAYS - 1)
+            ),
             cloned
         );
         assert_eq!(
-            decide(&still_asking, &id(1), &facts(&pc()), 1, day(59)),
+            decide(
+                &still_asking,
+                &id(1),
+                &facts(&pc()),
+                1,
+                day(29 + CLONE_WINDOW_DAYS)
+            ),
             HardwareChange::Rebind { changes: 1 }
         );
     }

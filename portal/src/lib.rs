@@ -83,6 +83,36 @@ pub enum StartError {
 
 /// Runs blocking work (the store, argon2) on tokio's blocking pool, never on an
 /// async worker thread; a panic in it continues in the caller.
+/// The daemon-facing service for `pls admin offline-answer` on a stopped
+/// server's database: the configured hardware tolerance, and the "Hardware
+/// geändert" email composed as the server composes it and queued with the
+/// move (the server sends it when it runs again). Blocking (reads the store).
+pub fn standalone_daemon_service(
+    config: &Config,
+    store: Arc<Store>,
+    key: Arc<keys::SigningKeyPair>,
+    clock: Arc<dyn Clock>,
+) -> Result<Arc<Service>, String> {
+    let mailer = mail::Mailer::new(
+        &store,
+        &config.http.mail_from,
+        config.smtp.as_ref(),
+        config.outbox_dir(),
+        Arc::clone(&clock),
+    )
+    .map_err(|e| e.to_string())?;
+    let web = web::Web::new(
+        Arc::clone(&store),
+        Arc::clone(&clock),
+        Arc::new(mailer),
+        config.http.clone(),
+        Arc::clone(&key),
+    )
+    .map_err(|e| e.to_string())?
+    .with_hardware_tolerance(config.licensing.hardware_tolerance);
+    Ok(Arc::new(Arc::new(web).daemon_service()))
+}
+
 pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     match tokio::task::spawn_blocking(f).await {
         Ok(t) => t,
@@ -174,18 +204,13 @@ impl Server {
         let web = Arc::new(
             web.with_prices(prices)
                 .with_metrics(Arc::clone(&registry))
-                .with_daemon_settings(daemon_settings.clone()),
+                .with_daemon_settings(daemon_settings.clone())
+                .with_hardware_tolerance(config.licensing.hardware_tolerance),
         );
         // The daemons' service: a binding that follows a changed host emails
         // the customer through the portal's mail queue and templates.
-        let hook = {
-            let web = Arc::clone(&web);
-            service::HardwareChangeHook(Arc::new(move |rebound, at| {
-                if let Err(e) = web::emails::hardware_changed(&web, rebound, at) {
-                    tracing::error!(license = %rebound.license.number, error = %e, "the \"hardware changed\" email was not queued");
-                }
-            }))
-        };
+        // The email is queued in the move's own transaction.
+        let hook = web::emails::hardware_change_hook(&web);
         let service = Arc::new(
             Service::new(
                 Arc::clone(&store),
@@ -270,6 +295,7 @@ impl Server {
             clock: Arc::clone(&self.clock),
             identity: self.identity.operator_notice(),
             daemon: self.daemon_settings.clone(),
+            daemon_service: Some(Arc::clone(&self.service)),
         }
     }
 

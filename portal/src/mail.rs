@@ -186,11 +186,22 @@ impl Mailer {
 
     /// Queues a message durably and wakes the worker.
     pub fn enqueue(&self, email: Email) -> Result<u64, MailError> {
+        let now = self.clock.now();
+        let job = self.job(email)?;
+        let id = self.store.enqueue_mail(now, job)?;
+        self.wake.notify_one();
+        Ok(id)
+    }
+
+    /// A message as a mail job, due now, for a store operation that queues it
+    /// in its own transaction (with the change the message tells about; see
+    /// [`crate::store::RebindMail`]). Call [`Mailer::wake`] after the commit.
+    pub fn job(&self, email: Email) -> Result<crate::store::MailJobFn, MailError> {
         if email.to.parse::<lettre::Address>().is_err() {
             return Err(MailError::BadAddress(email.to));
         }
         let now = self.clock.now();
-        let id = self.store.enqueue_mail(now, |id| {
+        Ok(Box::new(move |id| {
             to_job_json(&MailJob {
                 id,
                 email,
@@ -199,9 +210,13 @@ impl Mailer {
                 next_attempt: now,
                 last_error: None,
             })
-        })?;
+        }))
+    }
+
+    /// Wakes the worker for a job queued by a store operation (without it the
+    /// worker finds the job at its next round, within seconds).
+    pub fn wake(&self) {
         self.wake.notify_one();
-        Ok(id)
     }
 
     fn jobs(store: &Store) -> Vec<MailJob> {

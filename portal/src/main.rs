@@ -605,7 +605,9 @@ async fn admin_command(config: Config, json: bool, command: AdminCommand) -> Res
                 // No server runs: do the work on the database directly.
                 let ctx = {
                     let config = config.clone();
-                    portal::blocking(move || direct_context(&config)).await?
+                    let answers_a_file =
+                        matches!(envelope.request, AdminRequest::OfflineAnswer { .. });
+                    portal::blocking(move || direct_context(&config, answers_a_file)).await?
                 };
                 let envelope = envelope.clone();
                 break tokio::task::spawn_blocking(move || admin::execute(&ctx, envelope))
@@ -676,13 +678,31 @@ fn print_reply(reply: &AdminReply, json: bool) {
     }
 }
 
-fn direct_context(config: &Config) -> Result<AdminContext> {
+/// The context of an admin command run on the stopped server's database;
+/// with `answers_a_file` (`offline-answer`) it gets the daemon-facing service
+/// with the server's rules ([`portal::standalone_daemon_service`]).
+fn direct_context(config: &Config, answers_a_file: bool) -> Result<AdminContext> {
     let identity = Identity::load_or_create(config)?;
-    let store = config.open_store()?;
+    let store = Arc::new(config.open_store()?);
+    let clock: Arc<dyn keys::Clock> = Arc::new(SystemClock);
+    let daemon_service = if answers_a_file {
+        Some(
+            portal::standalone_daemon_service(
+                config,
+                Arc::clone(&store),
+                Arc::clone(&identity.key),
+                Arc::clone(&clock),
+            )
+            .map_err(|e| anyhow::anyhow!("preparing the answer: {e}"))?,
+        )
+    } else {
+        None
+    };
     Ok(AdminContext {
-        store: Arc::new(store),
+        store,
         key: Arc::clone(&identity.key),
-        clock: Arc::new(SystemClock),
+        clock,
+        daemon_service,
         identity: identity.operator_notice(),
         daemon: portal::daemon_config::DaemonSettings::new(
             &config.quic,

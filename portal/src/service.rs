@@ -10,7 +10,9 @@
 use crate::domain::AccountId;
 use crate::domain::CHECK_INTERVAL_SECS;
 use crate::metrics::{request_kind, Metrics};
-use crate::store::{ActivationAuthority, HostActivation, HostCheck, Rebound, Store};
+use crate::store::{
+    ActivationAuthority, HostActivation, HostCheck, MailJobFn, RebindMail, Rebound, Store,
+};
 use keys::{Clock, HardwareId, LicenseNumber, Signed, SigningKeyPair, UnixTime};
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -67,13 +69,20 @@ pub fn offline_outcome(response: &Response, key: &SigningKeyPair) -> &'static st
     }
 }
 
-/// Told about every binding that moved to a host whose hardware changed,
-/// after its commit: the portal emails the customer ("Hardware geändert").
+/// The customer's email about every binding that moved to a host whose
+/// hardware changed ("Hardware geändert"): `compose` writes it inside the
+/// move's transaction, which queues it (the move and its email are stored
+/// together or not at all, see [`crate::store::RebindMail`]); `queued` runs
+/// after the commit (the portal wakes its mail worker).
 #[derive(Clone)]
-pub struct HardwareChangeHook(pub Arc<HardwareChangeFn>);
+pub struct HardwareChangeHook {
+    pub compose: Arc<HardwareChangeFn>,
+    pub queued: Arc<dyn Fn() + Send + Sync>,
+}
 
-/// What a [`HardwareChangeHook`] calls: the move and the server time of it.
-pub type HardwareChangeFn = dyn Fn(&Rebound, UnixTime) + Send + Sync;
+/// What a [`HardwareChangeHook`] composes with: the move and its server time.
+pub type HardwareChangeFn =
+    dyn Fn(&Rebound, UnixTime) -> Result<Option<MailJobFn>, String> + Send + Sync;
 
 impl std::fmt::Debug for HardwareChangeHook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -122,7 +131,7 @@ impl Service {
         self
     }
 
-    /// Called after every binding that moved to a changed host.
+    /// Emails the customer about every binding that moved to a changed host.
     pub fn with_hardware_change_hook(mut self, hook: HardwareChangeHook) -> Self {
         self.hardware_changed = Some(hook);
         self
@@ -271,20 +280,8 @@ impl Service {
         let now = self.clock.now();
         let mut result = self.store.check_host(&req, now);
         if let (Ok(Err(RefusalReason::BoundToAnotherHost)), Some(facts)) = (&result, facts) {
-            match self.store.rebind_changed_host(
-                &req,
-                facts,
-                self.hardware_tolerance,
-                &self.key,
-                now,
-            ) {
-                Ok(Ok(rebound)) => {
-                    tracing::warn!(license = %c.license_number, from_host = %rebound.from, host = %c.hardware_id, changes = rebound.changes, "hardware changed: binding moved");
-                    if let Some(hook) = &self.hardware_changed {
-                        (hook.0)(&rebound, now);
-                    }
-                    result = self.store.check_host(&req, now);
-                }
+            match self.follow_changed_host(&req, facts, now) {
+                Ok(Ok(())) => result = self.store.check_host(&req, now),
                 Ok(Err(reason)) => result = Ok(Err(reason)),
                 Err(e) => return self.unavailable(e),
             }
@@ -319,6 +316,40 @@ impl Service {
         }
     }
 
+    /// A request with hardware facts from a host the license is not bound
+    /// to: the binding moves there if [`crate::hardware`] judges it the bound
+    /// computer changed (new grant, audit entry, and the customer's email in
+    /// the same transaction); otherwise the reason to refuse it (another host,
+    /// or a clone).
+    fn follow_changed_host(
+        &self,
+        req: &HostCheck<'_>,
+        facts: &HardwareFacts,
+        now: UnixTime,
+    ) -> Result<Result<(), RefusalReason>, crate::store::StoreError> {
+        let no_mail = |_: &Rebound, _: UnixTime| Ok(None);
+        let mail: RebindMail<'_> = match &self.hardware_changed {
+            Some(hook) => &*hook.compose,
+            None => &no_mail,
+        };
+        let rebound = match self.store.rebind_changed_host(
+            req,
+            facts,
+            self.hardware_tolerance,
+            &self.key,
+            mail,
+            now,
+        )? {
+            Ok(rebound) => rebound,
+            Err(reason) => return Ok(Err(reason)),
+        };
+        tracing::warn!(license = %req.license, from_host = %rebound.from, host = %req.hardware_id, changes = rebound.changes, from = %req.from, "hardware changed: binding moved");
+        if let Some(hook) = &self.hardware_changed {
+            (hook.queued)();
+        }
+        Ok(Ok(()))
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn activate(
         &self,
@@ -339,7 +370,29 @@ impl Service {
             from: source.label.clone(),
         };
         let now = self.clock.now();
-        match self.store.activate_host_as(&req, authority, &self.key, now) {
+        let mut result = self.store.activate_host_as(&req, authority, &self.key, now);
+        // Authorised (token, owner or vendor) from a host close to the bound
+        // one: the same computer with changed hardware (its state lost, or
+        // activated again by hand) follows as a check would, rather than
+        // being told "bound to another computer".
+        if let (Ok(Err(RefusalReason::BoundToAnotherHost)), Some(facts)) = (&result, facts) {
+            let as_check = HostCheck {
+                license,
+                hardware_id,
+                held_serial: None,
+                running: false,
+                ge_seats: 0,
+                pwa_seats: 0,
+                daemon_version,
+                from: source.label.clone(),
+            };
+            match self.follow_changed_host(&as_check, facts, now) {
+                Ok(Ok(())) => result = self.store.activate_host_as(&req, authority, &self.key, now),
+                Ok(Err(reason)) => result = Ok(Err(reason)),
+                Err(e) => return self.unavailable(e),
+            }
+        }
+        match result {
             Ok(Ok(grant)) => {
                 tracing::info!(license = %license, host = %hardware_id, from = %source.label, "activated");
                 if let Some(facts) = facts {
@@ -375,8 +428,11 @@ impl Service {
             ip: IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
             label: by.label(),
         };
+        // The hardware facts (request files since issue 19): the same
+        // rebind and clone rule as a network check or activation.
+        let facts = request.facts().cloned();
         let (kind, response) = match request {
-            OfflineRequest::Check(c) => {
+            OfflineRequest::Check(c) | OfflineRequest::CheckWithFacts(c, _) => {
                 if let OfflineAuthor::Owner(account) = by {
                     // One customer never learns about another's license.
                     let owned = self
@@ -396,9 +452,9 @@ impl Service {
                         return r;
                     }
                 }
-                ("check", self.check(&c, None, &source))
+                ("check", self.check(&c, facts.as_ref(), &source))
             }
-            OfflineRequest::Activate(a) => {
+            OfflineRequest::Activate(a) | OfflineRequest::ActivateWithFacts(a, _) => {
                 let authority = match by {
                     OfflineAuthor::Owner(account) => ActivationAuthority::Owner(*account),
                     OfflineAuthor::Vendor(_) => ActivationAuthority::Vendor,
@@ -411,7 +467,7 @@ impl Service {
                         &a.daemon_version,
                         a.nonce,
                         authority,
-                        None,
+                        facts.as_ref(),
                         &source,
                     ),
                 )
@@ -533,6 +589,8 @@ mod tests {
         token: String,
         /// What the hook was told: (from, to, changes).
         moved: Arc<Mutex<Vec<(HardwareId, HardwareId, u32)>>>,
+        /// Set: the hook cannot compose the email (as a broken template).
+        mail_fails: Arc<std::sync::atomic::AtomicBool>,
     }
 
     fn site(store: Store, tolerance: u32) -> Site {
@@ -567,18 +625,29 @@ mod tests {
             )
             .expect("paid license");
         let moved = Arc::new(Mutex::new(vec![]));
+        let mail_fails = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let hook = {
             let moved = Arc::clone(&moved);
-            HardwareChangeHook(Arc::new(move |r: &Rebound, _at| {
-                let to = match &r.license.binding {
-                    Some(Binding::HardwareId(h)) => h.clone(),
-                    other => panic!("rebound to {other:?}"),
-                };
-                moved
-                    .lock()
-                    .expect("lock")
-                    .push((r.from.clone(), to, r.changes));
-            }))
+            let fails = Arc::clone(&mail_fails);
+            HardwareChangeHook {
+                compose: Arc::new(move |r: &Rebound, _at| {
+                    if fails.load(std::sync::atomic::Ordering::SeqCst) {
+                        return Err("the template broke".into());
+                    }
+                    let to = match &r.license.binding {
+                        Some(Binding::HardwareId(h)) => h.clone(),
+                        other => panic!("rebound to {other:?}"),
+                    };
+                    moved
+                        .lock()
+                        .expect("lock")
+                        .push((r.from.clone(), to.clone(), r.changes));
+                    let text = format!("hardware changed: {} -> {to}", r.from);
+                    let job: MailJobFn = Box::new(move |id| format!("{id} {text}"));
+                    Ok(Some(job))
+                }),
+                queued: Arc::new(|| {}),
+            }
         };
         let service = Service::new(
             Arc::clone(&store),
@@ -596,6 +665,7 @@ mod tests {
             token: license.token.expose().to_owned(),
             number: license.number,
             moved,
+            mail_fails,
         }
     }
 
@@ -771,6 +841,164 @@ mod tests {
                 Err(RefusalReason::BoundToAnotherHost)
             );
             assert_eq!(s.moved.lock().expect("lock").len(), 1, "no second move");
+        });
+    }
+
+    #[test]
+    fn the_move_and_its_email_are_stored_together_or_not_at_all() {
+        for_each_engine(|store| {
+            let s = site(store, 1);
+            let (a, b) = (id(0xa), id(0xb));
+            assert!(matches!(
+                s.activate(&a, &pc(&[])),
+                Response::Activated { .. }
+            ));
+            let serial = s.store.license(&s.number).expect("read").expect("l").serial;
+            // The email cannot be composed inside the move's transaction:
+            // nothing of the move is kept, and the host is told to retry.
+            s.mail_fails
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            s.clock.advance_secs(UnixTime::DAY);
+            let r = s.check(&b, Some(&pc(&[ONE_MAC])));
+            assert!(matches!(r, Response::Error(_)), "{r:?}");
+            assert_eq!(s.bound(), Some(Binding::HardwareId(a.clone())));
+            let l = s.store.license(&s.number).expect("read").expect("l");
+            assert_eq!(l.serial, serial, "no grant issued");
+            assert!(s
+                .audit_actions()
+                .iter()
+                .all(|(action, _)| action != "binding.hardware_changed"));
+            assert_eq!(s.store.mail_jobs().expect("jobs"), vec![]);
+            let known = s.store.host_facts(&s.number).expect("read").expect("facts");
+            assert_eq!((known.hardware_id, known.rebound), (a.clone(), None));
+            // The retry moves the binding, and its email is in the queue with it.
+            s.mail_fails
+                .store(false, std::sync::atomic::Ordering::SeqCst);
+            assert_eq!(
+                s.outcome(s.check(&b, Some(&pc(&[ONE_MAC])))),
+                Ok(Some(b.clone()))
+            );
+            let jobs = s.store.mail_jobs().expect("jobs");
+            assert_eq!(jobs.len(), 1, "{jobs:?}");
+            assert!(
+                jobs[0]
+                    .1
+                    .ends_with(&format!("hardware changed: {a} -> {b}")),
+                "{jobs:?}"
+            );
+            assert!(s
+                .audit_actions()
+                .iter()
+                .any(|(action, _)| action == "binding.hardware_changed"));
+        });
+    }
+
+    #[test]
+    fn an_activation_from_the_bound_computer_with_changed_hardware_follows_it() {
+        for_each_engine(|store| {
+            let s = site(store, 1);
+            let (a, b) = (id(0xa), id(0xb));
+            assert!(matches!(
+                s.activate(&a, &pc(&[])),
+                Response::Activated { .. }
+            ));
+            // Activated again (with the token) after a network card was
+            // replaced: the license follows, as for a check.
+            s.clock.advance_secs(UnixTime::DAY);
+            let trusted = TrustedKeys::with([s.key.public()]);
+            match s.activate(&b, &pc(&[ONE_MAC])) {
+                Response::Activated { grant, .. } => {
+                    let g: keys::Verified<LicenseGrant> = trusted.verify(&grant).expect("grant");
+                    assert_eq!(g.binding, Binding::HardwareId(b.clone()));
+                }
+                other => panic!("not activated: {other:?}"),
+            }
+            assert_eq!(s.bound(), Some(Binding::HardwareId(b.clone())));
+            assert_eq!(
+                *s.moved.lock().expect("lock"),
+                vec![(a.clone(), b.clone(), 1)]
+            );
+            assert_eq!(s.store.mail_jobs().expect("jobs").len(), 1);
+            assert!(s
+                .audit_actions()
+                .iter()
+                .any(|(action, _)| action == "binding.hardware_changed"));
+            // The computer it left activating again is a clone; one with two
+            // facts changed from the moved binding is another computer; the
+            // binding stays.
+            assert_eq!(
+                s.outcome(s.activate(&a, &pc(&[]))),
+                Err(RefusalReason::ClonedHost)
+            );
+            let two = pc(&[
+                ONE_MAC,
+                ("cpu=Intel(R) Core(TM) i5", "cpu=AMD Ryzen 7"),
+                ("dmi-uuid=4c4c4544-0042-3510", "dmi-uuid=ffff"),
+            ]);
+            assert_eq!(
+                s.outcome(s.activate(&id(0xc), &two)),
+                Err(RefusalReason::BoundToAnotherHost)
+            );
+            assert_eq!(s.bound(), Some(Binding::HardwareId(b)));
+            assert_eq!(s.moved.lock().expect("lock").len(), 1, "no second move");
+        });
+    }
+
+    #[test]
+    fn a_check_by_file_follows_one_changed_fact_and_refuses_two() {
+        for_each_engine(|store| {
+            let s = site(store, 1);
+            let (a, b) = (id(0xa), id(0xb));
+            assert!(matches!(
+                s.activate(&a, &pc(&[])),
+                Response::Activated { .. }
+            ));
+            let by_file = |host: &HardwareId, facts: &HardwareFacts| {
+                let c = Check {
+                    license_number: s.number.clone(),
+                    hardware_id: host.clone(),
+                    grant_serial: None,
+                    runtime: RuntimeState::Running,
+                    seats: Seats::default(),
+                    daemon_version: "promos-licd/test".into(),
+                    nonce: Nonce::random(),
+                };
+                let text =
+                    wire::offline::write_request(&OfflineRequest::Check(c).with_facts(facts))
+                        .expect("request file");
+                let request = wire::offline::read_request(&text).expect("read back");
+                s.service
+                    .answer_offline(request, &OfflineAuthor::Vendor("op".into()))
+            };
+            s.clock.advance_secs(UnixTime::DAY);
+            // Two facts changed (with N=1): another computer, by file as on the network.
+            let two = pc(&[ONE_MAC, ("cpu=Intel(R) Core(TM) i5", "cpu=AMD Ryzen 7")]);
+            assert_eq!(
+                s.outcome(by_file(&id(0xc), &two)),
+                Err(RefusalReason::BoundToAnotherHost)
+            );
+            assert_eq!(s.bound(), Some(Binding::HardwareId(a.clone())));
+            // One network card replaced: rebound, with the email and the audit
+            // entry, and the audit names the file as the way it came.
+            assert_eq!(s.outcome(by_file(&b, &pc(&[ONE_MAC]))), Ok(Some(b.clone())));
+            assert_eq!(s.bound(), Some(Binding::HardwareId(b.clone())));
+            assert_eq!(s.store.mail_jobs().expect("jobs").len(), 1);
+            let entry = s
+                .store
+                .audit(Some(&s.number), 100)
+                .expect("audit")
+                .into_iter()
+                .find(|e| e.action == "binding.hardware_changed")
+                .expect("audit entry");
+            assert!(
+                format!("{:?}", entry.actor).contains("by file"),
+                "{entry:?}"
+            );
+            // The computer it left, by file: a clone.
+            assert_eq!(
+                s.outcome(by_file(&a, &pc(&[]))),
+                Err(RefusalReason::ClonedHost)
+            );
         });
     }
 

@@ -714,6 +714,16 @@ pub struct Rebound {
     pub license: License,
 }
 
+/// A mail job's JSON, written from the job's new id (see [`Store::enqueue_mail`]).
+pub type MailJobFn = Box<dyn FnOnce(u64) -> String + Send>;
+
+/// Composes the "Hardware geändert" email of a rebind, called inside the
+/// rebind's transaction so that the move and its email are stored together
+/// (both or neither): `Ok(None)` when there is nobody to write to, `Err` when
+/// the email cannot be composed (the rebind is then rolled back and the check
+/// answered as a store failure, to be retried).
+pub type RebindMail<'a> = &'a dyn Fn(&Rebound, UnixTime) -> Result<Option<MailJobFn>, String>;
+
 /// What a backup, restore or import moved.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BackupSummary {
@@ -1144,6 +1154,20 @@ fn next_id(c: &Conn, table_and_column: &str) -> Result<u64, StoreError> {
         |r| r.get(0),
     )?;
     Ok(uint(v))
+}
+
+/// Queues a mail job inside the caller's transaction; returns its id.
+fn q_enqueue_mail(
+    c: &Conn,
+    next_attempt: UnixTime,
+    make: impl FnOnce(u64) -> String,
+) -> Result<u64, StoreError> {
+    let id = next_id(c, "mail_queue.id")?;
+    c.execute(
+        "INSERT INTO mail_queue (id, next_attempt, job) VALUES (?1, ?2, ?3)",
+        params![int(id), int(next_attempt.0), make(id)],
+    )?;
+    Ok(id)
 }
 
 fn put_audit(c: &Conn, e: &AuditEntry) -> Result<(), StoreError> {
@@ -3142,12 +3166,15 @@ impl Store {
     /// for the new ID, an audit entry `binding.hardware_changed`); a clone is
     /// refused as [`RefusalReason::ClonedHost`] (audit `binding.clone_refused`);
     /// anything else stays [`RefusalReason::BoundToAnotherHost`], with no write.
+    /// The customer's email about the move (`mail`) is queued in the same
+    /// transaction: a crash cannot keep the move and lose the email.
     pub fn rebind_changed_host(
         &self,
         req: &HostCheck<'_>,
         facts: &wire::HardwareFacts,
         tolerance: u32,
         key: &SigningKeyPair,
+        mail: RebindMail<'_>,
         now: UnixTime,
     ) -> Result<Result<Rebound, RefusalReason>, StoreError> {
         let decide =
@@ -3207,7 +3234,7 @@ impl Store {
                         format!(
                             "host {} refused as a cloned host: the binding moved from host {from} to host {to} at {rebound_at}, less than {} days before (or a clone was refused since); bound host {to}",
                             req.hardware_id,
-                            hardware::CLONE_WINDOW_SECS / UnixTime::DAY
+                            hardware::CLONE_WINDOW_DAYS
                         ),
                     )?;
                     let row = BoundHost {
@@ -3241,11 +3268,25 @@ impl Store {
                     put_host_facts(c, req.license, &row, now)?;
                     issue_grant_in(c, &mut license, key, now)?;
                     put_license(c, &license)?;
-                    Ok(Ok(Rebound {
+                    let rebound = Rebound {
                         from,
                         changes,
                         license,
-                    }))
+                    };
+                    // Last, so that a failure here rolls the whole move back.
+                    match mail(&rebound, now) {
+                        Ok(Some(job)) => {
+                            q_enqueue_mail(c, now, job)?;
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            return Err(StoreError::Failed(format!(
+                                "the \"hardware changed\" email of license {} could not be composed ({e}); the binding was not moved",
+                                req.license
+                            )))
+                        }
+                    }
+                    Ok(Ok(rebound))
                 }
             }
         })
@@ -3663,14 +3704,7 @@ impl Store {
         next_attempt: UnixTime,
         make: impl FnOnce(u64) -> String,
     ) -> Result<u64, StoreError> {
-        self.write(|c| {
-            let id = next_id(c, "mail_queue.id")?;
-            c.execute(
-                "INSERT INTO mail_queue (id, next_attempt, job) VALUES (?1, ?2, ?3)",
-                params![int(id), int(next_attempt.0), make(id)],
-            )?;
-            Ok(id)
-        })
+        self.write(|c| q_enqueue_mail(c, next_attempt, make))
     }
 
     /// Every queued mail job: id and JSON, in queue order.

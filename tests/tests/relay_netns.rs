@@ -1,6 +1,10 @@
-//! Peer relay between real separate hosts: Linux network namespaces joined by
-//! veth pairs, the real `promos-licd` binary in three of them, the license
-//! server (in this process, on a simulated clock) in the root namespace.
+//! Real separate hosts in Linux network namespaces, the real `promos-licd`
+//! binary in them, the license server (in this process, on a simulated clock)
+//! in the root namespace: the peer relay (issue 16), and a host with no
+//! network at all that is activated and checked by file (issue 19, at the
+//! end of this file).
+//!
+//! The relay: namespaces joined by veth pairs, a daemon in three of them.
 //!
 //! ```text
 //!  root namespace                      namespace A              B, C
@@ -59,6 +63,24 @@ fn ns(name: &str, args: &[&str]) {
     sh(&all);
 }
 
+/// These tests build network namespaces: they fail (never skip) without root
+/// or without `ip`.
+fn needs_root_and_ip() {
+    let euid = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    assert_eq!(
+        euid, "0",
+        "this test builds network namespaces (ip netns) and must run as root; CI runs it as root"
+    );
+    assert!(
+        Command::new("ip").arg("-V").output().is_ok(),
+        "this test needs `ip` from iproute2 (scripts/setup installs it)"
+    );
+}
+
 /// The namespaces and links; removed again on drop (also when a test fails).
 struct Net {
     prefix: String,
@@ -77,19 +99,7 @@ impl Net {
     }
 
     fn create() -> Net {
-        let euid = Command::new("id")
-            .arg("-u")
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-            .unwrap_or_default();
-        assert_eq!(
-            euid, "0",
-            "this test builds network namespaces (ip netns) and must run as root; CI runs it as root"
-        );
-        assert!(
-            Command::new("ip").arg("-V").output().is_ok(),
-            "this test needs `ip` from iproute2 (scripts/setup installs it)"
-        );
+        needs_root_and_ip();
         let n = (std::process::id() % 50) as u8;
         let net = Net {
             prefix: format!("rl{n}"),
@@ -1124,4 +1134,276 @@ async fn three_hosts_one_uplink_relay_grace_restore_reset_and_a_hostile_peer() {
     for h in &hostiles {
         assert_eq!(*h.reached.lock().expect("reached"), 0);
     }
+}
+
+// ---- A host with no network at all (issue 19) ----
+
+/// A namespace with nothing but its own loopback: no link, no route, so no
+/// packet of the daemon in it can reach the server or anything else. Removed
+/// on drop.
+struct Isolated {
+    name: String,
+}
+
+impl Isolated {
+    fn create(host: &str) -> Isolated {
+        needs_root_and_ip();
+        let me = Isolated {
+            name: format!("ol{}{host}", std::process::id() % 50),
+        };
+        let _ = Command::new("ip").args(["netns", "del", &me.name]).output();
+        sh(&["ip", "netns", "add", &me.name]);
+        ns(&me.name, &["ip", "link", "set", "lo", "up"]);
+        me
+    }
+
+    /// `ip` run inside the namespace, its output.
+    fn ip(&self, args: &[&str]) -> String {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.name, "ip"])
+            .args(args)
+            .output()
+            .expect("ip netns exec");
+        assert!(out.status.success(), "{args:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Isolated {
+    /// Routes (IPv4 and IPv6) that lead anywhere but the loopback: none.
+    fn routes_off_loopback(&self) -> Vec<String> {
+        [self.ip(&["-4", "route"]), self.ip(&["-6", "route"])]
+            .iter()
+            .flat_map(|t| t.lines().map(str::to_owned).collect::<Vec<_>>())
+            .filter(|l| !l.trim().is_empty() && !l.contains(" dev lo"))
+            .collect()
+    }
+}
+
+impl Drop for Isolated {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+/// A `promos-licd run` in an isolated namespace, with no token (nothing to
+/// type on the plant host) and a server address it cannot reach: an address
+/// of the documentation range, for which the namespace has no route.
+fn spawn_offline_licd(
+    bin: &Path,
+    name: &'static str,
+    netns: &Isolated,
+    dir: &Path,
+    pls: &Pls,
+    hwid: &str,
+    clock_file: &Path,
+) -> Licd {
+    let data = dir.join(name);
+    std::fs::create_dir_all(data.join("project/lic")).expect("dirs");
+    let config = data.join("licd.toml");
+    std::fs::write(&config, "check_attempts = 1\nattempt_timeout_secs = 2\n").expect("config");
+    let socket = data.join("licd.sock");
+    let log = data.join("licd.log");
+    let child = Command::new("ip")
+        .args(["netns", "exec", &netns.name])
+        .arg(bin)
+        .arg("run")
+        .env("PROMOS_LICD_CONFIG", &config)
+        .env("PROMOS_LICD_SERVER", "192.0.2.1:4433")
+        .env("PROMOS_LICD_SERVER_NAME", "localhost")
+        .env("PROMOS_LICD_SERVER_CERT_SHA256", hex(&pls.pin()))
+        .env("PROMOS_LICD_TRUSTED_KEYS", pls.public.to_string())
+        .env("PROMOS_LICD_DATA_DIR", &data)
+        .env("PROMOS_LICD_PROJECT_DIR", data.join("project"))
+        .env("PROMOS_LICD_SOCKET", &socket)
+        .env("PROMOS_LICD_TICK_SECS", "1")
+        .env("PROMOS_LICD_DONGLE_BACKEND", "simulated")
+        .env("PROMOS_LICD_SIMULATED_DONGLE_FILE", data.join("NO-DONGLE"))
+        .env("PROMOS_LICD_TEST_HARDWARE_ID", hwid)
+        .env("PROMOS_LICD_TEST_CLOCK_FILE", clock_file)
+        .env("PROMOS_LICD_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("ip netns exec promos-licd run");
+    Licd {
+        name,
+        socket,
+        log,
+        child,
+    }
+}
+
+impl Licd {
+    /// One socket command, its whole answer.
+    async fn call(&self, cmd: Value) -> Value {
+        self.client().await.call(&cmd).await.expect("call")
+    }
+
+    /// Writes a request file (`offline_request`); its text.
+    async fn offline_request(&self, license: Option<&LicenseNumber>) -> String {
+        let license = license.map(|n| n.to_string());
+        let v = self
+            .call(json!({"cmd": "offline_request", "license_number": license}))
+            .await;
+        assert_eq!(v["ok"], json!(true), "{v}");
+        v["file"].as_str().expect("file").to_owned()
+    }
+
+    async fn offline_apply(&self, file: &str) -> Value {
+        self.call(json!({"cmd": "offline_apply", "file": file}))
+            .await
+    }
+}
+
+/// The issue's test, with the daemon really cut off: a host in a namespace
+/// with only loopback is activated by file, runs 25 simulated days, gets a
+/// check by file, and its grace periods restart from the file's server time;
+/// the same answer applied twice, on another host, edited in one byte, or
+/// after a newer answer is refused with its reason and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_with_no_network_at_all_is_activated_and_checked_by_file() {
+    let (here, there) = (Isolated::create("a"), Isolated::create("b"));
+    // Nothing but loopback, and no route anywhere.
+    let links = here.ip(&["-o", "link"]);
+    assert_eq!(links.lines().count(), 1, "{links}");
+    assert!(links.contains(": lo:"), "{links}");
+    assert_eq!(here.routes_off_loopback(), Vec::<String>::new());
+    let bin = tokio::task::spawn_blocking(licd_binary)
+        .await
+        .expect("build");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let clock_file = tmp.path().join("clock");
+    let site = Site {
+        clock: SimClock::at(T0),
+        clock_file: clock_file.clone(),
+    };
+    site.set_time(T0);
+    let pls = Pls::start(
+        tmp.path(),
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        site.clock.clone(),
+    )
+    .await;
+    let (number, _token) = pls.create_license();
+    let answer = |request: &str| -> String {
+        let data = pls.admin(AdminRequest::OfflineAnswer {
+            request: request.to_owned(),
+        });
+        data["file"].as_str().expect("answer file").to_owned()
+    };
+    let a = spawn_offline_licd(&bin, "a", &here, tmp.path(), &pls, HOST_A, &clock_file);
+    let b = spawn_offline_licd(&bin, "b", &there, tmp.path(), &pls, HOST_B, &clock_file);
+    a.wait_status("the daemon up", |s| s["state"] == json!("not_activated"))
+        .await;
+    b.wait_status("the daemon up", |s| s["state"] == json!("not_activated"))
+        .await;
+    // Activated by file.
+    let act = a.offline_request(Some(&number)).await;
+    assert!(act.contains("Kind: activation"), "{act}");
+    let act_answer = answer(&act);
+    let v = a.offline_apply(&act_answer).await;
+    assert_eq!(
+        (v["ok"].clone(), v["applied"].clone()),
+        (json!(true), json!("activated")),
+        "{v}"
+    );
+    assert_eq!(v["status"]["state"], json!("licensed"), "{v}");
+    // Activated, it tries the network and cannot reach the server at all.
+    let v = a.call(json!({"cmd": "check_now"})).await;
+    assert_eq!(v["check"], json!("failed"), "{v}");
+    assert!(
+        v["status"]["last_check_failure"].is_string(),
+        "the failure is named: {v}"
+    );
+    // The same answer twice: refused, nothing changed.
+    let seen = |s: &Value| {
+        (
+            s["state"].clone(),
+            s["last_check_unix"].clone(),
+            s["grant_serial"].clone(),
+        )
+    };
+    let before = a.status().await;
+    let v = a.offline_apply(&act_answer).await;
+    assert_eq!(
+        (v["ok"].clone(), v["reason"].clone()),
+        (json!(false), json!("not_waiting")),
+        "{v}"
+    );
+    assert_eq!(seen(&a.status().await), seen(&before));
+
+    // 25 simulated days without any network: the warning period.
+    site.set_time(T0.plus_days(25));
+    let s = a
+        .wait_status("the warning period", |s| {
+            s["state"] == json!("server_unreachable")
+        })
+        .await;
+    assert_eq!(s["licensed"], json!(true), "{s}");
+
+    // A check by file, answered on day 25 and carried for two days.
+    let check = a.offline_request(None).await;
+    assert!(check.contains("Kind: check"), "{check}");
+    let check_answer = answer(&check);
+    site.set_time(T0.plus_days(27));
+    let before = a.status().await;
+    // Edited in one byte: refused, nothing changed.
+    let at = check_answer.find("\n\n").expect("block") + 10;
+    let mut bytes = check_answer.clone().into_bytes();
+    bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+    let edited = String::from_utf8(bytes).expect("ascii");
+    let v = a.offline_apply(&edited).await;
+    assert_eq!(v["ok"], json!(false), "{v}");
+    assert!(
+        ["bad_file", "not_verified"].contains(&v["reason"].as_str().unwrap_or("")),
+        "{v}"
+    );
+    assert_eq!(seen(&a.status().await), seen(&before));
+    // Applied on another host: refused there, nothing changed there.
+    let v = b.offline_apply(&check_answer).await;
+    assert_eq!(v["reason"], json!("other_host"), "{v}");
+    assert_eq!(b.status().await["state"], json!("not_activated"));
+    // Applied here: the periods restart from the file's server time (day 25).
+    let v = a.offline_apply(&check_answer).await;
+    assert_eq!(v["applied"], json!("checked"), "{v}");
+    assert_eq!(
+        v["status"]["last_check_unix"],
+        json!(T0.plus_days(25).secs())
+    );
+    assert_eq!(v["status"]["state"], json!("licensed"), "{v}");
+    // Ten silent days from day 25, not from day 27: the warning is back on day 35.
+    site.set_time(UnixTime(T0.plus_days(35).secs() - 60));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(a.status().await["state"], json!("licensed"));
+    site.set_time(T0.plus_days(35).plus_secs(60));
+    a.wait_status("the warning again from day 35", |s| {
+        s["state"] == json!("server_unreachable")
+    })
+    .await;
+
+    // Applied after a newer answer: refused, nothing changed.
+    let first = a.offline_request(None).await;
+    let second = a.offline_request(None).await;
+    let first_answer = answer(&first);
+    site.set_time(T0.plus_days(35).plus_secs(120));
+    let second_answer = answer(&second);
+    let v = a.offline_apply(&second_answer).await;
+    assert_eq!(v["applied"], json!("checked"), "{v}");
+    let before = a.status().await;
+    let v = a.offline_apply(&first_answer).await;
+    assert_eq!(v["reason"], json!("older_answer"), "{v}");
+    let after = a.status().await;
+    assert_eq!(
+        (after["last_check_unix"].clone(), after["state"].clone()),
+        (
+            json!(T0.plus_days(35).plus_secs(120).secs()),
+            json!("licensed")
+        )
+    );
+    assert_eq!(after["grant_serial"], before["grant_serial"]);
+    // And all the while it sent nothing anywhere: still no route, no link.
+    assert_eq!(here.routes_off_loopback(), Vec::<String>::new());
 }

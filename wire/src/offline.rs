@@ -22,6 +22,10 @@
 //! -----END PROMOS OFFLINE REQUEST v1-----
 //! ```
 //!
+//! A daemon since issue 19 adds the line `Hardware-Facts: 5 hashes` after
+//! `Kind:`, and its block carries the hashed facts of the hardware ID
+//! ([`OfflineRequest::CheckWithFacts`]); files without it stay valid.
+//!
 //! The base64 block is the authority: it is a frame body of [`crate::codec`]
 //! (protocol version + bincode). The header lines are for people, and must
 //! agree with the block (so a hand-edited header is noticed, not believed).
@@ -29,6 +33,7 @@
 //! line (an email's greeting) is ignored.
 
 use crate::codec::{self, DecodeError};
+use crate::facts::HardwareFacts;
 use crate::msg::{Check, Nonce, Response};
 use base64::Engine as _;
 use keys::{HardwareId, LicenseNumber};
@@ -51,39 +56,75 @@ pub struct OfflineActivate {
 
 /// What a request file carries. The variant order is part of the encoding:
 /// append, never reorder.
+///
+/// Daemons since issue 19 write the `...WithFacts` variants: the request
+/// with the hashed facts of the host's hardware ID ([`HardwareFacts`]), so an
+/// answer by file follows a host whose hardware changed exactly as a network
+/// check does. Files without facts (older daemons) stay readable.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OfflineRequest {
     Activate(OfflineActivate),
     Check(Check),
+    ActivateWithFacts(OfflineActivate, HardwareFacts),
+    CheckWithFacts(Check, HardwareFacts),
 }
 
 impl OfflineRequest {
     pub fn license_number(&self) -> &LicenseNumber {
         match self {
-            OfflineRequest::Activate(a) => &a.license_number,
-            OfflineRequest::Check(c) => &c.license_number,
+            OfflineRequest::Activate(a) | OfflineRequest::ActivateWithFacts(a, _) => {
+                &a.license_number
+            }
+            OfflineRequest::Check(c) | OfflineRequest::CheckWithFacts(c, _) => &c.license_number,
         }
     }
 
     pub fn hardware_id(&self) -> &HardwareId {
         match self {
-            OfflineRequest::Activate(a) => &a.hardware_id,
-            OfflineRequest::Check(c) => &c.hardware_id,
+            OfflineRequest::Activate(a) | OfflineRequest::ActivateWithFacts(a, _) => &a.hardware_id,
+            OfflineRequest::Check(c) | OfflineRequest::CheckWithFacts(c, _) => &c.hardware_id,
         }
     }
 
     pub fn nonce(&self) -> Nonce {
         match self {
-            OfflineRequest::Activate(a) => a.nonce,
-            OfflineRequest::Check(c) => c.nonce,
+            OfflineRequest::Activate(a) | OfflineRequest::ActivateWithFacts(a, _) => a.nonce,
+            OfflineRequest::Check(c) | OfflineRequest::CheckWithFacts(c, _) => c.nonce,
+        }
+    }
+
+    /// The hashed hardware facts the request carries (none in a file of a
+    /// daemon older than issue 19).
+    pub fn facts(&self) -> Option<&HardwareFacts> {
+        match self {
+            OfflineRequest::ActivateWithFacts(_, f) | OfflineRequest::CheckWithFacts(_, f) => {
+                Some(f)
+            }
+            OfflineRequest::Activate(_) | OfflineRequest::Check(_) => None,
+        }
+    }
+
+    /// The request with `facts` (unchanged when they are empty: a host
+    /// whose facts could not be read sends none, as on the network).
+    pub fn with_facts(self, facts: &HardwareFacts) -> OfflineRequest {
+        if facts.is_empty() {
+            return self;
+        }
+        match self {
+            OfflineRequest::Activate(a) | OfflineRequest::ActivateWithFacts(a, _) => {
+                OfflineRequest::ActivateWithFacts(a, facts.clone())
+            }
+            OfflineRequest::Check(c) | OfflineRequest::CheckWithFacts(c, _) => {
+                OfflineRequest::CheckWithFacts(c, facts.clone())
+            }
         }
     }
 
     /// `activation` or `check`: the file's `Kind:` line.
     pub fn kind(&self) -> &'static str {
         match self {
-            OfflineRequest::Activate(_) => "activation",
-            OfflineRequest::Check(_) => "check",
+            OfflineRequest::Activate(_) | OfflineRequest::ActivateWithFacts(..) => "activation",
+            OfflineRequest::Check(_) | OfflineRequest::CheckWithFacts(..) => "check",
         }
     }
 }
@@ -238,11 +279,16 @@ fn agree(
 }
 
 fn request_headers(r: &OfflineRequest) -> Vec<(&'static str, String)> {
-    vec![
+    let mut headers = vec![
         ("License", r.license_number().to_string()),
         ("Hardware-ID", r.hardware_id().to_string()),
         ("Kind", r.kind().to_owned()),
-    ]
+    ];
+    // Only in files that carry facts: a file of an older daemon has no such line.
+    if let Some(f) = r.facts() {
+        headers.push(("Hardware-Facts", format!("{} hashes", f.0.len())));
+    }
+    headers
 }
 
 /// The request file's text.

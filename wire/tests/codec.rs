@@ -534,6 +534,44 @@ fn offline_request_file_is_pinned_and_round_trips() {
 }
 
 #[test]
+fn an_offline_request_carries_the_hardware_facts_and_one_without_stays_readable() {
+    use wire::offline::{read_request, write_request, OfflineFileError, OfflineRequest};
+    let facts = wire::HardwareFacts::from_lines([
+        "machine-id=11111111111111111111111111111111",
+        "cpu=Intel(R) Core(TM) i5",
+        "mac=00:11:22:33:44:01",
+    ]);
+    let req = offline_check().with_facts(&facts);
+    assert!(matches!(req, OfflineRequest::CheckWithFacts(_, _)));
+    assert_eq!(req.facts(), Some(&facts));
+    let text = write_request(&req).expect("write");
+    assert!(
+        text.contains("Kind: check\nHardware-Facts: 3 hashes\n\n"),
+        "{text}"
+    );
+    assert_eq!(read_request(&text), Ok(req.clone()));
+    // The count of hashes is a header like the others: edited, it is noticed.
+    let edited = text.replace("3 hashes", "2 hashes");
+    assert!(matches!(
+        read_request(&edited),
+        Err(OfflineFileError::HeaderMismatch {
+            field: "Hardware-Facts",
+            ..
+        })
+    ));
+    // A request without facts (a daemon older than issue 19) has no such
+    // line and reads as before (its text is pinned above).
+    let old = write_request(&offline_check()).expect("write");
+    assert!(!old.contains("Hardware-Facts"), "{old}");
+    assert_eq!(read_request(&old).expect("read").facts(), None);
+    // No facts read on the host: the request is written as before.
+    assert_eq!(
+        offline_check().with_facts(&wire::HardwareFacts::default()),
+        offline_check()
+    );
+}
+
+#[test]
 fn offline_files_refuse_damage_with_a_reason() {
     use wire::offline::{read_answer, read_request, write_answer, OfflineFileError};
     let req = offline_check();

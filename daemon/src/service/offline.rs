@@ -3,7 +3,8 @@
 //! into the project's `lic/` folder).
 //!
 //! A request file is the check this host would send (or, not yet activated,
-//! an activation without token), with a fresh nonce the machine keeps as an
+//! an activation without token), with the hashed facts of its hardware ID
+//! (as a network check sends them), with a fresh nonce the machine keeps as an
 //! open request file ([`Input::OfflineRequested`]). An answer file is the
 //! server's signed response to it: verified here exactly as a network answer,
 //! then taken by the state machine only for this host, only for a nonce it is
@@ -106,6 +107,9 @@ impl Shared {
                 })
             }
         };
+        // With the hashed hardware facts, as a network check sends them: the
+        // server follows a host whose hardware changed a little by file too.
+        let request = request.with_facts(&self.hardware_facts);
         let text = offline::write_request(&request)?;
         // Kept before the file is handed out: an answer to it is taken.
         self.lock().apply(Input::OfflineRequested {

@@ -101,17 +101,21 @@ fn recipient(web: &Web, license: &License) -> (String, String, Lang) {
 }
 
 fn send(web: &Web, to: String, subject: String, m: &MutationEmail) -> Result<(), String> {
-    let text = MutationText { m }.render().map_err(|e| e.to_string())?;
-    let html = MutationHtml { m }.render().map_err(|e| e.to_string())?;
     web.mailer
-        .enqueue(Email {
-            to,
-            subject,
-            text,
-            html,
-        })
+        .enqueue(render(to, subject, m)?)
         .map_err(|e| e.to_string())?;
     Ok(())
+}
+
+fn render(to: String, subject: String, m: &MutationEmail) -> Result<Email, String> {
+    let text = MutationText { m }.render().map_err(|e| e.to_string())?;
+    let html = MutationHtml { m }.render().map_err(|e| e.to_string())?;
+    Ok(Email {
+        to,
+        subject,
+        text,
+        html,
+    })
 }
 
 fn mutation_email(web: &Web, kind: Kind, m: &Mutation, lang: Option<Lang>) -> Result<(), String> {
@@ -243,15 +247,49 @@ pub fn renewal_reminder(web: &Web, license: &License, days_left: u64) -> Result<
     send(web, to, subject, &email)
 }
 
+/// The hook of the daemon-facing service that emails the customer about a
+/// binding that followed a changed computer: composed by
+/// [`hardware_changed_job`], queued in the move's transaction, and the mail
+/// worker woken after the commit.
+pub fn hardware_change_hook(web: &std::sync::Arc<Web>) -> crate::service::HardwareChangeHook {
+    let (composer, waker) = (std::sync::Arc::clone(web), std::sync::Arc::clone(web));
+    crate::service::HardwareChangeHook {
+        compose: std::sync::Arc::new(move |rebound, at| {
+            hardware_changed_job(&composer, rebound, at)
+        }),
+        queued: std::sync::Arc::new(move || waker.mailer.wake()),
+    }
+}
+
 /// "Hardware geändert": the license followed its computer to a changed
 /// hardware ID (issue 19). Says from which ID to which, when, how many facts
 /// changed, and what to do if the customer did not change that computer (a
 /// copied computer: reset the license and tell the vendor).
-pub fn hardware_changed(
+///
+/// Returned as a mail job for the rebind's own transaction
+/// ([`crate::store::RebindMail`]): `None` when the customer has no valid
+/// address (the portal's license page still shows the move).
+pub fn hardware_changed_job(
     web: &Web,
     rebound: &crate::store::Rebound,
     at: keys::UnixTime,
-) -> Result<(), String> {
+) -> Result<Option<crate::store::MailJobFn>, String> {
+    let email = hardware_changed_email(web, rebound, at)?;
+    match web.mailer.job(email) {
+        Ok(job) => Ok(Some(job)),
+        Err(crate::mail::MailError::BadAddress(to)) => {
+            tracing::warn!(license = %rebound.license.number, to, "no valid address for the \"hardware changed\" email");
+            Ok(None)
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn hardware_changed_email(
+    web: &Web,
+    rebound: &crate::store::Rebound,
+    at: keys::UnixTime,
+) -> Result<Email, String> {
     let license = &rebound.license;
     let (to, name, lang) = recipient(web, license);
     let de = lang.is_de();
@@ -294,5 +332,5 @@ pub fn hardware_changed(
         license.number,
         tr(de, "Hardware geändert", "Hardware changed")
     );
-    send(web, to, subject, &email)
+    render(to, subject, &email)
 }

@@ -607,13 +607,7 @@ pub fn offline_post(web: Arc<Web>, ctx: Ctx, number: String, form: Form) -> Resp
         Some(a) => crate::service::OfflineAuthor::Owner(a.id),
         None => return Ok(login_first(&ctx)),
     };
-    let service = crate::service::Service::new(
-        web.store.clone(),
-        web.key.clone(),
-        web.clock.clone(),
-        u32::MAX,
-    );
-    let response = service.answer_offline(request.clone(), &by);
+    let response = web.daemon_service().answer_offline(request.clone(), &by);
     let outcome = crate::service::offline_outcome(&response, &web.key);
     let answer = match wire::offline::write_answer(&request, &response) {
         Ok(a) => a,

@@ -90,6 +90,9 @@ pub struct Web {
     /// offered as `promos-licd.toml` (none: a portal without a QUIC endpoint,
     /// as in some tests; the page then leaves the section out).
     pub daemon: Option<Arc<crate::daemon_config::DaemonSettings>>,
+    /// `[licensing] hardware_tolerance`, for answers to request files
+    /// uploaded here ([`Web::daemon_service`]).
+    pub hardware_tolerance: u32,
 }
 
 impl std::fmt::Debug for Web {
@@ -121,7 +124,29 @@ impl Web {
             prices: Arc::new(PriceList::embedded()),
             metrics: Arc::new(Metrics::new()),
             daemon: None,
+            hardware_tolerance: crate::hardware::DEFAULT_TOLERANCE,
         })
+    }
+
+    /// `[licensing] hardware_tolerance` for the answers to uploaded request files.
+    pub fn with_hardware_tolerance(mut self, tolerance: u32) -> Self {
+        self.hardware_tolerance = tolerance;
+        self
+    }
+
+    /// The daemon-facing service for a request file uploaded here: the same
+    /// rules as the server's own (hardware tolerance, and the "Hardware
+    /// geändert" email queued with a move), no activation rate limit (the
+    /// upload is behind a login).
+    pub fn daemon_service(self: &Arc<Self>) -> crate::service::Service {
+        crate::service::Service::new(
+            Arc::clone(&self.store),
+            Arc::clone(&self.key),
+            Arc::clone(&self.clock),
+            u32::MAX,
+        )
+        .with_hardware_tolerance(self.hardware_tolerance)
+        .with_hardware_change_hook(emails::hardware_change_hook(self))
     }
 
     /// The daemon settings the license page shows (the server's, see [`crate::Server`]).

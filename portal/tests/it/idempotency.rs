@@ -22,6 +22,7 @@ fn context(store: Store) -> AdminContext {
         key,
         clock: Arc::new(SimClock::at(UnixTime(1_800_000_000))),
         identity: String::new(),
+        daemon_service: None,
     }
 }
 

@@ -1329,12 +1329,21 @@ async fn a_license_that_followed_a_changed_host_shows_it_and_emails_the_customer
         daemon_version: "test",
         from: "127.0.0.1".into(),
     };
+    // The portal's own composer, as the server wires it: the email is queued
+    // in the move's transaction.
     let rebound = store
-        .rebind_changed_host(&check, &facts("00:11:22:33:44:99"), 1, &p.web.key, now)
+        .rebind_changed_host(
+            &check,
+            &facts("00:11:22:33:44:99"),
+            1,
+            &p.web.key,
+            &|r, at| portal::web::emails::hardware_changed_job(&p.web, r, at),
+            now,
+        )
         .expect("store")
         .expect("the binding follows one replaced card");
     assert_eq!(rebound.from, old);
-    portal::web::emails::hardware_changed(&p.web, &rebound, now).expect("queued");
+    p.web.mailer.wake();
 
     let page = b.get(&format!("/licenses/{number}")).await;
     let shown = between(&page.body, "id=\"hardware-changed\">", "</td>").expect("shown");

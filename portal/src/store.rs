@@ -55,7 +55,7 @@ use std::sync::{Mutex, PoisonError};
 use wire::RefusalReason;
 
 /// The schema this build writes: the number of [`MIGRATIONS`].
-pub const SCHEMA_VERSION: u32 = 6;
+pub const SCHEMA_VERSION: u32 = 7;
 
 /// The database file's name in the data directory.
 pub const DB_FILE: &str = "pls.sqlite3";
@@ -85,6 +85,10 @@ const SQLITE_MIGRATIONS: &[(&str, &str)] = &[
         "host_facts",
         include_str!("../migrations/0006_host_facts.sql"),
     ),
+    (
+        "customer_lists",
+        include_str!("../migrations/0007_customer_lists.sql"),
+    ),
 ];
 /// PostgreSQL's: the same schema, its own search index (pg_trgm).
 const POSTGRES_MIGRATIONS: &[(&str, &str)] = &[
@@ -108,6 +112,10 @@ const POSTGRES_MIGRATIONS: &[(&str, &str)] = &[
     (
         "host_facts",
         include_str!("../migrations/0006_host_facts.sql"),
+    ),
+    (
+        "customer_lists",
+        include_str!("../migrations/0007_customer_lists.sql"),
     ),
 ];
 
@@ -991,12 +999,15 @@ fn put_license(c: &Conn, l: &License) -> Result<(), StoreError> {
         .prepare_cached("SELECT record FROM licenses WHERE number = ?1")?
         .query_row([l.number.as_str()], |r| r.get(0))
         .optional()?;
-    let previous_fields = match previous {
+    let (previous_fields, previous_account) = match previous {
         Some(record) => {
             let old: License = from_record("license", &record)?;
-            Some(search::fields(&old, &q_email(c, old.account)?))
+            (
+                Some(search::fields(&old, &q_email(c, old.account)?)),
+                old.account,
+            )
         }
-        None => None,
+        None => (None, None),
     };
     c.prepare_cached(
         "INSERT INTO licenses (id, number, account_id, license_type, protection, created_at,
@@ -1018,6 +1029,10 @@ fn put_license(c: &Conn, l: &License) -> Result<(), StoreError> {
         i64::from(l.next_mutation),
         to_record(l)
     ])?;
+    if previous_fields.is_some() && previous_account != l.account {
+        c.prepare_cached("UPDATE mutations SET account_id = ?2 WHERE license_number = ?1")?
+            .execute(params![l.number.as_str(), l.account.map(|a| int(a.0))])?;
+    }
     let fields = search::fields(l, &q_email(c, l.account)?);
     if previous_fields.as_ref() != Some(&fields) {
         let id: i64 = c
@@ -1049,11 +1064,15 @@ fn q_mutation(c: &Conn, n: &LicenseNumber, m: u32) -> Result<Option<Mutation>, S
         .transpose()
 }
 
+/// Writes the mutation row with its license's account, and whether its
+/// license is listed in "Meine Lizenzen", in the caller's transaction (the
+/// license row is written first).
 fn put_mutation(c: &Conn, m: &Mutation) -> Result<(), StoreError> {
     c.prepare_cached(
         "INSERT INTO mutations (license_number, number, kind, state, created_at,
-             quote_valid_until, record)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             quote_valid_until, record, account_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7,
+             (SELECT account_id FROM licenses WHERE number = ?1))
          ON CONFLICT (license_number, number) DO UPDATE SET state = excluded.state,
              record = excluded.record",
     )?
@@ -1066,6 +1085,10 @@ fn put_mutation(c: &Conn, m: &Mutation) -> Result<(), StoreError> {
         int(m.quote_valid_until.0),
         to_record(m)
     ])?;
+    c.prepare_cached(&format!(
+        "UPDATE licenses SET listed = {DERIVED_LISTED} WHERE number = ?1"
+    ))?
+    .execute([m.license.as_str()])?;
     Ok(())
 }
 
@@ -1542,6 +1565,7 @@ fn migration_step(c: &Conn, step: &str) -> Result<(), DbError> {
         "recode records" => recode_records(c),
         "recode grants" => recode_grants(c),
         "rebuild search" => rebuild_search(c),
+        "derive list columns" => derive_list_columns(c),
         other => Err(DbError::Record {
             what: "migration".into(),
             reason: format!("unknown step {other:?}"),
@@ -1647,6 +1671,27 @@ fn rebuild_search(c: &Conn) -> Result<(), DbError> {
             engine.put_search_row(c, id, &search::fields(&l, &email))?;
         }
     }
+}
+
+/// The columns a customer's lists read that are derived from the records
+/// (schema 7): each mutation's account (its license's) and whether a license
+/// is listed in "Meine Lizenzen" (it has an ordered or activated mutation).
+/// The same SQL on both engines.
+const DERIVED_ACCOUNT_OF_MUTATIONS: &str = "UPDATE mutations SET account_id =
+     (SELECT l.account_id FROM licenses l WHERE l.number = mutations.license_number)";
+const DERIVED_LISTED: &str = "EXISTS (SELECT 1 FROM mutations m
+     WHERE m.license_number = licenses.number AND m.state IN ('ordered', 'activated'))";
+
+/// Migration 7's own step (`derive list columns`), and the last step of a
+/// restore: the derived list columns made from the rows (see
+/// [`DERIVED_ACCOUNT_OF_MUTATIONS`]).
+fn derive_list_columns(c: &Conn) -> Result<(), DbError> {
+    c.execute(DERIVED_ACCOUNT_OF_MUTATIONS, [])?;
+    c.execute(
+        &format!("UPDATE licenses SET listed = {DERIVED_LISTED}"),
+        [],
+    )?;
+    Ok(())
 }
 
 /// Writes `recode(old)` into column `new` of every row of `table` (keyed by two
@@ -2575,15 +2620,16 @@ impl Store {
     /// (a license whose mutations are all quotes exists only for its number), in
     /// number order, each with whether ProMoS last reported running on its bound
     /// host, and how many there are. One read transaction on the
-    /// `licenses_by_account` index; only the page's records are decoded.
+    /// `licenses_listed_by_account` index; only the page's records are decoded.
     pub fn customer_license_page(
         &self,
         id: AccountId,
         page: usize,
         size: usize,
     ) -> Result<CustomerLicensePage, StoreError> {
-        const ORDERED: &str = "l.account_id = ?1 AND EXISTS (SELECT 1 FROM mutations m
-             WHERE m.license_number = l.number AND m.state IN ('ordered', 'activated'))";
+        // `listed` is kept by `put_mutation`: the partial index
+        // `licenses_listed_by_account` holds exactly these rows.
+        const ORDERED: &str = "l.account_id = ?1 AND l.listed";
         self.read(|c| {
             let n: i64 = c.query_row(
                 &format!("SELECT COUNT(*) FROM licenses l WHERE {ORDERED}"),
@@ -2623,7 +2669,9 @@ impl Store {
         now: UnixTime,
         page: Option<(usize, usize)>,
     ) -> Result<CustomerQuotePage, StoreError> {
-        const KEPT: &str = "l.account_id = ?1 AND m.kind <> 'renewal' AND m.state <> 'deleted'
+        // Every column this reads is in the index `mutations_by_account`: the
+        // count reads the index only, the page walks it newest first.
+        const KEPT: &str = "m.account_id = ?1 AND m.kind <> 'renewal' AND m.state <> 'deleted'
              AND ((?3 = 'all')
                OR (?3 = 'open' AND m.state = 'quote' AND m.quote_valid_until >= ?2)
                OR (?3 = 'expired' AND (m.state = 'expired'
@@ -2636,10 +2684,7 @@ impl Store {
             let (total, page, skip, take) = match page {
                 Some((page, size)) => {
                     let n: i64 = c.query_row(
-                        &format!(
-                            "SELECT COUNT(*) FROM mutations m
-                             JOIN licenses l ON l.number = m.license_number WHERE {KEPT}"
-                        ),
+                        &format!("SELECT COUNT(*) FROM mutations m WHERE {KEPT}"),
                         base,
                         |r| r.get(0),
                     )?;
@@ -2652,7 +2697,8 @@ impl Store {
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT l.record, m.record FROM mutations m
                  JOIN licenses l ON l.number = m.license_number WHERE {KEPT}
-                 ORDER BY m.created_at DESC, m.license_number, m.number LIMIT ?4 OFFSET ?5"
+                 ORDER BY m.account_id, m.created_at DESC, m.license_number, m.number
+                 LIMIT ?4 OFFSET ?5"
             ))?;
             let found = stmt.query_map(
                 params![
@@ -4120,11 +4166,28 @@ impl Store {
                 if !audited {
                     problems.push(format!("license {number}: no audit entry"));
                 }
-                let id: i64 = c.query_row(
-                    "SELECT id FROM licenses WHERE number = ?1",
+                let (id, listed): (i64, bool) = c.query_row(
+                    "SELECT id, listed FROM licenses WHERE number = ?1",
                     [&number],
-                    |r| r.get(0),
+                    |r| Ok((r.get(0)?, r.get(1)?)),
                 )?;
+                let ordered = ms
+                    .iter()
+                    .any(|m| matches!(m.state, MutationState::Ordered | MutationState::Activated));
+                if listed != ordered {
+                    problems.push(format!(
+                        "license {number}: its place in the customer's license list is out of date"
+                    ));
+                }
+                let mutation_accounts: Vec<Option<i64>> = c
+                    .prepare("SELECT account_id FROM mutations WHERE license_number = ?1")?
+                    .query_map([&number], |r| r.get(0))?
+                    .collect::<Result<_>>()?;
+                if mutation_accounts.iter().any(|&a| a != account) {
+                    problems.push(format!(
+                        "license {number}: its mutations name another account than the license"
+                    ));
+                }
                 let fields = search::fields(&l, &email);
                 match engine_of(c).search_row_matches(c, id, &fields)? {
                     Some(true) => search_rows += 1,
@@ -4280,6 +4343,7 @@ fn copy_business_data(from: &Conn, to: &Conn) -> Result<u64, StoreError> {
             rows_copied += 1;
         }
     }
+    derive_list_columns(to)?;
     let engine = engine_of(to);
     let mut stmt = to.prepare(
         "SELECT l.id, l.record, COALESCE(a.email, '') FROM licenses l
@@ -4738,7 +4802,8 @@ mod tests {
                 "login_failures",
                 "compact_records_sqlite",
                 "smaller_store_sqlite",
-                "host_facts"
+                "host_facts",
+                "customer_lists"
             ]
         );
         // Up to date: nothing runs (running 0001 again would fail on its tables).
@@ -4879,10 +4944,10 @@ mod tests {
     }
 
     /// A copy of `from` (a store at this schema) as the store of schema
-    /// `version` (2 or 4) would have held it: the database `to` brought to that
-    /// schema, every row copied, the records written as that schema wrote them
-    /// (2: JSON text; 4: postcard, a grant as its whole envelope), the search
-    /// rows built.
+    /// `version` (2, 4 or 6) would have held it: the database `to` brought to
+    /// that schema, every row copied, the records written as that schema wrote
+    /// them (2: JSON text; 4: postcard, a grant as its whole envelope; 6: a
+    /// grant as its fields), the search rows built.
     fn copy_as_schema(from: &Store, to: &Conn, version: u32) {
         migrate_until(to, 0, version, "old schema").expect("old schema");
         let json = |v: db::Value, decode: &dyn Fn(&[u8]) -> String| match v {
@@ -4898,7 +4963,8 @@ mod tests {
                 let g = grant_from_record(&b).expect("grant");
                 match version {
                     2 => db::Value::Text(to_json(&g)),
-                    _ => db::Value::Bytes(to_record(&g)),
+                    3 | 4 => db::Value::Bytes(to_record(&g)),
+                    _ => db::Value::Bytes(grant_to_record(&g)),
                 }
             }
             other => panic!("a grant is bytes, found {other:?}"),
@@ -4997,6 +5063,11 @@ mod tests {
     #[test]
     fn a_schema_4_store_with_data_migrates_to_compact_grants_with_every_record_equal() {
         old_store_migrates_with_every_record_equal(4);
+    }
+
+    #[test]
+    fn a_schema_6_store_with_data_migrates_to_the_customer_list_columns() {
+        old_store_migrates_with_every_record_equal(6);
     }
 
     /// A store of schema `version` holding data of every kind, opened by this
@@ -5277,6 +5348,78 @@ mod tests {
                 "{problems:?}"
             );
             write(Some(&fields));
+            assert_eq!(store.verify().expect("verify"), Vec::<String>::new());
+        });
+    }
+
+    #[test]
+    fn verify_finds_the_customer_lists_columns_out_of_date() {
+        for_each_engine(|store| {
+            let store = &store;
+            let key = SigningKeyPair::from_seed(&[3; 32]);
+            let account = store
+                .create_account(
+                    NewAccount {
+                        email: "lists@verify.example".into(),
+                        password_hash: None,
+                        company: "c".into(),
+                        first_name: "f".into(),
+                        last_name: "l".into(),
+                    },
+                    &Actor::System,
+                    UnixTime(0),
+                )
+                .expect("account");
+            let l = soft_license(store);
+            store
+                .add_mutation(
+                    &l.number,
+                    new_content(),
+                    true,
+                    &key,
+                    &Actor::System,
+                    UnixTime(1),
+                )
+                .expect("ordered");
+            let mut l = store.license(&l.number).expect("read").expect("license");
+            l.account = Some(account.id);
+            store
+                .write(|c| put_license(c, &l))
+                .expect("moved to the account");
+            let listed = |c: &Conn| -> Result<(bool, Option<i64>), StoreError> {
+                Ok(c.query_row(
+                    "SELECT l.listed, m.account_id FROM licenses l
+                     JOIN mutations m ON m.license_number = l.number WHERE l.number = ?1",
+                    [l.number.as_str()],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?)
+            };
+            // Written by the store: listed, and the mutation, written while its
+            // license had no account, names the account it was moved to.
+            assert_eq!(
+                store.read(listed).expect("read"),
+                (true, Some(int(account.id.0)))
+            );
+            assert_eq!(store.verify().expect("verify"), Vec::<String>::new());
+
+            let damage = |sql: &str| {
+                store
+                    .write(|c| Ok::<_, StoreError>(c.execute(sql, [l.number.as_str()])?))
+                    .expect("damage");
+                store.verify().expect("verify")
+            };
+            let problems = damage("UPDATE licenses SET listed = FALSE WHERE number = ?1");
+            assert!(
+                problems.len() == 1 && problems[0].contains("license list is out of date"),
+                "{problems:?}"
+            );
+            let problems =
+                damage("UPDATE mutations SET account_id = NULL WHERE license_number = ?1");
+            assert_eq!(problems.len(), 2, "{problems:?}");
+            assert!(problems[1].contains("name another account"), "{problems:?}");
+            store
+                .write(|c| Ok::<_, StoreError>(derive_list_columns(c)?))
+                .expect("derive");
             assert_eq!(store.verify().expect("verify"), Vec::<String>::new());
         });
     }

@@ -397,14 +397,14 @@ async fn serve_and_load(web: Arc<Web>, licenses: usize) {
                 session.as_str(),
                 "/admin/licenses",
                 "Site ",
-                32,
+                300,
             ),
             (
                 "GET /admin/licenses?q=muster4711",
                 session.as_str(),
                 "/admin/licenses?q=muster4711",
                 "Site 4711",
-                32,
+                300,
             ),
         ];
         println!("| endpoint ({CLIENTS} concurrent clients, {LICENSES} licenses) | requests | p50 | p99 | requests/s |");

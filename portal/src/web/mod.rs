@@ -367,7 +367,7 @@ fn ctx(web: Arc<Web>) -> impl Filter<Extract = (Ctx,), Error = Rejection> + Clon
                     // A lookup that met an unavailable database and went on
                     // without its value (the account's language) fails the
                     // context too: the page would be built on a guess.
-                    let built = tokio::task::spawn_blocking(move || {
+                    let built = in_turn(move || {
                         crate::store::take_thread_marks();
                         let ctx = build_ctx(&web, cookie, accept, xff, remote, path, query)?;
                         if crate::store::take_thread_marks().unavailable {
@@ -538,12 +538,36 @@ macro_rules! page {
     };
 }
 
+/// Runs `f` on tokio's blocking pool when it is its turn: at most
+/// [`store_turns`] portal requests do their store work at once, the others wait
+/// in arrival order. Without the turns, 32 concurrent requests were 32 blocking
+/// threads sharing two cores: each request took as long as all of them, and the
+/// threads' switches and lock waits were a fifth of the CPU time
+/// (BENCHMARKS.md, "Issue 14", "the portal's store work in turns").
+async fn in_turn<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, tokio::task::JoinError> {
+    let _turn = store_turns().acquire().await;
+    tokio::task::spawn_blocking(f).await
+}
+
+/// How many portal requests do their store work at once: twice the cores the
+/// process may use (a request waiting for a disk flush leaves its core to
+/// another), and never fewer than 4.
+fn store_turns() -> &'static tokio::sync::Semaphore {
+    static TURNS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    TURNS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        tokio::sync::Semaphore::new((2 * cores).max(4))
+    })
+}
+
 /// Runs `f` on tokio's blocking pool: the one boundary between warp's async
 /// workers and the store. Every handler is a plain function (store calls,
 /// argon2), and none of that ever runs on an async worker. A handler that panicked answers 500 (the
 /// panic is logged), as an async handler's panic would have ended the request.
 pub(crate) async fn on_blocking_thread(f: impl FnOnce() -> Resp + Send + 'static) -> Resp {
-    match tokio::task::spawn_blocking(f).await {
+    match in_turn(f).await {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(error = %e, "a portal handler failed");

@@ -93,14 +93,8 @@ pub fn standalone_daemon_service(
     key: Arc<keys::SigningKeyPair>,
     clock: Arc<dyn Clock>,
 ) -> Result<Arc<Service>, String> {
-    let mailer = mail::Mailer::new(
-        &store,
-        &config.http.mail_from,
-        config.smtp.as_ref(),
-        config.outbox_dir(),
-        Arc::clone(&clock),
-    )
-    .map_err(|e| e.to_string())?;
+    let mailer =
+        mail::Mailer::from_config(&store, config, Arc::clone(&clock)).map_err(|e| e.to_string())?;
     let web = web::Web::new(
         Arc::clone(&store),
         Arc::clone(&clock),
@@ -180,15 +174,9 @@ impl Server {
         if prices.has_placeholders() {
             tracing::warn!("the price list contains placeholder prices (marked `placeholder = true`); replace them before selling (README, \"Prices\")");
         }
-        let mailer = mail::Mailer::new(
-            &store,
-            &config.http.mail_from,
-            config.smtp.as_ref(),
-            config.outbox_dir(),
-            Arc::clone(&clock),
-        )
-        .map_err(|e| StartError::Mail(e.to_string()))?
-        .with_metrics(Arc::clone(&registry));
+        let mailer = mail::Mailer::from_config(&store, &config, Arc::clone(&clock))
+            .map_err(|e| StartError::Mail(e.to_string()))?
+            .with_metrics(Arc::clone(&registry));
         // Web::new reads the store (the CSRF key): on a blocking thread.
         let web = {
             let (store, clock, http, key) = (

@@ -118,6 +118,22 @@ impl std::fmt::Debug for Mailer {
 
 impl Mailer {
     /// `outbox` is used when `smtp` is `None`.
+    /// The mailer a configuration asks for: its sender, SMTP when configured,
+    /// the outbox directory otherwise.
+    pub fn from_config(
+        store: &Arc<Store>,
+        config: &crate::config::Config,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
+        Self::new(
+            store,
+            &config.http.mail_from,
+            config.smtp.as_ref(),
+            config.outbox_dir(),
+            clock,
+        )
+    }
+
     pub fn new(
         store: &Arc<Store>,
         from: &str,

@@ -189,39 +189,9 @@ impl Service {
                     agent: AGENT.to_owned(),
                 }
             }
-            Request::Activate(a) => {
-                if !self.allow_activation(source.ip) {
-                    tracing::warn!(from = %source.label, license = %a.license_number, "activation rate limit hit");
-                    return Response::Error(ErrorReply::RateLimited {
-                        retry_after_secs: 60,
-                    });
-                }
-                self.activate(
-                    &a.license_number,
-                    &a.hardware_id,
-                    &a.daemon_version,
-                    a.nonce,
-                    ActivationAuthority::Token(a.token.expose()),
-                    None,
-                    source,
-                )
-            }
+            Request::Activate(a) => self.activate_by_token(&a, None, source),
             Request::ActivateWithFacts(a, facts) => {
-                if !self.allow_activation(source.ip) {
-                    tracing::warn!(from = %source.label, license = %a.license_number, "activation rate limit hit");
-                    return Response::Error(ErrorReply::RateLimited {
-                        retry_after_secs: 60,
-                    });
-                }
-                self.activate(
-                    &a.license_number,
-                    &a.hardware_id,
-                    &a.daemon_version,
-                    a.nonce,
-                    ActivationAuthority::Token(a.token.expose()),
-                    Some(&facts),
-                    source,
-                )
+                self.activate_by_token(&a, Some(&facts), source)
             }
             Request::Check(c) => self.check(&c, None, source),
             Request::CheckWithFacts(c, facts) => self.check(&c, Some(&facts), source),
@@ -264,6 +234,31 @@ impl Service {
     /// A check. `facts`: the hashed facts of the host's hardware ID (daemons
     /// since issue 19); with them, a check from a new hardware ID may move the
     /// binding ([`crate::hardware`]), and a clone is refused as such.
+    /// A network activation with the customer's token, behind the activation
+    /// rate limit of its source address.
+    fn activate_by_token(
+        &self,
+        a: &wire::Activate,
+        facts: Option<&HardwareFacts>,
+        source: &Source,
+    ) -> Response {
+        if !self.allow_activation(source.ip) {
+            tracing::warn!(from = %source.label, license = %a.license_number, "activation rate limit hit");
+            return Response::Error(ErrorReply::RateLimited {
+                retry_after_secs: 60,
+            });
+        }
+        self.activate(
+            &a.license_number,
+            &a.hardware_id,
+            &a.daemon_version,
+            a.nonce,
+            ActivationAuthority::Token(a.token.expose()),
+            facts,
+            source,
+        )
+    }
+
     fn check(&self, c: &wire::Check, facts: Option<&HardwareFacts>, source: &Source) -> Response {
         let req = HostCheck {
             license: &c.license_number,

@@ -5122,17 +5122,7 @@ mod tests {
                     UnixTime(2),
                 )
                 .expect("quote");
-            let l = soft_license(&source);
-            let m = source
-                .add_mutation(
-                    &l.number,
-                    new_content(),
-                    true,
-                    &key,
-                    &Actor::System,
-                    UnixTime(1),
-                )
-                .expect("order");
+            let (l, m) = ordered_license(&source, &key);
             source
                 .activate_mutation(&l.number, m.number, &key, &Actor::System, UnixTime(2))
                 .expect("paid");
@@ -5370,17 +5360,7 @@ mod tests {
                     UnixTime(0),
                 )
                 .expect("account");
-            let l = soft_license(store);
-            store
-                .add_mutation(
-                    &l.number,
-                    new_content(),
-                    true,
-                    &key,
-                    &Actor::System,
-                    UnixTime(1),
-                )
-                .expect("ordered");
+            let (l, _) = ordered_license(store, &key);
             let mut l = store.license(&l.number).expect("read").expect("license");
             l.account = Some(account.id);
             store
@@ -5422,6 +5402,22 @@ mod tests {
                 .expect("derive");
             assert_eq!(store.verify().expect("verify"), Vec::<String>::new());
         });
+    }
+
+    /// A soft-dongle license with its first mutation ordered (not yet paid).
+    fn ordered_license(store: &Store, key: &SigningKeyPair) -> (License, Mutation) {
+        let l = soft_license(store);
+        let m = store
+            .add_mutation(
+                &l.number,
+                new_content(),
+                true,
+                key,
+                &Actor::System,
+                UnixTime(1),
+            )
+            .expect("order");
+        (l, m)
     }
 
     fn soft_license(store: &Store) -> License {

@@ -11,6 +11,8 @@
 //! still waiting for (so once), and never older than what is in force
 //! ([`crate::state::LicenseMachine::offline_verdict`]). Grace periods count
 //! from the server time inside, so a file carried for a week gives a week less.
+//! A grant an answer brings goes to the site's peers at once by the gossip
+//! of [`super::peers`], as one a check brought does after the check.
 
 use super::{Shared, DAEMON_VERSION};
 use crate::licinfo::LicInfo;
@@ -184,7 +186,16 @@ impl Shared {
         let mut inner = self.lock();
         let now = inner.now();
         inner.machine.offline_verdict(&answer, now)?;
+        let held = inner.machine.grant().map(|g| g.serial);
         inner.apply(Input::OfflineAnswer(answer));
+        if inner.machine.grant().map(|g| g.serial) != held {
+            // A grant the network did not bring: the site's other hosts hear
+            // of it by gossip as of one a check brought (an upgrade, or this
+            // license moved here from another host of the site).
+            if let Some(p) = &self.peers {
+                p.grant_taken();
+            }
+        }
         let applied = if refused {
             OfflineApplied::Refused
         } else if activation && inner.machine.grant().is_some() {

@@ -1,8 +1,9 @@
 //! Real separate hosts in Linux network namespaces, the real `promos-licd`
 //! binary in them, the license server (in this process, on a simulated clock)
-//! in the root namespace: the peer relay (issue 16), and a host with no
-//! network at all that is activated and checked by file (issue 19, at the
-//! end of this file).
+//! in the root namespace: the peer relay (issue 16); a host with no
+//! network at all that is activated and checked by file, and two hosts with
+//! only a cable between them that pass a grant applied by file on by gossip
+//! (issue 19, at the end of this file).
 //!
 //! The relay: namespaces joined by veth pairs, a daemon in three of them.
 //!
@@ -1186,6 +1187,35 @@ impl Isolated {
             .filter(|l| !l.trim().is_empty() && !l.contains(" dev lo"))
             .collect()
     }
+
+    /// This namespace's end of [`Isolated::cable_to`].
+    fn cable_end(&self) -> String {
+        format!("{}l", self.name)
+    }
+
+    /// A site LAN of two hosts and nothing else: one cable (a veth pair)
+    /// from this namespace to `other`, on `10.N.3.0/24`, no route beyond it.
+    /// The two addresses.
+    fn cable_to(&self, other: &Isolated) -> (String, String) {
+        let subnet = 200 + std::process::id() % 50;
+        let (here, there) = (self.cable_end(), other.cable_end());
+        let _ = Command::new("ip").args(["link", "del", &here]).output();
+        sh(&[
+            "ip", "link", "add", &here, "type", "veth", "peer", "name", &there,
+        ]);
+        let mut ips = Vec::new();
+        for (name, link, host) in [(&self.name, &here, 1), (&other.name, &there, 2)] {
+            sh(&["ip", "link", "set", link, "netns", name]);
+            let ip = format!("10.{subnet}.3.{host}");
+            ns(
+                name,
+                &["ip", "addr", "add", &format!("{ip}/24"), "dev", link],
+            );
+            ns(name, &["ip", "link", "set", link, "up"]);
+            ips.push(ip);
+        }
+        (ips.remove(0), ips.remove(0))
+    }
 }
 
 impl Drop for Isolated {
@@ -1355,3 +1385,84 @@ async fn a_host_with_no_network_at_all_is_activated_and_checked_by_file() {
     assert_eq!(here.routes_off_loopback(), Vec::<String>::new());
 }
 
+/// Issue 19, peers: on a site without any way to the server, the license
+/// moves from the old computer B to the new computer A, both activated by
+/// file. Only A's answer file carries the new grant; B learns by gossip,
+/// within seconds and with no check and no file of its own, that its license
+/// was reset and moved, and stops ("license was reset"), as the server's
+/// refusal would have told it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_applied_by_file_reaches_the_peers_by_gossip() {
+    let (new_pc, old_pc) = (Isolated::create("na"), Isolated::create("nb"));
+    let (ip_a, ip_b) = new_pc.cable_to(&old_pc);
+    let lab = Lab::start(SocketAddr::from(([127, 0, 0, 1], 0))).await;
+    let (number, _token) = lab.pls.create_license();
+    let (ka, kb) = (lab.peer_key("a"), lab.peer_key("b"));
+    // Each lists the other as its peer; neither has a server it can reach.
+    let spawn = |name, host: &Isolated, hwid, peer: String| {
+        let mut env = offline_env().to_vec();
+        env.extend(peer_env(&peer));
+        lab.spawn(name, &host.name, hwid, &env)
+    };
+    let a = spawn("a", &new_pc, HOST_A, format!("{ip_b}:{PEER_PORT}={kb}"));
+    let b = spawn("b", &old_pc, HOST_B, format!("{ip_a}:{PEER_PORT}={ka}"));
+    for d in [&a, &b] {
+        d.wait_status("the daemon up", |s| s["state"] == json!("not_activated"))
+            .await;
+    }
+
+    // The old computer is activated by file.
+    let v = b
+        .offline_apply(&lab.answer(&b.offline_request(Some(&number)).await))
+        .await;
+    assert_eq!(v["applied"], json!("activated"), "{v}");
+    let old_serial = v["status"]["grant_serial"].as_u64().expect("serial");
+
+    // The license is reset in the portal and the new computer activated by file.
+    lab.pls.admin(AdminRequest::Reset {
+        number: number.clone(),
+    });
+    let v = a
+        .offline_apply(&lab.answer(&a.offline_request(Some(&number)).await))
+        .await;
+    assert_eq!(v["applied"], json!("activated"), "{v}");
+    let new_serial = v["status"]["grant_serial"].as_u64().expect("serial");
+    assert!(new_serial > old_serial, "{v}");
+    let applied = tokio::time::Instant::now();
+
+    // B hears it from A: its license ends here, A's goes on.
+    let s = b
+        .within(applied, SITE_RECOVERY, "the move, by gossip", |s| {
+            s["state"] == json!("refused")
+        })
+        .await;
+    assert_eq!(s["licensed"], json!(false), "{s}");
+    assert_eq!(s["reason"]["code"], json!("license_was_reset"), "{s}");
+    assert!(
+        b.log_text()
+            .contains("a newer grant of this license came from a peer"),
+        "{}",
+        b.log_text()
+    );
+    assert!(
+        a.log_text()
+            .contains("a grant came by file: passing it on to the peers"),
+        "{}",
+        a.log_text()
+    );
+    let s = a.status().await;
+    assert_eq!(
+        (s["state"].clone(), s["grant_serial"].clone()),
+        (json!("licensed"), json!(new_serial)),
+        "{s}"
+    );
+    // Neither host had a route beyond the cable between them.
+    for host in [&new_pc, &old_pc] {
+        let routes = host.routes_off_loopback();
+        let cable = format!(" dev {} ", host.cable_end());
+        assert!(
+            !routes.is_empty() && routes.iter().all(|r| r.contains(&cable)),
+            "{routes:?}"
+        );
+    }
+}

@@ -110,8 +110,8 @@ fn file_error_de(e: &OfflineFileError) -> String {
         }
     };
     match e {
-        OfflineFileError::TooLarge { len, max, what } => format!("die Datei hat {len} Bytes, mehr als die {max}, die eine Offline-Datei haben kann: sie ist keine Offline-{}datei", what_de(*what)),
-        OfflineFileError::NoBegin { begin, what } => format!("keine Zeile \"{begin}\" gefunden: das ist keine Offline-{}datei der Version 1 (eine Anfragedatei schreibt `promos-licd offline request`, eine Antwortdatei kommt aus dem Lizenzportal)", what_de(*what)),
+        OfflineFileError::TooLarge { len, max, what } => format!("die Datei hat {len} Bytes, mehr als die {max}, die eine Offline-Datei haben kann: sie ist keine Offline-{}datei", what_de(what)),
+        OfflineFileError::NoBegin { begin, what } => format!("keine Zeile \"{begin}\" gefunden: das ist keine Offline-{}datei der Version 1 (eine Anfragedatei schreibt `promos-licd offline request`, eine Antwortdatei kommt aus dem Lizenzportal)", what_de(what)),
         OfflineFileError::NoEnd { end } => format!("die Zeile \"{end}\" fehlt: die Datei wurde abgeschnitten; kopieren oder laden Sie sie nochmals herunter"),
         OfflineFileError::BadHeader { line } => format!("die Kopfzeile {line:?} ist unverständlich; die Datei wurde von Hand verändert, kopieren oder laden Sie sie nochmals herunter"),
         OfflineFileError::BadBase64(e) => format!("der codierte Block ist beschädigt ({e}); die Datei wurde verändert, kopieren oder laden Sie sie nochmals herunter"),

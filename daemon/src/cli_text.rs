@@ -194,16 +194,29 @@ pub fn activated(lang: Lang) -> &'static str {
     lang.pick("Aktiviert.", "Activated.")
 }
 
-/// A refused or failed activation, from the socket's answer.
-pub fn activation_failed(lang: Lang, v: &Value) -> String {
+/// The reason in a socket answer with `ok: false`: `message_de` for German
+/// where the daemon gives one, else `message`.
+fn failure(lang: Lang, v: &Value) -> String {
     let message = match lang {
         Lang::De => v["message_de"].as_str().or(v["message"].as_str()),
         Lang::En => v["message"].as_str(),
     };
+    match (lang, v["error"].as_str(), message) {
+        // The number's own parse error, named in German around it.
+        (Lang::De, Some("bad_license_number"), Some(m)) => {
+            format!("die Lizenznummer ist ungültig ({m})")
+        }
+        (_, _, Some(m)) => m.to_owned(),
+        (_, _, None) => lang.pick("unbekannter Fehler", "unknown error").to_owned(),
+    }
+}
+
+/// A refused or failed activation, from the socket's answer.
+pub fn activation_failed(lang: Lang, v: &Value) -> String {
     format!(
         "{}: {}",
         lang.pick("Aktivierung fehlgeschlagen", "activation failed"),
-        message.unwrap_or(lang.pick("unbekannter Fehler", "unknown error"))
+        failure(lang, v)
     )
 }
 
@@ -317,9 +330,56 @@ pub fn offline_applied(lang: Lang, applied: &str) -> String {
     }
 }
 
-/// `offline apply` refused: the daemon's reason (English, precise) after a
-/// sentence in the user's language.
-pub fn offline_refused(lang: Lang, message: &str) -> String {
+/// `offline request` refused by the daemon, from the socket's answer.
+pub fn offline_request_failed(lang: Lang, v: &Value) -> String {
+    format!(
+        "{}: {}",
+        lang.pick("Anfragedatei nicht geschrieben", "request file not written"),
+        failure(lang, v)
+    )
+}
+
+/// `offline request` could not write the file where asked (the system's
+/// reason follows).
+pub fn offline_request_not_written(lang: Lang, path: &Path) -> String {
+    match lang {
+        Lang::De => format!(
+            "die Anfragedatei {} kann nicht geschrieben werden",
+            path.display()
+        ),
+        Lang::En => format!("writing {}", path.display()),
+    }
+}
+
+/// `offline apply` could not read the answer file.
+pub fn offline_unreadable(lang: Lang, e: &wire::offline::ReadFileError) -> String {
+    use wire::offline::{FileKind, ReadFileError};
+    let name = |kind: &FileKind| match kind {
+        FileKind::Request => "die Anfragedatei",
+        FileKind::Answer => "die Antwortdatei",
+    };
+    match (lang, e) {
+        (Lang::En, e) => e.to_string(),
+        (Lang::De, ReadFileError::Io { kind, path, source }) => format!(
+            "{} {} kann nicht gelesen werden: {source}",
+            name(kind),
+            path.display()
+        ),
+        (Lang::De, ReadFileError::TooLarge { kind, path, max }) => format!(
+            "{} ist grösser als {max} Bytes: das ist keine {}",
+            path.display(),
+            match kind {
+                FileKind::Request => "Anfragedatei von promos-licd",
+                FileKind::Answer => "Antwortdatei des Lizenzportals",
+            }
+        ),
+    }
+}
+
+/// `offline apply` refused: a sentence in the user's language, then the
+/// daemon's reason in it (from the socket's answer).
+pub fn offline_refused(lang: Lang, v: &Value) -> String {
+    let message = failure(lang, v);
     match lang {
         Lang::De => format!("Antwortdatei nicht übernommen, nichts wurde geändert: {message}"),
         Lang::En => format!("Answer file not applied, nothing was changed: {message}"),
@@ -423,6 +483,49 @@ mod tests {
         assert_eq!(
             activation_failed(Lang::En, &refused),
             "activation failed: wrong token"
+        );
+    }
+
+    #[test]
+    fn offline_failures_in_both_languages() {
+        let refused = json!({"ok": false, "error": "offline_refused", "reason": "no_license",
+            "message": "no license", "message_de": "keine Lizenz"});
+        assert_eq!(
+            offline_request_failed(Lang::En, &refused),
+            "request file not written: no license"
+        );
+        assert_eq!(
+            offline_request_failed(Lang::De, &refused),
+            "Anfragedatei nicht geschrieben: keine Lizenz"
+        );
+        assert_eq!(
+            offline_refused(Lang::De, &refused),
+            "Antwortdatei nicht übernommen, nichts wurde geändert: keine Lizenz"
+        );
+        let bad = json!({"ok": false, "error": "bad_license_number", "message": "not 10 digits"});
+        assert_eq!(
+            offline_request_failed(Lang::De, &bad),
+            "Anfragedatei nicht geschrieben: die Lizenznummer ist ungültig (not 10 digits)"
+        );
+        assert_eq!(
+            offline_request_failed(Lang::En, &json!({"ok": false})),
+            "request file not written: unknown error"
+        );
+        let missing = std::path::Path::new("/nowhere/answer.txt");
+        let e = wire::offline::read_file(missing, wire::offline::FileKind::Answer)
+            .expect_err("missing");
+        assert!(offline_unreadable(Lang::En, &e)
+            .starts_with("reading the answer file /nowhere/answer.txt: "));
+        assert!(offline_unreadable(Lang::De, &e)
+            .starts_with("die Antwortdatei /nowhere/answer.txt kann nicht gelesen werden: "));
+        let e = wire::offline::ReadFileError::TooLarge {
+            kind: wire::offline::FileKind::Answer,
+            path: missing.to_owned(),
+            max: 9,
+        };
+        assert_eq!(
+            offline_unreadable(Lang::De, &e),
+            "/nowhere/answer.txt ist grösser als 9 Bytes: das ist keine Antwortdatei des Lizenzportals"
         );
     }
 

@@ -269,7 +269,7 @@ async fn client_command(cmd: &Command, socket: &std::path::Path) -> anyhow::Resu
                 .call(&json!({"cmd": "offline_request", "license_number": license}))
                 .await?;
             if v["ok"] != json!(true) {
-                bail!("{}", v["message"].as_str().unwrap_or("?"));
+                bail!("{}", cli_text::offline_request_failed(lang, &v));
             }
             let text = v["file"].as_str().unwrap_or_default();
             let path = out
@@ -279,21 +279,20 @@ async fn client_command(cmd: &Command, socket: &std::path::Path) -> anyhow::Resu
                 print!("{text}");
             } else {
                 std::fs::write(&path, text)
-                    .with_context(|| format!("writing {}", path.display()))?;
+                    .with_context(|| cli_text::offline_request_not_written(lang, &path))?;
                 println!("{}", cli_text::offline_request_written(lang, &path));
             }
         }
         Command::Offline(Offline::Apply { file }) => {
-            let text = wire::offline::read_file(file, wire::offline::FileKind::Answer)
-                .map_err(anyhow::Error::msg)?;
+            let text = match wire::offline::read_file(file, wire::offline::FileKind::Answer) {
+                Ok(text) => text,
+                Err(e) => bail!("{}", cli_text::offline_unreadable(lang, &e)),
+            };
             let v = c
                 .call(&json!({"cmd": "offline_apply", "file": text}))
                 .await?;
             if v["ok"] != json!(true) {
-                eprintln!(
-                    "{}",
-                    cli_text::offline_refused(lang, v["message"].as_str().unwrap_or("?"))
-                );
+                eprintln!("{}", cli_text::offline_refused(lang, &v));
                 std::process::exit(2);
             }
             println!(

@@ -326,13 +326,15 @@ pub enum Answer {
         status: StatusJson,
     },
     /// `offline_request` / `offline_apply` refused: a stable code
-    /// (`other_host`, `not_waiting`, `older_answer`, `bad_file`, ...) and why.
+    /// (`other_host`, `not_waiting`, `older_answer`, `bad_file`, ...) and why,
+    /// in English and German.
     OfflineRefused {
         /// Always `offline_refused`.
         error: &'static str,
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<Value>,
         message: String,
+        message_de: String,
         ok: bool,
         reason: &'static str,
     },
@@ -398,6 +400,7 @@ impl Answer {
             error: "offline_refused",
             id: None,
             message: e.to_string(),
+            message_de: e.message_de(),
             ok: false,
             reason: e.code(),
         }

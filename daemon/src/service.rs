@@ -1093,6 +1093,10 @@ pub async fn run(
         .peers
         .as_ref()
         .map(|p| tokio::spawn(p.clone().serve(shared.clone())));
+    let peer_gossip = shared
+        .peers
+        .as_ref()
+        .map(|p| tokio::spawn(p.clone().share_new_grants(shared.clone())));
     if let crate::config::DongleBackend::Hidapi {
         vendor_id: None, ..
     }
@@ -1214,7 +1218,7 @@ pub async fn run(
     let _ = acceptor.await;
     checker.abort();
     let _ = checker.await;
-    for t in [peer_server, metrics].into_iter().flatten() {
+    for t in [peer_server, peer_gossip, metrics].into_iter().flatten() {
         t.abort();
         let _ = t.await;
     }

@@ -23,7 +23,7 @@
 //! | `{"cmd":"activate","license_number":"1921900012","token":"...","server":"license.promosnt.com"}` | `{"ok":true,"status":{...}}` or `"error":"activation_refused"` with German and English text |
 //! | `{"cmd":"hwid"}` | `{"ok":true,"hardware_id":"502c649d1171ad2e8705074ce97791db"}` |
 //! | `{"cmd":"offline_request"}` (not activated: `"license_number":"1921900012"`) | `{"ok":true,"file":"-----BEGIN PROMOS OFFLINE REQUEST v1-----...","file_name":"promos-offline-request-1921900012.txt"}` |
-//! | `{"cmd":"offline_apply","file":"-----BEGIN PROMOS OFFLINE ANSWER v1-----..."}` | `{"ok":true,"applied":"checked","status":{...}}` (`applied`: `activated`, `checked`, `refused`) or `"error":"offline_refused"` with `reason` (`other_host`, `not_waiting`, `older_answer`, `other_license`, `clock_behind`, `bad_file`, `not_verified`, `server_error`, `no_license`, `hard_dongle`) and `message` |
+//! | `{"cmd":"offline_apply","file":"-----BEGIN PROMOS OFFLINE ANSWER v1-----..."}` | `{"ok":true,"applied":"checked","status":{...}}` (`applied`: `activated`, `checked`, `refused`) or `"error":"offline_refused"` with `reason` (`other_host`, `not_waiting`, `older_answer`, `other_license`, `clock_behind`, `bad_file`, `not_verified`, `server_error`, `no_license`, `hard_dongle`) and `message` (English) and `message_de` (German) |
 //!
 //! The runtime sends `runtime_started` first at its start and keeps that
 //! connection open: 1-hour and 24-hour runs count from it.

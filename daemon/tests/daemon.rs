@@ -1740,9 +1740,10 @@ async fn an_engineering_run_ends_within_a_second_of_its_24_hours() {
 
 /// `promos-licd offline request` / `offline apply` as a person on a plant host
 /// without internet uses them: the messages in the locale's language, the
-/// exit codes (0 done, 2 answer refused with nothing changed, 1 the file
-/// could not be read), and the socket answers behind them as snapshots (the
-/// request file's text holds a random nonce and is shown as `<file>`).
+/// failures too, the exit codes (0 done, 2 answer refused with nothing
+/// changed, 1 the file could not be read or written), and the socket answers
+/// behind them as snapshots (the request file's text holds a random nonce and
+/// is shown as `<file>`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_offline_request_and_apply_say_what_happened_in_the_locales_language() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -1765,25 +1766,65 @@ async fn cli_offline_request_and_apply_say_what_happened_in_the_locales_language
         }
     };
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let offline = |lang: &'static str, args: &[&str]| {
+        let args = std::iter::once("offline").chain(args.iter().copied());
+        cli_run(lang, args.map(str::to_owned).collect())
+    };
 
     // Not activated and no number: the socket says how, and so does the CLI.
     let v = d.call(json!({"cmd": "offline_request", "id": 1})).await;
     snapshot("offline_request_no_license", &v.to_string());
-    let out = cli_run("en_US.UTF-8", vec!["offline".into(), "request".into()]).await;
+    let out = offline("en_US.UTF-8", &["request"]).await;
     assert_eq!(out.status.code(), Some(1), "{out:?}");
-    assert!(text(&out.stderr).contains("--license NUMBER"), "{out:?}");
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("request file not written: this host holds no license")
+            && stderr.contains("--license NUMBER"),
+        "{stderr}"
+    );
+    let out = offline("de_CH.UTF-8", &["request"]).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("Anfragedatei nicht geschrieben: dieser Computer hat keine Lizenz")
+            && stderr.contains("--license NUMMER"),
+        "{stderr}"
+    );
+    // A number that is none, and a place the file cannot go: said in German too.
+    let out = offline("de_DE.UTF-8", &["request", "--license", "12345"]).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        text(&out.stderr).contains("Anfragedatei nicht geschrieben: die Lizenznummer ist ungültig"),
+        "{out:?}"
+    );
+    let nowhere = dir
+        .path()
+        .join("no-such-dir/anfrage.txt")
+        .display()
+        .to_string();
+    let out = offline(
+        "de_DE.UTF-8",
+        &["request", "--license", number.as_str(), "--out", &nowhere],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        text(&out.stderr).contains(&format!(
+            "die Anfragedatei {nowhere} kann nicht geschrieben werden"
+        )),
+        "{out:?}"
+    );
 
     // An activation request, written where asked, in German.
     let file = dir.path().join("anfrage.txt");
-    let out = cli_run(
+    let out = offline(
         "de_CH.UTF-8",
-        vec![
-            "offline".into(),
-            "request".into(),
-            "--license".into(),
-            number.to_string(),
-            "--out".into(),
-            file.display().to_string(),
+        &[
+            "request",
+            "--license",
+            number.as_str(),
+            "--out",
+            &file.display().to_string(),
         ],
     )
     .await;
@@ -1831,16 +1872,8 @@ async fn cli_offline_request_and_apply_say_what_happened_in_the_locales_language
     .expect("answer");
     let answer_file = dir.path().join("antwort.txt");
     std::fs::write(&answer_file, &answer).expect("write");
-    let apply = |lang: &'static str| {
-        cli_run(
-            lang,
-            vec![
-                "offline".into(),
-                "apply".into(),
-                answer_file.display().to_string(),
-            ],
-        )
-    };
+    let answer_path = answer_file.display().to_string();
+    let apply = |lang: &'static str| offline(lang, &["apply", &answer_path]);
     let out = apply("en_GB.UTF-8").await;
     assert!(out.status.success(), "{out:?}");
     let stdout = text(&out.stdout);
@@ -1855,13 +1888,13 @@ async fn cli_offline_request_and_apply_say_what_happened_in_the_locales_language
     assert!(out.stdout.is_empty(), "{out:?}");
     let stderr = text(&out.stderr);
     assert!(
-        stderr.starts_with("Antwortdatei nicht übernommen, nichts wurde geändert: "),
+        stderr.starts_with("Antwortdatei nicht übernommen, nichts wurde geändert: auf diese Antwort wartet dieser Rechner nicht: sie wurde schon übernommen"),
         "{stderr}"
     );
     let out = apply("en_US.UTF-8").await;
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(
-        text(&out.stderr).starts_with("Answer file not applied, nothing was changed: "),
+        text(&out.stderr).starts_with("Answer file not applied, nothing was changed: this answer answers no request file this host is waiting for"),
         "{out:?}"
     );
     let v = d
@@ -1873,18 +1906,19 @@ async fn cli_offline_request_and_apply_say_what_happened_in_the_locales_language
         .call(json!({"cmd": "offline_apply", "id": 4, "file": "hello"}))
         .await;
     snapshot("offline_apply_bad_file", &v.to_string());
-    let out = cli_run(
-        "en_US.UTF-8",
-        vec![
-            "offline".into(),
-            "apply".into(),
-            dir.path().join("none.txt").display().to_string(),
-        ],
-    )
-    .await;
+    let none = dir.path().join("none.txt").display().to_string();
+    let out = offline("en_US.UTF-8", &["apply", &none]).await;
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(
         text(&out.stderr).contains("reading the answer file"),
+        "{out:?}"
+    );
+    let out = offline("de_CH.UTF-8", &["apply", &none]).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        text(&out.stderr).contains(&format!(
+            "die Antwortdatei {none} kann nicht gelesen werden"
+        )),
         "{out:?}"
     );
     assert_eq!(d.status().await["state"], json!("licensed"));

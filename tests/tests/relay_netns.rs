@@ -1,8 +1,9 @@
 //! Real separate hosts in Linux network namespaces, the real `promos-licd`
 //! binary in them, the license server (in this process, on a simulated clock)
-//! in the root namespace: the peer relay (issue 16), and a host with no
-//! network at all that is activated and checked by file (issue 19, at the
-//! end of this file).
+//! in the root namespace: the peer relay (issue 16); a host with no
+//! network at all that is activated and checked by file, and two hosts with
+//! only a cable between them that pass a grant applied by file on by gossip
+//! (issue 19, at the end of this file).
 //!
 //! The relay: namespaces joined by veth pairs, a daemon in three of them.
 //!
@@ -81,6 +82,14 @@ fn needs_root_and_ip() {
     );
 }
 
+/// A fresh namespace `name` (a stale one of an earlier run removed) with its
+/// loopback up and nothing else.
+fn fresh_netns(name: &str) {
+    let _ = Command::new("ip").args(["netns", "del", name]).output();
+    sh(&["ip", "netns", "add", name]);
+    ns(name, &["ip", "link", "set", "lo", "up"]);
+}
+
 /// The namespaces and links; removed again on drop (also when a test fails).
 struct Net {
     prefix: String,
@@ -107,8 +116,7 @@ impl Net {
         };
         net.destroy();
         for h in ["a", "b", "c"] {
-            sh(&["ip", "netns", "add", &net.ns(h)]);
-            ns(&net.ns(h), &["ip", "link", "set", "lo", "up"]);
+            fresh_netns(&net.ns(h));
         }
         let (a, b, c) = (net.ns("a"), net.ns("b"), net.ns("c"));
         // Uplink: root <-> A.
@@ -537,56 +545,105 @@ fn peer_key(bin: &Path, data: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-#[allow(clippy::too_many_arguments)]
-fn spawn_licd(
-    bin: &Path,
-    name: &'static str,
-    netns: &str,
-    dir: &Path,
-    pls: &Pls,
-    hwid: &str,
-    license: (&LicenseNumber, &str),
-    peers: &str,
-    clock_file: &Path,
-) -> Licd {
-    let data = dir.join(name);
-    std::fs::create_dir_all(data.join("project/lic")).expect("dirs");
-    let config = data.join("licd.toml");
-    std::fs::write(&config, "check_attempts = 1\nattempt_timeout_secs = 2\n").expect("config");
-    let socket = data.join("licd.sock");
-    let log = data.join("licd.log");
-    let child = Command::new("ip")
-        .args(["netns", "exec", netns])
-        .arg(bin)
-        .arg("run")
-        .env("PROMOS_LICD_CONFIG", &config)
-        .env("PROMOS_LICD_SERVER", pls.addr.to_string())
-        .env("PROMOS_LICD_SERVER_NAME", "localhost")
-        .env("PROMOS_LICD_SERVER_CERT_SHA256", hex(&pls.pin()))
-        .env("PROMOS_LICD_TRUSTED_KEYS", pls.public.to_string())
-        .env("PROMOS_LICD_DATA_DIR", &data)
-        .env("PROMOS_LICD_PROJECT_DIR", data.join("project"))
-        .env("PROMOS_LICD_SOCKET", &socket)
-        .env("PROMOS_LICD_TICK_SECS", "1")
-        .env("PROMOS_LICD_DONGLE_BACKEND", "simulated")
-        .env("PROMOS_LICD_SIMULATED_DONGLE_FILE", data.join("NO-DONGLE"))
-        .env("PROMOS_LICD_LICENSE_NUMBER", license.0.as_str())
-        .env("PROMOS_LICD_TOKEN", license.1)
-        .env("PROMOS_LICD_TEST_HARDWARE_ID", hwid)
-        .env("PROMOS_LICD_TEST_CLOCK_FILE", clock_file)
-        .env("PROMOS_LICD_PEER_LISTEN", format!("0.0.0.0:{PEER_PORT}"))
-        .env("PROMOS_LICD_PEERS", peers)
-        .env("PROMOS_LICD_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log file"))
-        .spawn()
-        .expect("ip netns exec promos-licd run");
-    Licd {
-        name,
-        socket,
-        log,
-        child,
+/// What every test here starts from: the daemon binary, a temporary
+/// directory, the site's clock (server and daemons at [`T0`]) and the license
+/// server listening on `listen`.
+struct Lab {
+    // Dropped in this order: the server stops before its directory goes.
+    pls: Pls,
+    site: Site,
+    tmp: tempfile::TempDir,
+    bin: PathBuf,
+}
+
+impl Lab {
+    async fn start(listen: SocketAddr) -> Lab {
+        let bin = tokio::task::spawn_blocking(licd_binary)
+            .await
+            .expect("build");
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let site = Site {
+            clock: SimClock::at(T0),
+            clock_file: tmp.path().join("clock"),
+        };
+        site.set_time(T0);
+        let pls = Pls::start(tmp.path(), listen, site.clock.clone()).await;
+        Lab {
+            pls,
+            site,
+            tmp,
+            bin,
+        }
     }
+
+    /// Host `name`'s data directory.
+    fn data(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(name)
+    }
+
+    /// Host `name`'s peer key (its identity is created on first use, as the
+    /// daemon does on first start).
+    fn peer_key(&self, name: &str) -> String {
+        peer_key(&self.bin, &self.data(name))
+    }
+
+    /// The vendor's answer file to a request file (`pls admin offline-answer`).
+    fn answer(&self, request: &str) -> String {
+        let data = self.pls.admin(AdminRequest::OfflineAnswer {
+            request: request.to_owned(),
+        });
+        data["file"].as_str().expect("answer file").to_owned()
+    }
+
+    /// `promos-licd run` for host `name` inside namespace `netns`: trusting
+    /// this server, on the site's clock, with a one-second tick and no dongle.
+    /// `env` adds the rest: the server address (always), and a license to
+    /// activate and the peers where the test needs them.
+    fn spawn(&self, name: &'static str, netns: &str, hwid: &str, env: &[(&str, String)]) -> Licd {
+        let data = self.data(name);
+        std::fs::create_dir_all(data.join("project/lic")).expect("dirs");
+        let config = data.join("licd.toml");
+        std::fs::write(&config, "check_attempts = 1\nattempt_timeout_secs = 2\n").expect("config");
+        let socket = data.join("licd.sock");
+        let log = data.join("licd.log");
+        let child = Command::new("ip")
+            .args(["netns", "exec", netns])
+            .arg(&self.bin)
+            .arg("run")
+            .env("PROMOS_LICD_CONFIG", &config)
+            .env("PROMOS_LICD_SERVER_NAME", "localhost")
+            .env("PROMOS_LICD_SERVER_CERT_SHA256", hex(&self.pls.pin()))
+            .env("PROMOS_LICD_TRUSTED_KEYS", self.pls.public.to_string())
+            .env("PROMOS_LICD_DATA_DIR", &data)
+            .env("PROMOS_LICD_PROJECT_DIR", data.join("project"))
+            .env("PROMOS_LICD_SOCKET", &socket)
+            .env("PROMOS_LICD_TICK_SECS", "1")
+            .env("PROMOS_LICD_DONGLE_BACKEND", "simulated")
+            .env("PROMOS_LICD_SIMULATED_DONGLE_FILE", data.join("NO-DONGLE"))
+            .env("PROMOS_LICD_TEST_HARDWARE_ID", hwid)
+            .env("PROMOS_LICD_TEST_CLOCK_FILE", &self.site.clock_file)
+            .env("PROMOS_LICD_LOG", "info")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("ip netns exec promos-licd run");
+        Licd {
+            name,
+            socket,
+            log,
+            child,
+        }
+    }
+}
+
+/// The environment of a daemon listening for peers on [`PEER_PORT`], with
+/// `peers` (`address=key,...`) as its site.
+fn peer_env(peers: &str) -> [(&'static str, String); 2] {
+    [
+        ("PROMOS_LICD_PEER_LISTEN", format!("0.0.0.0:{PEER_PORT}")),
+        ("PROMOS_LICD_PEERS", peers.to_owned()),
+    ]
 }
 
 fn hex(b: &[u8]) -> String {
@@ -765,35 +822,9 @@ const HOST_C: &str = "c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_hosts_one_uplink_relay_grace_restore_reset_and_a_hostile_peer() {
     let net = Net::create();
-    let bin = tokio::task::spawn_blocking(licd_binary)
-        .await
-        .expect("build");
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let clock_file = tmp.path().join("clock");
-    let site = Site {
-        clock: SimClock::at(T0),
-        clock_file: clock_file.clone(),
-    };
-    site.set_time(T0);
-    let server_ip = net.ip(0, 1);
-    let pls = Pls::start(
-        tmp.path(),
-        format!("{server_ip}:0").parse().expect("addr"),
-        site.clock.clone(),
-    )
-    .await;
-
-    // Identities (created on first use, as the daemon does on first start).
-    let (da, db, dc) = (
-        tmp.path().join("a"),
-        tmp.path().join("b"),
-        tmp.path().join("c"),
-    );
-    let (ka, kb, kc) = (
-        peer_key(&bin, &da),
-        peer_key(&bin, &db),
-        peer_key(&bin, &dc),
-    );
+    let lab = Lab::start(format!("{}:0", net.ip(0, 1)).parse().expect("addr")).await;
+    let (site, pls) = (&lab.site, &lab.pls);
+    let (ka, kb, kc) = (lab.peer_key("a"), lab.peer_key("b"), lab.peer_key("c"));
     let a_public: keys::PublicKey = ka.parse().expect("key");
     // Four hostile identities, all listed in A's configuration: two relays
     // (replay, forge) and two that only push (forged grants, flood).
@@ -803,7 +834,7 @@ async fn three_hosts_one_uplink_relay_grace_restore_reset_and_a_hostile_peer() {
     let hostile_addr: SocketAddr = format!("{}:0", net.ip(2, 1)).parse().expect("addr");
     let hostiles: Vec<Hostile> = hostile_ids
         .iter()
-        .map(|id| Hostile::start(id, &a_public, hostile_addr, &pls))
+        .map(|id| Hostile::start(id, &a_public, hostile_addr, pls))
         .collect();
     let hostile_list: Vec<String> = hostiles
         .iter()
@@ -827,39 +858,19 @@ async fn three_hosts_one_uplink_relay_grace_restore_reset_and_a_hostile_peer() {
         pls.create_license(),
         pls.create_license(),
     );
-    let a = spawn_licd(
-        &bin,
-        "a",
-        &net.ns("a"),
-        tmp.path(),
-        &pls,
-        HOST_A,
-        (&la.0, &la.1),
-        &peers_a,
-        &clock_file,
-    );
-    let b = spawn_licd(
-        &bin,
-        "b",
-        &net.ns("b"),
-        tmp.path(),
-        &pls,
-        HOST_B,
-        (&lb.0, &lb.1),
-        &peers_b,
-        &clock_file,
-    );
-    let c = spawn_licd(
-        &bin,
-        "c",
-        &net.ns("c"),
-        tmp.path(),
-        &pls,
-        HOST_C,
-        (&lc.0, &lc.1),
-        &peers_c,
-        &clock_file,
-    );
+    // Activated over the network (number and token in the environment).
+    let online = |license: &(LicenseNumber, String), peers: &str| {
+        let mut env = vec![
+            ("PROMOS_LICD_SERVER", pls.addr.to_string()),
+            ("PROMOS_LICD_LICENSE_NUMBER", license.0.to_string()),
+            ("PROMOS_LICD_TOKEN", license.1.clone()),
+        ];
+        env.extend(peer_env(peers));
+        env
+    };
+    let a = lab.spawn("a", &net.ns("a"), HOST_A, &online(&la, &peers_a));
+    let b = lab.spawn("b", &net.ns("b"), HOST_B, &online(&lb, &peers_b));
+    let c = lab.spawn("c", &net.ns("c"), HOST_C, &online(&lc, &peers_c));
     for d in [&a, &b, &c] {
         d.wait_status("activation", |s| s["state"] == json!("licensed"))
             .await;
@@ -1151,9 +1162,7 @@ impl Isolated {
         let me = Isolated {
             name: format!("ol{}{host}", std::process::id() % 50),
         };
-        let _ = Command::new("ip").args(["netns", "del", &me.name]).output();
-        sh(&["ip", "netns", "add", &me.name]);
-        ns(&me.name, &["ip", "link", "set", "lo", "up"]);
+        fresh_netns(&me.name);
         me
     }
 
@@ -1178,6 +1187,35 @@ impl Isolated {
             .filter(|l| !l.trim().is_empty() && !l.contains(" dev lo"))
             .collect()
     }
+
+    /// This namespace's end of [`Isolated::cable_to`].
+    fn cable_end(&self) -> String {
+        format!("{}l", self.name)
+    }
+
+    /// A site LAN of two hosts and nothing else: one cable (a veth pair)
+    /// from this namespace to `other`, on `10.N.3.0/24`, no route beyond it.
+    /// The two addresses.
+    fn cable_to(&self, other: &Isolated) -> (String, String) {
+        let subnet = 200 + std::process::id() % 50;
+        let (here, there) = (self.cable_end(), other.cable_end());
+        let _ = Command::new("ip").args(["link", "del", &here]).output();
+        sh(&[
+            "ip", "link", "add", &here, "type", "veth", "peer", "name", &there,
+        ]);
+        let mut ips = Vec::new();
+        for (name, link, host) in [(&self.name, &here, 1), (&other.name, &there, 2)] {
+            sh(&["ip", "link", "set", link, "netns", name]);
+            let ip = format!("10.{subnet}.3.{host}");
+            ns(
+                name,
+                &["ip", "addr", "add", &format!("{ip}/24"), "dev", link],
+            );
+            ns(name, &["ip", "link", "set", link, "up"]);
+            ips.push(ip);
+        }
+        (ips.remove(0), ips.remove(0))
+    }
 }
 
 impl Drop for Isolated {
@@ -1188,52 +1226,11 @@ impl Drop for Isolated {
     }
 }
 
-/// A `promos-licd run` in an isolated namespace, with no token (nothing to
-/// type on the plant host) and a server address it cannot reach: an address
-/// of the documentation range, for which the namespace has no route.
-fn spawn_offline_licd(
-    bin: &Path,
-    name: &'static str,
-    netns: &Isolated,
-    dir: &Path,
-    pls: &Pls,
-    hwid: &str,
-    clock_file: &Path,
-) -> Licd {
-    let data = dir.join(name);
-    std::fs::create_dir_all(data.join("project/lic")).expect("dirs");
-    let config = data.join("licd.toml");
-    std::fs::write(&config, "check_attempts = 1\nattempt_timeout_secs = 2\n").expect("config");
-    let socket = data.join("licd.sock");
-    let log = data.join("licd.log");
-    let child = Command::new("ip")
-        .args(["netns", "exec", &netns.name])
-        .arg(bin)
-        .arg("run")
-        .env("PROMOS_LICD_CONFIG", &config)
-        .env("PROMOS_LICD_SERVER", "192.0.2.1:4433")
-        .env("PROMOS_LICD_SERVER_NAME", "localhost")
-        .env("PROMOS_LICD_SERVER_CERT_SHA256", hex(&pls.pin()))
-        .env("PROMOS_LICD_TRUSTED_KEYS", pls.public.to_string())
-        .env("PROMOS_LICD_DATA_DIR", &data)
-        .env("PROMOS_LICD_PROJECT_DIR", data.join("project"))
-        .env("PROMOS_LICD_SOCKET", &socket)
-        .env("PROMOS_LICD_TICK_SECS", "1")
-        .env("PROMOS_LICD_DONGLE_BACKEND", "simulated")
-        .env("PROMOS_LICD_SIMULATED_DONGLE_FILE", data.join("NO-DONGLE"))
-        .env("PROMOS_LICD_TEST_HARDWARE_ID", hwid)
-        .env("PROMOS_LICD_TEST_CLOCK_FILE", clock_file)
-        .env("PROMOS_LICD_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log file"))
-        .spawn()
-        .expect("ip netns exec promos-licd run");
-    Licd {
-        name,
-        socket,
-        log,
-        child,
-    }
+/// The server address of a host without network: an address of the
+/// documentation range, for which its namespace has no route. No token is
+/// given either: nothing is typed on a plant host.
+fn offline_env() -> [(&'static str, String); 1] {
+    [("PROMOS_LICD_SERVER", "192.0.2.1:4433".to_owned())]
 }
 
 impl Licd {
@@ -1271,31 +1268,11 @@ async fn a_host_with_no_network_at_all_is_activated_and_checked_by_file() {
     assert_eq!(links.lines().count(), 1, "{links}");
     assert!(links.contains(": lo:"), "{links}");
     assert_eq!(here.routes_off_loopback(), Vec::<String>::new());
-    let bin = tokio::task::spawn_blocking(licd_binary)
-        .await
-        .expect("build");
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let clock_file = tmp.path().join("clock");
-    let site = Site {
-        clock: SimClock::at(T0),
-        clock_file: clock_file.clone(),
-    };
-    site.set_time(T0);
-    let pls = Pls::start(
-        tmp.path(),
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-        site.clock.clone(),
-    )
-    .await;
+    let lab = Lab::start(SocketAddr::from(([127, 0, 0, 1], 0))).await;
+    let (site, pls) = (&lab.site, &lab.pls);
     let (number, _token) = pls.create_license();
-    let answer = |request: &str| -> String {
-        let data = pls.admin(AdminRequest::OfflineAnswer {
-            request: request.to_owned(),
-        });
-        data["file"].as_str().expect("answer file").to_owned()
-    };
-    let a = spawn_offline_licd(&bin, "a", &here, tmp.path(), &pls, HOST_A, &clock_file);
-    let b = spawn_offline_licd(&bin, "b", &there, tmp.path(), &pls, HOST_B, &clock_file);
+    let a = lab.spawn("a", &here.name, HOST_A, &offline_env());
+    let b = lab.spawn("b", &there.name, HOST_B, &offline_env());
     a.wait_status("the daemon up", |s| s["state"] == json!("not_activated"))
         .await;
     b.wait_status("the daemon up", |s| s["state"] == json!("not_activated"))
@@ -1303,7 +1280,7 @@ async fn a_host_with_no_network_at_all_is_activated_and_checked_by_file() {
     // Activated by file.
     let act = a.offline_request(Some(&number)).await;
     assert!(act.contains("Kind: activation"), "{act}");
-    let act_answer = answer(&act);
+    let act_answer = lab.answer(&act);
     let v = a.offline_apply(&act_answer).await;
     assert_eq!(
         (v["ok"].clone(), v["applied"].clone()),
@@ -1347,7 +1324,7 @@ async fn a_host_with_no_network_at_all_is_activated_and_checked_by_file() {
     // A check by file, answered on day 25 and carried for two days.
     let check = a.offline_request(None).await;
     assert!(check.contains("Kind: check"), "{check}");
-    let check_answer = answer(&check);
+    let check_answer = lab.answer(&check);
     site.set_time(T0.plus_days(27));
     let before = a.status().await;
     // Edited in one byte: refused, nothing changed.
@@ -1387,9 +1364,9 @@ async fn a_host_with_no_network_at_all_is_activated_and_checked_by_file() {
     // Applied after a newer answer: refused, nothing changed.
     let first = a.offline_request(None).await;
     let second = a.offline_request(None).await;
-    let first_answer = answer(&first);
+    let first_answer = lab.answer(&first);
     site.set_time(T0.plus_days(35).plus_secs(120));
-    let second_answer = answer(&second);
+    let second_answer = lab.answer(&second);
     let v = a.offline_apply(&second_answer).await;
     assert_eq!(v["applied"], json!("checked"), "{v}");
     let before = a.status().await;
@@ -1406,4 +1383,86 @@ async fn a_host_with_no_network_at_all_is_activated_and_checked_by_file() {
     assert_eq!(after["grant_serial"], before["grant_serial"]);
     // And all the while it sent nothing anywhere: still no route, no link.
     assert_eq!(here.routes_off_loopback(), Vec::<String>::new());
+}
+
+/// Issue 19, peers: on a site without any way to the server, the license
+/// moves from the old computer B to the new computer A, both activated by
+/// file. Only A's answer file carries the new grant; B learns by gossip,
+/// within seconds and with no check and no file of its own, that its license
+/// was reset and moved, and stops ("license was reset"), as the server's
+/// refusal would have told it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_applied_by_file_reaches_the_peers_by_gossip() {
+    let (new_pc, old_pc) = (Isolated::create("na"), Isolated::create("nb"));
+    let (ip_a, ip_b) = new_pc.cable_to(&old_pc);
+    let lab = Lab::start(SocketAddr::from(([127, 0, 0, 1], 0))).await;
+    let (number, _token) = lab.pls.create_license();
+    let (ka, kb) = (lab.peer_key("a"), lab.peer_key("b"));
+    // Each lists the other as its peer; neither has a server it can reach.
+    let spawn = |name, host: &Isolated, hwid, peer: String| {
+        let mut env = offline_env().to_vec();
+        env.extend(peer_env(&peer));
+        lab.spawn(name, &host.name, hwid, &env)
+    };
+    let a = spawn("a", &new_pc, HOST_A, format!("{ip_b}:{PEER_PORT}={kb}"));
+    let b = spawn("b", &old_pc, HOST_B, format!("{ip_a}:{PEER_PORT}={ka}"));
+    for d in [&a, &b] {
+        d.wait_status("the daemon up", |s| s["state"] == json!("not_activated"))
+            .await;
+    }
+
+    // The old computer is activated by file.
+    let v = b
+        .offline_apply(&lab.answer(&b.offline_request(Some(&number)).await))
+        .await;
+    assert_eq!(v["applied"], json!("activated"), "{v}");
+    let old_serial = v["status"]["grant_serial"].as_u64().expect("serial");
+
+    // The license is reset in the portal and the new computer activated by file.
+    lab.pls.admin(AdminRequest::Reset {
+        number: number.clone(),
+    });
+    let v = a
+        .offline_apply(&lab.answer(&a.offline_request(Some(&number)).await))
+        .await;
+    assert_eq!(v["applied"], json!("activated"), "{v}");
+    let new_serial = v["status"]["grant_serial"].as_u64().expect("serial");
+    assert!(new_serial > old_serial, "{v}");
+    let applied = tokio::time::Instant::now();
+
+    // B hears it from A: its license ends here, A's goes on.
+    let s = b
+        .within(applied, SITE_RECOVERY, "the move, by gossip", |s| {
+            s["state"] == json!("refused")
+        })
+        .await;
+    assert_eq!(s["licensed"], json!(false), "{s}");
+    assert_eq!(s["reason"]["code"], json!("license_was_reset"), "{s}");
+    assert!(
+        b.log_text()
+            .contains("a newer grant of this license came from a peer"),
+        "{}",
+        b.log_text()
+    );
+    assert!(
+        a.log_text()
+            .contains("a grant came by file: passing it on to the peers"),
+        "{}",
+        a.log_text()
+    );
+    let s = a.status().await;
+    assert_eq!(
+        (s["state"].clone(), s["grant_serial"].clone()),
+        (json!("licensed"), json!(new_serial)),
+        "{s}"
+    );
+    // Neither host had a route beyond the cable between them.
+    for host in [&new_pc, &old_pc] {
+        let routes = host.routes_off_loopback();
+        let cable = format!(" dev {} ", host.cable_end());
+        assert!(
+            !routes.is_empty() && routes.iter().all(|r| r.contains(&cable)),
+            "{routes:?}"
+        );
+    }
 }

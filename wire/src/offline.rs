@@ -419,10 +419,34 @@ impl FileKind {
     }
 }
 
+/// An offline file could not be read ([`read_file`]). Each names the file;
+/// the fields let a program say it in the user's language.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadFileError {
+    #[error("reading the {} {}: {source}", .kind.name(), .path.display())]
+    Io {
+        kind: FileKind,
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{} is larger than {max} bytes: it is not {} {} of {}",
+        .path.display(),
+        .kind.article(),
+        .kind.name(),
+        .kind.writer()
+    )]
+    TooLarge {
+        kind: FileKind,
+        path: std::path::PathBuf,
+        max: usize,
+    },
+}
+
 /// Reads an offline file whole from `path` (`-`: standard input), refusing one
 /// larger than [`MAX_FILE_BYTES`] before holding more of it. The error says
 /// which file could not be read and why.
-pub fn read_file(path: &std::path::Path, kind: FileKind) -> Result<String, String> {
+pub fn read_file(path: &std::path::Path, kind: FileKind) -> Result<String, ReadFileError> {
     use std::io::Read;
     let max = MAX_FILE_BYTES as u64;
     let mut text = String::new();
@@ -431,15 +455,17 @@ pub fn read_file(path: &std::path::Path, kind: FileKind) -> Result<String, Strin
     } else {
         std::fs::File::open(path).and_then(|f| f.take(max + 1).read_to_string(&mut text))
     };
-    read.map_err(|e| format!("reading the {} {}: {e}", kind.name(), path.display()))?;
+    read.map_err(|source| ReadFileError::Io {
+        kind,
+        path: path.to_owned(),
+        source,
+    })?;
     if text.len() as u64 > max {
-        return Err(format!(
-            "{} is larger than {max} bytes: it is not {} {} of {}",
-            path.display(),
-            kind.article(),
-            kind.name(),
-            kind.writer()
-        ));
+        return Err(ReadFileError::TooLarge {
+            kind,
+            path: path.to_owned(),
+            max: MAX_FILE_BYTES,
+        });
     }
     Ok(text)
 }
@@ -459,12 +485,16 @@ mod read_file_tests {
         );
         let big = dir.path().join("big.txt");
         std::fs::write(&big, "x".repeat(MAX_FILE_BYTES + 1)).expect("write");
-        let e = read_file(&big, FileKind::Request).expect_err("too large");
+        let e = read_file(&big, FileKind::Request)
+            .expect_err("too large")
+            .to_string();
         assert!(
             e.ends_with("it is not a request file of promos-licd"),
             "{e}"
         );
-        let e = read_file(&dir.path().join("none.txt"), FileKind::Answer).expect_err("missing");
+        let e = read_file(&dir.path().join("none.txt"), FileKind::Answer)
+            .expect_err("missing")
+            .to_string();
         assert!(e.starts_with("reading the answer file"), "{e}");
     }
 }

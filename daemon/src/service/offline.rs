@@ -11,6 +11,8 @@
 //! still waiting for (so once), and never older than what is in force
 //! ([`crate::state::LicenseMachine::offline_verdict`]). Grace periods count
 //! from the server time inside, so a file carried for a week gives a week less.
+//! A grant an answer brings goes to the site's peers at once by the gossip
+//! of [`super::peers`], as one a check brought does after the check.
 
 use super::{Shared, DAEMON_VERSION};
 use crate::licinfo::LicInfo;
@@ -66,6 +68,56 @@ impl OfflineError {
             OfflineError::Refused(OfflineRefusal::OtherLicense { .. }) => "other_license",
             OfflineError::Refused(OfflineRefusal::ClockBehind { .. }) => "clock_behind",
         }
+    }
+
+    /// The same in German, for the CLI of a German locale (the socket answer
+    /// carries both, as for a refused activation).
+    pub fn message_de(&self) -> String {
+        match self {
+            OfflineError::NoLicense => "dieser Computer hat keine Lizenz, und es wurde keine Lizenznummer angegeben: für eine Aktivierungsanfrage --license NUMMER angeben (die Nummer steht auf der Lizenzseite)".into(),
+            OfflineError::HardDongle => "dieser Computer läuft mit einem Hardware-Dongle und dessen Lizenzdatei: er braucht keine Prüfungen".into(),
+            OfflineError::File(e) => format!("die Antwortdatei: {}", file_error_de(e)),
+            OfflineError::Unverified(e) => format!("die Signatur der Antwort ist ungültig ({e}); die Datei wurde verändert oder stammt von einem anderen Lizenzserver"),
+            OfflineError::Mismatch {
+                header,
+                header_host,
+                signed,
+                signed_host,
+            } => format!("die Antwortdatei nennt Lizenz {header} und Rechner {header_host}, die signierte Antwort darin {signed} und {signed_host}: die Datei wurde von Hand verändert"),
+            OfflineError::ServerError(e) => format!("der Lizenzserver konnte die Anfrage nicht beantworten ({e}); laden Sie die Anfragedatei später nochmals hoch"),
+            OfflineError::Unexpected => "die Antwortdatei enthält keine Antwort auf eine Prüfung oder Aktivierung".into(),
+            OfflineError::Refused(r) => refusal_de(r),
+        }
+    }
+}
+
+fn refusal_de(r: &OfflineRefusal) -> String {
+    match r {
+        OfflineRefusal::OtherHost { answer, this } => format!("diese Antwort gilt für den Rechner mit der Hardware-ID {answer}, dieser Rechner hat {this}: übernehmen Sie sie auf dem Rechner, der die Anfrage geschrieben hat"),
+        OfflineRefusal::NotWaiting => "auf diese Antwort wartet dieser Rechner nicht: sie wurde schon übernommen, oder die Anfrage wurde nicht auf diesem Rechner geschrieben (neue Anfrage mit `promos-licd offline request`)".into(),
+        OfflineRefusal::Older { held, answer } => format!("eine neuere Antwort (Serverzeit {held}) gilt schon; diese (Serverzeit {answer}) würde die Zeit zurückdrehen und wird nicht übernommen"),
+        OfflineRefusal::OtherLicense { answer, held } => format!("diese Antwort gilt für Lizenz {answer}, dieser Rechner hat Lizenz {held}"),
+        OfflineRefusal::ClockBehind { answer, here } => format!("die Serverzeit der Antwort {answer} liegt mehr als 1 Stunde vor der Uhr dieses Computers {here}: stellen Sie die Uhr richtig und übernehmen Sie die Antwort nochmals"),
+    }
+}
+
+fn file_error_de(e: &OfflineFileError) -> String {
+    let what_de = |what: &str| {
+        if what == "request" {
+            "Anfrage"
+        } else {
+            "Antwort"
+        }
+    };
+    match e {
+        OfflineFileError::TooLarge { len, max, what } => format!("die Datei hat {len} Bytes, mehr als die {max}, die eine Offline-Datei haben kann: sie ist keine Offline-{}datei", what_de(what)),
+        OfflineFileError::NoBegin { begin, what } => format!("keine Zeile \"{begin}\" gefunden: das ist keine Offline-{}datei der Version 1 (eine Anfragedatei schreibt `promos-licd offline request`, eine Antwortdatei kommt aus dem Lizenzportal)", what_de(what)),
+        OfflineFileError::NoEnd { end } => format!("die Zeile \"{end}\" fehlt: die Datei wurde abgeschnitten; kopieren oder laden Sie sie nochmals herunter"),
+        OfflineFileError::BadHeader { line } => format!("die Kopfzeile {line:?} ist unverständlich; die Datei wurde von Hand verändert, kopieren oder laden Sie sie nochmals herunter"),
+        OfflineFileError::BadBase64(e) => format!("der codierte Block ist beschädigt ({e}); die Datei wurde verändert, kopieren oder laden Sie sie nochmals herunter"),
+        OfflineFileError::Decode(e) => format!("der codierte Block lässt sich nicht decodieren ({e}); die Datei wurde verändert oder stammt von einer unverträglichen Version"),
+        OfflineFileError::HeaderMismatch { field, header, block } => format!("im Kopf steht {field} {header}, im codierten Block {block}: die Datei wurde von Hand verändert, kopieren oder laden Sie sie nochmals herunter"),
+        OfflineFileError::Encode(e) => format!("die Datei konnte nicht geschrieben werden: {e}"),
     }
 }
 
@@ -184,7 +236,16 @@ impl Shared {
         let mut inner = self.lock();
         let now = inner.now();
         inner.machine.offline_verdict(&answer, now)?;
+        let held = inner.machine.grant().map(|g| g.serial);
         inner.apply(Input::OfflineAnswer(answer));
+        if inner.machine.grant().map(|g| g.serial) != held {
+            // A grant the network did not bring: the site's other hosts hear
+            // of it by gossip as of one a check brought (an upgrade, or this
+            // license moved here from another host of the site).
+            if let Some(p) = &self.peers {
+                p.grant_taken();
+            }
+        }
         let applied = if refused {
             OfflineApplied::Refused
         } else if activation && inner.machine.grant().is_some() {

@@ -68,6 +68,9 @@ pub struct PeerNet {
     reached_running: std::sync::atomic::AtomicBool,
     /// Peers whose `Hello` listed `server-reached`, and when it said so.
     can_hear_reached: Mutex<HashMap<PeerKey, std::time::Instant>>,
+    /// This host took a grant that did not come by a check (an answer file):
+    /// [`PeerNet::share_new_grants`] passes it on without waiting for one.
+    new_grant: tokio::sync::Notify,
 }
 
 /// What a peer did wrong.
@@ -95,6 +98,7 @@ impl PeerNet {
             reached_from: Mutex::new(None),
             reached_running: std::sync::atomic::AtomicBool::new(false),
             can_hear_reached: Mutex::new(HashMap::new()),
+            new_grant: tokio::sync::Notify::new(),
         }
     }
 
@@ -127,6 +131,24 @@ impl PeerNet {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .contains(n)
+    }
+
+    /// This host now holds a grant it took outside a check (an answer file
+    /// applied): the peers hear of it at once, not only after the next check,
+    /// which on a host without any network may be a day away.
+    pub(super) fn grant_taken(&self) {
+        self.new_grant.notify_one();
+    }
+
+    /// Runs until aborted: after each [`PeerNet::grant_taken`], the exchange
+    /// that follows every check (collect, then pass the site's grants on).
+    /// Grants taken while one runs start one more, not one each.
+    pub async fn share_new_grants(self: Arc<Self>, shared: Arc<Shared>) {
+        loop {
+            self.new_grant.notified().await;
+            tracing::info!("a grant came by file: passing it on to the peers");
+            self.exchange_with_peers(&shared, false).await;
+        }
     }
 
     // ---- the listening side -------------------------------------------------

@@ -34,6 +34,25 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
 }
 
+/// Zero-length connection IDs for the client's endpoint, which carries one
+/// connection (see [`ServerClient::endpoint`]).
+#[derive(Debug)]
+struct NoConnectionIds;
+
+impl quinn::ConnectionIdGenerator for NoConnectionIds {
+    fn generate_cid(&mut self) -> quinn::ConnectionId {
+        quinn::ConnectionId::new(&[])
+    }
+
+    fn cid_len(&self) -> usize {
+        0
+    }
+
+    fn cid_lifetime(&self) -> Option<Duration> {
+        None
+    }
+}
+
 /// A request to the server did not get an answer.
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {
@@ -150,13 +169,16 @@ impl Backoff {
 pub struct ServerClient {
     server: String,
     tls_name: String,
-    endpoint: quinn::Endpoint,
+    config: quinn::ClientConfig,
+    /// One endpoint for all connections ([`ServerClient::with_shared_socket`]).
+    shared: Option<quinn::Endpoint>,
     backoff: Backoff,
     attempt_timeout: Duration,
 }
 
 impl ServerClient {
-    /// Builds the client. Needs a tokio runtime.
+    /// Builds the client (each attempt then binds its own UDP socket, which
+    /// needs a tokio runtime).
     pub fn new(
         server: &str,
         tls_name: &str,
@@ -190,6 +212,44 @@ impl ServerClient {
                 .map_err(|_| RequestError::Setup("idle timeout".into()))?,
         ));
         config.transport_config(Arc::new(transport));
+        Ok(ServerClient {
+            server: server.to_owned(),
+            tls_name: tls_name.to_owned(),
+            config,
+            shared: None,
+            backoff: Backoff::default(),
+            attempt_timeout: ATTEMPT_TIMEOUT,
+        })
+    }
+
+    /// Lets all connections of this client (and of its clones) share one
+    /// UDP socket, with connection IDs of 8 bytes to tell them apart: for a
+    /// load generator that speaks for many daemons from one process (the
+    /// file limit). Needs a tokio runtime.
+    pub fn with_shared_socket(mut self) -> Result<Self, RequestError> {
+        self.shared = Some(self.bind(true)?);
+        Ok(self)
+    }
+
+    /// The endpoint for one connection: the shared one, or else its own
+    /// UDP socket with connection IDs zero bytes long. A connection with its
+    /// own socket needs none: the server's packets reach it by the client's
+    /// address and port, which no other connection shares. Then the
+    /// server's packets carry no connection ID, the client issues none and
+    /// the server issues one instead of four (`NEW_CONNECTION_ID`): about
+    /// 350 bytes a check less (BENCHMARKS.md, issue 16). Two connections
+    /// of one such endpoint to the same server could not be told apart
+    /// (quinn routes them by the server's address alone), and one client
+    /// may have two at once (a retry while the last connection still
+    /// drains), hence a socket for each.
+    fn endpoint(&self) -> Result<quinn::Endpoint, RequestError> {
+        match &self.shared {
+            Some(endpoint) => Ok(endpoint.clone()),
+            None => self.bind(false),
+        }
+    }
+
+    fn bind(&self, connection_ids: bool) -> Result<quinn::Endpoint, RequestError> {
         let bind: SocketAddr = "[::]:0"
             .parse()
             .map_err(|_| RequestError::Setup("bind address".into()))?;
@@ -204,18 +264,15 @@ impl ServerClient {
         endpoint_config
             .max_udp_payload_size(MAX_UDP_PAYLOAD)
             .map_err(|e| RequestError::Setup(e.to_string()))?;
+        if !connection_ids {
+            endpoint_config.cid_generator(|| Box::new(NoConnectionIds));
+        }
         let runtime = quinn::default_runtime()
             .ok_or_else(|| RequestError::Setup("no async runtime".into()))?;
         let mut endpoint = quinn::Endpoint::new(endpoint_config, None, socket, runtime)
             .map_err(|e| RequestError::Setup(e.to_string()))?;
-        endpoint.set_default_client_config(config);
-        Ok(ServerClient {
-            server: server.to_owned(),
-            tls_name: tls_name.to_owned(),
-            endpoint,
-            backoff: Backoff::default(),
-            attempt_timeout: ATTEMPT_TIMEOUT,
-        })
+        endpoint.set_default_client_config(self.config.clone());
+        Ok(endpoint)
     }
 
     pub fn with_backoff(mut self, backoff: Backoff) -> Self {
@@ -263,13 +320,13 @@ impl ServerClient {
         &self,
         request: &Request,
     ) -> (Result<Response, RequestError>, Option<WireBytes>) {
-        let (result, conn) = self.exchange(request).await;
-        let Some(conn) = conn else {
+        let (result, used) = self.exchange(request).await;
+        let Some((endpoint, conn)) = used else {
             return (result, None);
         };
         // The close is sent by the endpoint's driver; draining ends after
         // 3 PTOs (milliseconds on a LAN), bounded here for a dead peer.
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.endpoint.wait_idle()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), endpoint.wait_idle()).await;
         let stats = conn.stats();
         (
             result,
@@ -277,25 +334,39 @@ impl ServerClient {
                 sent: stats.udp_tx.bytes,
                 received: stats.udp_rx.bytes,
                 datagrams: stats.udp_tx.datagrams + stats.udp_rx.datagrams,
+                frames_sent: stats.frame_tx,
+                frames_received: stats.frame_rx,
             }),
         )
     }
 
+    /// One attempt on an endpoint of its own; the endpoint and connection
+    /// are handed back for measuring. Dropping them is fine: the endpoint's
+    /// driver runs until the closed connection has drained.
     async fn exchange(
         &self,
         request: &Request,
-    ) -> (Result<Response, RequestError>, Option<quinn::Connection>) {
-        match self.connect().await {
+    ) -> (
+        Result<Response, RequestError>,
+        Option<(quinn::Endpoint, quinn::Connection)>,
+    ) {
+        let endpoint = match self.endpoint() {
+            Ok(endpoint) => endpoint,
+            Err(e) => return (Err(e), None),
+        };
+        match self.connect(&endpoint).await {
             Err(e) => (Err(e), None),
             Ok(conn) => {
                 let result = Self::ask(&conn, request).await;
-                conn.close(0u32.into(), b"done");
-                (result, Some(conn))
+                // No reason phrase: 4 bytes less than "done", and the code
+                // (0) says it all.
+                conn.close(0u32.into(), b"");
+                (result, Some((endpoint, conn)))
             }
         }
     }
 
-    async fn connect(&self) -> Result<quinn::Connection, RequestError> {
+    async fn connect(&self, endpoint: &quinn::Endpoint) -> Result<quinn::Connection, RequestError> {
         let addr = tokio::net::lookup_host(&self.server)
             .await
             .map_err(|e| RequestError::Resolve(self.server.clone(), e.to_string()))?
@@ -305,7 +376,7 @@ impl ServerClient {
             server: self.server.clone(),
             message,
         };
-        self.endpoint
+        endpoint
             .connect(addr, &self.tls_name)
             .map_err(|e| connect_err(e.to_string()))?
             .await
@@ -328,12 +399,15 @@ impl ServerClient {
     }
 }
 
-/// What one exchange with the server cost on the wire (UDP payloads).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What one exchange with the server cost on the wire (UDP payloads), and
+/// the QUIC frames by type.
+#[derive(Clone, Copy, Debug)]
 pub struct WireBytes {
     pub sent: u64,
     pub received: u64,
     pub datagrams: u64,
+    pub frames_sent: quinn::FrameStats,
+    pub frames_received: quinn::FrameStats,
 }
 
 impl WireBytes {

@@ -82,6 +82,14 @@ pub fn bind(identity: &Identity, config: &QuicConfig) -> Result<quinn::Endpoint,
     let quic = QuicServerConfig::try_from(tls).map_err(|e| tls_err(&e))?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(quic));
     server.transport_config(Arc::new(transport(config)));
+    // No address-validation tokens (`NEW_TOKEN`): quinn sends two on every
+    // connection (about 90 bytes of a daily check's 4.3 KB), for a client's
+    // next connection to skip a Retry. This server sends no Retry, and a
+    // daemon's next check is a new client that has forgotten them anyway
+    // (BENCHMARKS.md, issue 16, "one check on the wire").
+    let mut tokens = quinn::ValidationTokenConfig::default();
+    tokens.sent(0);
+    server.validation_token_config(tokens);
     quinn::Endpoint::server(server, config.listen).map_err(|source| QuicSetupError::Bind {
         addr: config.listen,
         source,

@@ -1371,7 +1371,10 @@ async fn run(args: Args) -> Result<bool, String> {
         .map(|_| {
             quic_addrs
                 .iter()
-                .map(|q| ServerClient::new(&q.to_string(), "localhost", Some(&pin)))
+                .map(|q| {
+                    ServerClient::new(&q.to_string(), "localhost", Some(&pin))
+                        .and_then(ServerClient::with_shared_socket)
+                })
                 .collect::<Result<Vec<_>, _>>()
         })
         .collect::<Result<_, _>>()

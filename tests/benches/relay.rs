@@ -13,6 +13,10 @@
 //! through it at once. The time until every daemon holds its new grant.
 //!
 //! Run: `cargo bench -p e2e --bench relay` (prints tables for BENCHMARKS.md).
+//! `RELAY_BENCH_SIZES=50` (comma-separated) and `RELAY_BENCH_ROUNDS=7` choose
+//! the site sizes and the rounds per kind. Each round also prints the
+//! process's CPU time (user + system, all threads) against its wall time: near
+//! 2x wall on this 2-core machine means work to cut, far below means waiting.
 
 use daemon::config::{CertPin, DongleBackend, PeerEntry};
 use daemon::peer::PeerIdentity;
@@ -245,6 +249,37 @@ async fn round(site: &Site, relay_only: bool) -> Duration {
     }
 }
 
+/// User + system CPU time of this process (all threads) so far, from
+/// `/proc/self/stat` (fields 14 and 15, in clock ticks of 1/100 s: USER_HZ is
+/// 100 on Linux whatever the kernel's HZ).
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The command name (field 2) may contain spaces: count after its ')'.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    Duration::from_millis(f.iter().sum::<u64>() * 10)
+}
+
+/// One round, timed, with the CPU time it took (printed).
+async fn timed_round(site: &Site, relay_only: bool) -> Duration {
+    let cpu = cpu_time();
+    let wall = round(site, relay_only).await;
+    let used = cpu_time().saturating_sub(cpu);
+    println!(
+        "  round ({}): wall {:.0} ms, cpu {:.0} ms ({:.2} cores)",
+        if relay_only { "relay checks" } else { "all check" },
+        wall.as_secs_f64() * 1000.0,
+        used.as_secs_f64() * 1000.0,
+        used.as_secs_f64() / wall.as_secs_f64().max(1e-9)
+    );
+    wall
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -258,11 +293,22 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let sizes: &[usize] = if quick { &[3] } else { &[3, 10, 50] };
-    let rounds = if quick { 1 } else { ROUNDS };
+    let sizes: Vec<usize> = match std::env::var("RELAY_BENCH_SIZES") {
+        Ok(v) => v
+            .split(',')
+            .map(|n| n.trim().parse().expect("RELAY_BENCH_SIZES: numbers"))
+            .collect(),
+        Err(_) if quick => vec![3],
+        Err(_) => vec![3, 10, 50],
+    };
+    let rounds = match std::env::var("RELAY_BENCH_ROUNDS") {
+        Ok(v) => v.trim().parse().expect("RELAY_BENCH_ROUNDS: a number"),
+        Err(_) if quick => 1,
+        Err(_) => ROUNDS,
+    };
     let mut rows = Vec::new();
     let mut pushed_rows = Vec::new();
-    for &n in sizes {
+    for &n in &sizes {
         let dir = tempfile::tempdir().expect("tempdir");
         let times = rt.block_on(async {
             let site = site(dir.path(), n).await;
@@ -274,12 +320,12 @@ fn main() {
             let mut times = Vec::new();
             for _ in 0..rounds {
                 tokio::time::sleep(gap).await;
-                times.push(round(&site, false).await);
+                times.push(timed_round(&site, false).await);
             }
             let mut pushed = Vec::new();
             for _ in 0..rounds {
                 tokio::time::sleep(gap).await;
-                pushed.push(round(&site, true).await);
+                pushed.push(timed_round(&site, true).await);
             }
             for s in site.stops {
                 let _ = s.send(());

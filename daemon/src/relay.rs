@@ -315,8 +315,8 @@ mod tests {
     fn only_a_grant_identical_to_a_verified_one_counts_as_seen() {
         use keys::grant::GRANT_FORMAT;
         use keys::{
-            Binding, Entitlements, HardwareId, LicenseData, LicenseNumber, LicenseType,
-            Protection, SigningKeyPair, TrustedKeys, UnixTime,
+            Binding, Entitlements, HardwareId, LicenseData, LicenseNumber, LicenseType, Protection,
+            SigningKeyPair, TrustedKeys, UnixTime,
         };
         let key = SigningKeyPair::from_seed(&[42; 32]);
         let grant = |serial| {
@@ -345,10 +345,15 @@ mod tests {
         let store = RelayStore::new(Cache::open(dir.path()).expect("open"));
         let g = grant(5);
         assert!(!store.seen_verified(&g));
-        let v = TrustedKeys::with([key.public()]).verify(&g).expect("verifies");
+        let v = TrustedKeys::with([key.public()])
+            .verify(&g)
+            .expect("verifies");
         store.verified(&v);
         assert!(store.seen_verified(&g), "the same bytes again");
-        assert!(store.clone().seen_verified(&g), "clones share what was seen");
+        assert!(
+            store.clone().seen_verified(&g),
+            "clones share what was seen"
+        );
         assert!(!store.seen_verified(&grant(6)), "another grant");
         let mut signature = g.signature().to_vec();
         signature[0] ^= 1;

@@ -335,10 +335,7 @@ impl PeerNet {
     async fn uplink(&self, shared: &Shared, body: Vec<u8>) -> Option<Vec<u8>> {
         let server = shared.server_address();
         let client = {
-            let mut kept = self
-                .uplink_client
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+            let mut kept = self.uplink_client.lock().unwrap_or_else(|p| p.into_inner());
             match kept.as_ref() {
                 Some(c) if c.server() == server => c.clone(),
                 _ => {

@@ -167,7 +167,14 @@ async fn site(dir: &Path, n: usize) -> Site {
             tokio::spawn(run);
         }
         site.stops.push(stx);
+        // A daemon that failed to start (a peer port taken since it was
+        // picked) would leave this loop waiting for ever.
+        let waiting = Instant::now();
         while SocketClient::connect(&c.socket_path).await.is_err() {
+            assert!(
+                waiting.elapsed() < Duration::from_secs(60),
+                "daemon {i} did not open its socket within 60 s"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let data = admin(
@@ -294,7 +301,11 @@ async fn timed_round(site: &Site, relay_only: bool) -> Duration {
     let used = cpu_time().saturating_sub(cpu);
     println!(
         "  round ({}): wall {:.0} ms, cpu {:.0} ms ({:.2} cores)",
-        if relay_only { "relay checks" } else { "all check" },
+        if relay_only {
+            "relay checks"
+        } else {
+            "all check"
+        },
         wall.as_secs_f64() * 1000.0,
         used.as_secs_f64() * 1000.0,
         used.as_secs_f64() / wall.as_secs_f64().max(1e-9)

@@ -174,6 +174,9 @@ pub struct ServerClient {
     shared: Option<quinn::Endpoint>,
     backoff: Backoff,
     attempt_timeout: Duration,
+    /// The connection [`ServerClient::once_kept`] keeps open and reuses
+    /// (shared by the clones of this client).
+    kept: Arc<tokio::sync::Mutex<Option<quinn::Connection>>>,
 }
 
 impl ServerClient {
@@ -219,6 +222,7 @@ impl ServerClient {
             shared: None,
             backoff: Backoff::default(),
             attempt_timeout: ATTEMPT_TIMEOUT,
+            kept: Arc::default(),
         })
     }
 
@@ -311,6 +315,55 @@ impl ServerClient {
     /// One attempt: connect, one stream, one frame each way.
     pub async fn once(&self, request: &Request) -> Result<Response, RequestError> {
         self.exchange(request).await.0
+    }
+
+    /// One attempt on the connection this client (and its clones) keep open:
+    /// opened on first use, and again once it has closed (idle for 20 s, the
+    /// server restarted, or failed). A relay carrying the checks of many peers
+    /// makes one handshake for all of them, each check on a stream of its own
+    /// (the server allows 8 at once; more wait for a stream). A kept
+    /// connection that turns out closed is replaced and the request tried
+    /// once more on a new one; after a timeout the next request starts a new
+    /// connection, but this one is not tried again.
+    pub async fn once_kept(&self, request: &Request) -> Result<Response, RequestError> {
+        let (conn, fresh) = {
+            let mut kept = self.kept.lock().await;
+            match kept.as_ref() {
+                Some(c) if c.close_reason().is_none() => (c.clone(), false),
+                _ => {
+                    // Its own socket, as every connection of this client has
+                    // ([`ServerClient::endpoint`]); the endpoint's driver runs
+                    // as long as the connection does.
+                    let endpoint = self.endpoint()?;
+                    let c = tokio::time::timeout(self.attempt_timeout, self.connect(&endpoint))
+                        .await
+                        .map_err(|_| RequestError::Timeout)??;
+                    *kept = Some(c.clone());
+                    (c, true)
+                }
+            }
+        };
+        let result = tokio::time::timeout(self.attempt_timeout, Self::ask(&conn, request))
+            .await
+            .unwrap_or(Err(RequestError::Timeout));
+        if result.is_err() {
+            // Closed under us (an old connection the server forgot), or not
+            // answering: the next request starts a new one.
+            let closed = conn.close_reason().is_some();
+            let mut kept = self.kept.lock().await;
+            if kept
+                .as_ref()
+                .is_some_and(|c| c.stable_id() == conn.stable_id())
+            {
+                conn.close(0u32.into(), b"failed");
+                *kept = None;
+            }
+            drop(kept);
+            if closed && !fresh {
+                return Box::pin(self.once_kept(request)).await;
+            }
+        }
+        result
     }
 
     /// One attempt, as [`ServerClient::once`], and the bytes it put on the

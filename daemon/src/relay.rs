@@ -14,7 +14,8 @@
 
 use crate::cache::{Cache, CacheWriteError};
 use keys::{LicenseGrant, Signed, Verified};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 /// The key of a peer: its Ed25519 public key (raw 32 bytes).
 pub type PeerKey = [u8; 32];
@@ -62,15 +63,47 @@ fn queue_key(peer: &PeerKey, seq: u64) -> Vec<u8> {
     k
 }
 
+/// Grants remembered as verified (see [`RelayStore::seen_verified`]): four
+/// times the site table, so a site's current grants and the ones they
+/// replaced fit; when full it starts again (costing one verification each).
+const MAX_SEEN_VERIFIED: usize = 4 * MAX_SITE_GRANTS;
+
 /// The store-and-forward side of the cache.
 #[derive(Clone, Debug)]
 pub struct RelayStore {
     cache: Cache,
+    /// SHA-256 of each grant (key id, payload, signature) that verified in this
+    /// process: gossip hands every peer the whole site table at each exchange,
+    /// and at 50 hosts verifying it again each time was thousands of Ed25519
+    /// verifications per round of checks (the relay bench).
+    seen: Arc<Mutex<HashSet<[u8; 32]>>>,
 }
 
 impl RelayStore {
     pub fn new(cache: Cache) -> Self {
-        RelayStore { cache }
+        RelayStore {
+            cache,
+            seen: Arc::default(),
+        }
+    }
+
+    /// True if exactly this grant (same key id, payload and signature)
+    /// verified before in this process: verifying it again would give the same
+    /// answer, so the caller may skip it. Nothing unverified ever passes.
+    pub fn seen_verified(&self, g: &Signed<LicenseGrant>) -> bool {
+        self.seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&fingerprint(g))
+    }
+
+    /// Remembers a grant that verified, for [`RelayStore::seen_verified`].
+    pub fn verified(&self, g: &Verified<LicenseGrant>) {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.len() >= MAX_SEEN_VERIFIED {
+            seen.clear();
+        }
+        seen.insert(fingerprint(g.signed()));
     }
 
     /// Keeps `body` for the uplink. A peer over its share loses its oldest
@@ -179,6 +212,17 @@ impl RelayStore {
     }
 }
 
+/// SHA-256 over everything of a signed grant that verification reads.
+fn fingerprint(g: &Signed<LicenseGrant>) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(g.key_id().to_string().as_bytes());
+    h.update((g.payload().len() as u64).to_be_bytes());
+    h.update(g.payload());
+    h.update(g.signature());
+    h.finalize().into()
+}
+
 /// Peek at an unverified grant's serial, only to compare with a stored one
 /// (stored grants were verified before they were stored).
 trait PeekSerial {
@@ -265,6 +309,59 @@ mod tests {
         assert_eq!(store.queued_len(), MAX_QUEUED - 1);
         assert_eq!(store.collect(&q.peer), vec![b"answer".to_vec()]);
         assert!(store.collect(&q.peer).is_empty(), "collected once");
+    }
+
+    #[test]
+    fn only_a_grant_identical_to_a_verified_one_counts_as_seen() {
+        use keys::grant::GRANT_FORMAT;
+        use keys::{
+            Binding, Entitlements, HardwareId, LicenseData, LicenseNumber, LicenseType, Protection,
+            SigningKeyPair, TrustedKeys, UnixTime,
+        };
+        let key = SigningKeyPair::from_seed(&[42; 32]);
+        let grant = |serial| {
+            Signed::sign(
+                &LicenseGrant {
+                    format: GRANT_FORMAT,
+                    license_number: LicenseNumber::from_body(192_190_001).expect("number"),
+                    license_type: LicenseType::Standard,
+                    protection: Protection::SoftDongle,
+                    license_data: LicenseData {
+                        name: "Muster AG".into(),
+                        postcode: "3000".into(),
+                        city: "Bern".into(),
+                    },
+                    binding: Binding::HardwareId(HardwareId::from_bytes([1; 16])),
+                    entitlements: Entitlements::standard_base(),
+                    issued_at: UnixTime(1_800_000_000),
+                    valid_until: None,
+                    serial,
+                    key_id: key.key_id(),
+                },
+                &key,
+            )
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = RelayStore::new(Cache::open(dir.path()).expect("open"));
+        let g = grant(5);
+        assert!(!store.seen_verified(&g));
+        let v = TrustedKeys::with([key.public()])
+            .verify(&g)
+            .expect("verifies");
+        store.verified(&v);
+        assert!(store.seen_verified(&g), "the same bytes again");
+        assert!(
+            store.clone().seen_verified(&g),
+            "clones share what was seen"
+        );
+        assert!(!store.seen_verified(&grant(6)), "another grant");
+        let mut signature = g.signature().to_vec();
+        signature[0] ^= 1;
+        let forged = Signed::from_parts(g.payload().to_vec(), g.key_id(), signature);
+        assert!(
+            !store.seen_verified(&forged),
+            "the same payload with another signature is verified again"
+        );
     }
 
     #[test]

@@ -13,6 +13,11 @@
 //! through it at once. The time until every daemon holds its new grant.
 //!
 //! Run: `cargo bench -p e2e --bench relay` (prints tables for BENCHMARKS.md).
+//! `RELAY_BENCH_SIZES=50` (comma-separated) and `RELAY_BENCH_ROUNDS=7` choose
+//! the site sizes and the rounds per kind; `RELAY_BENCH_HOSTS=threads` gives
+//! each daemon a runtime thread of its own (see [`own_threads`]). Each round also prints the
+//! process's CPU time (user + system, all threads) against its wall time: near
+//! 2x wall on this 2-core machine means work to cut, far below means waiting.
 
 use daemon::config::{CertPin, DongleBackend, PeerEntry};
 use daemon::peer::PeerIdentity;
@@ -146,15 +151,30 @@ async fn site(dir: &Path, n: usize) -> Site {
             }];
         }
         let (stx, srx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(daemon::run(
-            c.clone(),
-            Arc::new(clock.clone()),
-            async move {
-                let _ = srx.await;
-            },
-        ));
+        let run = daemon::run(c.clone(), Arc::new(clock.clone()), async move {
+            let _ = srx.await;
+        });
+        if own_threads() {
+            // As `promos-licd run` does on each host: a runtime of one thread.
+            std::thread::spawn(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("daemon runtime")
+                    .block_on(run)
+            });
+        } else {
+            tokio::spawn(run);
+        }
         site.stops.push(stx);
+        // A daemon that failed to start (a peer port taken since it was
+        // picked) would leave this loop waiting for ever.
+        let waiting = Instant::now();
         while SocketClient::connect(&c.socket_path).await.is_err() {
+            assert!(
+                waiting.elapsed() < Duration::from_secs(60),
+                "daemon {i} did not open its socket within 60 s"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let data = admin(
@@ -193,6 +213,15 @@ async fn site(dir: &Path, n: usize) -> Site {
     site
 }
 
+/// `RELAY_BENCH_HOSTS=threads`: each daemon runs on a one-thread runtime of
+/// its own, as `promos-licd run` does on its host, so a daemon waiting for its
+/// disk (the state is fsynced before an answer) holds up only itself. The
+/// default (`shared`) runs all daemons and the server on the bench's runtime
+/// of 2 workers, as the figures in BENCHMARKS.md before issue 16 were taken.
+fn own_threads() -> bool {
+    std::env::var("RELAY_BENCH_HOSTS").is_ok_and(|v| v == "threads")
+}
+
 /// One round: new grants for every license, every daemon checks (or, with
 /// `relay_only`, only daemon 0); the time until all hold their new grant.
 async fn round(site: &Site, relay_only: bool) -> Duration {
@@ -225,16 +254,20 @@ async fn round(site: &Site, relay_only: bool) -> Duration {
     while let Some(r) = checks.join_next().await {
         let _ = r.expect("check");
     }
+    // A daemon that holds its new grant keeps it (serials only grow), so
+    // each poll asks only from the first daemon still waiting on: polling
+    // up to 50 sockets every 2 ms (from daemon 0 each time) took CPU from the
+    // daemons being measured.
+    let mut holding = 0;
     loop {
-        let mut all = true;
-        for (s, w) in site.sockets.iter().zip(&want) {
-            let v = call(s, json!({"cmd": "status"})).await;
-            if v["status"]["grant_serial"].as_u64() != Some(*w) {
-                all = false;
+        while holding < site.sockets.len() {
+            let v = call(&site.sockets[holding], json!({"cmd": "status"})).await;
+            if v["status"]["grant_serial"].as_u64() != Some(want[holding]) {
                 break;
             }
+            holding += 1;
         }
-        if all {
+        if holding == site.sockets.len() {
             return start.elapsed();
         }
         assert!(
@@ -243,6 +276,41 @@ async fn round(site: &Site, relay_only: bool) -> Duration {
         );
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
+}
+
+/// User + system CPU time of this process (all threads) so far, from
+/// `/proc/self/stat` (fields 14 and 15, in clock ticks of 1/100 s: USER_HZ is
+/// 100 on Linux whatever the kernel's HZ).
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The command name (field 2) may contain spaces: count after its ')'.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    Duration::from_millis(f.iter().sum::<u64>() * 10)
+}
+
+/// One round, timed, with the CPU time it took (printed).
+async fn timed_round(site: &Site, relay_only: bool) -> Duration {
+    let cpu = cpu_time();
+    let wall = round(site, relay_only).await;
+    let used = cpu_time().saturating_sub(cpu);
+    println!(
+        "  round ({}): wall {:.0} ms, cpu {:.0} ms ({:.2} cores)",
+        if relay_only {
+            "relay checks"
+        } else {
+            "all check"
+        },
+        wall.as_secs_f64() * 1000.0,
+        used.as_secs_f64() * 1000.0,
+        used.as_secs_f64() / wall.as_secs_f64().max(1e-9)
+    );
+    wall
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -258,11 +326,22 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let sizes: &[usize] = if quick { &[3] } else { &[3, 10, 50] };
-    let rounds = if quick { 1 } else { ROUNDS };
+    let sizes: Vec<usize> = match std::env::var("RELAY_BENCH_SIZES") {
+        Ok(v) => v
+            .split(',')
+            .map(|n| n.trim().parse().expect("RELAY_BENCH_SIZES: numbers"))
+            .collect(),
+        Err(_) if quick => vec![3],
+        Err(_) => vec![3, 10, 50],
+    };
+    let rounds = match std::env::var("RELAY_BENCH_ROUNDS") {
+        Ok(v) => v.trim().parse().expect("RELAY_BENCH_ROUNDS: a number"),
+        Err(_) if quick => 1,
+        Err(_) => ROUNDS,
+    };
     let mut rows = Vec::new();
     let mut pushed_rows = Vec::new();
-    for &n in sizes {
+    for &n in &sizes {
         let dir = tempfile::tempdir().expect("tempdir");
         let times = rt.block_on(async {
             let site = site(dir.path(), n).await;
@@ -274,12 +353,12 @@ fn main() {
             let mut times = Vec::new();
             for _ in 0..rounds {
                 tokio::time::sleep(gap).await;
-                times.push(round(&site, false).await);
+                times.push(timed_round(&site, false).await);
             }
             let mut pushed = Vec::new();
             for _ in 0..rounds {
                 tokio::time::sleep(gap).await;
-                pushed.push(round(&site, true).await);
+                pushed.push(timed_round(&site, true).await);
             }
             for s in site.stops {
                 let _ = s.send(());

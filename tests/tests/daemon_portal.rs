@@ -847,27 +847,39 @@ async fn sigkill_right_after_the_answer_keeps_activation_grant_receipt_and_refus
 /// answer was read, which is what a SIGKILL leaves (the page cache; nothing of
 /// the process's memory), then stops the old daemon (its last writes go to the
 /// abandoned directory, which is removed); returns the copy.
-/// No tick: the daemon writes nothing after an answer until the next input,
-/// so the copy is never torn by a write of its own.
+/// No tick: the daemon's state writes happen before its answer. A file that
+/// vanishes between listing and copying (a background write replacing one:
+/// seen once in CI, `NotFound` from the copy) makes the copy start over, as
+/// a power cut is one moment, not a file-by-file walk.
 async fn power_cut(licd: &mut Licd, round: usize) -> PathBuf {
-    fn copy(from: &std::path::Path, to: &std::path::Path) {
-        std::fs::create_dir_all(to).expect("mkdir");
-        for e in std::fs::read_dir(from).expect("list").flatten() {
-            let kind = e.file_type().expect("file type");
+    fn copy(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(to)?;
+        for e in std::fs::read_dir(from)?.flatten() {
+            let kind = e.file_type()?;
             if kind.is_dir() {
-                copy(&e.path(), &to.join(e.file_name()));
+                copy(&e.path(), &to.join(e.file_name()))?;
             } else if kind.is_file() {
-                std::fs::copy(e.path(), to.join(e.file_name())).expect("copy");
+                std::fs::copy(e.path(), to.join(e.file_name()))?;
             } // the socket is the process's, not state
         }
+        Ok(())
     }
     let next = licd
         .dir
         .parent()
         .expect("parent")
         .join(format!("after-{round}"));
-    copy(&licd.dir.join("data"), &next.join("data"));
-    copy(&licd.dir.join("project"), &next.join("project"));
+    for attempt in 1.. {
+        let copied = copy(&licd.dir.join("data"), &next.join("data"))
+            .and_then(|()| copy(&licd.dir.join("project"), &next.join("project")));
+        match copied {
+            Ok(()) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempt < 20 => {
+                std::fs::remove_dir_all(&next).expect("remove the torn copy");
+            }
+            Err(e) => panic!("round {round}: copy the host directory: {e}"),
+        }
+    }
     licd.down().await;
     std::fs::remove_dir_all(&licd.dir).expect("remove the abandoned directory");
     next

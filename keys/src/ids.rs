@@ -97,6 +97,13 @@ impl HardwareId {
     pub fn from_bytes(bytes: [u8; 16]) -> Self {
         HardwareId(hex::encode(bytes))
     }
+    /// The 16 bytes the 32 hex digits stand for.
+    pub fn to_bytes(&self) -> [u8; 16] {
+        let mut bytes = [0u8; 16];
+        // Always 32 hex digits: checked when the ID was made.
+        let _ = hex::decode_to_slice(&self.0, &mut bytes);
+        bytes
+    }
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -59,6 +59,15 @@ impl KeyId {
         id.copy_from_slice(&digest[..8]);
         KeyId(id)
     }
+
+    /// The 8 bytes the 16 hex digits stand for.
+    pub fn to_bytes(self) -> [u8; 8] {
+        self.0
+    }
+
+    pub fn from_bytes(bytes: [u8; 8]) -> Self {
+        KeyId(bytes)
+    }
 }
 
 impl fmt::Display for KeyId {

@@ -84,10 +84,16 @@ impl<T> fmt::Debug for Signed<T> {
 impl<T: SignedPayload> Signed<T> {
     /// Signs the canonical encoding of `value`.
     pub fn sign(value: &T, key: &SigningKeyPair) -> Self {
+        Self::sign_bytes(Self::canonical_payload(value), key)
+    }
+
+    /// The bytes [`Signed::sign`] signs for `value`: whoever knows the value
+    /// can rebuild the payload of its envelope (the compact check receipt
+    /// leaves out what the asking daemon sent itself).
+    pub fn canonical_payload(value: &T) -> Vec<u8> {
         // Serializing plain data structs to JSON cannot fail: no maps with
         // non-string keys, no floats.
-        let payload = serde_json::to_vec(value).unwrap_or_default();
-        Self::sign_bytes(payload, key)
+        serde_json::to_vec(value).unwrap_or_default()
     }
 
     fn sign_bytes(payload: Vec<u8>, key: &SigningKeyPair) -> Self {

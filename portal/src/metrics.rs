@@ -271,7 +271,7 @@ pub fn request_kind(request: &Request) -> &'static str {
     match request {
         Request::Hello(_) => "hello",
         Request::Activate(_) | Request::ActivateWithFacts(..) => "activate",
-        Request::Check(_) | Request::CheckWithFacts(..) => "check",
+        Request::Check(_) | Request::CheckWithFacts(..) | Request::CheckCompact(_) => "check",
         Request::Deactivate(_) => "deactivate",
         Request::Relay(_) => "relay",
     }
@@ -283,10 +283,12 @@ fn outcome(response: &Response) -> &'static str {
         Response::Error(ErrorReply::RateLimited { .. }) => "rate_limited",
         Response::Error(ErrorReply::Unavailable) => "unavailable",
         Response::Error(ErrorReply::Malformed(_)) => "malformed",
+        Response::Error(ErrorReply::FactsNeeded) => "facts_needed",
         Response::Error(ErrorReply::UnsupportedProtocolVersion { .. }) => "unsupported_version",
         Response::Hello { .. }
         | Response::Activated { .. }
         | Response::Checked { .. }
+        | Response::CheckedCompact { .. }
         | Response::Deactivated { .. }
         | Response::Relayed(_) => "ok",
     }

@@ -21,8 +21,8 @@ use std::time::Instant;
 use wire::codec::{self, DecodeError};
 use wire::offline::OfflineRequest;
 use wire::{
-    CheckReceipt, ErrorReply, HardwareFacts, Nonce, Refusal, RefusalReason, RelayEnvelope, Request,
-    Response, RuntimeState, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
+    CheckReceipt, ErrorReply, FactsDigest, HardwareFacts, Nonce, Refusal, RefusalReason,
+    RelayEnvelope, Request, Response, RuntimeState, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
 };
 
 /// The agent string in `Hello` answers.
@@ -195,6 +195,7 @@ impl Service {
             }
             Request::Check(c) => self.check(&c, None, source),
             Request::CheckWithFacts(c, facts) => self.check(&c, Some(&facts), source),
+            Request::CheckCompact(c) => self.check_compact(&c.check(), c.facts, source),
             Request::Deactivate(d) => {
                 if !self.allow_activation(source.ip) {
                     return Response::Error(ErrorReply::RateLimited {
@@ -307,6 +308,22 @@ impl Service {
             Ok(Err(reason)) => {
                 self.refuse(reason, &c.license_number, &c.hardware_id, c.nonce, source)
             }
+            Err(e) => self.unavailable(e),
+        }
+    }
+
+    /// A compact daily check: answered as the check with the facts kept of
+    /// this host when its digest names them (the answer then with the
+    /// compact receipt if the daemon can rebuild it); otherwise the daemon is
+    /// asked for the facts themselves.
+    fn check_compact(&self, c: &wire::Check, digest: FactsDigest, source: &Source) -> Response {
+        match self.store.host_facts(&c.license_number) {
+            Ok(Some(kept))
+                if kept.hardware_id == c.hardware_id && kept.facts.digest() == digest =>
+            {
+                self.check(c, Some(&kept.facts), source).compacted(c)
+            }
+            Ok(_) => Response::Error(ErrorReply::FactsNeeded),
             Err(e) => self.unavailable(e),
         }
     }

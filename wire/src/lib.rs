@@ -24,10 +24,10 @@ pub mod peer;
 pub mod receipt;
 
 pub use codec::{DecodeError, MAX_FRAME_BYTES};
-pub use facts::{FactHash, FactKind, HardwareFacts};
+pub use facts::{FactHash, FactKind, FactsDigest, HardwareFacts};
 pub use msg::*;
 pub use peer::{PeerError, PeerRequest, PeerResponse};
-pub use receipt::{CheckReceipt, Refusal, RefusalReason};
+pub use receipt::{CheckReceipt, CompactReceipt, Refusal, RefusalReason};
 
 /// The protocol version this crate speaks.
 pub const PROTOCOL_VERSION: u16 = 1;

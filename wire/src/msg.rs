@@ -3,8 +3,8 @@
 //! Requests go from a daemon (or a relaying peer) to the server; responses come
 //! back. The enums' variant order is part of the encoding: append, never reorder.
 
-use crate::facts::HardwareFacts;
-use crate::receipt::{CheckReceipt, Refusal};
+use crate::facts::{FactsDigest, HardwareFacts};
+use crate::receipt::{CheckReceipt, CompactReceipt, Refusal};
 use keys::{HardwareId, LicenseGrant, LicenseNumber, Signed};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -101,6 +101,56 @@ pub struct Deactivate {
     pub nonce: Nonce,
 }
 
+/// A [`Check`] with facts in fewer bytes, for the daily check of a host the
+/// server knows: the hardware ID as its 16 bytes, the daemon's version
+/// without `promos-licd/`, and the facts as their [`FactsDigest`] (the server
+/// uses the facts it keeps of this host when the digest names them).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompactCheck {
+    pub license_number: LicenseNumber,
+    pub hardware_id: [u8; 16],
+    pub grant_serial: Option<u64>,
+    pub runtime: RuntimeState,
+    pub seats: Seats,
+    pub version: String,
+    pub nonce: Nonce,
+    pub facts: FactsDigest,
+}
+
+impl CompactCheck {
+    /// What every daemon's [`Check::daemon_version`] starts with.
+    pub const AGENT: &'static str = "promos-licd/";
+
+    /// `check` with `facts`, compact; `None` for a check whose daemon version
+    /// does not start with [`CompactCheck::AGENT`] (it goes whole).
+    pub fn of(check: &Check, facts: &HardwareFacts) -> Option<CompactCheck> {
+        let version = check.daemon_version.strip_prefix(Self::AGENT)?;
+        Some(CompactCheck {
+            license_number: check.license_number.clone(),
+            hardware_id: check.hardware_id.to_bytes(),
+            grant_serial: check.grant_serial,
+            runtime: check.runtime,
+            seats: check.seats,
+            version: version.to_owned(),
+            nonce: check.nonce,
+            facts: facts.digest(),
+        })
+    }
+
+    /// The check this stands for (without its facts).
+    pub fn check(&self) -> Check {
+        Check {
+            license_number: self.license_number.clone(),
+            hardware_id: HardwareId::from_bytes(self.hardware_id),
+            grant_serial: self.grant_serial,
+            runtime: self.runtime,
+            seats: self.seats,
+            daemon_version: format!("{}{}", Self::AGENT, self.version),
+            nonce: self.nonce,
+        }
+    }
+}
+
 /// A peer's encoded request or response, carried unchanged by a relaying daemon.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RelayEnvelope {
@@ -126,6 +176,13 @@ pub enum Request {
     /// A check with the hashed facts of the host's hardware ID, so the server
     /// can rebind a host whose hardware changed a little (issue 19).
     CheckWithFacts(Check, HardwareFacts),
+    /// The daily check in fewer bytes (daemons since issue 16, on their own
+    /// connections): see [`CompactCheck`]; the answer may carry a
+    /// [`CompactReceipt`] ([`Response::CheckedCompact`]). A server that keeps
+    /// other facts of this host answers [`ErrorReply::FactsNeeded`], one that
+    /// does not know this variant `Malformed`; the daemon then sends the
+    /// [`Request::CheckWithFacts`].
+    CheckCompact(CompactCheck),
 }
 
 impl Request {
@@ -135,6 +192,7 @@ impl Request {
         match self {
             Request::ActivateWithFacts(a, _) => Some(Request::Activate(a.clone())),
             Request::CheckWithFacts(c, _) => Some(Request::Check(c.clone())),
+            Request::CheckCompact(c) => Some(Request::Check(c.check())),
             _ => None,
         }
     }
@@ -152,6 +210,9 @@ pub enum ErrorReply {
     RateLimited { retry_after_secs: u32 },
     /// Something failed on the server; retry later.
     Unavailable,
+    /// The facts of a [`Request::CheckCompact`] are not the ones the server
+    /// keeps of this host: send the check with the facts themselves.
+    FactsNeeded,
 }
 
 /// Server to daemon (or relay).
@@ -179,4 +240,40 @@ pub enum Response {
     Error(ErrorReply),
     /// The answer to a relayed request, carried back unchanged.
     Relayed(RelayEnvelope),
+    /// Check succeeded, the answer to [`Request::CheckCompact`]: as
+    /// [`Response::Checked`], with the receipt's fields the daemon sent
+    /// itself left out. [`Response::expanded`] turns it back.
+    CheckedCompact {
+        receipt: CompactReceipt,
+        grant: Option<Signed<LicenseGrant>>,
+    },
+}
+
+impl Response {
+    /// The answer to `check` as it travels to a daemon that asked with
+    /// [`Request::CheckCompact`]: a [`Response::Checked`] whose receipt the
+    /// daemon can rebuild becomes [`Response::CheckedCompact`]; anything else
+    /// stays as it is.
+    pub fn compacted(self, check: &Check) -> Response {
+        match self {
+            Response::Checked { receipt, grant } => match CompactReceipt::of(&receipt, check) {
+                Some(receipt) => Response::CheckedCompact { receipt, grant },
+                None => Response::Checked { receipt, grant },
+            },
+            other => other,
+        }
+    }
+
+    /// The answer as the daemon handles it: a [`Response::CheckedCompact`] to
+    /// `check` becomes the [`Response::Checked`] it stands for (its receipt
+    /// still to be verified); anything else stays as it is.
+    pub fn expanded(self, check: &Check) -> Response {
+        match self {
+            Response::CheckedCompact { receipt, grant } => Response::Checked {
+                receipt: receipt.expand(check),
+                grant,
+            },
+            other => other,
+        }
+    }
 }

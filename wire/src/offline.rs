@@ -320,7 +320,7 @@ pub struct OfflineAnswer {
 fn answer_kind(response: &Response) -> &'static str {
     match response {
         Response::Activated { .. } => "activated",
-        Response::Checked { .. } => "checked",
+        Response::Checked { .. } | Response::CheckedCompact { .. } => "checked",
         Response::Deactivated { .. } => "deactivated",
         Response::Refused(_) => "refused",
         Response::Error(_) => "error",

@@ -3,8 +3,8 @@
 //! Both echo the requester's nonce and hardware ID, so a relay or a listener can
 //! neither forge one (no key) nor reuse one for another host or another request.
 
-use crate::msg::Nonce;
-use keys::{HardwareId, LicenseNumber, SignedPayload, UnixTime};
+use crate::msg::{Check, Nonce};
+use keys::{HardwareId, KeyId, LicenseNumber, Signed, SignedPayload, UnixTime};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -24,6 +24,61 @@ pub struct CheckReceipt {
 
 impl SignedPayload for CheckReceipt {
     const CONTEXT: &'static str = "check-receipt";
+}
+
+/// A signed [`CheckReceipt`] on the wire without the three fields the asking
+/// daemon sent itself (license number, hardware ID, nonce): about 190 bytes
+/// less per daily check. The signature is the full receipt's, unchanged: the
+/// daemon rebuilds the receipt from its own [`Check`] and these fields
+/// ([`CompactReceipt::expand`]) and verifies it as always, so a receipt for
+/// another host or another request still does not verify. Only the server
+/// compacts, and only when the rebuilt receipt is byte for byte the one it
+/// signed ([`CompactReceipt::of`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompactReceipt {
+    pub server_time: UnixTime,
+    pub next_check_due: UnixTime,
+    pub current_serial: u64,
+    /// The signing key's ID as its 8 bytes (16 hex digits in the envelope).
+    pub key_id: [u8; 8],
+    pub signature: Vec<u8>,
+}
+
+impl CompactReceipt {
+    /// The compact form of `receipt`, an answer to `check`; `None` if the
+    /// receipt does not name exactly the check's license, host and nonce (the
+    /// daemon could not rebuild it: it then travels whole).
+    pub fn of(receipt: &Signed<CheckReceipt>, check: &Check) -> Option<CompactReceipt> {
+        // Not a trust decision: the payload is the server's own, and the
+        // daemon verifies what it rebuilds.
+        let value: CheckReceipt = serde_json::from_slice(receipt.payload()).ok()?;
+        let compact = CompactReceipt {
+            server_time: value.server_time,
+            next_check_due: value.next_check_due,
+            current_serial: value.current_serial,
+            key_id: receipt.key_id().to_bytes(),
+            signature: receipt.signature().to_vec(),
+        };
+        (compact.expand(check) == *receipt).then_some(compact)
+    }
+
+    /// The signed receipt this stands for, rebuilt with `check`'s license,
+    /// host and nonce. Not trusted until verified, like any envelope.
+    pub fn expand(&self, check: &Check) -> Signed<CheckReceipt> {
+        let value = CheckReceipt {
+            license_number: check.license_number.clone(),
+            hardware_id: check.hardware_id.clone(),
+            nonce: check.nonce,
+            server_time: self.server_time,
+            next_check_due: self.next_check_due,
+            current_serial: self.current_serial,
+        };
+        Signed::from_parts(
+            Signed::canonical_payload(&value),
+            KeyId::from_bytes(self.key_id),
+            self.signature.clone(),
+        )
+    }
 }
 
 /// Why the server will not license this host.

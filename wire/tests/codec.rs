@@ -120,6 +120,7 @@ fn all_requests() -> Vec<Request> {
             facts(),
         ),
         Request::CheckWithFacts(check(), facts()),
+        Request::CheckCompact(CompactCheck::of(&check(), &facts()).expect("compact")),
     ]
 }
 
@@ -173,11 +174,139 @@ fn all_responses() -> Vec<Response> {
             retry_after_secs: 30,
         }),
         Response::Error(ErrorReply::Unavailable),
+        Response::Error(ErrorReply::FactsNeeded),
         Response::Relayed(RelayEnvelope {
             relay: hwid(),
             body: vec![0, 1, 2],
         }),
+        Response::Checked {
+            receipt: receipt_for(&check()),
+            grant: None,
+        }
+        .compacted(&check()),
     ]
+}
+
+/// The server's receipt for `check`, as the portal signs it.
+fn receipt_for(check: &Check) -> Signed<CheckReceipt> {
+    Signed::sign(
+        &CheckReceipt {
+            license_number: check.license_number.clone(),
+            hardware_id: check.hardware_id.clone(),
+            nonce: check.nonce,
+            server_time: UnixTime(1_700_000_000),
+            next_check_due: UnixTime(1_700_086_400),
+            current_serial: 1,
+        },
+        &key(),
+    )
+}
+
+/// The compact answer leaves out what the daemon sent and is rebuilt, byte
+/// for byte, into the receipt the server signed; it still verifies, and only
+/// for the check it answers.
+#[test]
+fn a_compact_receipt_is_rebuilt_into_the_signed_one_and_binds_the_same_check() {
+    let trusted = TrustedKeys::with([key().public()]);
+    let full = Response::Checked {
+        receipt: receipt_for(&check()),
+        grant: None,
+    };
+    let compact = full.clone().compacted(&check());
+    assert!(
+        matches!(compact, Response::CheckedCompact { .. }),
+        "{compact:?}"
+    );
+    let full_bytes = codec::encode_frame(&full).expect("encode").len();
+    let compact_bytes = codec::encode_frame(&compact).expect("encode").len();
+    assert!(
+        full_bytes - compact_bytes > 150,
+        "{full_bytes} -> {compact_bytes} bytes"
+    );
+    let frame = codec::encode_frame(&compact).expect("encode");
+    let back = codec::decode_frame::<Response>(&frame).expect("decode");
+    assert_eq!(back.clone().expanded(&check()), full);
+    let Response::Checked { receipt, .. } = back.clone().expanded(&check()) else {
+        panic!("not expanded");
+    };
+    assert_eq!(
+        trusted.verify(&receipt).expect("verifies").nonce,
+        check().nonce
+    );
+
+    // Rebuilt with another request's nonce or another host, it does not verify.
+    let mut other = check();
+    other.nonce = Nonce([8; 16]);
+    let Response::Checked { receipt, .. } = back.clone().expanded(&other) else {
+        panic!("not expanded");
+    };
+    assert!(trusted.verify(&receipt).is_err());
+    other = check();
+    other.hardware_id = "602c649d1171ad2e8705074ce97791db".parse().expect("hwid");
+    let Response::Checked { receipt, .. } = back.expanded(&other) else {
+        panic!("not expanded");
+    };
+    assert!(trusted.verify(&receipt).is_err());
+}
+
+/// A receipt that does not name exactly the check's license, host and nonce
+/// cannot be rebuilt by the daemon: the server sends it whole. Anything but a
+/// successful check passes unchanged both ways.
+#[test]
+fn only_a_receipt_the_daemon_can_rebuild_is_compacted() {
+    let mut other = check();
+    other.nonce = Nonce([8; 16]);
+    let answer = Response::Checked {
+        receipt: receipt_for(&other),
+        grant: Some(grant()),
+    };
+    assert_eq!(answer.clone().compacted(&check()), answer);
+    for r in [
+        Response::Refused(refusal()),
+        Response::Error(ErrorReply::Unavailable),
+    ] {
+        assert_eq!(r.clone().compacted(&check()), r);
+        assert_eq!(r.clone().expanded(&check()), r);
+    }
+}
+
+/// Appended, never reordered: the compact check and its answer are variant 7
+/// of `Request` and of `Response`, so older servers and daemons read every
+/// earlier message as before.
+#[test]
+fn the_compact_check_and_answer_are_new_variants() {
+    let body = codec::encode_body(&Request::CheckCompact(
+        CompactCheck::of(&check(), &facts()).expect("compact"),
+    ))
+    .expect("encode");
+    assert_eq!(body[2], 7, "variant index of CheckCompact");
+    let compact = Response::Checked {
+        receipt: receipt_for(&check()),
+        grant: None,
+    }
+    .compacted(&check());
+    let body = codec::encode_body(&compact).expect("encode");
+    assert_eq!(body[2], 7, "variant index of CheckedCompact");
+}
+
+/// The compact check stands for the check it was made of, in far fewer bytes;
+/// a daemon version of another agent cannot be rebuilt, so that check goes
+/// whole.
+#[test]
+fn a_compact_check_is_the_same_check_in_fewer_bytes() {
+    let compact = CompactCheck::of(&check(), &facts()).expect("compact");
+    assert_eq!(compact.check(), check());
+    assert_eq!(compact.facts, facts().digest());
+    let whole = codec::encode_frame(&Request::CheckWithFacts(check(), facts()))
+        .expect("encode")
+        .len();
+    let small = codec::encode_frame(&Request::CheckCompact(compact))
+        .expect("encode")
+        .len();
+    assert!(whole - small > 150, "{whole} -> {small} bytes");
+    let mut other = check();
+    other.daemon_version = "another-agent/1.0".into();
+    assert_eq!(CompactCheck::of(&other, &facts()), None);
 }
 
 #[test]

@@ -658,6 +658,7 @@ fn variant(r: &Response) -> &'static str {
         Response::Hello { .. } => "Hello",
         Response::Activated { .. } => "Activated",
         Response::Checked { .. } => "Checked",
+        Response::CheckedCompact { .. } => "CheckedCompact",
         Response::Deactivated { .. } => "Deactivated",
         Response::Refused(_) => "Refused",
         Response::Error(_) => "Error",

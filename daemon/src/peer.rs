@@ -559,6 +559,26 @@ mod tests {
         assert!(picky.connect(&addr).await.is_err());
     }
 
+    #[tokio::test]
+    async fn a_request_on_a_closed_connection_is_not_sent() {
+        let id = |n: u8| PeerIdentity::from_key(SigningKeyPair::from_seed(&[n; 32])).expect("id");
+        let (a, b) = (id(1), id(2));
+        let local = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+        let server = PeerEndpoint::bind(&a, &[b.public()], local).expect("bind");
+        let addr = server.local_addr().expect("addr").to_string();
+        let _results = accept_all(&server);
+        let client = PeerEndpoint::bind(&b, &[a.public()], None).expect("bind");
+        let conn = client.connect(&addr).await.expect("B connects");
+        let kept = conn.clone();
+        assert!(kept.is_open() && kept.same(&conn));
+        conn.close();
+        assert!(!kept.is_open(), "clones share the connection");
+        assert!(matches!(
+            kept.ask(&PeerRequest::Collect).await,
+            Err(PeerExchangeError::NotSent { .. })
+        ));
+    }
+
     #[test]
     fn identity_file_is_created_once_with_mode_0600() {
         use std::os::unix::fs::PermissionsExt;

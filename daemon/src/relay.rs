@@ -391,6 +391,64 @@ mod tests {
     }
 
     #[test]
+    fn the_site_table_keeps_the_highest_serial_in_memory_and_on_disk() {
+        use keys::grant::GRANT_FORMAT;
+        use keys::{
+            Binding, Entitlements, HardwareId, LicenseData, LicenseNumber, LicenseType, Protection,
+            SigningKeyPair, TrustedKeys, UnixTime,
+        };
+        let key = SigningKeyPair::from_seed(&[43; 32]);
+        let trusted = TrustedKeys::with([key.public()]);
+        let grant = |body: u32, serial| {
+            let g = Signed::sign(
+                &LicenseGrant {
+                    format: GRANT_FORMAT,
+                    license_number: LicenseNumber::from_body(body).expect("number"),
+                    license_type: LicenseType::Standard,
+                    protection: Protection::SoftDongle,
+                    license_data: LicenseData {
+                        name: "Muster AG".into(),
+                        postcode: "3000".into(),
+                        city: "Bern".into(),
+                    },
+                    binding: Binding::HardwareId(HardwareId::from_bytes([1; 16])),
+                    entitlements: Entitlements::standard_base(),
+                    issued_at: UnixTime(1_800_000_000),
+                    valid_until: None,
+                    serial,
+                    key_id: key.key_id(),
+                },
+                &key,
+            );
+            trusted.verify(&g).expect("verifies")
+        };
+        let serials = |store: &RelayStore| -> Vec<u64> {
+            store
+                .site_grants()
+                .iter()
+                .map(|g| trusted.verify(g).expect("stored as signed").serial)
+                .collect()
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let store = RelayStore::new(Cache::open(dir.path()).expect("open"));
+            assert!(store.offer_grant(&grant(192_190_001, 5)));
+            assert!(!store.offer_grant(&grant(192_190_001, 5)), "not newer");
+            assert!(!store.offer_grant(&grant(192_190_001, 4)), "older");
+            assert!(store.offer_grant(&grant(192_190_001, 6)));
+            assert!(store.offer_grant(&grant(192_190_002, 1)));
+            assert_eq!(serials(&store), vec![6, 1]);
+            assert_eq!(serials(&store.clone()), vec![6, 1], "clones share it");
+            store.cache.flush().expect("flushed");
+        }
+        let store = RelayStore::new(Cache::open(dir.path()).expect("reopen"));
+        assert_eq!(serials(&store), vec![6, 1], "read back from sled");
+        assert!(!store.offer_grant(&grant(192_190_001, 6)));
+        assert!(store.offer_grant(&grant(192_190_001, 7)));
+        assert_eq!(serials(&store), vec![7, 1]);
+    }
+
+    #[test]
     fn rate_limiter_allows_a_burst_then_the_refill_rate() {
         let mut r = RateLimiter::new(3, 1);
         let p = [7; 32];

@@ -15,7 +15,11 @@
 //! - a daemon whose own check reached the server says so to each peer that
 //!   lists the capability in its `Hello` (`ServerReached`); a peer that could
 //!   not reach the server checks through it at once, one such check at a time
-//!   and at most one a second. The message carries nothing to trust.
+//!   and at most one a second. The message carries nothing to trust;
+//! - a connection this host opened to a peer is asked on again for a while
+//!   ([`LINK_KEPT`]); a failed request is asked again on a new connection
+//!   only if it cannot have carried a check to the server (a `Forward` is
+//!   asked again only if it was never sent).
 
 use super::{Shared, DAEMON_VERSION};
 use crate::cache::Cache;

@@ -264,6 +264,10 @@ pub enum PeerExchangeError {
     Timeout { addr: String },
     #[error("exchange with peer {addr} failed: {message}")]
     Exchange { addr: String, message: String },
+    /// The connection was closed before the request was sent: the peer
+    /// cannot have seen it, so it may be asked again on a new connection.
+    #[error("the connection to peer {addr} was closed before the request was sent: {message}")]
+    NotSent { addr: String, message: String },
 }
 
 /// The QUIC endpoint for peers: listens (if configured) and connects out, with
@@ -386,8 +390,8 @@ fn transport() -> quinn::TransportConfig {
     t
 }
 
-/// An open connection to a peer.
-#[derive(Debug)]
+/// An open connection to a peer (clones share it).
+#[derive(Debug, Clone)]
 pub struct PeerConn {
     conn: quinn::Connection,
     pub addr: String,
@@ -402,7 +406,14 @@ impl PeerConn {
             message,
         };
         let exchange = async {
-            let (mut send, mut recv) = self.conn.open_bi().await.map_err(|e| err(e.to_string()))?;
+            let (mut send, mut recv) =
+                self.conn
+                    .open_bi()
+                    .await
+                    .map_err(|e| PeerExchangeError::NotSent {
+                        addr: self.addr.clone(),
+                        message: e.to_string(),
+                    })?;
             wire::codec::write_message(&mut send, request)
                 .await
                 .map_err(|e| err(e.to_string()))?;
@@ -425,6 +436,17 @@ impl PeerConn {
 
     pub fn close(&self) {
         self.conn.close(0u32.into(), b"done");
+    }
+
+    /// Neither side has closed it, nor has it timed out, as far as this
+    /// side knows (a peer that restarted is noticed only at the next packet).
+    pub fn is_open(&self) -> bool {
+        self.conn.close_reason().is_none()
+    }
+
+    /// Both are handles of the same connection.
+    pub fn same(&self, other: &PeerConn) -> bool {
+        self.conn.stable_id() == other.conn.stable_id()
     }
 }
 
@@ -535,6 +557,26 @@ mod tests {
         // B refuses a server whose key it does not list.
         let picky = PeerEndpoint::bind(&b, &[stranger.public()], None).expect("bind");
         assert!(picky.connect(&addr).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_request_on_a_closed_connection_is_not_sent() {
+        let id = |n: u8| PeerIdentity::from_key(SigningKeyPair::from_seed(&[n; 32])).expect("id");
+        let (a, b) = (id(1), id(2));
+        let local = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+        let server = PeerEndpoint::bind(&a, &[b.public()], local).expect("bind");
+        let addr = server.local_addr().expect("addr").to_string();
+        let _results = accept_all(&server);
+        let client = PeerEndpoint::bind(&b, &[a.public()], None).expect("bind");
+        let conn = client.connect(&addr).await.expect("B connects");
+        let kept = conn.clone();
+        assert!(kept.is_open() && kept.same(&conn));
+        conn.close();
+        assert!(!kept.is_open(), "clones share the connection");
+        assert!(matches!(
+            kept.ask(&PeerRequest::Collect).await,
+            Err(PeerExchangeError::NotSent { .. })
+        ));
     }
 
     #[test]

@@ -14,7 +14,7 @@
 
 use crate::cache::{Cache, CacheWriteError};
 use keys::{LicenseGrant, Signed, Verified};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 /// The key of a peer: its Ed25519 public key (raw 32 bytes).
@@ -77,13 +77,22 @@ pub struct RelayStore {
     /// and at 50 hosts verifying it again each time was thousands of Ed25519
     /// verifications per round of checks (the relay bench).
     seen: Arc<Mutex<HashSet<[u8; 32]>>>,
+    /// The site table as in sled (its only writer is
+    /// [`RelayStore::offer_grant`]), decoded, with each grant's serial: read
+    /// at every exchange, where decoding the sled copy's JSON each time was
+    /// a few thousand grants per round at 50 hosts. Loaded at first use.
+    table: Arc<Mutex<Option<SiteTable>>>,
 }
+
+/// License number (the sled key) -> serial and the grant as signed.
+type SiteTable = BTreeMap<Vec<u8>, (u64, Signed<LicenseGrant>)>;
 
 impl RelayStore {
     pub fn new(cache: Cache) -> Self {
         RelayStore {
             cache,
             seen: Arc::default(),
+            table: Arc::default(),
         }
     }
 
@@ -182,32 +191,49 @@ impl RelayStore {
     /// Offers a verified grant to the site table; true if it is new (the highest
     /// serial of its license so far). Highest serial wins.
     pub fn offer_grant(&self, g: &Verified<LicenseGrant>) -> bool {
-        let t = self.cache.site_grants();
+        let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        let table = table.get_or_insert_with(|| self.load_table());
         let key = g.license_number.as_str().as_bytes();
-        let held: Option<u64> = t
-            .get(key)
-            .ok()
-            .flatten()
-            .and_then(|b| serde_json::from_slice::<Signed<LicenseGrant>>(&b).ok())
-            .and_then(|s| s.peek_serial());
+        let held = table.get(key).map(|(serial, _)| *serial);
         if held.is_some_and(|h| h >= g.serial) {
             return false;
         }
-        if held.is_none() && t.len() >= MAX_SITE_GRANTS {
+        if held.is_none() && table.len() >= MAX_SITE_GRANTS {
             return false;
         }
-        t.insert(key, serde_json::to_vec(g.signed()).unwrap_or_default())
-            .is_ok()
+        let stored = self
+            .cache
+            .site_grants()
+            .insert(key, serde_json::to_vec(g.signed()).unwrap_or_default())
+            .is_ok();
+        if stored {
+            table.insert(key.to_vec(), (g.serial, g.signed().clone()));
+        }
+        stored
     }
 
     /// The site's grants as the server signed them (verified again by whoever
-    /// receives them).
+    /// receives them), in license number order.
     pub fn site_grants(&self) -> Vec<Signed<LicenseGrant>> {
+        let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        table
+            .get_or_insert_with(|| self.load_table())
+            .values()
+            .map(|(_, g)| g.clone())
+            .collect()
+    }
+
+    /// The site table from sled: what decodes, with its serial (a grant
+    /// whose payload does not decode is left out, as it always was).
+    fn load_table(&self) -> SiteTable {
         self.cache
             .site_grants()
             .iter()
             .filter_map(Result::ok)
-            .filter_map(|(_, v)| serde_json::from_slice(&v).ok())
+            .filter_map(|(k, v)| {
+                let g: Signed<LicenseGrant> = serde_json::from_slice(&v).ok()?;
+                Some((k.to_vec(), (g.peek_serial()?, g)))
+            })
             .collect()
     }
 }
@@ -362,6 +388,64 @@ mod tests {
             !store.seen_verified(&forged),
             "the same payload with another signature is verified again"
         );
+    }
+
+    #[test]
+    fn the_site_table_keeps_the_highest_serial_in_memory_and_on_disk() {
+        use keys::grant::GRANT_FORMAT;
+        use keys::{
+            Binding, Entitlements, HardwareId, LicenseData, LicenseNumber, LicenseType, Protection,
+            SigningKeyPair, TrustedKeys, UnixTime,
+        };
+        let key = SigningKeyPair::from_seed(&[43; 32]);
+        let trusted = TrustedKeys::with([key.public()]);
+        let grant = |body: u32, serial| {
+            let g = Signed::sign(
+                &LicenseGrant {
+                    format: GRANT_FORMAT,
+                    license_number: LicenseNumber::from_body(body).expect("number"),
+                    license_type: LicenseType::Standard,
+                    protection: Protection::SoftDongle,
+                    license_data: LicenseData {
+                        name: "Muster AG".into(),
+                        postcode: "3000".into(),
+                        city: "Bern".into(),
+                    },
+                    binding: Binding::HardwareId(HardwareId::from_bytes([1; 16])),
+                    entitlements: Entitlements::standard_base(),
+                    issued_at: UnixTime(1_800_000_000),
+                    valid_until: None,
+                    serial,
+                    key_id: key.key_id(),
+                },
+                &key,
+            );
+            trusted.verify(&g).expect("verifies")
+        };
+        let serials = |store: &RelayStore| -> Vec<u64> {
+            store
+                .site_grants()
+                .iter()
+                .map(|g| trusted.verify(g).expect("stored as signed").serial)
+                .collect()
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let store = RelayStore::new(Cache::open(dir.path()).expect("open"));
+            assert!(store.offer_grant(&grant(192_190_001, 5)));
+            assert!(!store.offer_grant(&grant(192_190_001, 5)), "not newer");
+            assert!(!store.offer_grant(&grant(192_190_001, 4)), "older");
+            assert!(store.offer_grant(&grant(192_190_001, 6)));
+            assert!(store.offer_grant(&grant(192_190_002, 1)));
+            assert_eq!(serials(&store), vec![6, 1]);
+            assert_eq!(serials(&store.clone()), vec![6, 1], "clones share it");
+            store.cache.flush().expect("flushed");
+        }
+        let store = RelayStore::new(Cache::open(dir.path()).expect("reopen"));
+        assert_eq!(serials(&store), vec![6, 1], "read back from sled");
+        assert!(!store.offer_grant(&grant(192_190_001, 6)));
+        assert!(store.offer_grant(&grant(192_190_001, 7)));
+        assert_eq!(serials(&store), vec![7, 1]);
     }
 
     #[test]

@@ -14,7 +14,10 @@
 //!
 //! Run: `cargo bench -p e2e --bench relay` (prints tables for BENCHMARKS.md).
 //! `RELAY_BENCH_SIZES=50` (comma-separated) and `RELAY_BENCH_ROUNDS=7` choose
-//! the site sizes and the rounds per kind; `RELAY_BENCH_HOSTS=threads` gives
+//! the site sizes and the rounds per kind; `RELAY_BENCH_GAP_MS` the pause
+//! before each round (default 1500; above 10000 no peer connection is
+//! kept from the round before, as on a site whose checks are a day
+//! apart: `daemon`'s `LINK_KEPT`); `RELAY_BENCH_HOSTS=threads` gives
 //! each daemon a runtime thread of its own (see [`own_threads`]). Each round also prints the
 //! process's CPU time (user + system, all threads) against its wall time: near
 //! 2x wall on this 2-core machine means work to cut, far below means waiting.
@@ -349,7 +352,10 @@ fn main() {
             // into the peers' rate limit (30 requests, then 1 a second; a
             // round costs a peer up to 4), and a daemon checks through a
             // reporting peer at most once a second.
-            let gap = Duration::from_millis(1500);
+            let gap = Duration::from_millis(match std::env::var("RELAY_BENCH_GAP_MS") {
+                Ok(v) => v.trim().parse().expect("RELAY_BENCH_GAP_MS: a number"),
+                Err(_) => 1500,
+            });
             let mut times = Vec::new();
             for _ in 0..rounds {
                 tokio::time::sleep(gap).await;

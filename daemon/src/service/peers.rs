@@ -15,12 +15,17 @@
 //! - a daemon whose own check reached the server says so to each peer that
 //!   lists the capability in its `Hello` (`ServerReached`); a peer that could
 //!   not reach the server checks through it at once, one such check at a time
-//!   and at most one a second. The message carries nothing to trust.
+//!   and at most one a second. The message carries nothing to trust;
+//! - a connection this host opened to a peer is asked on again for a while
+//!   ([`LINK_KEPT`]); a failed request is asked again on a new connection
+//!   only if it cannot have carried a check to the server (a `Forward` is
+//!   asked again only if it was never sent).
 
 use super::{Shared, DAEMON_VERSION};
 use crate::cache::Cache;
 use crate::client::ServerClient;
-use crate::peer::{remote_key, PeerConn, PeerEndpoint, PeerGuard};
+use crate::config::PeerEntry;
+use crate::peer::{remote_key, PeerConn, PeerEndpoint, PeerExchangeError, PeerGuard};
 use crate::relay::{PeerKey, QueueError, RelayStore};
 use crate::state::Input;
 use keys::{LicenseGrant, Signed, Verified};
@@ -54,6 +59,15 @@ const CAPABILITY_KEPT: std::time::Duration = crate::peer::BAN;
 /// check opens at once (connections here, checks through this host at the
 /// peers' side) while a site of 50 hosts is told in four waves.
 const EXCHANGES_AT_ONCE: usize = 16;
+/// A connection this host opened to a peer is used again for the next
+/// request to that peer if that comes within this long of the last one (and
+/// the connection is still open): a check through a relay, the exchange after
+/// it, the relay's report and the check that report starts are one
+/// mutually authenticated handshake instead of one each (about 200 per round
+/// at 50 hosts, the relay bench). Long enough for one round of a site's
+/// checks; short, so a connection to a peer that restarted meanwhile (and
+/// forgot it) is rarely used. Below the 30 s idle timeout of the transport.
+const LINK_KEPT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Bytes of grants per `Collected` answer: leaves room in the 64 KiB frame for
 /// [`crate::relay::MAX_ANSWERS_PER_PEER`] answers of ~3 KiB.
 const GRANT_BYTES_PER_ANSWER: usize = 32 * 1024;
@@ -82,6 +96,11 @@ pub struct PeerNet {
     /// kept connection (for that server address): every peer's check is a
     /// stream on it instead of a handshake each.
     uplink_client: Mutex<Option<ServerClient>>,
+    /// Connections this host opened to its peers, by address, with when each
+    /// was last used ([`LINK_KEPT`]). Only these are asked on again: a peer
+    /// serves requests on the connections it accepted, so an older daemon
+    /// would not answer on one it opened.
+    links: Mutex<HashMap<String, (PeerConn, std::time::Instant)>>,
 }
 
 /// What a peer did wrong.
@@ -111,6 +130,7 @@ impl PeerNet {
             can_hear_reached: Mutex::new(HashMap::new()),
             new_grant: tokio::sync::Notify::new(),
             uplink_client: Mutex::new(None),
+            links: Mutex::new(HashMap::new()),
         }
     }
 
@@ -177,12 +197,16 @@ impl PeerNet {
                         return;
                     }
                 };
-                net.serve_conn(&shared, conn).await;
+                net.serve_conn(shared, conn).await;
             });
         }
     }
 
-    async fn serve_conn(&self, shared: &Arc<Shared>, conn: quinn::Connection) {
+    /// Serves one peer connection: each request (stream) in a task of its
+    /// own, so a check waiting for the server does not hold up the
+    /// exchanges behind it on a connection the peer keeps; at most 8 at once
+    /// (the transport's stream limit, [`crate::peer`]).
+    async fn serve_conn(self: Arc<Self>, shared: Arc<Shared>, conn: quinn::Connection) {
         let addr = conn.remote_address().to_string();
         let Some(key) = remote_key(&conn) else {
             conn.close(2u32.into(), b"no key");
@@ -197,32 +221,42 @@ impl PeerNet {
                 Ok(s) => s,
                 Err(_) => return,
             };
+            // Cut off meanwhile (by this side or the other): the connection
+            // may have been open since before.
+            if self.guard.is_banned(&key) {
+                conn.close(2u32.into(), b"cut off");
+                return;
+            }
             if !self.guard.allow(&key) {
                 self.guard
                     .ban(&key, &addr, "flood: over the request rate limit");
                 conn.close(3u32.into(), b"rate limit");
                 return;
             }
-            let request = match codec::read_message::<PeerRequest, _>(&mut recv).await {
-                Ok(r) => r,
-                Err(e) => {
-                    self.guard
-                        .ban(&key, &addr, &format!("undecodable request: {e}"));
-                    conn.close(3u32.into(), b"malformed");
-                    return;
+            let (net, shared, conn, addr) =
+                (self.clone(), shared.clone(), conn.clone(), addr.clone());
+            tokio::spawn(async move {
+                let request = match codec::read_message::<PeerRequest, _>(&mut recv).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        net.guard
+                            .ban(&key, &addr, &format!("undecodable request: {e}"));
+                        conn.close(3u32.into(), b"malformed");
+                        return;
+                    }
+                };
+                let answer = match net.answer(&shared, &key, request).await {
+                    Ok(a) => a,
+                    Err(Hostile(why)) => {
+                        net.guard.ban(&key, &addr, &why);
+                        conn.close(3u32.into(), b"forged or replayed data");
+                        return;
+                    }
+                };
+                if codec::write_message(&mut send, &answer).await.is_ok() {
+                    let _ = send.finish();
                 }
-            };
-            let answer = match self.answer(shared, &key, request).await {
-                Ok(a) => a,
-                Err(Hostile(why)) => {
-                    self.guard.ban(&key, &addr, &why);
-                    conn.close(3u32.into(), b"forged or replayed data");
-                    return;
-                }
-            };
-            if codec::write_message(&mut send, &answer).await.is_err() || send.finish().is_err() {
-                return;
-            }
+            });
         }
     }
 
@@ -527,7 +561,7 @@ impl PeerNet {
     pub(super) async fn check_via_peer(
         &self,
         shared: &Shared,
-        peer: &crate::config::PeerEntry,
+        peer: &PeerEntry,
         request: &Request,
         nonce: Nonce,
     ) -> Option<Input> {
@@ -540,7 +574,7 @@ impl PeerNet {
     async fn ask_peer(
         &self,
         shared: &Shared,
-        peer: &crate::config::PeerEntry,
+        peer: &PeerEntry,
         request: &Request,
         nonce: Nonce,
     ) -> Relayed {
@@ -551,48 +585,118 @@ impl PeerNet {
         if self.guard.is_banned(&key) {
             return Relayed::Nothing;
         }
-        let conn = match self.endpoint.connect(&peer.address).await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::info!(error = %e, "peer not reachable");
-                return Relayed::Nothing;
-            }
-        };
-        match conn.ask(&PeerRequest::Forward { body }).await {
-            Ok(PeerResponse::Answer { body }) => match self.relayed_answer(shared, &body, nonce) {
-                Ok(input) => {
-                    conn.close();
-                    tracing::info!(peer = %peer.address, "check relayed by a peer");
-                    Relayed::Answer(Box::new(input))
+        match self.ask_link(peer, &PeerRequest::Forward { body }).await {
+            Ok((conn, PeerResponse::Answer { body })) => {
+                match self.relayed_answer(shared, &body, nonce) {
+                    Ok(input) => {
+                        tracing::info!(peer = %peer.address, "check relayed by a peer");
+                        Relayed::Answer(Box::new(input))
+                    }
+                    Err(Hostile(why)) => {
+                        self.guard.ban(&key, &peer.address, &why);
+                        self.cut_link(peer, &conn, &why);
+                        Relayed::Nothing
+                    }
                 }
-                Err(Hostile(why)) => {
-                    self.guard.ban(&key, &peer.address, &why);
-                    conn.cut_off(&why);
-                    Relayed::Nothing
-                }
-            },
-            Ok(PeerResponse::Queued) => {
-                conn.close();
-                Relayed::Queued
             }
+            Ok((_, PeerResponse::Queued)) => Relayed::Queued,
             // A peer older than the hardware facts relays plain checks only.
-            Ok(PeerResponse::Error(PeerError::Malformed(_)))
+            Ok((_, PeerResponse::Error(PeerError::Malformed(_))))
                 if request.without_facts().is_some() =>
             {
-                conn.close();
                 match request.without_facts() {
                     Some(plain) => Box::pin(self.ask_peer(shared, peer, &plain, nonce)).await,
                     None => Relayed::Nothing,
                 }
             }
-            Ok(other) => {
+            Ok((_, other)) => {
                 tracing::info!(peer = %peer.address, answer = ?other, "peer did not relay");
-                conn.close();
                 Relayed::Nothing
             }
             Err(e) => {
                 tracing::info!(error = %e, "peer exchange failed");
                 Relayed::Nothing
+            }
+        }
+    }
+
+    /// A connection to `peer`: the one this host opened before if it is
+    /// still open and was last used within [`LINK_KEPT`], else a new one
+    /// (kept); `true` if it is new.
+    async fn link(&self, peer: &PeerEntry) -> Result<(PeerConn, bool), PeerExchangeError> {
+        {
+            let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
+            let now = std::time::Instant::now();
+            links.retain(|_, (c, used)| c.is_open() && now.duration_since(*used) < LINK_KEPT);
+            if let Some((c, used)) = links.get_mut(&peer.address) {
+                *used = now;
+                return Ok((c.clone(), false));
+            }
+        }
+        let conn = self.endpoint.connect(&peer.address).await?;
+        let replaced = self.links.lock().unwrap_or_else(|p| p.into_inner()).insert(
+            peer.address.clone(),
+            (conn.clone(), std::time::Instant::now()),
+        );
+        // Two requests connected at once: the other one's connection closes
+        // when its last handle goes.
+        drop(replaced);
+        Ok((conn, true))
+    }
+
+    /// Forgets `conn` as the link to `peer` (if it still is).
+    fn drop_link(&self, peer: &PeerEntry, conn: &PeerConn) {
+        let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
+        if links.get(&peer.address).is_some_and(|(c, _)| c.same(conn)) {
+            links.remove(&peer.address);
+        }
+    }
+
+    /// Closes the connections to a peer that misbehaved (the caller bans
+    /// it): `conn`, and the link if another one took its place meanwhile.
+    fn cut_link(&self, peer: &PeerEntry, conn: &PeerConn, why: &str) {
+        let link = self
+            .links
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&peer.address);
+        if let Some((link, _)) = link {
+            link.cut_off(why);
+        }
+        conn.cut_off(why);
+    }
+
+    /// One request to `peer` on its link ([`PeerNet::link`]), and the
+    /// connection it went on. A request that failed on a link kept from
+    /// before (the peer restarted or closed it meanwhile) is asked once more
+    /// on a new connection, unless it is a `Forward` that was sent: the peer
+    /// may have carried that check to the server already, and a check is
+    /// never sent to the server twice. (The asking daemon retries such a
+    /// check as any failed one, with a new nonce.)
+    async fn ask_link(
+        &self,
+        peer: &PeerEntry,
+        request: &PeerRequest,
+    ) -> Result<(PeerConn, PeerResponse), PeerExchangeError> {
+        let (conn, fresh) = self.link(peer).await?;
+        let e = match conn.ask(request).await {
+            Ok(answer) => return Ok((conn, answer)),
+            Err(e) => e,
+        };
+        self.drop_link(peer, &conn);
+        conn.close();
+        let sent = !matches!(e, PeerExchangeError::NotSent { .. });
+        if fresh || (sent && matches!(request, PeerRequest::Forward { .. })) {
+            return Err(e);
+        }
+        tracing::debug!(peer = %peer.address, error = %e, "a kept peer connection failed: asking on a new one");
+        let (conn, _) = self.link(peer).await?;
+        match conn.ask(request).await {
+            Ok(answer) => Ok((conn, answer)),
+            Err(e) => {
+                self.drop_link(peer, &conn);
+                conn.close();
+                Err(e)
             }
         }
     }
@@ -660,34 +764,29 @@ impl PeerNet {
         join_all(each.collect()).await;
     }
 
-    async fn exchange_with_peer(
-        &self,
-        shared: &Shared,
-        peer: &crate::config::PeerEntry,
-        reached: bool,
-    ) {
+    async fn exchange_with_peer(&self, shared: &Shared, peer: &PeerEntry, reached: bool) {
         let key = peer.public_key.to_bytes();
         if self.guard.is_banned(&key) {
             return;
         }
-        let Ok(conn) = self.endpoint.connect(&peer.address).await else {
+        // One connection attempt per exchange (a host that is switched off
+        // costs one connect timeout); the requests below go on this link.
+        let Ok((conn, _)) = self.link(peer).await else {
             return;
         };
         if reached {
-            self.tell_server_reached(shared, &conn).await;
+            self.tell_server_reached(shared, peer, &conn).await;
         }
-        if let Err(Hostile(why)) = self.exchange(shared, &conn).await {
+        if let Err(Hostile(why)) = self.exchange(shared, peer).await {
             self.guard.ban(&key, &peer.address, &why);
-            conn.cut_off(&why);
-        } else {
-            conn.close();
+            self.cut_link(peer, &conn, &why);
         }
     }
 
     /// `ServerReached` to a peer whose `Hello` lists the capability (an older
     /// daemon would take the unknown message for garbage); the answer to
     /// `Hello` is kept for [`CAPABILITY_KEPT`].
-    async fn tell_server_reached(&self, shared: &Shared, conn: &PeerConn) {
+    async fn tell_server_reached(&self, shared: &Shared, peer: &PeerEntry, conn: &PeerConn) {
         let known = {
             let mut can = self
                 .can_hear_reached
@@ -701,8 +800,8 @@ impl PeerNet {
                 hardware_id: shared.hardware_id.clone(),
                 agent: format!("{DAEMON_VERSION} {CAP_SERVER_REACHED}"),
             };
-            match conn.ask(&hello).await {
-                Ok(PeerResponse::Hello { agent, .. })
+            match self.ask_link(peer, &hello).await {
+                Ok((_, PeerResponse::Hello { agent, .. }))
                     if has_capability(&agent, CAP_SERVER_REACHED) =>
                 {
                     self.can_hear_reached
@@ -713,7 +812,11 @@ impl PeerNet {
                 _ => return,
             }
         }
-        if conn.ask(&PeerRequest::ServerReached).await.is_err() {
+        if self
+            .ask_link(peer, &PeerRequest::ServerReached)
+            .await
+            .is_err()
+        {
             // Asked again next time (it may have been replaced by an older build).
             self.can_hear_reached
                 .lock()
@@ -722,9 +825,9 @@ impl PeerNet {
         }
     }
 
-    async fn exchange(&self, shared: &Shared, conn: &PeerConn) -> Result<(), Hostile> {
-        if let Ok(PeerResponse::Collected { answers, grants }) =
-            conn.ask(&PeerRequest::Collect).await
+    async fn exchange(&self, shared: &Shared, peer: &PeerEntry) -> Result<(), Hostile> {
+        if let Ok((_, PeerResponse::Collected { answers, grants })) =
+            self.ask_link(peer, &PeerRequest::Collect).await
         {
             for body in answers {
                 self.late_answer(shared, &body)?;
@@ -732,7 +835,7 @@ impl PeerNet {
             self.take_grants(shared, grants)?;
         }
         let ours = self.grants_to_share(shared);
-        let _ = conn.ask(&PeerRequest::Grants(ours)).await;
+        let _ = self.ask_link(peer, &PeerRequest::Grants(ours)).await;
         Ok(())
     }
 

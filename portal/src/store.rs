@@ -2135,6 +2135,21 @@ impl Store {
 
     /// Runs `f` on a reader connection inside a read transaction (one snapshot).
     fn read<A>(&self, f: impl FnOnce(&Conn) -> Result<A, StoreError>) -> Result<A, StoreError> {
+        self.with_reader(|conn| conn.read(f))
+    }
+
+    /// Runs `f`, a read of exactly one statement, on a reader connection: one
+    /// snapshot, on PostgreSQL without BEGIN and COMMIT ([`Conn::read_one`]:
+    /// one round trip instead of three; a second statement is an error).
+    fn read_one<A>(&self, f: impl FnOnce(&Conn) -> Result<A, StoreError>) -> Result<A, StoreError> {
+        self.with_reader(|conn| conn.read_one(f))
+    }
+
+    /// Runs `f` with a reader connection from the pool (a new one if none is idle).
+    fn with_reader<A>(
+        &self,
+        f: impl FnOnce(&Conn) -> Result<A, StoreError>,
+    ) -> Result<A, StoreError> {
         self.injected_fault()?;
         let pooled = self
             .readers
@@ -2146,7 +2161,7 @@ impl Store {
             Some(c) => c,
             None => self.connect()?,
         };
-        let result = conn.read(f);
+        let result = f(&conn);
         let mut pool = self.readers.lock().unwrap_or_else(PoisonError::into_inner);
         let keep = match self.engine {
             Engine::Sqlite => IDLE_READERS,
@@ -2454,7 +2469,7 @@ impl Store {
         if q.chars().count() < search::GRAM {
             return self.search_by_scan(&q);
         }
-        self.read(|c| {
+        self.read_one(|c| {
             let mut out = vec![];
             for (record, email) in engine_of(c).search_candidates(c, &q)? {
                 let l: License = from_record("license", &record)?;
@@ -4834,6 +4849,34 @@ mod tests {
     fn for_each_engine(test: impl Fn(Store)) {
         test(Store::temporary().expect("SQLite store"));
         test(Store::temporary_postgres().expect("PostgreSQL store"));
+    }
+
+    /// A read declared as one statement runs one: on PostgreSQL (no
+    /// transaction around it) a second one is refused, not read from another
+    /// snapshot; SQLite runs it in a read transaction.
+    #[test]
+    fn a_read_of_one_statement_refuses_a_second_on_postgresql() {
+        for_each_engine(|store| {
+            let one = store.read_one(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?));
+            assert_eq!(one.expect("one statement"), 1);
+            let two = store.read_one(|c| {
+                c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?;
+                Ok(c.query_row("SELECT 2", [], |r| r.get::<_, i64>(0))?)
+            });
+            match store.engine() {
+                Engine::Sqlite => assert_eq!(two.expect("SQLite"), 2),
+                Engine::Postgres => assert!(
+                    matches!(two, Err(StoreError::Db(DbError::NotOneStatement))),
+                    "{two:?}"
+                ),
+            }
+            // The connection went back to the pool and reads as before.
+            let after = store.read(|c| {
+                c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?;
+                Ok(c.query_row("SELECT 2", [], |r| r.get::<_, i64>(0))?)
+            });
+            assert_eq!(after.expect("a read transaction"), 2);
+        });
     }
 
     #[test]

@@ -2492,20 +2492,55 @@ impl Store {
     }
 
     /// The admin license list's page `page` (1-based, clamped to the last page)
-    /// of `size` licenses, with the number of licenses and the page shown: one
-    /// read transaction.
+    /// of `size` licenses, with the number of licenses and the page shown: the
+    /// count and the page in one statement (one snapshot, one round trip); a
+    /// page past the end reads again, clamped to the last page that count gives.
     pub fn license_list_page(
         &self,
         page: usize,
         size: usize,
     ) -> Result<LicenseListPage, StoreError> {
-        self.read(|c| {
-            let n: i64 = c.query_row("SELECT COUNT(*) FROM licenses", [], |r| r.get(0))?;
-            let total = uint(n) as usize;
-            let page = page.clamp(1, total.div_ceil(size.max(1)).max(1));
-            let rows = q_licenses_page_with_emails(c, (page - 1) * size, size)?;
-            Ok(LicenseListPage { total, page, rows })
-        })
+        let size = size.max(1);
+        let mut page = page.max(1);
+        loop {
+            let (total, rows) = self.read_one(|c| {
+                // One row even when the page is empty: the count, and no record.
+                let mut stmt = c.prepare_cached(
+                    "SELECT n.total, p.record, p.email
+                     FROM (SELECT COUNT(*) AS total FROM licenses) n
+                     LEFT JOIN (SELECT l.number, l.record, COALESCE(a.email, '') AS email
+                                FROM licenses l LEFT JOIN accounts a ON a.id = l.account_id
+                                ORDER BY l.number LIMIT ?1 OFFSET ?2) p ON 1 = 1
+                     ORDER BY p.number",
+                )?;
+                let found = stmt.query_map(
+                    params![int(size as u64), int(((page - 1) * size) as u64)],
+                    |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, Option<Vec<u8>>>(1)?,
+                            r.get::<_, Option<String>>(2)?,
+                        ))
+                    },
+                )?;
+                let mut total = 0;
+                let mut rows = vec![];
+                for row in found {
+                    let (n, record, email) = row?;
+                    total = uint(n) as usize;
+                    if let Some(record) = record {
+                        let license: License = from_record("license", &record)?;
+                        rows.push((license, email.unwrap_or_default()));
+                    }
+                }
+                Ok((total, rows))
+            })?;
+            let last = total.div_ceil(size).max(1);
+            if !rows.is_empty() || page <= last {
+                return Ok(LicenseListPage { total, page, rows });
+            }
+            page = last;
+        }
     }
 
     /// The admin license search without the index: decodes every license and

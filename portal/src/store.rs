@@ -751,6 +751,17 @@ pub struct SessionRow {
     pub persistent: bool,
 }
 
+/// A session with what a request needs of its account (see
+/// [`Store::session_with_account`]).
+#[derive(Clone, Debug)]
+pub struct SessionWithAccount {
+    pub session: SessionRow,
+    /// `None` if the account was deleted.
+    pub account: Option<Account>,
+    /// The account's language preference ([`Store::lang_pref`]).
+    pub lang: Option<String>,
+}
+
 /// An emailed link's row.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EmailTokenRow {
@@ -3589,18 +3600,40 @@ impl Store {
         self.read(|c| q_session(c, id_hash))
     }
 
-    /// A session and its account, read in one transaction: what every request
-    /// of a logged-in visitor reads first.
+    /// A session with its account and the account's language preference, read
+    /// in one statement: what every request of a logged-in visitor reads first.
     pub fn session_with_account(
         &self,
         id_hash: &str,
-    ) -> Result<Option<(SessionRow, Option<Account>)>, StoreError> {
-        self.read(|c| {
-            let Some(session) = q_session(c, id_hash)? else {
+    ) -> Result<Option<SessionWithAccount>, StoreError> {
+        self.read_one(|c| {
+            let row = c
+                .prepare_cached(
+                    "SELECT s.account_id, s.created_at, s.expires_at, s.persistent, a.record, p.lang
+                     FROM sessions s
+                     LEFT JOIN accounts a ON a.id = s.account_id
+                     LEFT JOIN prefs p ON p.account_id = a.id
+                     WHERE s.id_hash = ?1",
+                )?
+                .query_row([id_hash], |r| {
+                    let session = SessionRow {
+                        account: AccountId(uint(r.get(0)?)),
+                        created: UnixTime(uint(r.get(1)?)),
+                        expires: UnixTime(uint(r.get(2)?)),
+                        persistent: r.get(3)?,
+                    };
+                    Ok((session, r.get::<_, Option<Vec<u8>>>(4)?, r.get(5)?))
+                })
+                .optional()?;
+            let Some((session, account, lang)) = row else {
                 return Ok(None);
             };
-            let account = q_account(c, session.account)?;
-            Ok(Some((session, account)))
+            let account = account.map(|t| from_record("account", &t)).transpose()?;
+            Ok(Some(SessionWithAccount {
+                session,
+                account,
+                lang,
+            }))
         })
     }
 
@@ -4911,6 +4944,54 @@ mod tests {
                 Ok(c.query_row("SELECT 2", [], |r| r.get::<_, i64>(0))?)
             });
             assert_eq!(after.expect("a read transaction"), 2);
+        });
+    }
+
+    /// The request's first read: the session, its account and the account's
+    /// language preference, in one statement.
+    #[test]
+    fn a_session_is_read_with_its_account_and_language() {
+        for_each_engine(|store| {
+            let now = UnixTime(1_000);
+            let a = store
+                .create_account(
+                    NewAccount {
+                        email: "s@example.com".into(),
+                        password_hash: None,
+                        company: "C".into(),
+                        first_name: "F".into(),
+                        last_name: "L".into(),
+                    },
+                    &Actor::System,
+                    now,
+                )
+                .expect("account");
+            let row = SessionRow {
+                account: a.id,
+                created: now,
+                expires: UnixTime(2_000),
+                persistent: true,
+            };
+            let hash = "a".repeat(64);
+            store.insert_session(&hash, &row).expect("session");
+            assert!(store
+                .session_with_account(&"b".repeat(64))
+                .expect("read")
+                .is_none());
+            let found = store
+                .session_with_account(&hash)
+                .expect("read")
+                .expect("found");
+            assert_eq!(found.session, row);
+            assert_eq!(found.account.as_ref(), Some(&a));
+            assert_eq!(found.lang, None);
+            store.set_lang_pref(a.id, "en").expect("lang");
+            let found = store
+                .session_with_account(&hash)
+                .expect("read")
+                .expect("found");
+            assert_eq!(found.lang.as_deref(), Some("en"));
+            assert_eq!(found.account, Some(a.clone()));
         });
     }
 

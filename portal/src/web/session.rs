@@ -26,6 +26,10 @@ pub const REMEMBER_SECS: u64 = 30 * 24 * 3600;
 /// computer left logged in does not stay open for ever.
 pub const BROWSER_SESSION_SECS: u64 = 12 * 3600;
 
+/// A live session with its account (`None` if it was deleted) and the
+/// account's language preference ([`Sessions::lookup_with_account`]).
+pub type SessionWithAccount = (Session, Option<Account>, Option<String>);
+
 /// A live session.
 #[derive(Clone, Debug)]
 pub struct Session {
@@ -95,7 +99,7 @@ impl Sessions {
         &self,
         id: &str,
         now: UnixTime,
-    ) -> Result<Option<(Session, Option<Account>, Option<String>)>, StoreError> {
+    ) -> Result<Option<SessionWithAccount>, StoreError> {
         if id.len() != 64 {
             return Ok(None);
         }

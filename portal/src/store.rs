@@ -751,6 +751,17 @@ pub struct SessionRow {
     pub persistent: bool,
 }
 
+/// A session with what a request needs of its account (see
+/// [`Store::session_with_account`]).
+#[derive(Clone, Debug)]
+pub struct SessionWithAccount {
+    pub session: SessionRow,
+    /// `None` if the account was deleted.
+    pub account: Option<Account>,
+    /// The account's language preference ([`Store::lang_pref`]).
+    pub lang: Option<String>,
+}
+
 /// An emailed link's row.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EmailTokenRow {
@@ -2135,6 +2146,21 @@ impl Store {
 
     /// Runs `f` on a reader connection inside a read transaction (one snapshot).
     fn read<A>(&self, f: impl FnOnce(&Conn) -> Result<A, StoreError>) -> Result<A, StoreError> {
+        self.with_reader(|conn| conn.read(f))
+    }
+
+    /// Runs `f`, a read of exactly one statement, on a reader connection: one
+    /// snapshot, on PostgreSQL without BEGIN and COMMIT ([`Conn::read_one`]:
+    /// one round trip instead of three; a second statement is an error).
+    fn read_one<A>(&self, f: impl FnOnce(&Conn) -> Result<A, StoreError>) -> Result<A, StoreError> {
+        self.with_reader(|conn| conn.read_one(f))
+    }
+
+    /// Runs `f` with a reader connection from the pool (a new one if none is idle).
+    fn with_reader<A>(
+        &self,
+        f: impl FnOnce(&Conn) -> Result<A, StoreError>,
+    ) -> Result<A, StoreError> {
         self.injected_fault()?;
         let pooled = self
             .readers
@@ -2146,7 +2172,7 @@ impl Store {
             Some(c) => c,
             None => self.connect()?,
         };
-        let result = conn.read(f);
+        let result = f(&conn);
         let mut pool = self.readers.lock().unwrap_or_else(PoisonError::into_inner);
         let keep = match self.engine {
             Engine::Sqlite => IDLE_READERS,
@@ -2454,7 +2480,7 @@ impl Store {
         if q.chars().count() < search::GRAM {
             return self.search_by_scan(&q);
         }
-        self.read(|c| {
+        self.read_one(|c| {
             let mut out = vec![];
             for (record, email) in engine_of(c).search_candidates(c, &q)? {
                 let l: License = from_record("license", &record)?;
@@ -2477,20 +2503,55 @@ impl Store {
     }
 
     /// The admin license list's page `page` (1-based, clamped to the last page)
-    /// of `size` licenses, with the number of licenses and the page shown: one
-    /// read transaction.
+    /// of `size` licenses, with the number of licenses and the page shown: the
+    /// count and the page in one statement (one snapshot, one round trip); a
+    /// page past the end reads again, clamped to the last page that count gives.
     pub fn license_list_page(
         &self,
         page: usize,
         size: usize,
     ) -> Result<LicenseListPage, StoreError> {
-        self.read(|c| {
-            let n: i64 = c.query_row("SELECT COUNT(*) FROM licenses", [], |r| r.get(0))?;
-            let total = uint(n) as usize;
-            let page = page.clamp(1, total.div_ceil(size.max(1)).max(1));
-            let rows = q_licenses_page_with_emails(c, (page - 1) * size, size)?;
-            Ok(LicenseListPage { total, page, rows })
-        })
+        let size = size.max(1);
+        let mut page = page.max(1);
+        loop {
+            let (total, rows) = self.read_one(|c| {
+                // One row even when the page is empty: the count, and no record.
+                let mut stmt = c.prepare_cached(
+                    "SELECT n.total, p.record, p.email
+                     FROM (SELECT COUNT(*) AS total FROM licenses) n
+                     LEFT JOIN (SELECT l.number, l.record, COALESCE(a.email, '') AS email
+                                FROM licenses l LEFT JOIN accounts a ON a.id = l.account_id
+                                ORDER BY l.number LIMIT ?1 OFFSET ?2) p ON 1 = 1
+                     ORDER BY p.number",
+                )?;
+                let found = stmt.query_map(
+                    params![int(size as u64), int(((page - 1) * size) as u64)],
+                    |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, Option<Vec<u8>>>(1)?,
+                            r.get::<_, Option<String>>(2)?,
+                        ))
+                    },
+                )?;
+                let mut total = 0;
+                let mut rows = vec![];
+                for row in found {
+                    let (n, record, email) = row?;
+                    total = uint(n) as usize;
+                    if let Some(record) = record {
+                        let license: License = from_record("license", &record)?;
+                        rows.push((license, email.unwrap_or_default()));
+                    }
+                }
+                Ok((total, rows))
+            })?;
+            let last = total.div_ceil(size).max(1);
+            if !rows.is_empty() || page <= last {
+                return Ok(LicenseListPage { total, page, rows });
+            }
+            page = last;
+        }
     }
 
     /// The admin license search without the index: decodes every license and
@@ -3539,18 +3600,40 @@ impl Store {
         self.read(|c| q_session(c, id_hash))
     }
 
-    /// A session and its account, read in one transaction: what every request
-    /// of a logged-in visitor reads first.
+    /// A session with its account and the account's language preference, read
+    /// in one statement: what every request of a logged-in visitor reads first.
     pub fn session_with_account(
         &self,
         id_hash: &str,
-    ) -> Result<Option<(SessionRow, Option<Account>)>, StoreError> {
-        self.read(|c| {
-            let Some(session) = q_session(c, id_hash)? else {
+    ) -> Result<Option<SessionWithAccount>, StoreError> {
+        self.read_one(|c| {
+            let row = c
+                .prepare_cached(
+                    "SELECT s.account_id, s.created_at, s.expires_at, s.persistent, a.record, p.lang
+                     FROM sessions s
+                     LEFT JOIN accounts a ON a.id = s.account_id
+                     LEFT JOIN prefs p ON p.account_id = a.id
+                     WHERE s.id_hash = ?1",
+                )?
+                .query_row([id_hash], |r| {
+                    let session = SessionRow {
+                        account: AccountId(uint(r.get(0)?)),
+                        created: UnixTime(uint(r.get(1)?)),
+                        expires: UnixTime(uint(r.get(2)?)),
+                        persistent: r.get(3)?,
+                    };
+                    Ok((session, r.get::<_, Option<Vec<u8>>>(4)?, r.get(5)?))
+                })
+                .optional()?;
+            let Some((session, account, lang)) = row else {
                 return Ok(None);
             };
-            let account = q_account(c, session.account)?;
-            Ok(Some((session, account)))
+            let account = account.map(|t| from_record("account", &t)).transpose()?;
+            Ok(Some(SessionWithAccount {
+                session,
+                account,
+                lang,
+            }))
         })
     }
 
@@ -4834,6 +4917,82 @@ mod tests {
     fn for_each_engine(test: impl Fn(Store)) {
         test(Store::temporary().expect("SQLite store"));
         test(Store::temporary_postgres().expect("PostgreSQL store"));
+    }
+
+    /// A read declared as one statement runs one: on PostgreSQL (no
+    /// transaction around it) a second one is refused, not read from another
+    /// snapshot; SQLite runs it in a read transaction.
+    #[test]
+    fn a_read_of_one_statement_refuses_a_second_on_postgresql() {
+        for_each_engine(|store| {
+            let one = store.read_one(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?));
+            assert_eq!(one.expect("one statement"), 1);
+            let two = store.read_one(|c| {
+                c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?;
+                Ok(c.query_row("SELECT 2", [], |r| r.get::<_, i64>(0))?)
+            });
+            match store.engine() {
+                Engine::Sqlite => assert_eq!(two.expect("SQLite"), 2),
+                Engine::Postgres => assert!(
+                    matches!(two, Err(StoreError::Db(DbError::NotOneStatement))),
+                    "{two:?}"
+                ),
+            }
+            // The connection went back to the pool and reads as before.
+            let after = store.read(|c| {
+                c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?;
+                Ok(c.query_row("SELECT 2", [], |r| r.get::<_, i64>(0))?)
+            });
+            assert_eq!(after.expect("a read transaction"), 2);
+        });
+    }
+
+    /// The request's first read: the session, its account and the account's
+    /// language preference, in one statement.
+    #[test]
+    fn a_session_is_read_with_its_account_and_language() {
+        for_each_engine(|store| {
+            let now = UnixTime(1_000);
+            let a = store
+                .create_account(
+                    NewAccount {
+                        email: "s@example.com".into(),
+                        password_hash: None,
+                        company: "C".into(),
+                        first_name: "F".into(),
+                        last_name: "L".into(),
+                    },
+                    &Actor::System,
+                    now,
+                )
+                .expect("account");
+            let row = SessionRow {
+                account: a.id,
+                created: now,
+                expires: UnixTime(2_000),
+                persistent: true,
+            };
+            let hash = "a".repeat(64);
+            store.insert_session(&hash, &row).expect("session");
+            assert!(store
+                .session_with_account(&"b".repeat(64))
+                .expect("read")
+                .is_none());
+            let found = store
+                .session_with_account(&hash)
+                .expect("read")
+                .expect("found");
+            assert_eq!(found.session, row);
+            assert_eq!(found.account.as_ref(), Some(&a));
+            assert_eq!(found.lang, None);
+            store.set_lang_pref(a.id, "en").expect("lang");
+            let found = store
+                .session_with_account(&hash)
+                .expect("read")
+                .expect("found");
+            assert_eq!(found.lang.as_deref(), Some("en"));
+            assert_eq!(found.account, Some(a.clone()));
+        });
     }
 
     #[test]

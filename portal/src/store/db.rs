@@ -12,7 +12,7 @@
 //! Every call blocks: the store runs on blocking threads, never on the async
 //! workers (the portal and the QUIC endpoint call it through `spawn_blocking`).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
 /// A value bound to a statement: anything both engines take.
@@ -76,6 +76,9 @@ pub enum DbError {
     Pg(#[from] postgres::Error),
     #[error("the query returned no rows")]
     NoRows,
+    /// A read declared as one statement ([`Conn::read_one`]) ran a second one.
+    #[error("a second statement in a read of one statement")]
+    NotOneStatement,
     #[error("column {column}: {reason}")]
     Column { column: usize, reason: String },
     /// A record a migration re-encodes does not decode.
@@ -330,6 +333,8 @@ pub struct PgConn {
     /// Always `Some` until the connection is dropped.
     client: RefCell<Option<postgres::Client>>,
     cache: RefCell<HashMap<String, postgres::Statement>>,
+    /// In a read of one statement ([`Conn::read_one`]): whether it ran.
+    one_statement: Cell<Option<bool>>,
 }
 
 impl std::fmt::Debug for PgConn {
@@ -344,6 +349,7 @@ impl PgConn {
         Ok(PgConn {
             client: RefCell::new(Some(client)),
             cache: RefCell::new(HashMap::new()),
+            one_statement: Cell::new(None),
         })
     }
 
@@ -363,6 +369,20 @@ impl PgConn {
         let mut client = self.client.borrow_mut();
         let client = client.as_mut().ok_or(DbError::NoRows)?;
         Ok(f(client)?)
+    }
+
+    /// Runs one statement on the client: the second one of a read of one
+    /// statement is refused ([`DbError::NotOneStatement`]).
+    fn run<T>(
+        &self,
+        f: impl FnOnce(&mut postgres::Client) -> Result<T, postgres::Error>,
+    ) -> Result<T, DbError> {
+        match self.one_statement.get() {
+            Some(true) => return Err(DbError::NotOneStatement),
+            Some(false) => self.one_statement.set(Some(true)),
+            None => {}
+        }
+        self.with(f)
     }
 
     fn statement(&self, sql: &str) -> Result<postgres::Statement, DbError> {
@@ -470,7 +490,7 @@ impl Conn {
     pub fn execute_batch(&self, sql: &str) -> Result<(), DbError> {
         match self {
             Conn::Sqlite(c) => c.execute_batch(sql)?,
-            Conn::Pg(c) => c.with(|c| c.batch_execute(sql))?,
+            Conn::Pg(c) => c.run(|c| c.batch_execute(sql))?,
         }
         Ok(())
     }
@@ -540,6 +560,26 @@ impl Conn {
         let _ = self.execute_batch(if r.is_ok() { "COMMIT" } else { "ROLLBACK" });
         r
     }
+
+    /// Runs `f`, a read of exactly one statement. On PostgreSQL without a
+    /// transaction of its own: one statement outside a transaction reads one
+    /// snapshot, as [`Conn::read`]'s transaction would, and BEGIN and COMMIT
+    /// would be two more round trips to the server. A second statement in `f`
+    /// fails with [`DbError::NotOneStatement`], so a read that grows one fails
+    /// its PostgreSQL tests instead of reading two snapshots. SQLite: as
+    /// [`Conn::read`] (its BEGIN and COMMIT are calls in this process).
+    pub fn read_one<A, E: From<DbError>>(
+        &self,
+        f: impl FnOnce(&Conn) -> Result<A, E>,
+    ) -> Result<A, E> {
+        let Conn::Pg(pg) = self else {
+            return self.read(f);
+        };
+        pg.one_statement.set(Some(false));
+        let r = f(self);
+        pg.one_statement.set(None);
+        r
+    }
 }
 
 impl Stmt<'_> {
@@ -553,7 +593,7 @@ impl Stmt<'_> {
             Stmt::Pg { conn, stmt } => {
                 let pg: Vec<&(dyn postgres::types::ToSql + Sync)> =
                     args.iter().map(|a| a.pg()).collect();
-                let n = conn.with(|c| c.execute(&*stmt, &pg))?;
+                let n = conn.run(|c| c.execute(&*stmt, &pg))?;
                 Ok(usize::try_from(n).unwrap_or(usize::MAX))
             }
         }
@@ -577,7 +617,7 @@ impl Stmt<'_> {
             Stmt::Pg { conn, stmt } => {
                 let pg: Vec<&(dyn postgres::types::ToSql + Sync)> =
                     args.iter().map(|a| a.pg()).collect();
-                match conn.with(|c| c.query_opt(&*stmt, &pg))? {
+                match conn.run(|c| c.query_opt(&*stmt, &pg))? {
                     Some(r) => f(&Row::Pg(&r)),
                     None => Err(DbError::NoRows),
                 }
@@ -605,7 +645,7 @@ impl Stmt<'_> {
             Stmt::Pg { conn, stmt } => {
                 let pg: Vec<&(dyn postgres::types::ToSql + Sync)> =
                     args.iter().map(|a| a.pg()).collect();
-                for r in conn.with(|c| c.query(&*stmt, &pg))? {
+                for r in conn.run(|c| c.query(&*stmt, &pg))? {
                     out.push(f(&Row::Pg(&r)));
                 }
             }

@@ -413,16 +413,18 @@ fn build_ctx(
 ) -> Result<Ctx, StoreError> {
     let now = web.clock.now();
     let cookie = cookie.as_deref();
-    let (session, account) = match session::read_cookie(cookie, session::SESSION_COOKIE) {
+    // The session, its account and the account's language: one statement.
+    let (session, account, lang_pref) = match session::read_cookie(cookie, session::SESSION_COOKIE)
+    {
         Some(id) => match web.sessions.lookup_with_account(id, now)? {
-            Some((s, a)) => (Some(s), a),
-            None => (None, None),
+            Some((s, a, l)) => (Some(s), a, l),
+            None => (None, None, None),
         },
-        None => (None, None),
+        None => (None, None, None),
     };
     let lang = session::read_cookie(cookie, session::LANG_COOKIE)
         .and_then(Lang::from_code)
-        .or_else(|| account.as_ref().and_then(|a| web.lang_pref(a.id)))
+        .or_else(|| lang_pref.as_deref().and_then(Lang::from_code))
         .or_else(|| accept.as_deref().and_then(Lang::from_accept_language))
         .unwrap_or(Lang::De);
     let (anon, anon_is_new) = match session::read_cookie(cookie, session::ANON_COOKIE) {

@@ -26,6 +26,10 @@ pub const REMEMBER_SECS: u64 = 30 * 24 * 3600;
 /// computer left logged in does not stay open for ever.
 pub const BROWSER_SESSION_SECS: u64 = 12 * 3600;
 
+/// A live session with its account (`None` if it was deleted) and the
+/// account's language preference ([`Sessions::lookup_with_account`]).
+pub type SessionWithAccount = (Session, Option<Account>, Option<String>);
+
 /// A live session.
 #[derive(Clone, Debug)]
 pub struct Session {
@@ -85,31 +89,32 @@ impl Sessions {
 
     /// The session behind a cookie value, if it is live.
     pub fn lookup(&self, id: &str, now: UnixTime) -> Result<Option<Session>, StoreError> {
-        Ok(self.lookup_with_account(id, now)?.map(|(s, _)| s))
+        Ok(self.lookup_with_account(id, now)?.map(|(s, _, _)| s))
     }
 
     /// [`Sessions::lookup`] with the session's account (`None` if it was
-    /// deleted), both read in one store transaction.
+    /// deleted) and the account's language preference, all read in one store
+    /// statement.
     pub fn lookup_with_account(
         &self,
         id: &str,
         now: UnixTime,
-    ) -> Result<Option<(Session, Option<Account>)>, StoreError> {
+    ) -> Result<Option<SessionWithAccount>, StoreError> {
         if id.len() != 64 {
             return Ok(None);
         }
-        let Some((rec, account)) = self.store.session_with_account(&hash_id(id))? else {
+        let Some(found) = self.store.session_with_account(&hash_id(id))? else {
             return Ok(None);
         };
-        if now >= rec.expires {
+        if now >= found.session.expires {
             self.remove(id)?;
             return Ok(None);
         }
         let session = Session {
             id: id.to_owned(),
-            account: rec.account,
+            account: found.session.account,
         };
-        Ok(Some((session, account)))
+        Ok(Some((session, found.account, found.lang)))
     }
 
     /// Ends one session (logout).

@@ -337,36 +337,40 @@ mod tests {
         assert!(store.collect(&q.peer).is_empty(), "collected once");
     }
 
-    #[test]
-    fn only_a_grant_identical_to_a_verified_one_counts_as_seen() {
+    /// A standard soft-dongle grant of license `body`, signed by `key`.
+    fn test_grant(key: &keys::SigningKeyPair, body: u32, serial: u64) -> Signed<LicenseGrant> {
         use keys::grant::GRANT_FORMAT;
         use keys::{
             Binding, Entitlements, HardwareId, LicenseData, LicenseNumber, LicenseType, Protection,
-            SigningKeyPair, TrustedKeys, UnixTime,
+            UnixTime,
         };
-        let key = SigningKeyPair::from_seed(&[42; 32]);
-        let grant = |serial| {
-            Signed::sign(
-                &LicenseGrant {
-                    format: GRANT_FORMAT,
-                    license_number: LicenseNumber::from_body(192_190_001).expect("number"),
-                    license_type: LicenseType::Standard,
-                    protection: Protection::SoftDongle,
-                    license_data: LicenseData {
-                        name: "Muster AG".into(),
-                        postcode: "3000".into(),
-                        city: "Bern".into(),
-                    },
-                    binding: Binding::HardwareId(HardwareId::from_bytes([1; 16])),
-                    entitlements: Entitlements::standard_base(),
-                    issued_at: UnixTime(1_800_000_000),
-                    valid_until: None,
-                    serial,
-                    key_id: key.key_id(),
+        Signed::sign(
+            &LicenseGrant {
+                format: GRANT_FORMAT,
+                license_number: LicenseNumber::from_body(body).expect("number"),
+                license_type: LicenseType::Standard,
+                protection: Protection::SoftDongle,
+                license_data: LicenseData {
+                    name: "Muster AG".into(),
+                    postcode: "3000".into(),
+                    city: "Bern".into(),
                 },
-                &key,
-            )
-        };
+                binding: Binding::HardwareId(HardwareId::from_bytes([1; 16])),
+                entitlements: Entitlements::standard_base(),
+                issued_at: UnixTime(1_800_000_000),
+                valid_until: None,
+                serial,
+                key_id: key.key_id(),
+            },
+            key,
+        )
+    }
+
+    #[test]
+    fn only_a_grant_identical_to_a_verified_one_counts_as_seen() {
+        use keys::{SigningKeyPair, TrustedKeys};
+        let key = SigningKeyPair::from_seed(&[42; 32]);
+        let grant = |serial| test_grant(&key, 192_190_001, serial);
         let dir = tempfile::tempdir().expect("tempdir");
         let store = RelayStore::new(Cache::open(dir.path()).expect("open"));
         let g = grant(5);
@@ -392,35 +396,13 @@ mod tests {
 
     #[test]
     fn the_site_table_keeps_the_highest_serial_in_memory_and_on_disk() {
-        use keys::grant::GRANT_FORMAT;
-        use keys::{
-            Binding, Entitlements, HardwareId, LicenseData, LicenseNumber, LicenseType, Protection,
-            SigningKeyPair, TrustedKeys, UnixTime,
-        };
+        use keys::{SigningKeyPair, TrustedKeys};
         let key = SigningKeyPair::from_seed(&[43; 32]);
         let trusted = TrustedKeys::with([key.public()]);
         let grant = |body: u32, serial| {
-            let g = Signed::sign(
-                &LicenseGrant {
-                    format: GRANT_FORMAT,
-                    license_number: LicenseNumber::from_body(body).expect("number"),
-                    license_type: LicenseType::Standard,
-                    protection: Protection::SoftDongle,
-                    license_data: LicenseData {
-                        name: "Muster AG".into(),
-                        postcode: "3000".into(),
-                        city: "Bern".into(),
-                    },
-                    binding: Binding::HardwareId(HardwareId::from_bytes([1; 16])),
-                    entitlements: Entitlements::standard_base(),
-                    issued_at: UnixTime(1_800_000_000),
-                    valid_until: None,
-                    serial,
-                    key_id: key.key_id(),
-                },
-                &key,
-            );
-            trusted.verify(&g).expect("verifies")
+            trusted
+                .verify(&test_grant(&key, body, serial))
+                .expect("verifies")
         };
         let serials = |store: &RelayStore| -> Vec<u64> {
             store
